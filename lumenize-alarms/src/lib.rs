@@ -1,1 +1,16 @@
-//! placeholder
+//! Any number of durable scheduled tasks on a Durable Object's one native alarm.
+//!
+//! placeholder: crate docs come with the adapter.
+
+mod error;
+mod options;
+mod policy;
+mod when;
+
+pub mod core;
+
+pub use crate::core::{Filter, RunReport, Status, Task};
+pub use error::{Error, Result};
+pub use options::Options;
+pub use policy::{MissedTicks, RetryPolicy};
+pub use when::{Kind, Schedule, When};
