@@ -9,7 +9,7 @@ mod when;
 
 pub mod core;
 
-pub use crate::core::{Filter, RunReport, Status, Task};
+pub use crate::core::{Filter, RunReport, Status, Scheduled};
 pub use error::{Error, Result};
 pub use options::Options;
 pub use policy::{MissedTicks, RetryPolicy};

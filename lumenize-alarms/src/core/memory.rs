@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
-use crate::core::{Filter, Status, Store, Task};
+use crate::core::{Filter, Status, Store, Scheduled};
 use crate::Result;
 
 /// A [`Store`] in memory. Behaves like the SQLite adapter, row for row.
@@ -23,13 +23,13 @@ use crate::Result;
 /// ```
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    rows: RefCell<BTreeMap<String, Task>>,
+    rows: RefCell<BTreeMap<String, Scheduled>>,
     last_seq: Cell<i64>,
 }
 
 impl MemoryStore {
-    fn live(&self) -> Vec<Task> {
-        let mut live: Vec<Task> =
+    fn live(&self) -> Vec<Scheduled> {
+        let mut live: Vec<Scheduled> =
             self.rows.borrow().values().filter(|t| t.status != Status::Dead).cloned().collect();
         live.sort_by_key(|t| (t.due_ms, t.seq));
         live
@@ -37,30 +37,30 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn get(&self, id: &str) -> Result<Option<Task>> {
+    fn get(&self, id: &str) -> Result<Option<Scheduled>> {
         Ok(self.rows.borrow().get(id).cloned())
     }
-    fn insert(&self, task: &Task) -> Result<i64> {
+    fn insert(&self, task: &Scheduled) -> Result<i64> {
         let seq = self.last_seq.get() + 1;
         self.last_seq.set(seq);
-        self.rows.borrow_mut().insert(task.id.clone(), Task { seq, ..task.clone() });
+        self.rows.borrow_mut().insert(task.id.clone(), Scheduled { seq, ..task.clone() });
         Ok(seq)
     }
-    fn put(&self, task: &Task) -> Result<()> {
+    fn put(&self, task: &Scheduled) -> Result<()> {
         self.rows.borrow_mut().insert(task.id.clone(), task.clone());
         Ok(())
     }
     fn remove(&self, id: &str) -> Result<bool> {
         Ok(self.rows.borrow_mut().remove(id).is_some())
     }
-    fn next_due(&self, now_ms: i64) -> Result<Option<Task>> {
+    fn next_due(&self, now_ms: i64) -> Result<Option<Scheduled>> {
         Ok(self.live().into_iter().find(|t| t.due_ms <= now_ms))
     }
     fn earliest(&self) -> Result<Option<i64>> {
         Ok(self.live().first().map(|t| t.due_ms))
     }
-    fn list(&self, filter: &Filter) -> Result<Vec<Task>> {
-        let mut all: Vec<Task> = self.rows.borrow().values().filter(|t| filter.matches(t)).cloned().collect();
+    fn list(&self, filter: &Filter) -> Result<Vec<Scheduled>> {
+        let mut all: Vec<Scheduled> = self.rows.borrow().values().filter(|t| filter.matches(t)).cloned().collect();
         all.sort_by_key(|t| (t.due_ms, t.seq));
         all.truncate(filter.limit.unwrap_or(usize::MAX));
         Ok(all)

@@ -28,7 +28,7 @@ pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 /// A stored task: what [`Alarms::get`](crate::Alarms::get), `list` and `cancel` return, and
 /// what a handler is told about the task it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Task {
+pub struct Scheduled {
     /// Its id: the one given in [`Options::id`](crate::Options::id), or a UUIDv7.
     pub id: String,
     /// Insertion order: among tasks due at the same millisecond, the lower runs first.
@@ -54,15 +54,15 @@ pub struct Task {
     pub created_ms: i64,
 }
 
-impl Task {
+impl Scheduled {
     /// Decodes the stored payload.
     ///
     /// # Errors
     /// [`Error::Decode`] when the payload no longer deserialises into `T`.
     ///
     /// ```
-    /// # use lumenize_alarms::core::Task;
-    /// # fn demo(task: &Task) -> Result<(), lumenize_alarms::Error> {
+    /// # use lumenize_alarms::core::Scheduled;
+    /// # fn demo(task: &Scheduled) -> Result<(), lumenize_alarms::Error> {
     /// let n: u32 = task.payload()?;
     /// # Ok(()) }
     /// ```

@@ -1,7 +1,7 @@
 //! The state transitions of a task: scheduled, started, succeeded, failed, dead, requeued,
 //! cancelled; and which native alarm time that leaves.
 
-use crate::core::{cron, Status, Store, Task};
+use crate::core::{cron, Status, Store, Scheduled};
 use crate::{Error, MissedTicks, Options, Result, Schedule, When};
 
 /// Stores a new task due per `when`, seen from `now_ms`, and returns it as stored.
@@ -18,7 +18,7 @@ pub fn schedule<S: Store>(
     payload: String,
     opts: &Options,
     new_id: impl FnOnce() -> String,
-) -> Result<Task> {
+) -> Result<Scheduled> {
     let (schedule, due_ms) = when.resolve(now_ms)?;
     let id = opts.id.clone().unwrap_or_else(new_id);
     if opts.keep_existing {
@@ -26,7 +26,7 @@ pub fn schedule<S: Store>(
             return Ok(existing);
         }
     }
-    let mut task = Task {
+    let mut task = Scheduled {
         id,
         seq: 0,
         schedule,
@@ -47,7 +47,7 @@ pub fn schedule<S: Store>(
 ///
 /// # Errors
 /// Storage errors.
-pub fn cancel<S: Store>(store: &S, id: &str) -> Result<Option<Task>> {
+pub fn cancel<S: Store>(store: &S, id: &str) -> Result<Option<Scheduled>> {
     let task = store.get(id)?;
     if task.is_some() {
         store.remove(id)?;
@@ -60,69 +60,69 @@ pub fn cancel<S: Store>(store: &S, id: &str) -> Result<Option<Task>> {
 ///
 /// # Errors
 /// [`Error::NotFound`], [`Error::NotDead`], storage errors.
-pub fn requeue<S: Store>(store: &S, id: &str, now_ms: i64) -> Result<Task> {
+pub fn requeue<S: Store>(store: &S, id: &str, now_ms: i64) -> Result<Scheduled> {
     let task = store.get(id)?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
     if task.status != Status::Dead {
         return Err(Error::NotDead(id.to_owned()));
     }
-    let task = Task { status: Status::Pending, attempts: 0, due_ms: now_ms, ..task };
+    let task = Scheduled { status: Status::Pending, attempts: 0, due_ms: now_ms, ..task };
     store.put(&task)?;
     Ok(task)
 }
 
 /// Marks `task` as started: one more attempt, status running. Returns it as stored.
-pub(crate) fn begin<S: Store>(store: &S, task: &Task) -> Result<Task> {
-    let started = Task { status: Status::Running, attempts: task.attempts + 1, ..task.clone() };
+pub(crate) fn begin<S: Store>(store: &S, task: &Scheduled) -> Result<Scheduled> {
+    let started = Scheduled { status: Status::Running, attempts: task.attempts + 1, ..task.clone() };
     store.put(&started)?;
     Ok(started)
 }
 
 /// The stored task, if it is still the very one that `ran` (same id and sequence number):
 /// a handler that rescheduled or cancelled its own task must not see that undone.
-fn unchanged<S: Store>(store: &S, ran: &Task) -> Result<Option<Task>> {
+fn unchanged<S: Store>(store: &S, ran: &Scheduled) -> Result<Option<Scheduled>> {
     Ok(store.get(&ran.id)?.filter(|t| t.seq == ran.seq))
 }
 
 /// What happens after `ran` succeeded at `now_ms`: a one-shot task is removed, a recurring
 /// one advances from its scheduled time (per its missed-tick policy).
-pub(crate) fn succeed<S: Store>(store: &S, ran: &Task, now_ms: i64) -> Result<()> {
+pub(crate) fn succeed<S: Store>(store: &S, ran: &Scheduled, now_ms: i64) -> Result<()> {
     let Some(task) = unchanged(store, ran)? else { return Ok(()) };
     match next_tick(&task, now_ms) {
         Ok(None) => {
             store.remove(&task.id)?;
         }
         Ok(Some(due_ms)) => {
-            store.put(&Task { due_ms, status: Status::Pending, attempts: 0, last_error: None, ..task })?;
+            store.put(&Scheduled { due_ms, status: Status::Pending, attempts: 0, last_error: None, ..task })?;
         }
-        Err(e) => store.put(&Task { status: Status::Dead, last_error: Some(e.to_string()), ..task })?,
+        Err(e) => store.put(&Scheduled { status: Status::Dead, last_error: Some(e.to_string()), ..task })?,
     }
     Ok(())
 }
 
 /// What happens after attempt `ran.attempts` of `ran` failed at `now_ms` with `error`:
 /// a retry after the policy's backoff, or dead after the last attempt.
-pub(crate) fn fail<S: Store>(store: &S, ran: &Task, now_ms: i64, error: String) -> Result<Status> {
+pub(crate) fn fail<S: Store>(store: &S, ran: &Scheduled, now_ms: i64, error: String) -> Result<Status> {
     let Some(task) = unchanged(store, ran)? else { return Ok(Status::Pending) };
     let retry = task.attempts < task.retry.max_attempts;
     let failed = if retry {
         let due_ms = now_ms.saturating_add(task.retry.delay_after(task.attempts));
-        Task { status: Status::Pending, due_ms, last_error: Some(error), ..task }
+        Scheduled { status: Status::Pending, due_ms, last_error: Some(error), ..task }
     } else {
-        Task { status: Status::Dead, last_error: Some(error), ..task }
+        Scheduled { status: Status::Dead, last_error: Some(error), ..task }
     };
     store.put(&failed)?;
     Ok(failed.status)
 }
 
 /// Marks `task` dead at once with `error` (its payload no longer deserialises).
-pub(crate) fn kill<S: Store>(store: &S, task: &Task, error: String) -> Result<()> {
+pub(crate) fn kill<S: Store>(store: &S, task: &Scheduled, error: String) -> Result<()> {
     let Some(task) = unchanged(store, task)? else { return Ok(()) };
-    store.put(&Task { status: Status::Dead, last_error: Some(error), ..task })
+    store.put(&Scheduled { status: Status::Dead, last_error: Some(error), ..task })
 }
 
 /// The next due time of a recurring task that ran for its tick at `task.due_ms`, or `None`
 /// for a one-shot task.
-fn next_tick(task: &Task, now_ms: i64) -> Result<Option<i64>> {
+fn next_tick(task: &Scheduled, now_ms: i64) -> Result<Option<i64>> {
     let next = |after: i64| match &task.schedule {
         Schedule::Once => Ok(None),
         Schedule::Cron(expr) => cron::next_after(expr, after).map(Some),
@@ -157,7 +157,7 @@ mod tests {
     use crate::core::MemoryStore;
     use crate::RetryPolicy;
 
-    fn sched(store: &MemoryStore, now: i64, when: When, id: &str) -> Task {
+    fn sched(store: &MemoryStore, now: i64, when: When, id: &str) -> Scheduled {
         schedule(store, now, &when, "null".into(), &Options::id(id), || unreachable!()).unwrap()
     }
 

@@ -9,7 +9,7 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 
 use crate::core::queue::{begin, fail, kill, succeed};
-use crate::core::{Status, Store, Task};
+use crate::core::{Status, Store, Scheduled};
 use crate::Result;
 
 /// What one call of [`run_due`] did.
@@ -80,7 +80,7 @@ pub async fn run_due<S, T, F, Fut, E>(
 where
     S: Store,
     T: DeserializeOwned,
-    F: FnMut(T, Task) -> Fut,
+    F: FnMut(T, Scheduled) -> Fut,
     Fut: Future<Output = std::result::Result<(), E>>,
     E: Display,
 {

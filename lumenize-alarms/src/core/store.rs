@@ -1,6 +1,6 @@
 //! The storage the core needs: a handful of synchronous row operations.
 
-use crate::core::{Status, Task};
+use crate::core::{Status, Scheduled};
 use crate::{Kind, Result};
 
 /// Rows of tasks, keyed by id. Synchronous, like SQLite in a Durable Object: a
@@ -10,21 +10,21 @@ use crate::{Kind, Result};
 /// [`MemoryStore`](crate::core::MemoryStore).
 pub trait Store {
     /// The task with this id.
-    fn get(&self, id: &str) -> Result<Option<Task>>;
+    fn get(&self, id: &str) -> Result<Option<Scheduled>>;
     /// Inserts the task under a fresh sequence number, higher than any this store ever gave
     /// (its `seq` field is ignored), replacing a stored task with the same id. Returns the
     /// number.
-    fn insert(&self, task: &Task) -> Result<i64>;
+    fn insert(&self, task: &Scheduled) -> Result<i64>;
     /// Overwrites the stored task with the same id, `seq` included.
-    fn put(&self, task: &Task) -> Result<()>;
+    fn put(&self, task: &Scheduled) -> Result<()>;
     /// Removes the task with this id; whether there was one.
     fn remove(&self, id: &str) -> Result<bool>;
     /// The first task by `(due_ms, seq)` that is pending or running and due at `now_ms`.
-    fn next_due(&self, now_ms: i64) -> Result<Option<Task>>;
+    fn next_due(&self, now_ms: i64) -> Result<Option<Scheduled>>;
     /// The earliest `due_ms` among pending and running tasks, overdue ones included.
     fn earliest(&self) -> Result<Option<i64>>;
     /// The tasks that pass `filter`, by `(due_ms, seq)`.
-    fn list(&self, filter: &Filter) -> Result<Vec<Task>>;
+    fn list(&self, filter: &Filter) -> Result<Vec<Scheduled>>;
 }
 
 /// Which tasks [`Alarms::list`](crate::Alarms::list) returns. The default lists all, by due
@@ -73,7 +73,7 @@ impl Filter {
     }
     /// Whether `task` passes (the limit aside).
     #[must_use]
-    pub fn matches(&self, task: &Task) -> bool {
+    pub fn matches(&self, task: &Scheduled) -> bool {
         self.kind.is_none_or(|k| task.schedule.kind() == k)
             && self.status.is_none_or(|s| task.status == s)
             && self.due_from.is_none_or(|t| task.due_ms >= t)
