@@ -2,14 +2,17 @@
 //!
 //! placeholder: crate docs come with the adapter.
 
+mod alarms;
 mod error;
 mod options;
 mod policy;
+mod sql_store;
 mod when;
 
 pub mod core;
 
 pub use crate::core::{Filter, RunReport, Status, Scheduled};
+pub use alarms::{Alarms, DEFAULT_BATCH_LIMIT};
 pub use error::{Error, Result};
 pub use options::Options;
 pub use policy::{MissedTicks, RetryPolicy};

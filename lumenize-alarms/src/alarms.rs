@@ -1,0 +1,278 @@
+//! `Alarms`: the scheduler bound to a Durable Object's SQLite and its one native alarm.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worker::{ScheduledTime, State, Storage};
+
+use crate::core::{self, InFlight, RunReport, Scheduled, Store};
+use crate::sql_store::SqlStore;
+use crate::{Error, Filter, Options, Result, When};
+
+/// How many tasks one [`Alarms::run_due`] runs before it re-arms the alarm and returns, by
+/// default.
+pub const DEFAULT_BATCH_LIMIT: usize = 500;
+
+/// Any number of durable tasks of type `T` on the object's one native alarm.
+///
+/// `T` is your own `serde` type, usually an enum with one variant per kind of task. Tasks
+/// live in the object's SQLite (table `_lumenize_alarms`); the native alarm is always armed
+/// for the earliest pending one. Open it where you need it: it is cheap, and the first open
+/// in a freshly started object re-arms an alarm that was lost.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use lumenize_alarms::{Alarms, Options, When};
+/// use serde::{Deserialize, Serialize};
+/// use worker::*;
+///
+/// #[derive(Serialize, Deserialize)]
+/// enum Task {
+///     Ping { n: u32 },
+///     Nightly,
+/// }
+///
+/// #[durable_object]
+/// pub struct Scheduler {
+///     state: State,
+/// }
+///
+/// impl Scheduler {
+///     async fn handle(&self, task: Task) -> Result<()> {
+///         match task {
+///             Task::Ping { n } => console_log!("ping {n}"),
+///             Task::Nightly => console_log!("nightly"),
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// impl DurableObject for Scheduler {
+///     fn new(state: State, _env: Env) -> Self {
+///         Self { state }
+///     }
+///
+///     async fn fetch(&self, _req: Request) -> Result<Response> {
+///         let alarms = Alarms::<Task>::new(&self.state).await?;
+///         alarms.schedule(When::after(Duration::ZERO), Task::Ping { n: 1 }).await?;
+///         alarms.schedule_with(When::cron("0 3 * * *")?, Task::Nightly, Options::id("nightly")).await?;
+///         Response::ok("scheduled")
+///     }
+///
+///     async fn alarm(&self) -> Result<Response> {
+///         let alarms = Alarms::<Task>::new(&self.state).await?;
+///         alarms.run_due(|task, _info| self.handle(task)).await?;
+///         Response::ok("ran")
+///     }
+/// }
+/// ```
+pub struct Alarms<T> {
+    storage: Storage,
+    store: SqlStore,
+    in_flight: Rc<InFlight>,
+    batch_limit: usize,
+    _task: PhantomData<fn(T) -> T>,
+}
+
+/// What this isolate knows of one object: whether it was opened (and its alarm recovered)
+/// since the isolate started, and which of its tasks are running right now.
+#[derive(Default)]
+struct Local {
+    recovered: bool,
+    in_flight: Rc<InFlight>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<HashMap<String, Local>> = RefCell::new(HashMap::new());
+}
+
+impl<T: Serialize + DeserializeOwned> Alarms<T> {
+    /// Opens the scheduler of this object: creates its table on first use and, the first
+    /// time in a freshly started isolate, re-arms the native alarm if pending tasks exist and
+    /// no alarm is armed for them (after the runtime gave up retrying, or a restart).
+    ///
+    /// # Errors
+    /// [`Error::NoSqlite`] for an object without SQLite storage; storage errors.
+    pub async fn new(state: &State) -> Result<Self> {
+        let storage = state.storage();
+        let store = SqlStore::open(&storage)?;
+        let object = state.id().to_string();
+        let (first_open, in_flight) = LOCAL.with(|local| {
+            let mut local = local.borrow_mut();
+            let entry = local.entry(object).or_default();
+            (!std::mem::replace(&mut entry.recovered, true), entry.in_flight.clone())
+        });
+        let alarms = Alarms { storage, store, in_flight, batch_limit: DEFAULT_BATCH_LIMIT, _task: PhantomData };
+        if first_open {
+            let armed = alarms.armed().await?;
+            let now = now_ms();
+            // An armed time in the past may never fire after a restart: arm it again.
+            let armed = armed.filter(|t| *t >= now);
+            alarms.arm(core::alarm_to_set(armed, alarms.store.earliest()?, now)).await?;
+        }
+        Ok(alarms)
+    }
+
+    /// Sets how many tasks one [`run_due`](Self::run_due) runs before it re-arms the alarm
+    /// for the rest and returns (default [`DEFAULT_BATCH_LIMIT`]), so that one alarm
+    /// invocation stays within the runtime's limits however many tasks are due.
+    #[must_use]
+    pub fn batch_limit(self, limit: usize) -> Self {
+        Alarms { batch_limit: limit.max(1), ..self }
+    }
+
+    /// Schedules `task` to run per `when`, with a generated UUIDv7 id and default options.
+    /// Returns the task as stored.
+    ///
+    /// The task is durable when this returns (one SQL write); the native alarm is written
+    /// only if this task is now the earliest.
+    ///
+    /// # Errors
+    /// Out-of-range times, a cron expression with no next occurrence, a payload that does
+    /// not encode, storage errors.
+    pub async fn schedule(&self, when: When, task: T) -> Result<Scheduled> {
+        self.schedule_with(when, task, Options::default()).await
+    }
+
+    /// Schedules `task` with explicit [`Options`]: an id (idempotent: upsert, or keep the
+    /// existing one), a retry policy, a missed-tick policy.
+    ///
+    /// # Errors
+    /// As [`schedule`](Self::schedule).
+    pub async fn schedule_with(&self, when: When, task: T, opts: Options) -> Result<Scheduled> {
+        let payload = serde_json::to_string(&task).map_err(Error::Encode)?;
+        let now = now_ms();
+        let scheduled = core::schedule(&self.store, now, &when, payload, &opts, || new_id(now))?;
+        self.arm(core::alarm_to_set(self.armed().await?, Some(scheduled.due_ms), now)).await?;
+        Ok(scheduled)
+    }
+
+    /// The task with this id, if any.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn get(&self, id: &str) -> Result<Option<Scheduled>> {
+        self.store.get(id)
+    }
+
+    /// The tasks that pass `filter` (pending, running and dead ones alike unless filtered),
+    /// by due time then insertion order.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn list(&self, filter: &Filter) -> Result<Vec<Scheduled>> {
+        self.store.list(filter)
+    }
+
+    /// Removes the task with this id, pending or dead, and returns what was removed.
+    /// Cancelling a running task lets its handler finish, but nothing is recorded after it.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn cancel(&self, id: &str) -> Result<Option<Scheduled>> {
+        core::cancel(&self.store, id)
+    }
+
+    /// Puts a dead task back in the queue, due now, with its attempts reset.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::NotDead`], storage errors.
+    pub async fn requeue(&self, id: &str) -> Result<Scheduled> {
+        let now = now_ms();
+        let task = core::requeue(&self.store, id, now)?;
+        self.arm(core::alarm_to_set(self.armed().await?, Some(task.due_ms), now)).await?;
+        Ok(task)
+    }
+
+    /// Runs the due tasks, in (due time, insertion) order, one at a time: call it from
+    /// `DurableObject::alarm`. Runs at most the batch limit, then re-arms the native alarm for
+    /// whatever is pending (overdue included) and returns.
+    ///
+    /// The handler gets the decoded task and its stored record. `Ok` completes the task
+    /// (one-shot: removed; recurring: advanced from its scheduled time); `Err` retries it per
+    /// its [`RetryPolicy`](crate::RetryPolicy), then keeps it dead with the error. A payload
+    /// that no longer decodes into `T` makes that task dead; the others keep running.
+    ///
+    /// Delivery is **at least once**: a crash or panic in the middle of a handler leaves the
+    /// task in storage, and the next run counts that attempt as failed and retries it. Make
+    /// handlers idempotent, or record their effect in the same SQLite.
+    ///
+    /// # Errors
+    /// Storage errors only: handler errors are recorded on their tasks.
+    pub async fn run_due<F, Fut, E>(&self, handler: F) -> Result<RunReport>
+    where
+        F: FnMut(T, Scheduled) -> Fut,
+        Fut: Future<Output = std::result::Result<(), E>>,
+        E: Display,
+    {
+        self.run(&now_ms, handler).await
+    }
+
+    /// The test hook: runs the tasks due at `now_ms` (Unix milliseconds) as if the clock read
+    /// that, without waiting for the native alarm. Recurring tasks advance as they would at
+    /// that time. Otherwise as [`run_due`](Self::run_due).
+    ///
+    /// ```no_run
+    /// # async fn demo(alarms: lumenize_alarms::Alarms<u32>) -> lumenize_alarms::Result<()> {
+    /// // run everything due in the next hour, now
+    /// let in_an_hour = worker::Date::now().as_millis() as i64 + 3_600_000;
+    /// let report = alarms.run_due_at(in_an_hour, |n, _| async move { Ok::<_, String>(()) }).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`run_due`](Self::run_due).
+    pub async fn run_due_at<F, Fut, E>(&self, now_ms: i64, handler: F) -> Result<RunReport>
+    where
+        F: FnMut(T, Scheduled) -> Fut,
+        Fut: Future<Output = std::result::Result<(), E>>,
+        E: Display,
+    {
+        self.run(&move || now_ms, handler).await
+    }
+
+    async fn run<F, Fut, E>(&self, clock: &dyn Fn() -> i64, handler: F) -> Result<RunReport>
+    where
+        F: FnMut(T, Scheduled) -> Fut,
+        Fut: Future<Output = std::result::Result<(), E>>,
+        E: Display,
+    {
+        let report = core::run_due(&self.store, clock, self.batch_limit, &self.in_flight, handler).await?;
+        // The alarm that called us is spent: arm the next one whatever the armed time says.
+        self.arm(core::alarm_to_set(None, self.store.earliest()?, now_ms())).await?;
+        Ok(report)
+    }
+
+    async fn armed(&self) -> Result<Option<i64>> {
+        self.storage.get_alarm().await.map_err(storage_error)
+    }
+
+    async fn arm(&self, at: Option<i64>) -> Result<()> {
+        let Some(at) = at else { return Ok(()) };
+        #[allow(clippy::cast_precision_loss)]
+        let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at as f64));
+        self.storage.set_alarm(ScheduledTime::new(date)).await.map_err(storage_error)
+    }
+}
+
+fn storage_error(e: worker::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+/// The runtime's clock, Unix milliseconds.
+fn now_ms() -> i64 {
+    i64::try_from(worker::Date::now().as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A fresh UUIDv7 for the time `now_ms`.
+pub(crate) fn new_id(now_ms: i64) -> String {
+    let ms = u64::try_from(now_ms).unwrap_or(0);
+    let ts = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, u32::try_from(ms % 1000).unwrap_or(0) * 1_000_000);
+    uuid::Uuid::new_v7(ts).to_string()
+}
