@@ -9,9 +9,11 @@ use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use wasm_bindgen::JsValue;
 use worker::{ScheduledTime, State, Storage};
 
 use crate::core::{self, InFlight, RunReport, Scheduled, Store};
+use crate::panic_abort::AbortOnPanic;
 use crate::sql_store::SqlStore;
 use crate::{Error, Filter, Options, Result, When};
 
@@ -73,8 +75,10 @@ pub const DEFAULT_BATCH_LIMIT: usize = 500;
 /// }
 /// ```
 pub struct Alarms<T> {
+    object_id: String,
+    state: JsValue,
     storage: Storage,
-    store: SqlStore,
+    store: Rc<SqlStore>,
     in_flight: Rc<InFlight>,
     batch_limit: usize,
     _task: PhantomData<fn(T) -> T>,
@@ -101,14 +105,22 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// [`Error::NoSqlite`] for an object without SQLite storage; storage errors.
     pub async fn new(state: &State) -> Result<Self> {
         let storage = state.storage();
-        let store = SqlStore::open(&storage)?;
+        let store = Rc::new(SqlStore::open(&storage)?);
         let object = state.id().to_string();
         let (first_open, in_flight) = LOCAL.with(|local| {
             let mut local = local.borrow_mut();
-            let entry = local.entry(object).or_default();
+            let entry = local.entry(object.clone()).or_default();
             (!std::mem::replace(&mut entry.recovered, true), entry.in_flight.clone())
         });
-        let alarms = Alarms { storage, store, in_flight, batch_limit: DEFAULT_BATCH_LIMIT, _task: PhantomData };
+        let alarms = Alarms {
+            object_id: object,
+            state: AsRef::<JsValue>::as_ref(state.as_raw()).clone(),
+            storage,
+            store,
+            in_flight,
+            batch_limit: DEFAULT_BATCH_LIMIT,
+            _task: PhantomData,
+        };
         if first_open {
             let armed = alarms.armed().await?;
             let now = now_ms();
@@ -148,7 +160,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     pub async fn schedule_with(&self, when: When, task: T, opts: Options) -> Result<Scheduled> {
         let payload = serde_json::to_string(&task).map_err(Error::Encode)?;
         let now = now_ms();
-        let scheduled = core::schedule(&self.store, now, &when, payload, &opts, || new_id(now))?;
+        let scheduled = core::schedule(&*self.store, now, &when, payload, &opts, || new_id(now))?;
         self.arm(core::alarm_to_set(self.armed().await?, Some(scheduled.due_ms), now)).await?;
         Ok(scheduled)
     }
@@ -176,7 +188,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # Errors
     /// Storage errors.
     pub fn cancel(&self, id: &str) -> Result<Option<Scheduled>> {
-        core::cancel(&self.store, id)
+        core::cancel(&*self.store, id)
     }
 
     /// Puts a dead task back in the queue, due now, with its attempts reset.
@@ -185,7 +197,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// [`Error::NotFound`], [`Error::NotDead`], storage errors.
     pub async fn requeue(&self, id: &str) -> Result<Scheduled> {
         let now = now_ms();
-        let task = core::requeue(&self.store, id, now)?;
+        let task = core::requeue(&*self.store, id, now)?;
         self.arm(core::alarm_to_set(self.armed().await?, Some(task.due_ms), now)).await?;
         Ok(task)
     }
@@ -243,7 +255,9 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         Fut: Future<Output = std::result::Result<(), E>>,
         E: Display,
     {
-        let report = core::run_due(&self.store, clock, self.batch_limit, &self.in_flight, handler).await?;
+        let storage: &JsValue = self.storage.as_raw().as_ref();
+        let _abort_on_panic = AbortOnPanic::new(&self.object_id, &self.state, storage, &self.store, &self.in_flight);
+        let report = core::run_due(&*self.store, clock, self.batch_limit, &self.in_flight, handler).await?;
         // The alarm that called us is spent: arm the next one whatever the armed time says.
         self.arm(core::alarm_to_set(None, self.store.earliest()?, now_ms())).await?;
         Ok(report)
@@ -266,7 +280,7 @@ fn storage_error(e: worker::Error) -> Error {
 }
 
 /// The runtime's clock, Unix milliseconds.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     i64::try_from(worker::Date::now().as_millis()).unwrap_or(i64::MAX)
 }
 

@@ -5,6 +5,7 @@
 mod alarms;
 mod error;
 mod options;
+mod panic_abort;
 mod policy;
 mod sql_store;
 mod when;

@@ -49,7 +49,10 @@ impl SqlStore {
             return Err(Error::NoSqlite);
         }
         let store = SqlStore { sql: storage.sql() };
-        store.exec(CREATE, vec![])?;
+        store.exec(CREATE, vec![]).map_err(|e| match e {
+            Error::Storage(msg) if msg.contains("SQL is not enabled") => Error::NoSqlite,
+            e => e,
+        })?;
         store.exec("INSERT OR IGNORE INTO _lumenize_alarms_meta VALUES ('schema_version', ?)", vec![SCHEMA_VERSION.into()])?;
         #[derive(Deserialize)]
         struct Version {

@@ -9,7 +9,7 @@
 pub(crate) mod cron;
 mod memory;
 mod queue;
-mod run;
+pub(crate) mod run;
 mod store;
 
 use serde::de::DeserializeOwned;

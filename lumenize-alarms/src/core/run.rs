@@ -2,18 +2,19 @@
 //! record what happened, with a bound on the work done per call.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
 
 use serde::de::DeserializeOwned;
 
-use crate::core::queue::{begin, fail, kill, succeed};
+use crate::core::queue::{begin, kill, succeed};
+pub(crate) use crate::core::queue::fail;
 use crate::core::{Status, Store, Scheduled};
 use crate::Result;
 
 /// What one call of [`run_due`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunReport {
     /// Handlers that returned `Ok`.
     pub succeeded: u32,
@@ -32,11 +33,17 @@ pub struct RunReport {
 /// storage but not in here was cut short by a crash or a panic (a panic resets the isolate,
 /// and this set with it).
 #[derive(Debug, Default)]
-pub struct InFlight(RefCell<HashSet<String>>);
+pub struct InFlight(RefCell<HashMap<String, Scheduled>>);
 
 impl InFlight {
     fn contains(&self, id: &str) -> bool {
-        self.0.borrow().contains(id)
+        self.0.borrow().contains_key(id)
+    }
+
+    /// The tasks whose handlers are running now, as marked when they started.
+    #[must_use]
+    pub fn tasks(&self) -> Vec<Scheduled> {
+        self.0.try_borrow().map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 }
 
@@ -44,9 +51,9 @@ impl InFlight {
 struct Entry<'a>(&'a InFlight, String);
 
 impl<'a> Entry<'a> {
-    fn new(set: &'a InFlight, id: &str) -> Self {
-        set.0.borrow_mut().insert(id.to_owned());
-        Entry(set, id.to_owned())
+    fn new(set: &'a InFlight, task: &Scheduled) -> Self {
+        set.0.borrow_mut().insert(task.id.clone(), task.clone());
+        Entry(set, task.id.clone())
     }
 }
 
@@ -108,7 +115,7 @@ where
         };
         let running = begin(store, &task)?;
         let outcome = {
-            let _entry = Entry::new(in_flight, &running.id);
+            let _entry = Entry::new(in_flight, &running);
             handler(payload, running.clone()).await
         };
         match outcome {

@@ -1,6 +1,36 @@
+//! The sandbox worker: Durable Objects that expose the libraries' behaviour over HTTP, so
+//! the integration tests in `testing/harness/tests` can check each guarantee in workerd.
+//! One module per feature.
+
 use worker::*;
 
+mod alarms;
+
+pub use alarms::{AlarmsDO, KvDO};
+
 #[event(fetch)]
-async fn fetch(_req: Request, _env: Env, _ctx: Context) -> Result<Response> {
-    Response::ok("placeholder")
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let url = req.url()?;
+    let segments: Vec<String> = url.path_segments().map(|s| s.filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default();
+    match segments.as_slice() {
+        [] => Response::ok("lumenize sandbox"),
+        [feature, object, rest @ ..] => {
+            let binding = match feature.as_str() {
+                "alarms" => "ALARMS",
+                "kv" => "KV",
+                _ => return Response::error("unknown feature", 404),
+            };
+            let stub = env.durable_object(binding)?.id_from_name(object)?.get_stub()?;
+            let mut init = RequestInit::new();
+            init.with_method(req.method());
+            let mut req = req;
+            let body = req.text().await?;
+            if !body.is_empty() {
+                init.with_body(Some(body.into()));
+            }
+            let inner = Request::new_with_init(&format!("https://do/{}", rest.join("/")), &init)?;
+            stub.fetch_with_request(inner).await
+        }
+        _ => Response::error("not found", 404),
+    }
 }

@@ -1,0 +1,266 @@
+//! `AlarmsDO`: lumenize-alarms over HTTP. Every firing is recorded in a `fired` table that
+//! the tests read back; task kinds exercise success, failure, panic, self-rescheduling and
+//! spawning.
+
+use std::time::Duration;
+
+use lumenize_alarms::{Alarms, Filter, Kind, MissedTicks, Options, RetryPolicy, Scheduled, Status, When};
+use serde::{Deserialize, Serialize};
+use worker::*;
+
+/// What the sandbox schedules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Task {
+    /// Records its firing.
+    Record { label: String },
+    /// Records, then fails its first `times` attempts.
+    Fail { label: String, times: u32 },
+    /// Records, then panics, every attempt.
+    Panic { label: String },
+    /// Records, then reschedules its own id as a `Record` `delay_ms` later.
+    Reschedule { label: String, delay_ms: u64 },
+    /// Records, then schedules `count` zero-delay `Record` tasks.
+    Spawn { label: String, count: u32 },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WhenReq {
+    AfterMs(u64),
+    AtMs(i64),
+    Cron(String),
+    EveryMs(u64),
+}
+
+impl WhenReq {
+    fn into_when(self) -> lumenize_alarms::Result<When> {
+        match self {
+            WhenReq::AfterMs(ms) => Ok(When::after(Duration::from_millis(ms))),
+            WhenReq::AtMs(ms) => Ok(When::at_unix_ms(ms)),
+            WhenReq::Cron(expr) => When::cron(&expr),
+            WhenReq::EveryMs(ms) => When::every(Duration::from_millis(ms)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ScheduleReq<P> {
+    when: WhenReq,
+    task: P,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    keep_existing: bool,
+    #[serde(default)]
+    attempts: Option<u32>,
+    #[serde(default)]
+    backoff_ms: Option<u64>,
+    #[serde(default)]
+    burst: bool,
+}
+
+impl<P> ScheduleReq<P> {
+    fn options(&self) -> Options {
+        let mut opts = Options { id: self.id.clone(), keep_existing: self.keep_existing, ..Options::default() };
+        if let Some(n) = self.attempts {
+            let backoff = Duration::from_millis(self.backoff_ms.unwrap_or(100));
+            opts = opts.retry(RetryPolicy::attempts(n).backoff(backoff, backoff * 8));
+        }
+        if self.burst {
+            opts = opts.missed(MissedTicks::Burst);
+        }
+        opts
+    }
+}
+
+#[derive(Deserialize)]
+struct BurstReq {
+    n: u32,
+    delay_ms: u64,
+    label: String,
+}
+
+#[derive(Deserialize)]
+struct ListReq {
+    kind: Option<Kind>,
+    status: Option<Status>,
+}
+
+#[derive(Deserialize)]
+struct IdReq {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct RunAtReq {
+    now_ms: i64,
+}
+
+/// One recorded firing.
+#[derive(Serialize, Deserialize)]
+struct Fired {
+    label: String,
+    task_id: String,
+    due_ms: i64,
+    fired_ms: i64,
+    attempt: i64,
+}
+
+/// A SQLite-backed object using lumenize-alarms.
+#[durable_object]
+pub struct AlarmsDO {
+    state: State,
+}
+
+impl AlarmsDO {
+    fn sql(&self) -> SqlStorage {
+        self.state.storage().sql()
+    }
+
+    fn record(&self, label: &str, info: &Scheduled) -> Result<()> {
+        let now = Date::now().as_millis() as i64;
+        self.sql().exec(
+            "INSERT INTO fired (label, task_id, due_ms, fired_ms, attempt) VALUES (?, ?, ?, ?, ?)",
+            vec![label.into(), info.id.as_str().into(), info.due_ms.into(), now.into(), i64::from(info.attempts).into()],
+        )?;
+        Ok(())
+    }
+
+    async fn handle(&self, alarms: &Alarms<Task>, task: Task, info: Scheduled) -> Result<()> {
+        match task {
+            Task::Record { label } => self.record(&label, &info),
+            Task::Fail { label, times } => {
+                self.record(&label, &info)?;
+                if info.attempts <= times {
+                    return Err(Error::RustError(format!("planned failure {} of {times}", info.attempts)));
+                }
+                Ok(())
+            }
+            Task::Panic { label } => {
+                self.record(&label, &info)?;
+                panic!("planned panic in task {}", info.id);
+            }
+            Task::Reschedule { label, delay_ms } => {
+                self.record(&label, &info)?;
+                let again = Task::Record { label: format!("{label}-again") };
+                alarms.schedule_with(When::after(Duration::from_millis(delay_ms)), again, Options::id(info.id)).await?;
+                Ok(())
+            }
+            Task::Spawn { label, count } => {
+                self.record(&label, &info)?;
+                for i in 0..count {
+                    alarms.schedule(When::after(Duration::ZERO), Task::Record { label: format!("{label}-{i}") }).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Result<Response> {
+    Response::from_json(value)
+}
+
+fn lib_error(e: lumenize_alarms::Error) -> Result<Response> {
+    Response::error(e.to_string(), 400)
+}
+
+impl DurableObject for AlarmsDO {
+    fn new(state: State, _env: Env) -> Self {
+        state
+            .storage()
+            .sql()
+            .exec(
+                "CREATE TABLE IF NOT EXISTS fired (seq INTEGER PRIMARY KEY AUTOINCREMENT, label TEXT, task_id TEXT, due_ms INTEGER, fired_ms INTEGER, attempt INTEGER)",
+                None,
+            )
+            .expect("create fired table");
+        Self { state }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let path = req.path();
+        let alarms = Alarms::<Task>::new(&self.state).await?;
+        match path.trim_start_matches('/') {
+            "schedule" => {
+                let r: ScheduleReq<Task> = req.json().await?;
+                let opts = r.options();
+                match r.when.into_when() {
+                    Ok(when) => match alarms.schedule_with(when, r.task, opts).await {
+                        Ok(task) => json(&task),
+                        Err(e) => lib_error(e),
+                    },
+                    Err(e) => lib_error(e),
+                }
+            }
+            // A payload of another shape than `Task`, as if the task type changed since.
+            "schedule_raw" => {
+                let r: ScheduleReq<serde_json::Value> = req.json().await?;
+                let raw = Alarms::<serde_json::Value>::new(&self.state).await?;
+                let opts = r.options();
+                json(&raw.schedule_with(r.when.into_when()?, r.task, opts).await?)
+            }
+            "burst" => {
+                let r: BurstReq = req.json().await?;
+                let mut ids = Vec::with_capacity(r.n as usize);
+                for i in 0..r.n {
+                    let task = Task::Record { label: format!("{}-{i}", r.label) };
+                    ids.push(alarms.schedule(When::after(Duration::from_millis(r.delay_ms)), task).await?.id);
+                }
+                json(&ids)
+            }
+            "fired" => {
+                let fired: Vec<Fired> = self.sql().exec("SELECT label, task_id, due_ms, fired_ms, attempt FROM fired ORDER BY seq", None)?.to_array()?;
+                json(&fired)
+            }
+            "list" => {
+                let r: ListReq = req.json().await?;
+                let filter = Filter { kind: r.kind, status: r.status, ..Filter::default() };
+                json(&alarms.list(&filter)?)
+            }
+            "cancel" => {
+                let r: IdReq = req.json().await?;
+                json(&alarms.cancel(&r.id)?)
+            }
+            "requeue" => {
+                let r: IdReq = req.json().await?;
+                match alarms.requeue(&r.id).await {
+                    Ok(task) => json(&task),
+                    Err(e) => lib_error(e),
+                }
+            }
+            "run_at" => {
+                let r: RunAtReq = req.json().await?;
+                json(&alarms.run_due_at(r.now_ms, |task, info| self.handle(&alarms, task, info)).await?)
+            }
+            "alarm" => json(&self.state.storage().get_alarm().await?),
+            _ => Response::error("not found", 404),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let alarms = Alarms::<Task>::new(&self.state).await?;
+        alarms.run_due(|task, info| self.handle(&alarms, task, info)).await?;
+        Response::ok("ran")
+    }
+}
+
+/// A key-value backed object (no SQLite), to check that lumenize-alarms says so clearly.
+#[durable_object]
+pub struct KvDO {
+    state: State,
+}
+
+impl DurableObject for KvDO {
+    fn new(state: State, _env: Env) -> Self {
+        Self { state }
+    }
+
+    async fn fetch(&self, _req: Request) -> Result<Response> {
+        match Alarms::<Task>::new(&self.state).await {
+            Ok(_) => Response::ok("opened"),
+            Err(e) => Response::error(e.to_string(), 500),
+        }
+    }
+}
