@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS _lumenize_alarms (
     kind TEXT NOT NULL,
     schedule TEXT NOT NULL,
     due_ms INTEGER NOT NULL,
+    tick_ms INTEGER NOT NULL,
     payload TEXT NOT NULL,
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL,
@@ -29,7 +30,7 @@ CREATE INDEX IF NOT EXISTS _lumenize_alarms_live ON _lumenize_alarms (due_ms, se
 CREATE TABLE IF NOT EXISTS _lumenize_alarms_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
 
-const COLUMNS: &str = "seq, id, schedule, due_ms, payload, status, attempts, retry, missed, last_error, created_ms";
+const COLUMNS: &str = "seq, id, schedule, due_ms, tick_ms, payload, status, attempts, retry, missed, last_error, created_ms";
 
 /// Tasks in the `_lumenize_alarms` table of one Durable Object.
 pub(crate) struct SqlStore {
@@ -89,6 +90,7 @@ struct Row {
     id: String,
     schedule: String,
     due_ms: i64,
+    tick_ms: i64,
     payload: String,
     status: String,
     attempts: u32,
@@ -108,6 +110,7 @@ impl Row {
             missed: serde_json::from_str(&self.missed).map_err(|_| corrupt("missed"))?,
             seq: self.seq,
             due_ms: self.due_ms,
+            tick_ms: self.tick_ms,
             attempts: self.attempts,
             created_ms: self.created_ms,
             last_error: self.last_error,
@@ -127,6 +130,7 @@ fn values(t: &Scheduled) -> Vec<V> {
         t.id.as_str().into(),
         json(&t.schedule),
         t.due_ms.into(),
+        t.tick_ms.into(),
         t.payload.as_str().into(),
         t.status.as_str().into(),
         i64::from(t.attempts).into(),
@@ -150,8 +154,8 @@ impl Store for SqlStore {
         let mut bindings = values(task);
         bindings.insert(1, task.schedule.kind().as_str().into());
         let rows: Vec<Seq> = self.query(
-            "INSERT OR REPLACE INTO _lumenize_alarms (id, kind, schedule, due_ms, payload, status, attempts, retry, missed, last_error, created_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+            "INSERT OR REPLACE INTO _lumenize_alarms (id, kind, schedule, due_ms, tick_ms, payload, status, attempts, retry, missed, last_error, created_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
             bindings,
         )?;
         rows.first().map(|r| r.seq).ok_or_else(|| Error::Storage("insert returned no sequence number".into()))
@@ -162,8 +166,8 @@ impl Store for SqlStore {
         bindings.insert(1, task.schedule.kind().as_str().into());
         bindings.push(task.seq.into());
         self.exec(
-            "INSERT OR REPLACE INTO _lumenize_alarms (id, kind, schedule, due_ms, payload, status, attempts, retry, missed, last_error, created_ms, seq) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO _lumenize_alarms (id, kind, schedule, due_ms, tick_ms, payload, status, attempts, retry, missed, last_error, created_ms, seq) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             bindings,
         )?;
         Ok(())

@@ -36,8 +36,12 @@ pub struct Scheduled {
     pub seq: i64,
     /// Once, cron or interval.
     pub schedule: Schedule,
-    /// When it is due next (Unix milliseconds). For a running task, the time it was due.
+    /// When it runs next (Unix milliseconds): its tick, or a retry after a failure. For a
+    /// running task, the time it was due.
     pub due_ms: i64,
+    /// The time this occurrence was scheduled for (Unix milliseconds). Retries keep it, and a
+    /// recurring task's next tick is computed from it, so retries do not shift the grid.
+    pub tick_ms: i64,
     /// The payload as stored (JSON).
     pub payload: String,
     /// Pending, running or dead.

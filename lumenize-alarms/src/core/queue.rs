@@ -31,6 +31,7 @@ pub fn schedule<S: Store>(
         seq: 0,
         schedule,
         due_ms,
+        tick_ms: due_ms,
         payload,
         status: Status::Pending,
         attempts: 0,
@@ -92,7 +93,7 @@ pub(crate) fn succeed<S: Store>(store: &S, ran: &Scheduled, now_ms: i64) -> Resu
             store.remove(&task.id)?;
         }
         Ok(Some(due_ms)) => {
-            store.put(&Scheduled { due_ms, status: Status::Pending, attempts: 0, last_error: None, ..task })?;
+            store.put(&Scheduled { due_ms, tick_ms: due_ms, status: Status::Pending, attempts: 0, last_error: None, ..task })?;
         }
         Err(e) => store.put(&Scheduled { status: Status::Dead, last_error: Some(e.to_string()), ..task })?,
     }
@@ -120,15 +121,15 @@ pub(crate) fn kill<S: Store>(store: &S, task: &Scheduled, error: String) -> Resu
     store.put(&Scheduled { status: Status::Dead, last_error: Some(error), ..task })
 }
 
-/// The next due time of a recurring task that ran for its tick at `task.due_ms`, or `None`
+/// The next due time of a recurring task that ran for its tick at `task.tick_ms`, or `None`
 /// for a one-shot task.
 fn next_tick(task: &Scheduled, now_ms: i64) -> Result<Option<i64>> {
     let next = |after: i64| match &task.schedule {
         Schedule::Once => Ok(None),
         Schedule::Cron(expr) => cron::next_after(expr, after).map(Some),
-        Schedule::Every { interval_ms } => Ok(Some(after - (after - task.due_ms).rem_euclid(*interval_ms) + interval_ms)),
+        Schedule::Every { interval_ms } => Ok(Some(after - (after - task.tick_ms).rem_euclid(*interval_ms) + interval_ms)),
     };
-    match (next(task.due_ms)?, task.missed) {
+    match (next(task.tick_ms)?, task.missed) {
         (Some(due), MissedTicks::Skip) if due <= now_ms => next(now_ms),
         (due, _) => Ok(due),
     }
