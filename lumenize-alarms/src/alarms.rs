@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{ScheduledTime, State, Storage};
 
 use crate::core::{self, InFlight, RunReport, Scheduled, Store};
@@ -75,8 +75,7 @@ pub const DEFAULT_BATCH_LIMIT: usize = 500;
 /// }
 /// ```
 pub struct Alarms<T> {
-    object_id: String,
-    state: JsValue,
+    state: State,
     storage: Storage,
     store: Rc<SqlStore>,
     in_flight: Rc<InFlight>,
@@ -113,8 +112,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
             (!std::mem::replace(&mut entry.recovered, true), entry.in_flight.clone())
         });
         let alarms = Alarms {
-            object_id: object,
-            state: AsRef::<JsValue>::as_ref(state.as_raw()).clone(),
+            state: State::from(AsRef::<JsValue>::as_ref(state.as_raw()).clone().unchecked_into::<worker::worker_sys::DurableObjectState>()),
             storage,
             store,
             in_flight,
@@ -255,8 +253,14 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         Fut: Future<Output = std::result::Result<(), E>>,
         E: Display,
     {
-        let storage: &JsValue = self.storage.as_raw().as_ref();
-        let _abort_on_panic = AbortOnPanic::new(&self.object_id, &self.state, storage, &self.store, &self.in_flight);
+        let (store, in_flight) = (self.store.clone(), self.in_flight.clone());
+        let _abort_on_panic = AbortOnPanic::new(&self.state, move |message| {
+            // Best effort: if this fails, the next run still finds the task running and
+            // counts the attempt as cut short.
+            for task in in_flight.tasks() {
+                let _ = core::run::fail(&*store, &task, now_ms(), format!("the handler panicked: {message}"));
+            }
+        });
         let report = core::run_due(&*self.store, clock, self.batch_limit, &self.in_flight, handler).await?;
         // The alarm that called us is spent: arm the next one whatever the armed time says.
         self.arm(core::alarm_to_set(None, self.store.earliest()?, now_ms())).await?;

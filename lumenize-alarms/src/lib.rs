@@ -14,6 +14,7 @@ pub mod core;
 
 pub use crate::core::{Filter, RunReport, Status, Scheduled};
 pub use alarms::{Alarms, DEFAULT_BATCH_LIMIT};
+pub use panic_abort::AbortOnPanic;
 pub use error::{Error, Result};
 pub use options::Options;
 pub use policy::{MissedTicks, RetryPolicy};

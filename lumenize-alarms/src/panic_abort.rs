@@ -1,54 +1,65 @@
-//! A panic must neither hang the alarm nor lose the attempt.
+//! `AbortOnPanic`: a panic must neither hang the object's events nor lose what was going on.
 //!
 //! On `wasm32-unknown-unknown` a panic aborts the wasm instance: every future in it stops
-//! where it was, and the promise the runtime awaits for `alarm()` would never settle (the
-//! runtime gives an alarm 15 minutes before it retries). So while a run is in progress, a
-//! panic hook, still running synchronously before the abort:
-//! 1. records the attempt of each running task as failed ("the handler panicked"), so the
-//!    retry policy applies and a task that always panics ends dead instead of blocking the
-//!    queue;
-//! 2. resets the object with `ctx.abort()` once `storage.sync()` has made that record
-//!    durable (plain JavaScript promise chaining: no wasm runs after the panic). The alarm
-//!    fails at once, the runtime retries it, and the queue goes on.
+//! where it was, and the promises the runtime awaits (for `alarm()`, for a `fetch`) never
+//! settle; the runtime gives an alarm 15 minutes before it retries it. While a guard lives,
+//! a panic hook, still running synchronously before the abort:
+//! 1. calls the guard's `on_panic` with the panic message, to record what the panic
+//!    interrupted (lumenize-alarms records the running task's attempt as failed);
+//! 2. resets the object with `ctx.abort()` once `storage.sync()` has made those records
+//!    durable (plain JavaScript promise chaining: no wasm runs after the panic). Its events
+//!    fail at once; the runtime retries a failed alarm.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
+use worker::State;
 
-use crate::core::{self, InFlight};
-use crate::sql_store::SqlStore;
-
-/// What the hook needs of one object with a run in progress.
-struct Running {
+struct Guarded {
     state: JsValue,
-    storage: JsValue,
-    store: Rc<SqlStore>,
-    in_flight: Rc<InFlight>,
+    on_panic: Box<dyn Fn(&str)>,
 }
 
 thread_local! {
-    static RUNNING: RefCell<HashMap<String, Running>> = RefCell::new(HashMap::new());
-    static HOOKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static GUARDED: RefCell<BTreeMap<u64, Guarded>> = const { RefCell::new(BTreeMap::new()) };
+    static NEXT: Cell<u64> = const { Cell::new(0) };
+    static HOOKED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Registers an object as running tasks until dropped.
-pub(crate) struct AbortOnPanic(String);
+/// While this guard lives, a panic anywhere in the isolate runs `on_panic` and then resets
+/// the object (`ctx.abort()`) once its storage writes are durable, instead of leaving its
+/// events hanging. [`Alarms::run_due`](crate::Alarms::run_due) holds one; use it around
+/// your own long-running work the same way.
+///
+/// ```no_run
+/// # fn demo(state: &worker::State) {
+/// use lumenize_alarms::AbortOnPanic;
+/// let sql = state.storage().sql();
+/// let _guard = AbortOnPanic::new(state, move |msg| {
+///     let _ = sql.exec("INSERT INTO crashes (message) VALUES (?)", vec![msg.into()]);
+/// });
+/// // ... work that might panic ...
+/// # }
+/// ```
+#[must_use = "the guard protects only while it lives"]
+pub struct AbortOnPanic(u64);
 
 impl AbortOnPanic {
-    pub(crate) fn new(object_id: &str, state: &JsValue, storage: &JsValue, store: &Rc<SqlStore>, in_flight: &Rc<InFlight>) -> Self {
+    /// Guards `state`'s object until the guard is dropped.
+    pub fn new(state: &State, on_panic: impl Fn(&str) + 'static) -> Self {
         install_hook();
-        let running = Running { state: state.clone(), storage: storage.clone(), store: store.clone(), in_flight: in_flight.clone() };
-        RUNNING.with(|r| r.borrow_mut().insert(object_id.to_owned(), running));
-        AbortOnPanic(object_id.to_owned())
+        let key = NEXT.with(|n| n.replace(n.get() + 1));
+        let state: JsValue = AsRef::<JsValue>::as_ref(state.as_raw()).clone();
+        GUARDED.with(|g| g.borrow_mut().insert(key, Guarded { state, on_panic: Box::new(on_panic) }));
+        AbortOnPanic(key)
     }
 }
 
 impl Drop for AbortOnPanic {
     fn drop(&mut self) {
-        RUNNING.with(|r| r.borrow_mut().remove(&self.0));
+        GUARDED.with(|g| g.borrow_mut().remove(&self.0));
     }
 }
 
@@ -59,31 +70,34 @@ fn install_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
-        let error = format!("the handler panicked: {info}");
-        RUNNING.with(|r| {
-            let Ok(running) = r.try_borrow() else { return };
-            for object in running.values() {
-                let now = crate::alarms::now_ms();
-                for task in object.in_flight.tasks() {
-                    // Best effort: if this fails, the next run still finds the task running
-                    // and counts the attempt as cut short.
-                    let _ = core::run::fail(&*object.store, &task, now, error.clone());
-                }
-                abort_after_sync(object, &error);
+        let message = info.to_string();
+        GUARDED.with(|g| {
+            let Ok(guarded) = g.try_borrow() else { return };
+            for guard in guarded.values() {
+                (guard.on_panic)(&message);
+            }
+            for guard in guarded.values() {
+                abort_after_sync(&guard.state, &message);
             }
         });
     }));
 }
 
-fn abort_after_sync(object: &Running, error: &str) {
-    let method = |target: &JsValue, name: &str| Reflect::get(target, &name.into()).ok().and_then(|f| f.dyn_into::<Function>().ok());
-    let (Some(sync), Some(abort)) = (method(&object.storage, "sync"), method(&object.state, "abort")) else { return };
-    let reason = JsValue::from_str(&format!("lumenize-alarms reset the object after a panic: {error}"));
-    let abort = abort.bind1(&object.state, &reason);
-    let synced = sync.call0(&object.storage).ok().filter(|p| p.is_instance_of::<Promise>());
-    if let Some((synced, then)) = synced.and_then(|p| method(&p, "then").map(|then| (p, then))) {
-        let _ = then.call1(&synced, &abort);
-    } else {
-        let _ = abort.call0(&JsValue::UNDEFINED);
+fn method(target: &JsValue, name: &str) -> Option<Function> {
+    Reflect::get(target, &name.into()).ok().and_then(|f| f.dyn_into::<Function>().ok())
+}
+
+fn abort_after_sync(state: &JsValue, message: &str) {
+    let Some(abort) = method(state, "abort") else { return };
+    let reason = JsValue::from_str(&format!("reset after a panic: {message}"));
+    let abort = abort.bind1(state, &reason);
+    let synced = Reflect::get(state, &"storage".into())
+        .ok()
+        .and_then(|storage| method(&storage, "sync").and_then(|sync| sync.call0(&storage).ok()))
+        .filter(|p| p.is_instance_of::<Promise>());
+    match synced.and_then(|p| method(&p, "then").map(|then| (p, then))) {
+        Some((synced, then)) => drop(then.call1(&synced, &abort)),
+        // `abort` throws by design: the throw is what ends the object's events.
+        None => drop(abort.call0(&JsValue::UNDEFINED)),
     }
 }
