@@ -1,1 +1,433 @@
-fn main() {}
+//! `cargo xtask <command>`: the workspace's developer commands.
+//!
+//! - `setup`: install what this machine lacks (wasm target, worker-build, wasm-bindgen-cli at
+//!   the `Cargo.lock` version, wrangler through `npm ci`), skipping what is present.
+//! - `build`: setup, then build every worker with worker-build (through `lumenize-harness`).
+//! - `test`: setup, then three suites: native `cargo test`, wasm-bindgen-test of the
+//!   libraries, and the integration tests of `lumenize-harness` against workerd. Ends with
+//!   one line `N passed, M failed`; exits non-zero if anything failed.
+//! - `experiments [args]`: setup, then `cargo run --release -p lumenize-driver -- [args]`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use lumenize_harness as harness;
+
+/// The worker crates (cdylib, built by worker-build), relative to the workspace root.
+const WORKERS: &[&str] = &["examples/call-alarm-delay", "examples/alarms-robustness", "testing/sandbox"];
+/// The libraries whose wasm-only pieces run under wasm-bindgen-test.
+const WASM_TESTED: &[&str] = &["lumenize-alarms", "lumenize-call"];
+/// The Rust target of workers.
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  setup              install the wasm target, worker-build, wasm-bindgen-cli and wrangler if missing
+  build              setup, then build every worker (worker-build --release --no-opt)
+  test               setup, then native, wasm-bindgen-test and integration suites
+  experiments [ARGS] setup, then cargo run --release -p lumenize-driver -- ARGS";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("setup") => setup().map(|_| ExitCode::SUCCESS),
+        Some("build") => setup().and_then(|_| build_all()).map(|_| ExitCode::SUCCESS),
+        Some("test") => Ok(test()),
+        Some("experiments") => setup().and_then(|_| experiments(&args[1..])),
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            Ok(ExitCode::from(2))
+        }
+    };
+    outcome.unwrap_or_else(|e| {
+        eprintln!("xtask: error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn root() -> PathBuf {
+    harness::workspace_root()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs a command to completion with inherited output; fails on a non-zero exit.
+fn run(mut cmd: Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("running {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// setup
+
+fn setup() -> Result<()> {
+    let started = Instant::now();
+    println!("xtask setup:");
+    setup_wasm_target()?;
+    let worker_build = harness::worker_build_version()?;
+    setup_cargo_tool("worker-build", &["worker-build"], &worker_build)?;
+    let wasm_bindgen = harness::wasm_bindgen_version()?;
+    setup_cargo_tool("wasm-bindgen-cli", &["wasm-bindgen", "wasm-bindgen-test-runner"], &wasm_bindgen)?;
+    setup_node_modules()?;
+    harness::check_tools()?;
+    println!("  ready in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn setup_wasm_target() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root())
+        .output()
+        .context("running `rustup target list --installed` (is rustup installed?)")?;
+    if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == WASM_TARGET) {
+        println!("  {WASM_TARGET} target: present");
+        return Ok(());
+    }
+    println!("  {WASM_TARGET} target: installing");
+    let mut cmd = Command::new("rustup");
+    cmd.args(["target", "add", WASM_TARGET]).current_dir(root());
+    run(cmd)
+}
+
+/// The version a tool reports (`<name> x.y.z` or `x.y.z`), if it is installed and runs.
+fn installed_version(bin: &str) -> Option<String> {
+    let path = harness::find_tool(bin)?;
+    let out = Command::new(path).arg("--version").stdin(Stdio::null()).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).split_whitespace().last().map(str::to_string)
+}
+
+/// `cargo install <package> --version <version>` unless every binary reports that version.
+/// No `--locked`: the registry may lack patch releases that the tool's own lockfile names.
+fn setup_cargo_tool(package: &str, bins: &[&str], version: &str) -> Result<()> {
+    let have: Vec<Option<String>> = bins.iter().map(|b| installed_version(b)).collect();
+    if have.iter().all(|v| v.as_deref() == Some(version)) {
+        println!("  {package} {version}: present");
+        return Ok(());
+    }
+    let found = have.iter().flatten().next().map_or("none".to_string(), |v| v.clone());
+    println!("  {package} {version}: installing (found {found}; takes a few minutes)");
+    let mut cmd = cargo();
+    cmd.args(["install", package, "--version", version]);
+    if found != "none" {
+        cmd.arg("--force");
+    }
+    run(cmd)
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    path.metadata().and_then(|m| m.modified()).ok()
+}
+
+/// `npm ci` when node_modules is missing, lacks wrangler, or is older than package-lock.json.
+fn setup_node_modules() -> Result<()> {
+    let root = root();
+    let lock = root.join("package-lock.json");
+    let modules = root.join("node_modules");
+    // npm writes node_modules/.package-lock.json on every install.
+    let installed = modified(&modules.join(".package-lock.json")).or_else(|| modified(&modules));
+    let reason = if !modules.is_dir() {
+        Some("node_modules is missing")
+    } else if !modules.join(".bin/wrangler").exists() {
+        Some("node_modules has no wrangler")
+    } else if installed < modified(&lock) {
+        Some("package-lock.json is newer than node_modules")
+    } else {
+        None
+    };
+    match reason {
+        None => {
+            println!("  node_modules (wrangler): present");
+            Ok(())
+        }
+        Some(reason) => {
+            println!("  node_modules (wrangler): npm ci ({reason})");
+            let mut cmd = Command::new("npm");
+            cmd.args(["ci", "--no-audit", "--no-fund"]).current_dir(&root);
+            run(cmd)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// build
+
+/// Builds every worker; returns the first error after trying them all.
+fn build_all() -> Result<()> {
+    let mut failures = Vec::new();
+    for dir in WORKERS {
+        let started = Instant::now();
+        match harness::build_worker(&root().join(dir)) {
+            Ok(()) => println!("xtask build: {dir} built in {:.1} s", started.elapsed().as_secs_f64()),
+            Err(e) => {
+                eprintln!("xtask build: {dir} FAILED: {e:#}");
+                failures.push(*dir);
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!("worker build failed: {}", failures.join(", "));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// test
+
+/// The outcome of one suite.
+struct Suite {
+    name: &'static str,
+    passed: u64,
+    failed: u64,
+    /// Every command of the suite exited successfully.
+    ok: bool,
+    /// Why the suite failed beyond its counts (a command's exit status, a build error).
+    notes: Vec<String>,
+    duration: Duration,
+}
+
+impl Suite {
+    fn new(name: &'static str) -> Self {
+        Suite { name, passed: 0, failed: 0, ok: true, notes: Vec::new(), duration: Duration::ZERO }
+    }
+
+    fn fail(&mut self, note: impl Into<String>) {
+        self.ok = false;
+        self.notes.push(note.into());
+    }
+
+    /// Runs `cmd`, streaming its output and adding every `test result:` line to the counts.
+    fn run(&mut self, mut cmd: Command) {
+        let shown = format!("{cmd:?}");
+        println!("\n=== xtask test [{}]: {shown}", self.name);
+        let spawned = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => return self.fail(format!("could not run {shown}: {e}")),
+        };
+        let out = child.stdout.take().map(|s| thread::spawn(move || pump(s, false)));
+        let err = child.stderr.take().map(|s| thread::spawn(move || pump(s, true)));
+        let status = child.wait();
+        for handle in [out, err].into_iter().flatten() {
+            for (passed, failed) in handle.join().unwrap_or_default() {
+                self.passed += passed;
+                self.failed += failed;
+            }
+        }
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => self.fail(format!("`{}` exited with {s}", short(&shown))),
+            Err(e) => self.fail(format!("waiting for `{}`: {e}", short(&shown))),
+        }
+    }
+}
+
+/// A command line shortened for the summary.
+fn short(cmd: &str) -> String {
+    let cmd = cmd.replace('"', "");
+    if cmd.len() > 90 {
+        format!("{}...", &cmd[..cmd.char_indices().nth(87).map_or(cmd.len(), |(i, _)| i)])
+    } else {
+        cmd
+    }
+}
+
+/// Copies a child's output to ours line by line, collecting `(passed, failed)` of each
+/// `test result:` line (libtest, doc tests and wasm-bindgen-test-runner share that shape).
+fn pump(stream: impl Read, to_stderr: bool) -> Vec<(u64, u64)> {
+    let mut results = Vec::new();
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    // Bounded by the child's output: ends at EOF, when the child exits.
+    while let Ok(n) = reader.read_until(b'\n', &mut buf) {
+        if n == 0 {
+            break;
+        }
+        let line = String::from_utf8_lossy(&buf);
+        if let Some(counts) = parse_test_result(&line) {
+            results.push(counts);
+        }
+        if to_stderr {
+            let mut e = std::io::stderr().lock();
+            let _ = e.write_all(&buf);
+        } else {
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(&buf);
+            let _ = o.flush();
+        }
+        buf.clear();
+    }
+    results
+}
+
+/// `(passed, failed)` from a line like
+/// `test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s`.
+fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+    let line = strip_ansi(line);
+    let rest = &line[line.find("test result: ")?..];
+    let count_before = |word: &str| -> Option<u64> {
+        let end = rest.find(word)?;
+        rest[..end].rsplit(|c: char| !c.is_ascii_digit()).find(|s| !s.is_empty())?.parse().ok()
+    };
+    Some((count_before(" passed")?, count_before(" failed")?))
+}
+
+/// Removes ANSI colour sequences (`ESC [ ... letter`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip `[`, parameters, and the final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn test() -> ExitCode {
+    let mut suites = Vec::new();
+    let tools = match setup().and_then(|_| harness::check_tools()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("xtask test: setup failed: {e:#}");
+            let mut s = Suite::new("setup");
+            s.fail(format!("{e:#}"));
+            suites.push(s);
+            return summary(&suites);
+        }
+    };
+
+    // (a) Native: everything except the integration tests. The worker crates (cdylib) build
+    // natively too, so pure helpers in them can have ordinary unit tests.
+    let started = Instant::now();
+    let mut native = Suite::new("native");
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--exclude", "lumenize-harness"]);
+    native.run(cmd);
+    native.duration = started.elapsed();
+    suites.push(native);
+
+    // (b) wasm-bindgen-test: the libraries' wasm-only pieces, under Node.
+    let started = Instant::now();
+    let mut wasm = Suite::new("wasm");
+    let mut cmd = cargo();
+    cmd.args(["test", "--target", WASM_TARGET]);
+    for p in WASM_TESTED {
+        cmd.args(["-p", p]);
+    }
+    cmd.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", &tools.wasm_bindgen_test_runner);
+    wasm.run(cmd);
+    wasm.duration = started.elapsed();
+    suites.push(wasm);
+
+    // (c) Integration: the workers on workerd. Build them here once, then let the tests
+    // trust those builds; if a build failed, let each test report it for its worker.
+    let started = Instant::now();
+    let mut integration = Suite::new("integration");
+    println!("\n=== xtask test [integration]: building workers");
+    let built = match build_all() {
+        Ok(()) => true,
+        Err(e) => {
+            integration.fail(format!("{e:#}"));
+            false
+        }
+    };
+    let mut cmd = cargo();
+    cmd.args(["test", "-p", "lumenize-harness"]);
+    if built {
+        cmd.env("LUMENIZE_HARNESS_SKIP_BUILD", "1");
+    }
+    integration.run(cmd);
+    integration.duration = started.elapsed();
+    suites.push(integration);
+
+    summary(&suites)
+}
+
+/// Prints per-suite lines, then the total alone on the last line.
+fn summary(suites: &[Suite]) -> ExitCode {
+    println!("\n=== xtask test summary");
+    for s in suites {
+        println!(
+            "{:<12} {:>5} passed, {:>3} failed  {:>7.1} s  {}",
+            s.name,
+            s.passed,
+            s.failed,
+            s.duration.as_secs_f64(),
+            if s.ok && s.failed == 0 { "ok" } else { "FAILED" }
+        );
+        for note in &s.notes {
+            println!("{:<12} {note}", "");
+        }
+    }
+    let passed: u64 = suites.iter().map(|s| s.passed).sum();
+    let failed: u64 = suites.iter().map(|s| s.failed).sum();
+    println!("{passed} passed, {failed} failed");
+    if suites.iter().all(|s| s.ok && s.failed == 0) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// experiments
+
+fn experiments(args: &[String]) -> Result<ExitCode> {
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "-p", "lumenize-driver", "--"]).args(args);
+    let status = cmd.status().context("running the experiment driver")?;
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_libtest_doctest_and_wasm_runner_lines() {
+        assert_eq!(
+            parse_test_result(
+                "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s"
+            ),
+            Some((12, 0))
+        );
+        assert_eq!(
+            parse_test_result("test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 filtered out; finished in 0.20s"),
+            Some((3, 2))
+        );
+        assert_eq!(
+            parse_test_result("test result: \u{1b}[32mok\u{1b}[0m. 7 passed; 0 failed; 0 ignored"),
+            Some((7, 0))
+        );
+        assert_eq!(parse_test_result("running 3 tests"), None);
+    }
+}

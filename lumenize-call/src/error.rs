@@ -1,0 +1,105 @@
+//! The errors: [`Error`] for the API, [`CallError`] for what a continuation receives.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a call did not produce the remote's reply. The continuation receives it in place of
+/// the reply, exactly once per call.
+///
+/// ```
+/// use lumenize_call::CallError;
+/// let e = CallError::Remote { message: "no such item".into(), panicked: false };
+/// assert_eq!(e.to_string(), "the remote returned an error: no such item");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+#[non_exhaustive]
+pub enum CallError {
+    /// The remote's operation returned `Err`, panicked, or was cut short by a crash of the
+    /// remote (then it may or may not have taken effect; it is never run twice).
+    #[error("the remote {}: {message}", if *panicked { "panicked" } else { "returned an error" })]
+    Remote {
+        /// The remote's error (its `Display`), or the panic message.
+        message: String,
+        /// Whether the operation panicked.
+        panicked: bool,
+    },
+    /// No reply before the call's timeout.
+    #[error("no reply within the timeout")]
+    Timeout,
+    /// The remote could not be reached after every attempt.
+    #[error("the remote could not be reached: {0}")]
+    Transport(String),
+    /// The remote refused the request (bad envelope, unknown version, bad signature, unknown
+    /// operation): retrying cannot help.
+    #[error("the remote refused the call ({status}): {message}")]
+    Rejected {
+        /// The HTTP status the remote answered.
+        status: u16,
+        /// What it said.
+        message: String,
+    },
+    /// The call was cancelled with [`Calls::cancel`](crate::Calls::cancel).
+    #[error("the call was cancelled")]
+    Cancelled,
+}
+
+/// What can go wrong when making, serving or running calls.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The shared secret that authenticates calls is not configured.
+    #[error("the secret {0} is not set: add it with `wrangler secret put {0}` (or in .dev.vars for wrangler dev); every object that calls or serves must see the same value")]
+    NoSecret(&'static str),
+    /// An operation, reply or continuation could not be encoded as JSON.
+    #[error("could not encode {what} as JSON: {source}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored continuation no longer deserialises into the handler's type.
+    #[error("the continuation of call {id} no longer deserialises: {reason}")]
+    Decode {
+        /// The call.
+        id: String,
+        /// What serde said.
+        reason: String,
+    },
+    /// [`Calls::on_result`](crate::Calls::on_result) was not set where a continuation had to run.
+    #[error("no continuation handler: set one with Calls::on_result")]
+    NoHandler,
+    /// The continuation handler returned an error (the call stays pending and is retried).
+    #[error("the continuation of call {id} failed: {message}")]
+    Continuation {
+        /// The call.
+        id: String,
+        /// The handler's error.
+        message: String,
+    },
+    /// No call with this id is pending.
+    #[error("no pending call with id {0}")]
+    NotFound(String),
+    /// The scheduler below failed.
+    #[error(transparent)]
+    Alarms(#[from] lumenize_alarms::Error),
+    /// The runtime failed (storage, stubs).
+    #[error("runtime error: {0}")]
+    Runtime(String),
+}
+
+impl From<worker::Error> for Error {
+    fn from(e: worker::Error) -> Self {
+        Error::Runtime(e.to_string())
+    }
+}
+
+impl From<Error> for worker::Error {
+    fn from(e: Error) -> Self {
+        worker::Error::RustError(e.to_string())
+    }
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
