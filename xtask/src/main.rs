@@ -17,6 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context, Result};
 use lumenize_harness as harness;
 
+/// The packages whose tests run the built workers in workerd (the integration suite).
+const INTEGRATION: &[&str] = &["lumenize-harness", "lumenize-driver"];
 /// The worker crates (cdylib, built by worker-build), relative to the workspace root.
 const WORKERS: &[&str] = &["examples/call-alarm-delay", "examples/alarms-robustness", "testing/sandbox"];
 /// The libraries whose wasm-only pieces run under wasm-bindgen-test.
@@ -326,7 +328,10 @@ fn test() -> ExitCode {
     let started = Instant::now();
     let mut native = Suite::new("native");
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--exclude", "lumenize-harness"]);
+    cmd.args(["test", "--workspace"]);
+    for p in INTEGRATION {
+        cmd.args(["--exclude", p]);
+    }
     native.run(cmd);
     native.duration = started.elapsed();
     suites.push(native);
@@ -357,7 +362,10 @@ fn test() -> ExitCode {
         }
     };
     let mut cmd = cargo();
-    cmd.args(["test", "-p", "lumenize-harness"]);
+    cmd.arg("test");
+    for p in INTEGRATION {
+        cmd.args(["-p", p]);
+    }
     if built {
         cmd.env("LUMENIZE_HARNESS_SKIP_BUILD", "1");
     }
