@@ -1,0 +1,449 @@
+//! `Calls`: durable calls from this Durable Object to others, and serving calls from others.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use lumenize_alarms::{AbortOnPanic, Alarms, Options, RunReport, Scheduled, When};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{console_error, Env, Headers, Method, Request, RequestInit, Response, State};
+
+use crate::envelope::{self, CallReply, Outcome, SIGNATURE_HEADER, VERSION};
+use crate::machine::{self, Answer, CallResult, Serve, Step, INTERRUPTED, RESULT_RETENTION_MS};
+use crate::store::{PendingCall, Store};
+use crate::{CallError, CallOptions, Dispatch, Error, Object, Result, Target};
+
+/// The name of the secret (or variable) that authenticates calls: every object that makes
+/// or serves calls must see the same value.
+pub const SECRET: &str = "LUMENIZE_CALL_SECRET";
+
+/// The id of a call: a UUIDv7, also the id of the call's lumenize-alarms task.
+pub type CallId = String;
+
+/// The lumenize-alarms tasks of lumenize-call. Embed it in your own task enum
+/// (`Task::Call(CallTask)` with `impl From<CallTask> for Task`) and hand it to
+/// [`Calls::run`] from your alarm handler; an object with no tasks of its own uses
+/// `Calls<CallTask>` and [`Calls::run_due`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallTask {
+    /// A call's dispatch and backstop (the task's id is the call's id).
+    Dispatch,
+    /// Forget the results of calls served more than a day ago.
+    Cleanup,
+}
+
+/// The id of the one cleanup task of an object that serves calls.
+const CLEANUP_ID: &str = "lumenize-call:cleanup";
+
+/// What a continuation gets besides its own value: the object's state and environment.
+pub struct Ctx {
+    /// The calling object's state.
+    pub state: State,
+    /// Its environment.
+    pub env: Env,
+}
+
+type Handler = Rc<dyn Fn(Ctx, Value, CallResult) -> Pin<Box<dyn Future<Output = std::result::Result<(), String>>>>>;
+
+/// Durable calls of one Durable Object, over its lumenize-alarms scheduler with task type
+/// `T`. Cheap to clone and to open; open it in each handler. See the crate docs for a full
+/// origin and remote.
+pub struct Calls<T> {
+    inner: Rc<Inner<T>>,
+}
+
+impl<T> Clone for Calls<T> {
+    fn clone(&self) -> Self {
+        Calls { inner: self.inner.clone() }
+    }
+}
+
+struct Inner<T> {
+    alarms: Alarms<T>,
+    store: Rc<Store>,
+    state: State,
+    env: Env,
+    secret: String,
+    handler: RefCell<Option<Handler>>,
+}
+
+thread_local! {
+    /// Calls this isolate is sending right now (so a backstop does not send them again).
+    static SENDING: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    /// Calls whose continuation is running right now.
+    static DELIVERING: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    /// Calls this isolate is applying right now, as a remote.
+    static APPLYING: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+}
+
+/// Adds `id` to `set`; false if it was there.
+fn claim(set: &'static std::thread::LocalKey<RefCell<HashSet<String>>>, id: &str) -> bool {
+    set.with(|s| s.borrow_mut().insert(id.to_owned()))
+}
+
+fn release(set: &'static std::thread::LocalKey<RefCell<HashSet<String>>>, id: &str) {
+    set.with(|s| s.borrow_mut().remove(id));
+}
+
+impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
+    /// Opens the calls of this object (and its lumenize-alarms scheduler), creating their
+    /// tables on first use.
+    ///
+    /// # Errors
+    /// [`Error::NoSecret`] if [`SECRET`] is not set; [`Error::Alarms`] for an object
+    /// without SQLite; storage errors.
+    pub async fn new(state: &State, env: &Env) -> Result<Self> {
+        let alarms = Alarms::<T>::new(state).await?;
+        let secret = secret(env)?;
+        let store = Rc::new(Store::open(state.storage().sql())?);
+        let inner = Inner { alarms, store, state: own(state), env: env.clone(), secret, handler: RefCell::new(None) };
+        Ok(Calls { inner: Rc::new(inner) })
+    }
+
+    /// Sets the continuation handler: it receives the continuation value given to
+    /// [`call`](Self::call) (decoded as `R`) and the call's result, exactly once per call.
+    /// An `Err` (or a continuation that no longer decodes as `R`) keeps the call pending; its
+    /// task retries the continuation per lumenize-alarms' retry policy, then keeps it dead
+    /// (listable with the error, re-queueable).
+    #[must_use]
+    pub fn on_result<R, F, Fut, E>(self, handler: F) -> Self
+    where
+        R: DeserializeOwned,
+        F: Fn(Ctx, R, CallResult) -> Fut + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + 'static,
+        E: Display,
+    {
+        let handler: Handler = Rc::new(move |ctx, resume, result| match serde_json::from_value::<R>(resume) {
+            Ok(resume) => {
+                let done = handler(ctx, resume, result);
+                Box::pin(async move { done.await.map_err(|e| e.to_string()) })
+            }
+            Err(e) => Box::pin(async move { Err(format!("the continuation no longer deserialises: {e}")) }),
+        });
+        *self.inner.handler.borrow_mut() = Some(handler);
+        self
+    }
+
+    /// The scheduler below, to schedule your own tasks or run them from `alarm()`.
+    pub fn alarms(&self) -> &Alarms<T> {
+        &self.inner.alarms
+    }
+
+    /// Calls `target` with `op`; when the result is in, the continuation handler runs here
+    /// with `resume` and the result. Returns at once, once the call is durable: one
+    /// lumenize-alarms task (the call's dispatch and backstop, due now for
+    /// [`Dispatch::Alarm`]) and one call record. With [`Dispatch::Direct`] the request
+    /// leaves in this same event.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if `op` or `resume` do not encode; storage errors. Nothing is
+    /// stored then.
+    pub async fn call(&self, target: Target, op: &impl Serialize, resume: &impl Serialize, opts: CallOptions) -> Result<CallId> {
+        let op = serde_json::to_value(op).map_err(|source| Error::Encode { what: "the operation", source })?;
+        let resume = serde_json::to_value(resume).map_err(|source| Error::Encode { what: "the continuation", source })?;
+        let now = now_ms();
+        let deadline_ms = opts.timeout.map(|t| now.saturating_add(millis(t)));
+        let first = match opts.dispatch {
+            Dispatch::Alarm => now,
+            Dispatch::Direct => machine::backstop_at(now, 0, deadline_ms),
+        };
+        // The task first: should the object die before the record is written, the task
+        // finds no record and ends, and this call never returned an id.
+        let task = self.alarms().schedule(When::at_unix_ms(first), T::from(CallTask::Dispatch)).await?;
+        let call = PendingCall {
+            id: task.id,
+            target,
+            op,
+            resume,
+            dispatch: opts.dispatch,
+            deadline_ms,
+            failures: 0,
+            last_error: None,
+            result: None,
+            created_ms: now,
+        };
+        self.inner.store.insert_call(&call)?;
+        if opts.dispatch == Dispatch::Direct {
+            self.spawn_send(&call.id);
+        }
+        Ok(call.id)
+    }
+
+    /// The calls whose continuation has not completed, oldest first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn pending(&self) -> Result<Vec<PendingCall>> {
+        self.inner.store.calls()
+    }
+
+    /// Cancels a pending call: its continuation runs now with [`CallError::Cancelled`]
+    /// (or with the result, if that is already in) and a later reply is dropped. The remote
+    /// may still apply the operation if the request already left. Returns whether the call
+    /// was pending.
+    ///
+    /// # Errors
+    /// The continuation's error (the call stays pending and its task retries it); storage
+    /// errors.
+    pub async fn cancel(&self, id: &str) -> Result<bool> {
+        if self.inner.store.call(id)?.is_none() {
+            return Ok(false);
+        }
+        self.deliver(id, Err(CallError::Cancelled)).await?;
+        Ok(true)
+    }
+
+    /// Runs one of lumenize-call's tasks: call it from your alarm handler for
+    /// `Task::Call(task)`, with the task's stored record.
+    ///
+    /// # Errors
+    /// A continuation that failed, storage errors: lumenize-alarms retries the task.
+    pub async fn run(&self, task: CallTask, info: &Scheduled) -> Result<()> {
+        match task {
+            CallTask::Cleanup => self.cleanup().await,
+            CallTask::Dispatch => {
+                let Some(call) = self.inner.store.call(&info.id)? else { return Ok(()) };
+                match machine::on_backstop(&call.state(), now_ms()) {
+                    Step::Deliver(result) => self.deliver(&call.id, result).await,
+                    Step::Dispatch { backstop_ms } => {
+                        let task = T::from(CallTask::Dispatch);
+                        self.alarms().schedule_with(When::at_unix_ms(backstop_ms), task, Options::id(&call.id)).await?;
+                        self.spawn_send(&call.id);
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a call request from another object's [`call`](Self::call): checks the
+    /// signature and the envelope, applies `op` at most once per call id, stores the result,
+    /// and replies. A re-dispatch of a call already applied gets the stored result; a call
+    /// cut short by a reset gets [`CallError::Remote`] ("may or may not have taken effect").
+    /// `apply`'s `Err` and panics reach the caller as [`CallError::Remote`].
+    ///
+    /// Refused with 401 if unsigned or signed with another secret (a request forwarded from
+    /// the internet cannot run an operation), 400 for a malformed envelope, an unknown
+    /// version or an operation that does not decode as `Op`, 405 for anything but `POST`.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn serve<Op, R, E, F, Fut>(&self, mut req: Request, apply: F) -> Result<Response>
+    where
+        Op: DeserializeOwned,
+        R: Serialize,
+        E: Display,
+        F: FnOnce(Op) -> Fut,
+        Fut: Future<Output = std::result::Result<R, E>>,
+    {
+        if req.method() != Method::Post {
+            return refuse("lumenize-call: POST a call envelope", 405);
+        }
+        let body = req.text().await?;
+        let signature = req.headers().get(SIGNATURE_HEADER)?;
+        let request = match envelope::parse_request(&self.inner.secret, &body, signature.as_deref()) {
+            Ok(request) => request,
+            Err(refusal) => return refuse(&refusal.to_string(), refusal.status()),
+        };
+        let id = request.id;
+        let applying = APPLYING.with(|a| a.borrow().contains(&id));
+        let outcome = match machine::serve(self.inner.store.seen(&id)?, applying) {
+            Serve::Replay(outcome) => outcome,
+            Serve::Busy => return refuse("lumenize-call: this call is being applied; ask again later", 409),
+            Serve::Interrupted => {
+                let outcome = Outcome::Err { message: INTERRUPTED.into(), panicked: false };
+                self.inner.store.finish(&id, &outcome, now_ms())?;
+                outcome
+            }
+            Serve::Apply => match serde_json::from_value::<Op>(request.op) {
+                Ok(op) => self.apply(&id, op, apply).await?,
+                Err(e) => return refuse(&format!("lumenize-call: unknown operation: {e}"), 400),
+            },
+        };
+        let reply = CallReply { v: VERSION, id, outcome };
+        Ok(Response::from_json(&reply)?)
+    }
+
+    async fn apply<Op, R, E, F, Fut>(&self, id: &str, op: Op, apply: F) -> Result<Outcome>
+    where
+        R: Serialize,
+        E: Display,
+        F: FnOnce(Op) -> Fut,
+        Fut: Future<Output = std::result::Result<R, E>>,
+    {
+        let store = self.inner.store.clone();
+        store.start(id, now_ms())?;
+        claim(&APPLYING, id);
+        let guard = {
+            let (store, id) = (store.clone(), id.to_owned());
+            AbortOnPanic::new(&self.inner.state, move |message| {
+                let outcome = Outcome::Err { message: format!("the operation panicked: {message}"), panicked: true };
+                let _ = store.finish(&id, &outcome, now_ms());
+            })
+        };
+        let result = apply(op).await;
+        drop(guard);
+        release(&APPLYING, id);
+        let outcome = match result.map(|reply| serde_json::to_value(reply)) {
+            Ok(Ok(value)) => Outcome::Ok(value),
+            Ok(Err(e)) => Outcome::Err { message: format!("the reply could not be encoded: {e}"), panicked: false },
+            Err(e) => Outcome::Err { message: e.to_string(), panicked: false },
+        };
+        store.finish(id, &outcome, now_ms())?;
+        if self.alarms().get(CLEANUP_ID)?.is_none() {
+            let at = now_ms().saturating_add(RESULT_RETENTION_MS);
+            self.alarms().schedule_with(When::at_unix_ms(at), T::from(CallTask::Cleanup), Options::id(CLEANUP_ID)).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn cleanup(&self) -> Result<()> {
+        let now = now_ms();
+        if let Some(oldest) = self.inner.store.forget_results(now.saturating_sub(RESULT_RETENTION_MS))? {
+            let at = oldest.saturating_add(RESULT_RETENTION_MS).max(now);
+            self.alarms().schedule_with(When::at_unix_ms(at), T::from(CallTask::Cleanup), Options::id(CLEANUP_ID)).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends call `id` in the background, unless this isolate is sending it already.
+    fn spawn_send(&self, id: &str) {
+        if !claim(&SENDING, id) {
+            return;
+        }
+        let (calls, id) = (self.clone(), id.to_owned());
+        wasm_bindgen_futures::spawn_local(async move {
+            let sent = calls.send(&id).await;
+            release(&SENDING, &id);
+            let done = match sent {
+                Ok(Some(result)) => calls.deliver(&id, result).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
+                console_error!("lumenize-call: call {id}: {e} (its backstop task tries again)");
+            }
+        });
+    }
+
+    /// Sends call `id` once; the result if that settled it.
+    async fn send(&self, id: &str) -> Result<Option<CallResult>> {
+        let Some(call) = self.inner.store.call(id)? else { return Ok(None) };
+        if call.result.is_some() {
+            return Ok(call.result);
+        }
+        let answer = match self.post(&call).await {
+            Ok(answer) => answer,
+            Err(e) => Answer::Failed(e.to_string()),
+        };
+        match answer {
+            Answer::Done(result) => Ok(Some(result)),
+            Answer::Busy => Ok(None),
+            Answer::Failed(error) => {
+                // Settled or cancelled while we waited: nothing to count.
+                let Some(call) = self.inner.store.call(id)? else { return Ok(None) };
+                let (state, give_up) = machine::after_failure(&call.state(), error);
+                self.inner.store.record_failure(id, &state)?;
+                Ok(give_up)
+            }
+        }
+    }
+
+    /// Posts the signed envelope to the target's stub.
+    async fn post(&self, call: &PendingCall) -> worker::Result<Answer> {
+        let stub = match self.stub(&call.target) {
+            Ok(stub) => stub,
+            // A binding or id that does not resolve will not resolve on a retry either.
+            Err(e) => return Ok(Answer::Done(Err(CallError::Transport(format!("no such target {:?}: {e}", call.target))))),
+        };
+        let (body, signature) = envelope::signed_request(&self.inner.secret, &call.id, &call.op);
+        let headers = Headers::new();
+        headers.set("content-type", "application/json")?;
+        headers.set(SIGNATURE_HEADER, &signature)?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
+        let request = Request::new_with_init("https://lumenize-call/", &init)?;
+        let mut response = stub.fetch_with_request(request).await?;
+        let body = response.text().await?;
+        Ok(machine::read_answer(&call.id, response.status_code(), &body))
+    }
+
+    fn stub(&self, target: &Target) -> worker::Result<worker::Stub> {
+        let namespace = self.inner.env.durable_object(&target.binding)?;
+        let id = match &target.object {
+            Object::Name(name) => namespace.id_from_name(name)?,
+            Object::Id(hex) => namespace.id_from_string(hex)?,
+        };
+        id.get_stub()
+    }
+
+    /// Runs the continuation of call `id` with its first result (`result`, unless one is
+    /// stored already), then forgets the call. A call already gone (completed, cancelled,
+    /// timed out) drops `result`: that is a late reply.
+    async fn deliver(&self, id: &str, result: CallResult) -> Result<()> {
+        if !claim(&DELIVERING, id) {
+            return Ok(());
+        }
+        let delivered = self.deliver_once(id, result).await;
+        release(&DELIVERING, id);
+        delivered
+    }
+
+    async fn deliver_once(&self, id: &str, result: CallResult) -> Result<()> {
+        let Some((call, result)) = self.inner.store.settle(id, result)? else { return Ok(()) };
+        let handler = self.inner.handler.borrow().clone().ok_or(Error::NoHandler)?;
+        let ctx = Ctx { state: own(&self.inner.state), env: self.inner.env.clone() };
+        handler(ctx, call.resume, result).await.map_err(|message| Error::Continuation { id: id.to_owned(), message })?;
+        self.inner.store.remove_call(id)?;
+        self.alarms().cancel(id)?;
+        Ok(())
+    }
+}
+
+impl Calls<CallTask> {
+    /// Runs the due tasks of an object whose only tasks are lumenize-call's: call it from
+    /// `DurableObject::alarm`.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn run_due(&self) -> Result<RunReport> {
+        let report = self
+            .alarms()
+            .run_due(|task, info| {
+                let calls = self.clone();
+                async move { calls.run(task, &info).await }
+            })
+            .await?;
+        Ok(report)
+    }
+}
+
+fn refuse(message: &str, status: u16) -> Result<Response> {
+    Ok(Response::error(message, status)?)
+}
+
+fn secret(env: &Env) -> Result<String> {
+    let value = env.secret(SECRET).map(|s| s.to_string()).or_else(|_| env.var(SECRET).map(|v| v.to_string()));
+    value.ok().filter(|s| !s.is_empty()).ok_or(Error::NoSecret(SECRET))
+}
+
+/// An owned handle on the same `DurableObjectState` (worker's `State` is not `Clone`).
+fn own(state: &State) -> State {
+    State::from(AsRef::<JsValue>::as_ref(state.as_raw()).clone().unchecked_into::<worker::worker_sys::DurableObjectState>())
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(worker::Date::now().as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,65 @@
+//! `CallOptions` and `Dispatch`: how a call leaves the object and how long it may take.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How a call is sent to the remote. Both are durable: the call record is written before
+/// anything leaves the object, and a lumenize-alarms task re-dispatches it until a result
+/// is in.
+///
+/// - `Alarm`: a zero-delay scheduled task sends it, from the next native alarm (one alarm
+///   hop, about 10 ms locally). Many calls made together share one alarm invocation and
+///   are sent concurrently.
+/// - `Direct`: sent at once, in the same event as [`Calls::call`](crate::Calls::call),
+///   with a backstop task that re-dispatches if the object dies before the result is in.
+///
+/// The default, `Direct`, is what `examples/call-alarm-delay` measured to be faster at the
+/// same guarantees (see its `MEASUREMENTS.md`).
+///
+/// ```
+/// use lumenize_call::Dispatch;
+/// assert_eq!(Dispatch::default(), Dispatch::Direct);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dispatch {
+    /// Through a zero-delay scheduled task.
+    Alarm,
+    /// At once, with a durable backstop task.
+    #[default]
+    Direct,
+}
+
+/// Options of one call.
+///
+/// ```
+/// use std::time::Duration;
+/// use lumenize_call::{CallOptions, Dispatch};
+/// let opts = CallOptions::default().dispatch(Dispatch::Alarm).timeout(Duration::from_secs(30));
+/// assert_eq!(opts.dispatch, Dispatch::Alarm);
+/// assert_eq!(opts.timeout, Some(Duration::from_secs(30)));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    /// How the call is sent.
+    pub dispatch: Dispatch,
+    /// How long to wait for the result before the continuation gets
+    /// [`CallError::Timeout`](crate::CallError::Timeout). `None`: no deadline (transport
+    /// failures still end the call after [`MAX_TRANSPORT_ATTEMPTS`](crate::MAX_TRANSPORT_ATTEMPTS)).
+    pub timeout: Option<Duration>,
+}
+
+impl CallOptions {
+    /// With this dispatch.
+    #[must_use]
+    pub fn dispatch(self, dispatch: Dispatch) -> Self {
+        CallOptions { dispatch, ..self }
+    }
+
+    /// With this timeout.
+    #[must_use]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        CallOptions { timeout: Some(timeout), ..self }
+    }
+}
