@@ -5,8 +5,10 @@
 use worker::*;
 
 mod alarms;
+mod calls;
 
 pub use alarms::{AlarmsDO, KvDO};
+pub use calls::{CallerDO, RemoteDO};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
@@ -18,11 +20,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             let binding = match feature.as_str() {
                 "alarms" => "ALARMS",
                 "kv" => "KV",
+                "calls" => "CALLER",
+                "remote" => "REMOTE",
                 _ => return Response::error("unknown feature", 404),
             };
             let stub = env.durable_object(binding)?.id_from_name(object)?.get_stub()?;
             let mut init = RequestInit::new();
-            init.with_method(req.method());
+            init.with_method(req.method()).with_headers(req.headers().clone());
             let mut req = req;
             let body = req.text().await?;
             if !body.is_empty() {

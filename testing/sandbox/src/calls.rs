@@ -1,0 +1,292 @@
+//! `CallerDO` and `RemoteDO`: lumenize-call over HTTP. The caller records every
+//! continuation in a `continuations` table; the remote counts the side effects of its
+//! operations in an `effects` table, so tests can check "exactly once" on both sides.
+
+use std::time::Duration;
+
+use lumenize_alarms::Filter;
+use lumenize_call::{CallError, CallOptions, CallTask, Calls, Ctx, Dispatch, Target};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use worker::*;
+
+/// What the remote can be asked to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Op {
+    /// Reply with the value.
+    Echo { value: Value },
+    /// Add one to the counter `key` (a side effect) and reply with its new value.
+    Count { key: String },
+    /// Return `Err(message)`.
+    Fail { message: String },
+    /// Panic.
+    Panic,
+    /// Wait `ms`, then add one to the counter `key` and reply with its new value.
+    SlowCount { key: String, ms: u64 },
+}
+
+/// The continuation: which request made the call, and how often the continuation should
+/// fail before it succeeds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Resume {
+    tag: String,
+    #[serde(default)]
+    fail_times: u32,
+}
+
+/// The caller's tasks: only lumenize-call's, through the user's own enum as a real object
+/// would have it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Task {
+    /// A task of lumenize-call.
+    Call(CallTask),
+}
+
+impl From<CallTask> for Task {
+    fn from(task: CallTask) -> Self {
+        Task::Call(task)
+    }
+}
+
+#[derive(Deserialize)]
+struct CallReq {
+    /// `{"name": ...}` or `{"id": ...}` of a RemoteDO, or another binding.
+    #[serde(default = "remote_binding")]
+    binding: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    object_id: Option<String>,
+    op: Op,
+    tag: String,
+    #[serde(default)]
+    fail_times: u32,
+    dispatch: Dispatch,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    /// Make this many calls (tags `<tag>-<i>`), all in this one request.
+    #[serde(default)]
+    count: Option<u32>,
+}
+
+fn remote_binding() -> String {
+    "REMOTE".into()
+}
+
+fn json_response(value: &impl Serialize) -> Result<Response> {
+    Response::from_json(value)
+}
+
+fn lib_error(e: impl std::fmt::Display) -> Result<Response> {
+    Response::error(e.to_string(), 400)
+}
+
+/// A Durable Object that makes calls.
+#[durable_object]
+pub struct CallerDO {
+    state: State,
+    env: Env,
+}
+
+impl CallerDO {
+    async fn calls(&self) -> Result<Calls<Task>> {
+        let calls = Calls::<Task>::new(&self.state, &self.env).await?;
+        Ok(calls.on_result(continuation))
+    }
+}
+
+/// Records the continuation in the same SQLite, with no await: the record and the call's
+/// completion commit together.
+async fn continuation(ctx: Ctx, resume: Resume, result: std::result::Result<Value, CallError>) -> Result<()> {
+    let sql = ctx.state.storage().sql();
+    #[derive(Deserialize)]
+    struct Tries {
+        n: u32,
+    }
+    sql.exec("INSERT INTO tries (tag, n) VALUES (?, 1) ON CONFLICT (tag) DO UPDATE SET n = n + 1", vec![resume.tag.as_str().into()])?;
+    let tries: Vec<Tries> = sql.exec("SELECT n FROM tries WHERE tag = ?", vec![resume.tag.as_str().into()])?.to_array()?;
+    if tries.first().map_or(0, |t| t.n) <= resume.fail_times {
+        return Err(Error::RustError(format!("continuation {} fails on purpose", resume.tag)));
+    }
+    let result = serde_json::to_string(&result).map_err(|e| Error::RustError(e.to_string()))?;
+    let now = Date::now().as_millis() as i64;
+    sql.exec("INSERT INTO continuations (tag, result, at_ms) VALUES (?, ?, ?)", vec![resume.tag.into(), result.into(), now.into()])?;
+    Ok(())
+}
+
+impl DurableObject for CallerDO {
+    fn new(state: State, env: Env) -> Self {
+        let sql = state.storage().sql();
+        for create in [
+            "CREATE TABLE IF NOT EXISTS continuations (seq INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT, result TEXT, at_ms INTEGER)",
+            "CREATE TABLE IF NOT EXISTS tries (tag TEXT PRIMARY KEY, n INTEGER)",
+        ] {
+            sql.exec(create, None).expect("create caller tables");
+        }
+        Self { state, env }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        // Every route opens the calls, as a real object would: after a restart, that is
+        // what re-arms a lost alarm.
+        let calls = self.calls().await?;
+        match req.path().trim_start_matches('/') {
+            "call" => {
+                let r: CallReq = req.json().await?;
+                let target = match (r.name, r.object_id) {
+                    (_, Some(id)) => Target::id(r.binding, id),
+                    (name, None) => Target::named(r.binding, name.unwrap_or_else(|| "remote".into())),
+                };
+                let mut options = CallOptions::default().dispatch(r.dispatch);
+                if let Some(ms) = r.timeout_ms {
+                    options = options.timeout(Duration::from_millis(ms));
+                }
+                let mut made = Vec::new();
+                for i in 0..r.count.unwrap_or(1) {
+                    let tag = if r.count.is_some() { format!("{}-{i}", r.tag) } else { r.tag.clone() };
+                    let op = match &r.op {
+                        Op::Count { key } if r.count.is_some() => Op::Count { key: format!("{key}-{i}") },
+                        op => op.clone(),
+                    };
+                    let resume = Resume { tag, fail_times: r.fail_times };
+                    match calls.call(target.clone(), &op, &resume, options).await {
+                        Ok(id) => made.push(json!({ "id": id, "task": calls.alarms().get(&id)? })),
+                        Err(e) => return lib_error(e),
+                    }
+                }
+                json_response(&made)
+            }
+            "continuations" => {
+                #[derive(Serialize, Deserialize)]
+                struct Row {
+                    tag: String,
+                    result: String,
+                    at_ms: i64,
+                }
+                let rows: Vec<Row> =
+                    self.state.storage().sql().exec("SELECT tag, result, at_ms FROM continuations ORDER BY seq", None)?.to_array()?;
+                let rows: Vec<Value> = rows
+                    .into_iter()
+                    .map(|r| json!({ "tag": r.tag, "result": serde_json::from_str::<Value>(&r.result).unwrap_or(Value::Null), "at_ms": r.at_ms }))
+                    .collect();
+                json_response(&rows)
+            }
+            "pending" => json_response(&calls.pending()?),
+            "tasks" => json_response(&calls.alarms().list(&Filter::default())?),
+            "cancel" => {
+                let id: String = req.json().await?;
+                match calls.cancel(&id).await {
+                    Ok(found) => json_response(&found),
+                    Err(e) => lib_error(e),
+                }
+            }
+            _ => Response::error("unknown caller route", 404),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let calls = self.calls().await?;
+        let report = calls
+            .alarms()
+            .run_due(|task, info| {
+                let calls = calls.clone();
+                async move {
+                    match task {
+                        Task::Call(task) => calls.run(task, &info).await,
+                    }
+                }
+            })
+            .await?;
+        json_response(&report)
+    }
+}
+
+/// A Durable Object that serves calls. Its routes other than `effects`, `tasks`, `results`
+/// and `run_at` all go to [`Calls::serve`], as a catch-all would forward them.
+#[durable_object]
+pub struct RemoteDO {
+    state: State,
+    env: Env,
+}
+
+impl RemoteDO {
+    fn count(&self, key: &str) -> Result<i64> {
+        #[derive(Deserialize)]
+        struct N {
+            n: i64,
+        }
+        let sql = self.state.storage().sql();
+        sql.exec("INSERT INTO effects (key, n) VALUES (?, 1) ON CONFLICT (key) DO UPDATE SET n = n + 1", vec![key.into()])?;
+        let rows: Vec<N> = sql.exec("SELECT n FROM effects WHERE key = ?", vec![key.into()])?.to_array()?;
+        Ok(rows.first().map_or(0, |r| r.n))
+    }
+
+    async fn apply(&self, op: Op) -> std::result::Result<Value, String> {
+        match op {
+            Op::Echo { value } => Ok(value),
+            Op::Count { key } => self.count(&key).map(Value::from).map_err(|e| e.to_string()),
+            Op::Fail { message } => Err(message),
+            Op::Panic => panic!("the remote panics on purpose"),
+            Op::SlowCount { key, ms } => {
+                Delay::from(Duration::from_millis(ms)).await;
+                self.count(&key).map(Value::from).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+impl DurableObject for RemoteDO {
+    fn new(state: State, env: Env) -> Self {
+        state
+            .storage()
+            .sql()
+            .exec("CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, n INTEGER)", None)
+            .expect("create effects table");
+        Self { state, env }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let calls = Calls::<CallTask>::new(&self.state, &self.env).await?;
+        match req.path().trim_start_matches('/') {
+            "effects" => {
+                #[derive(Serialize, Deserialize)]
+                struct Effect {
+                    key: String,
+                    n: i64,
+                }
+                let rows: Vec<Effect> = self.state.storage().sql().exec("SELECT key, n FROM effects ORDER BY key", None)?.to_array()?;
+                json_response(&rows)
+            }
+            "tasks" => json_response(&calls.alarms().list(&Filter::default())?),
+            "results" => {
+                #[derive(Serialize, Deserialize)]
+                struct Count {
+                    n: i64,
+                }
+                let rows: Vec<Count> =
+                    self.state.storage().sql().exec("SELECT COUNT(*) AS n FROM _lumenize_call_results", None)?.to_array()?;
+                json_response(&rows.first().map_or(0, |r| r.n))
+            }
+            // The test hook: run what is due at `now_ms` (the cleanup task, a day ahead).
+            "run_at" if req.method() == Method::Post => {
+                let now_ms: i64 = req.json().await?;
+                let report = calls
+                    .alarms()
+                    .run_due_at(now_ms, |task, info| {
+                        let calls = calls.clone();
+                        async move { calls.run(task, &info).await }
+                    })
+                    .await?;
+                json_response(&report)
+            }
+            _ => Ok(calls.serve(req, |op: Op| self.apply(op)).await?),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let report = Calls::<CallTask>::new(&self.state, &self.env).await?.run_due().await?;
+        json_response(&report)
+    }
+}
+
