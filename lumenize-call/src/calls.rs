@@ -208,7 +208,9 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
     /// A continuation that failed, storage errors: lumenize-alarms retries the task.
     pub async fn run(&self, task: CallTask, info: &Scheduled) -> Result<()> {
         match task {
-            CallTask::Cleanup => self.cleanup().await,
+            // Clock-free: the task is due a retention period after the oldest result,
+            // also when the test hook runs it early.
+            CallTask::Cleanup => self.cleanup(info.due_ms.max(now_ms())).await,
             CallTask::Dispatch => {
                 let Some(call) = self.inner.store.call(&info.id)? else { return Ok(()) };
                 match machine::on_backstop(&call.state(), now_ms()) {
@@ -305,8 +307,7 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
         Ok(outcome)
     }
 
-    async fn cleanup(&self) -> Result<()> {
-        let now = now_ms();
+    async fn cleanup(&self, now: i64) -> Result<()> {
         if let Some(oldest) = self.inner.store.forget_results(now.saturating_sub(RESULT_RETENTION_MS))? {
             let at = oldest.saturating_add(RESULT_RETENTION_MS).max(now);
             self.alarms().schedule_with(When::at_unix_ms(at), T::from(CallTask::Cleanup), Options::id(CLEANUP_ID)).await?;
@@ -362,7 +363,10 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
         let stub = match self.stub(&call.target) {
             Ok(stub) => stub,
             // A binding or id that does not resolve will not resolve on a retry either.
-            Err(e) => return Ok(Answer::Done(Err(CallError::Transport(format!("no such target {:?}: {e}", call.target))))),
+            Err(e) => {
+                let message = format!("no such target {:?}: {e}", call.target);
+                return Ok(Answer::Done(Err(CallError::Transport { message })));
+            }
         };
         let (body, signature) = envelope::signed_request(&self.inner.secret, &call.id, &call.op);
         let headers = Headers::new();

@@ -26,9 +26,13 @@ pub enum CallError {
     /// No reply before the call's timeout.
     #[error("no reply within the timeout")]
     Timeout,
-    /// The remote could not be reached after every attempt.
-    #[error("the remote could not be reached: {0}")]
-    Transport(String),
+    /// The remote could not be reached: its binding or id does not resolve, or every
+    /// attempt failed.
+    #[error("the remote could not be reached: {message}")]
+    Transport {
+        /// The last failure.
+        message: String,
+    },
     /// The remote refused the request (bad envelope, unknown version, bad signature, unknown
     /// operation): retrying cannot help.
     #[error("the remote refused the call ({status}): {message}")]

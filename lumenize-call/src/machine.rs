@@ -92,7 +92,7 @@ pub fn on_backstop(call: &Pending, now_ms: i64) -> Step {
 }
 
 fn transport_error(call: &Pending) -> CallError {
-    CallError::Transport(call.last_error.clone().unwrap_or_else(|| "no answer".into()))
+    CallError::Transport { message: call.last_error.clone().unwrap_or_else(|| "no answer".into()) }
 }
 
 /// What one answer of the remote means for call `id`.
@@ -208,12 +208,27 @@ mod tests {
                 let Step::Dispatch { backstop_ms } = on_backstop(&call, 0) else { panic!("not dispatching") };
                 delays.push(backstop_ms);
             } else {
-                let err = Err(CallError::Transport(format!("boom {i}")));
+                let err = Err(CallError::Transport { message: format!("boom {i}") });
                 assert_eq!(result, Some(err.clone()));
                 assert_eq!(on_backstop(&call, 0), Step::Deliver(err));
             }
         }
         assert_eq!(delays, [2_000, 4_000, 8_000, 16_000, 32_000]);
+    }
+
+    #[test]
+    fn every_call_error_serialises_and_round_trips() {
+        for e in [
+            CallError::Remote { message: "m".into(), panicked: true },
+            CallError::Timeout,
+            CallError::Transport { message: "m".into() },
+            CallError::Rejected { status: 400, message: "m".into() },
+            CallError::Cancelled,
+        ] {
+            let result: CallResult = Err(e);
+            let text = serde_json::to_string(&result).unwrap();
+            assert_eq!(serde_json::from_str::<CallResult>(&text).unwrap(), result, "{text}");
+        }
     }
 
     #[test]

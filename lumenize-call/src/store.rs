@@ -213,13 +213,14 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes results finished before `before_ms`; returns the oldest remaining finish time.
+    /// Deletes results finished at or before `before_ms`; returns the oldest remaining
+    /// finish time.
     pub(crate) fn forget_results(&self, before_ms: i64) -> Result<Option<i64>> {
         #[derive(Deserialize)]
         struct Oldest {
             done_ms: i64,
         }
-        self.exec("DELETE FROM _lumenize_call_results WHERE done_ms < ?", vec![before_ms.into()])?;
+        self.exec("DELETE FROM _lumenize_call_results WHERE done_ms <= ?", vec![before_ms.into()])?;
         let rows: Vec<Oldest> = self.query(
             "SELECT done_ms FROM _lumenize_call_results ORDER BY done_ms LIMIT 1",
             vec![],

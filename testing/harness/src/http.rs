@@ -68,8 +68,19 @@ pub fn get(url: &str) -> Result<(u16, String)> {
 /// # Ok::<(), lumenize_harness::anyhow::Error>(())
 /// ```
 pub fn post_json(url: &str, body: &serde_json::Value) -> Result<(u16, String)> {
-    let text = serde_json::to_string(body)?;
-    answer(url, agent().post(url).set("content-type", "application/json").send_string(&text))
+    post(url, &serde_json::to_string(body)?, &[("content-type", "application/json")])
+}
+
+/// `POST url` with a raw body and headers: the status (any) and the body as text.
+///
+/// ```no_run
+/// let (status, _) = lumenize_harness::post("http://127.0.0.1:8787/x", "{", &[("x-sig", "00")])?;
+/// # let _ = status;
+/// # Ok::<(), lumenize_harness::anyhow::Error>(())
+/// ```
+pub fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> Result<(u16, String)> {
+    let request = headers.iter().fold(agent().post(url), |r, (name, value)| r.set(name, value));
+    answer(url, request.send_string(body))
 }
 
 /// Calls `check` every `interval` until it returns `Some`, for at most `timeout`.

@@ -90,7 +90,7 @@ pub use build::{
     build_worker, check_tools, find_tool, lock_package_version, wasm_bindgen_version,
     worker_build_version, workspace_root, Tools,
 };
-pub use http::{get, poll_until, post_json};
+pub use http::{get, poll_until, post, post_json};
 pub use procs::pid_alive;
 pub use worker::{Worker, WorkerOptions};
 

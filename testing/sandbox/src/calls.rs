@@ -147,6 +147,7 @@ impl DurableObject for CallerDO {
                     let tag = if r.count.is_some() { format!("{}-{i}", r.tag) } else { r.tag.clone() };
                     let op = match &r.op {
                         Op::Count { key } if r.count.is_some() => Op::Count { key: format!("{key}-{i}") },
+                        Op::SlowCount { key, ms } if r.count.is_some() => Op::SlowCount { key: format!("{key}-{i}"), ms: *ms },
                         op => op.clone(),
                     };
                     let resume = Resume { tag, fail_times: r.fail_times };
