@@ -451,3 +451,43 @@ fn millis(d: Duration) -> i64 {
 fn now_ms() -> i64 {
     i64::try_from(worker::Date::now().as_millis()).unwrap_or(i64::MAX)
 }
+
+/// The wasm-only helpers, under Node: the secret lookup works on a real JavaScript `env`
+/// object, and the clock is JavaScript's.
+#[cfg(all(test, target_arch = "wasm32"))]
+mod wasm_tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        let object = js_sys::Object::new();
+        for (key, value) in pairs {
+            js_sys::Reflect::set(&object, &(*key).into(), &(*value).into()).expect("set a property");
+        }
+        JsValue::from(object).unchecked_into()
+    }
+
+    #[wasm_bindgen_test]
+    fn the_secret_comes_from_the_environment() {
+        assert_eq!(secret(&env(&[(SECRET, "s3cret")])).unwrap(), "s3cret");
+        assert!(matches!(secret(&env(&[])), Err(Error::NoSecret(SECRET))));
+        assert!(matches!(secret(&env(&[(SECRET, "")])), Err(Error::NoSecret(SECRET))));
+        assert!(matches!(secret(&env(&[("OTHER", "x")])), Err(Error::NoSecret(SECRET))));
+    }
+
+    #[wasm_bindgen_test]
+    fn the_clock_is_javascripts_in_milliseconds() {
+        #[allow(clippy::cast_possible_truncation)]
+        let js = js_sys::Date::now() as i64;
+        let ours = now_ms();
+        assert!((ours - js).abs() < 1_000, "now_ms {ours} vs Date.now {js}");
+        assert_eq!(millis(Duration::from_secs(2)), 2_000);
+    }
+
+    #[wasm_bindgen_test]
+    fn signatures_on_wasm_match_the_native_ones() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        assert_eq!(envelope::sign("Jefe", b"what do ya want for nothing?"), expected);
+    }
+}
