@@ -1,6 +1,19 @@
-//! `AlarmsDO`: lumenize-alarms over HTTP. Every firing is recorded in a `fired` table that
-//! the tests read back; task kinds exercise success, failure, panic, self-rescheduling and
-//! spawning.
+//! `AlarmsDO`: lumenize-alarms over HTTP. Every firing is recorded in a `fired` table and
+//! every native alarm invocation in a `runs` table, which the tests read back; task kinds
+//! exercise success, failure, panic, self-rescheduling and spawning.
+//!
+//! Routes (under `/alarms/<object-name>/`, bodies and answers in JSON):
+//! - `schedule`: `{when: {after_ms|at_ms|cron|every_ms: ..}, task, id?, keep_existing?,
+//!   attempts?, backoff_ms?, burst?}` → the stored task, or 400 with the library's error text.
+//! - `schedule_raw`: the same with any JSON as the task (a payload `Task` may not decode).
+//! - `burst`: `{n, label, delay_ms?, at_ms?, from?}` schedules `n` `Record` tasks labelled
+//!   `<label>-<from + i>` in one request → their ids in order.
+//! - `fired`: every recorded firing, in order. `runs`: every native alarm invocation with its
+//!   `RunReport`.
+//! - `get {id}`, `list {kind?, status?}`, `cancel {id}`, `requeue {id}`.
+//! - `run_at {now_ms}`: the test hook, runs what is due at `now_ms` → the `RunReport`.
+//! - `alarm`: the native alarm time (`getAlarm`), or null. `batch_limit`: the library's
+//!   `DEFAULT_BATCH_LIMIT`, which `alarm()` uses.
 
 use std::time::Duration;
 
@@ -14,7 +27,8 @@ use worker::*;
 pub enum Task {
     /// Records its firing.
     Record { label: String },
-    /// Records, then fails its first `times` attempts.
+    /// Records, then fails while this label has been recorded at most `times` times in all
+    /// (so the count survives a requeue, which resets the task's attempts).
     Fail { label: String, times: u32 },
     /// Records, then panics, every attempt.
     Panic { label: String },
@@ -22,6 +36,9 @@ pub enum Task {
     Reschedule { label: String, delay_ms: u64 },
     /// Records, then schedules `count` zero-delay `Record` tasks.
     Spawn { label: String, count: u32 },
+    /// Records `<label>`; on its first attempt then waits `wait_ms` (long enough for a test
+    /// to kill the runtime in the middle of the task); records `<label>-done`.
+    Slow { label: String, wait_ms: u64 },
 }
 
 #[derive(Deserialize)]
@@ -77,8 +94,16 @@ impl<P> ScheduleReq<P> {
 #[derive(Deserialize)]
 struct BurstReq {
     n: u32,
-    delay_ms: u64,
     label: String,
+    /// Each task this long after it is scheduled (default 0)...
+    #[serde(default)]
+    delay_ms: u64,
+    /// ...or all of them at this one absolute time.
+    #[serde(default)]
+    at_ms: Option<i64>,
+    /// The first label number (to continue a burst in another request).
+    #[serde(default)]
+    from: u32,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +132,17 @@ struct Fired {
     attempt: i64,
 }
 
+/// One native alarm invocation and what its `run_due` reported.
+#[derive(Serialize, Deserialize)]
+struct Run {
+    at_ms: i64,
+    succeeded: i64,
+    retrying: i64,
+    died: i64,
+    interrupted: i64,
+    more_due: i64,
+}
+
 /// A SQLite-backed object using lumenize-alarms.
 #[durable_object]
 pub struct AlarmsDO {
@@ -127,13 +163,23 @@ impl AlarmsDO {
         Ok(())
     }
 
+    fn times_recorded(&self, label: &str) -> Result<i64> {
+        #[derive(Deserialize)]
+        struct Count {
+            n: i64,
+        }
+        let rows: Vec<Count> = self.sql().exec("SELECT COUNT(*) AS n FROM fired WHERE label = ?", vec![label.into()])?.to_array()?;
+        Ok(rows.first().map_or(0, |c| c.n))
+    }
+
     async fn handle(&self, alarms: &Alarms<Task>, task: Task, info: Scheduled) -> Result<()> {
         match task {
             Task::Record { label } => self.record(&label, &info),
             Task::Fail { label, times } => {
                 self.record(&label, &info)?;
-                if info.attempts <= times {
-                    return Err(Error::RustError(format!("planned failure {} of {times}", info.attempts)));
+                let n = self.times_recorded(&label)?;
+                if n <= i64::from(times) {
+                    return Err(Error::RustError(format!("planned failure {n} of {times}")));
                 }
                 Ok(())
             }
@@ -146,6 +192,13 @@ impl AlarmsDO {
                 let again = Task::Record { label: format!("{label}-again") };
                 alarms.schedule_with(When::after(Duration::from_millis(delay_ms)), again, Options::id(info.id)).await?;
                 Ok(())
+            }
+            Task::Slow { label, wait_ms } => {
+                self.record(&label, &info)?;
+                if info.attempts == 1 {
+                    Delay::from(Duration::from_millis(wait_ms)).await;
+                }
+                self.record(&format!("{label}-done"), &info)
             }
             Task::Spawn { label, count } => {
                 self.record(&label, &info)?;
@@ -176,6 +229,14 @@ impl DurableObject for AlarmsDO {
                 None,
             )
             .expect("create fired table");
+        state
+            .storage()
+            .sql()
+            .exec(
+                "CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER, succeeded INTEGER, retrying INTEGER, died INTEGER, interrupted INTEGER, more_due INTEGER)",
+                None,
+            )
+            .expect("create runs table");
         Self { state }
     }
 
@@ -204,15 +265,30 @@ impl DurableObject for AlarmsDO {
             "burst" => {
                 let r: BurstReq = req.json().await?;
                 let mut ids = Vec::with_capacity(r.n as usize);
-                for i in 0..r.n {
+                for i in r.from..r.from + r.n {
                     let task = Task::Record { label: format!("{}-{i}", r.label) };
-                    ids.push(alarms.schedule(When::after(Duration::from_millis(r.delay_ms)), task).await?.id);
+                    let when = match r.at_ms {
+                        Some(at) => When::at_unix_ms(at),
+                        None => When::after(Duration::from_millis(r.delay_ms)),
+                    };
+                    ids.push(alarms.schedule(when, task).await?.id);
                 }
                 json(&ids)
             }
             "fired" => {
                 let fired: Vec<Fired> = self.sql().exec("SELECT label, task_id, due_ms, fired_ms, attempt FROM fired ORDER BY seq", None)?.to_array()?;
                 json(&fired)
+            }
+            "runs" => {
+                let runs: Vec<Run> = self
+                    .sql()
+                    .exec("SELECT at_ms, succeeded, retrying, died, interrupted, more_due FROM runs ORDER BY seq", None)?
+                    .to_array()?;
+                json(&runs)
+            }
+            "get" => {
+                let r: IdReq = req.json().await?;
+                json(&alarms.get(&r.id)?)
             }
             "list" => {
                 let r: ListReq = req.json().await?;
@@ -235,13 +311,25 @@ impl DurableObject for AlarmsDO {
                 json(&alarms.run_due_at(r.now_ms, |task, info| self.handle(&alarms, task, info)).await?)
             }
             "alarm" => json(&self.state.storage().get_alarm().await?),
+            "batch_limit" => json(&lumenize_alarms::DEFAULT_BATCH_LIMIT),
             _ => Response::error("not found", 404),
         }
     }
 
     async fn alarm(&self) -> Result<Response> {
         let alarms = Alarms::<Task>::new(&self.state).await?;
-        alarms.run_due(|task, info| self.handle(&alarms, task, info)).await?;
+        let report = alarms.run_due(|task, info| self.handle(&alarms, task, info)).await?;
+        self.sql().exec(
+            "INSERT INTO runs (at_ms, succeeded, retrying, died, interrupted, more_due) VALUES (?, ?, ?, ?, ?, ?)",
+            vec![
+                (Date::now().as_millis() as i64).into(),
+                i64::from(report.succeeded).into(),
+                i64::from(report.retrying).into(),
+                i64::from(report.died).into(),
+                i64::from(report.interrupted).into(),
+                i64::from(report.more_due).into(),
+            ],
+        )?;
         Response::ok("ran")
     }
 }

@@ -1,0 +1,710 @@
+//! lumenize-alarms on the real runtime: the sandbox worker (`testing/sandbox`, `AlarmsDO`)
+//! under `wrangler dev` on workerd, one test per guarantee of DESIGN.md that needs the
+//! runtime (the numbers in the test docs are those of its lumenize-alarms section).
+//!
+//! Most tests share one worker, started lazily by the first test that needs it, and use an
+//! object of their own (a fresh name per test), so they may run in parallel. A static is
+//! never dropped: when the test process exits, the harness' watchdog (a shell in the
+//! worker's process group, reading a pipe this process holds) sees the pipe close and kills
+//! wrangler and workerd. Tests that disturb the whole worker get a worker of their own: a
+//! panicking handler resets the wasm instance that every object of the worker shares, and
+//! the crash test kills the runtime.
+//!
+//! Every wait is bounded ([`poll_until`]); deadlines are generous, since they only catch a
+//! task that never fires. Nothing asserts on lateness: that is what the experiments measure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lumenize_harness::{get, poll_until, post_json, workspace_root, Worker, WorkerOptions};
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+
+/// The worker shared by the tests that do not disturb it.
+fn shared() -> String {
+    static SHARED: OnceLock<Result<Worker, String>> = OnceLock::new();
+    match SHARED.get_or_init(|| own_worker().map_err(|e| format!("{e:#}"))) {
+        Ok(worker) => worker.url(),
+        Err(e) => panic!("the shared sandbox worker did not start: {e}"),
+    }
+}
+
+/// A worker for one test alone (stopped when dropped).
+fn own_worker() -> lumenize_harness::Result<Worker> {
+    Worker::start(&workspace_root().join("testing/sandbox"), WorkerOptions::default())
+}
+
+/// Unix milliseconds by this machine's clock (workerd runs on the same machine).
+fn now_ms() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
+    i64::try_from(since.as_millis()).expect("time fits i64")
+}
+
+/// One `AlarmsDO`, with a name no other test uses.
+struct Obj {
+    base: String,
+    name: String,
+}
+
+/// One recorded firing (the sandbox's `fired` table).
+#[derive(Debug, Clone)]
+struct Fired {
+    label: String,
+    task_id: String,
+    due_ms: i64,
+    fired_ms: i64,
+    attempt: i64,
+}
+
+impl Obj {
+    fn new(url: &str, test: &str) -> Obj {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!("{test}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        Obj { base: format!("{url}/alarms/{name}"), name }
+    }
+
+    /// The same object through another URL of the worker (after a restart).
+    fn at(&self, url: &str) -> Obj {
+        Obj { base: format!("{url}/alarms/{}", self.name), name: self.name.clone() }
+    }
+
+    /// POST to a route: status and parsed JSON (or the text as a JSON string).
+    fn post(&self, route: &str, body: &Value) -> (u16, Value) {
+        let url = format!("{}/{route}", self.base);
+        let (status, text) = post_json(&url, body).unwrap_or_else(|e| panic!("POST {url}: {e:#}"));
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// POST that must answer 200.
+    fn ok(&self, route: &str, body: &Value) -> Value {
+        let (status, value) = self.post(route, body);
+        assert_eq!(status, 200, "{} /{route} {body} answered {status}: {value}", self.name);
+        value
+    }
+
+    fn schedule(&self, body: &Value) -> Value {
+        self.ok("schedule", body)
+    }
+
+    fn record(&self, label: &str, when: Value) -> Value {
+        self.schedule(&json!({ "when": when, "task": { "type": "record", "label": label } }))
+    }
+
+    fn burst(&self, body: &Value) -> Vec<String> {
+        let ids = self.ok("burst", body);
+        ids.as_array().expect("burst answers an array").iter().map(|id| id.as_str().expect("id").to_owned()).collect()
+    }
+
+    fn get(&self, id: &str) -> Value {
+        self.ok("get", &json!({ "id": id }))
+    }
+
+    fn list(&self, filter: &Value) -> Vec<Value> {
+        self.ok("list", filter).as_array().expect("list answers an array").clone()
+    }
+
+    fn alarm(&self) -> Option<i64> {
+        let armed = self.ok("alarm", &json!({}));
+        if armed.is_null() {
+            None
+        } else {
+            Some(armed.as_i64().unwrap_or_else(|| panic!("alarm answered {armed}")))
+        }
+    }
+
+    fn fired(&self) -> Vec<Fired> {
+        self.ok("fired", &json!({}))
+            .as_array()
+            .expect("fired answers an array")
+            .iter()
+            .map(|f| Fired {
+                label: str_of(f, "label"),
+                task_id: str_of(f, "task_id"),
+                due_ms: int(f, "due_ms"),
+                fired_ms: int(f, "fired_ms"),
+                attempt: int(f, "attempt"),
+            })
+            .collect()
+    }
+
+    fn runs(&self) -> Vec<Value> {
+        self.ok("runs", &json!({})).as_array().expect("runs answers an array").clone()
+    }
+
+    /// Waits until `done` holds for the recorded firings; returns them.
+    fn wait_fired(&self, what: &str, timeout: Duration, done: impl Fn(&[Fired]) -> bool) -> Vec<Fired> {
+        let mut last = Vec::new();
+        let outcome = poll_until(timeout, Duration::from_millis(100), || {
+            last = self.fired();
+            done(&last).then(|| last.clone())
+        });
+        outcome.unwrap_or_else(|e| {
+            panic!("{}: {what}: {e}; fired so far ({}): {:?}", self.name, last.len(), labels(&last))
+        })
+    }
+
+    /// Waits until `check` returns `Some`, bounded; `what` explains a timeout.
+    fn wait<T: Debug>(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> (Option<T>, String)) -> T {
+        let mut seen = String::new();
+        poll_until(timeout, Duration::from_millis(100), || {
+            let (done, state) = check();
+            seen = state;
+            done
+        })
+        .unwrap_or_else(|e| panic!("{}: {what}: {e}; last seen: {seen}", self.name))
+    }
+}
+
+fn int(v: &Value, key: &str) -> i64 {
+    v[key].as_i64().unwrap_or_else(|| panic!("{key} is not an integer in {v}"))
+}
+
+fn str_of(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_else(|| panic!("{key} is not a string in {v}")).to_owned()
+}
+
+fn labels(fired: &[Fired]) -> Vec<&str> {
+    fired.iter().map(|f| f.label.as_str()).collect()
+}
+
+fn count(fired: &[Fired], label: &str) -> usize {
+    fired.iter().filter(|f| f.label == label).count()
+}
+
+/// Labels that fired more than once.
+fn duplicates(fired: &[Fired]) -> Vec<(&str, usize)> {
+    let mut n: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in fired {
+        *n.entry(&f.label).or_default() += 1;
+    }
+    n.into_iter().filter(|(_, k)| *k > 1).collect()
+}
+
+fn assert_never_early(fired: &[Fired]) {
+    for f in fired {
+        assert!(f.fired_ms >= f.due_ms, "task {} ({}) ran {} ms early: {f:?}", f.task_id, f.label, f.due_ms - f.fired_ms);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. When: delay, time, cron, interval, millisecond precision, never early.
+
+/// 1: a task due 1234 ms from now is stored and armed to the millisecond (no flooring to
+/// seconds), and runs at or after that millisecond, by the runtime's own clock.
+#[test]
+fn never_runs_before_its_millisecond() {
+    let obj = Obj::new(&shared(), "never-early");
+    let after = obj.record("after-1234", json!({ "after_ms": 1234 }));
+    assert_eq!(int(&after, "due_ms"), int(&after, "created_ms") + 1234, "delay kept to the millisecond: {after}");
+    assert_eq!(obj.alarm(), Some(int(&after, "due_ms")), "native alarm armed for the task's very millisecond");
+
+    let at = now_ms() + 1777;
+    let absolute = obj.record("at", json!({ "at_ms": at }));
+    assert_eq!(int(&absolute, "due_ms"), at, "absolute time kept to the millisecond: {absolute}");
+
+    let fired = obj.wait_fired("both tasks fire", Duration::from_secs(20), |f| f.len() >= 2);
+    assert_eq!(labels(&fired), ["after-1234", "at"]);
+    assert_eq!(fired[0].due_ms, int(&after, "due_ms"));
+    assert_eq!(fired[1].due_ms, at);
+    assert_never_early(&fired);
+    assert!(obj.list(&json!({})).is_empty(), "one-shot tasks are removed after they ran");
+}
+
+/// 1, 4: a cron task (every second, UTC) runs on whole seconds and advances after each run.
+#[test]
+fn cron_task_advances_on_its_schedule() {
+    let obj = Obj::new(&shared(), "cron");
+    let task = obj.schedule(&json!({
+        "when": { "cron": "* * * * * *" }, "id": "tick", "task": { "type": "record", "label": "tick" }
+    }));
+    let first = int(&task, "due_ms");
+    assert_eq!(first % 1000, 0, "a cron tick is on a whole second: {task}");
+    assert!(first > int(&task, "created_ms"), "the first tick is after now: {task}");
+
+    let fired = obj.wait_fired("three ticks", Duration::from_secs(20), |f| count(f, "tick") >= 3);
+    assert_never_early(&fired);
+    for pair in fired.windows(2) {
+        let step = pair[1].due_ms - pair[0].due_ms;
+        assert!(step > 0 && step % 1000 == 0, "ticks advance by whole seconds: {pair:?}");
+    }
+    assert!(fired.iter().all(|f| f.task_id == "tick" && f.due_ms % 1000 == 0), "{fired:?}");
+    let stored = obj.get("tick");
+    assert_eq!(stored["status"], "pending", "the cron task stays scheduled: {stored}");
+    obj.record("one-shot", json!({ "at_ms": now_ms() + 3_600_000 }));
+    let crons = obj.list(&json!({ "kind": "cron" }));
+    assert_eq!(crons.len(), 1, "list filtered by kind: {crons:?}");
+    assert_eq!(crons[0]["id"], "tick");
+
+    let removed = obj.ok("cancel", &json!({ "id": "tick" }));
+    assert_eq!(removed["id"], "tick", "cancel returns the cron task: {removed}");
+    assert_eq!(removed["schedule"], json!({ "cron": "* * * * * *" }));
+    let at_cancel = count(&obj.fired(), "tick");
+    thread::sleep(Duration::from_millis(2_500));
+    let after = count(&obj.fired(), "tick");
+    // A handler already running when cancel came may still finish once.
+    assert!(after <= at_cancel + 1, "a cancelled cron task keeps firing: {at_cancel} then {after}");
+    assert!(obj.get("tick").is_null());
+    assert!(obj.list(&json!({ "kind": "cron" })).is_empty());
+}
+
+/// 1, 4: an interval task's ticks stay on the grid of its first scheduled time, however
+/// late each run was.
+#[test]
+fn interval_advances_from_its_scheduled_time() {
+    let obj = Obj::new(&shared(), "interval");
+    let task = obj.schedule(&json!({
+        "when": { "every_ms": 400 }, "id": "beat", "task": { "type": "record", "label": "beat" }
+    }));
+    let created = int(&task, "created_ms");
+    assert_eq!(int(&task, "due_ms"), created + 400, "first tick one interval from now: {task}");
+
+    let fired = obj.wait_fired("three beats", Duration::from_secs(20), |f| f.len() >= 3);
+    assert_never_early(&fired);
+    for f in &fired {
+        assert_eq!((f.due_ms - created) % 400, 0, "tick off the grid (advanced from when it ran?): {f:?}");
+    }
+    for pair in fired.windows(2) {
+        assert!(pair[1].due_ms > pair[0].due_ms, "ticks advance: {pair:?}");
+    }
+    let next = obj.get("beat");
+    assert_eq!((int(&next, "due_ms") - created) % 400, 0, "stored next tick on the grid: {next}");
+    assert!(obj.ok("cancel", &json!({ "id": "beat" }))["id"] == "beat");
+}
+
+/// Bad input: a 400 with the library's typed error text, and nothing stored or armed.
+#[test]
+fn bad_input_is_refused_with_the_typed_error_and_stores_nothing() {
+    let obj = Obj::new(&shared(), "bad-input");
+    let cases = [
+        (json!({ "cron": "61 * * * *" }), "invalid cron expression \"61 * * * *\""),
+        (json!({ "cron": "0 0 30 2 *" }), "has no occurrence after"),
+        (json!({ "at_ms": -1 }), "time -1 ms is out of range"),
+        (json!({ "at_ms": 253_402_300_800_000_i64 }), "time 253402300800000 ms is out of range"),
+        (json!({ "after_ms": 253_402_300_799_999_i64 }), "is out of range"),
+        (json!({ "every_ms": 0 }), "interval must be at least 1 ms"),
+    ];
+    for (when, expected) in cases {
+        let body = json!({ "when": when, "task": { "type": "record", "label": "bad" } });
+        let (status, answer) = obj.post("schedule", &body);
+        assert_eq!(status, 400, "{when} answered {status}: {answer}");
+        let text = answer.as_str().unwrap_or_default();
+        assert!(text.contains(expected), "{when}: expected {expected:?} in {answer}");
+    }
+    assert!(obj.list(&json!({})).is_empty(), "a refused schedule stored something");
+    assert_eq!(obj.alarm(), None, "a refused schedule armed the alarm");
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. The native alarm, 3. order, 9. bounded batches, 12. the test hook.
+
+/// 2: zero-delay tasks run through the real native alarm: nothing else calls `run_due`.
+#[test]
+fn zero_delay_tasks_fire_through_the_native_alarm() {
+    let obj = Obj::new(&shared(), "zero-delay");
+    let ids = obj.burst(&json!({ "n": 20, "label": "zero" }));
+    let fired = obj.wait_fired("20 zero-delay tasks fire", Duration::from_secs(20), |f| f.len() >= 20);
+    assert_eq!(fired.len(), 20, "duplicates: {:?}", duplicates(&fired));
+    assert_eq!(fired.iter().map(|f| f.task_id.clone()).collect::<Vec<_>>(), ids, "in scheduling order");
+    assert!(!obj.runs().is_empty(), "no native alarm invocation was recorded");
+    assert!(obj.list(&json!({})).is_empty());
+}
+
+/// 2: the alarm is armed for the earliest pending task as tasks come, and re-armed for the
+/// next one after a run; an overdue task (a time in the past) fires too.
+#[test]
+fn native_alarm_is_armed_for_the_earliest_pending_task() {
+    let obj = Obj::new(&shared(), "armed");
+    assert_eq!(obj.alarm(), None, "a fresh object has no alarm");
+    let now = now_ms();
+    let a = obj.record("a", json!({ "at_ms": now + 60_000 }));
+    assert_eq!(obj.alarm(), Some(int(&a, "due_ms")));
+    let b = obj.record("b", json!({ "at_ms": now + 30_000 }));
+    assert_eq!(obj.alarm(), Some(int(&b, "due_ms")), "an earlier task moves the alarm earlier");
+    obj.record("c", json!({ "at_ms": now + 90_000 }));
+    assert_eq!(obj.alarm(), Some(int(&b, "due_ms")), "a later task leaves the alarm alone");
+
+    let soon = obj.record("soon", json!({ "after_ms": 300 }));
+    assert_eq!(obj.alarm(), Some(int(&soon, "due_ms")));
+    obj.wait_fired("the 300 ms task fires", Duration::from_secs(20), |f| count(f, "soon") == 1);
+    let rearmed = obj.wait("the alarm re-armed for b", Duration::from_secs(10), || {
+        let armed = obj.alarm();
+        ((armed == Some(int(&b, "due_ms"))).then_some(armed), format!("{armed:?}"))
+    });
+    assert_eq!(rearmed, Some(int(&b, "due_ms")));
+
+    // Overdue: a time in the past is armed for at once (and fires within milliseconds, so
+    // the alarm reads b's time again by the time we could look).
+    obj.record("past", json!({ "at_ms": now - 10_000 }));
+    let fired = obj.wait_fired("the overdue task fires", Duration::from_secs(20), |f| count(f, "past") == 1);
+    assert_eq!(labels(&fired), ["soon", "past"]);
+    assert_eq!(fired[1].due_ms, now - 10_000);
+    for id in [&a, &b] {
+        obj.ok("cancel", &json!({ "id": id["id"] }));
+    }
+}
+
+/// 3: tasks due at the same millisecond run in insertion order, across requests; time
+/// order comes first.
+#[test]
+fn same_time_tasks_run_in_insertion_order() {
+    let obj = Obj::new(&shared(), "fifo");
+    let at = now_ms() + 2_000;
+    obj.record("late", json!({ "at_ms": at + 1 }));
+    let mut ids = Vec::new();
+    for from in [0, 30, 60] {
+        ids.extend(obj.burst(&json!({ "n": 30, "label": "same", "at_ms": at, "from": from })));
+    }
+    obj.record("early", json!({ "at_ms": at - 1 }));
+
+    let fired = obj.wait_fired("92 tasks fire", Duration::from_secs(30), |f| f.len() >= 92);
+    let mut expected = vec!["early".to_owned()];
+    expected.extend((0..90).map(|i| format!("same-{i}")));
+    expected.push("late".to_owned());
+    assert_eq!(labels(&fired), expected, "order by (time, insertion)");
+    assert_eq!(fired[1..91].iter().map(|f| f.task_id.clone()).collect::<Vec<_>>(), ids);
+    assert_never_early(&fired);
+}
+
+/// 2, 3: 1,000 tasks scheduled in one request all fire, exactly once, in FIFO order.
+#[test]
+fn thousand_tasks_in_one_request_fire_exactly_once_in_order() {
+    let obj = Obj::new(&shared(), "thousand");
+    let ids = obj.burst(&json!({ "n": 1000, "label": "k" }));
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 1000, "ids are distinct");
+    let fired = obj.wait_fired("1,000 tasks fire", Duration::from_secs(90), |f| f.len() >= 1000);
+    obj.wait("the queue is empty", Duration::from_secs(10), || {
+        let left = obj.list(&json!({})).len();
+        ((left == 0).then_some(()), format!("{left} tasks left"))
+    });
+    let fired_now = obj.fired();
+    assert_eq!(fired_now.len(), 1000, "exactly once; duplicates: {:?}", duplicates(&fired_now));
+    let order: Vec<String> = fired.iter().map(|f| f.task_id.clone()).collect();
+    assert!(order == ids, "not in FIFO order; first difference at {:?}", order.iter().zip(&ids).position(|(a, b)| a != b));
+    assert_never_early(&fired);
+}
+
+/// 9: a backlog of 2,500 due tasks drains over several native alarm invocations, each
+/// running at most the batch limit, then re-arming for the rest.
+#[test]
+fn large_backlog_drains_in_bounded_batches() {
+    let obj = Obj::new(&shared(), "backlog");
+    let limit = obj.ok("batch_limit", &json!({})).as_i64().expect("batch limit");
+    let n: i64 = 2_500;
+    // All due at one time, after the bursts are stored (they take well under a second):
+    // one backlog of due tasks.
+    let at = now_ms() + 4_000;
+    let mut ids = Vec::new();
+    for from in (0..n).step_by(500) {
+        ids.extend(obj.burst(&json!({ "n": 500, "label": "b", "at_ms": at, "from": from })));
+    }
+    let fired = obj.wait_fired("2,500 tasks fire", Duration::from_secs(120), |f| f.len() >= 2_500);
+    obj.wait("the queue is empty", Duration::from_secs(10), || {
+        let left = obj.list(&json!({})).len();
+        ((left == 0).then_some(()), format!("{left} tasks left"))
+    });
+    let fired_now = obj.fired();
+    assert_eq!(fired_now.len(), 2_500, "exactly once; duplicates: {:?}", duplicates(&fired_now));
+    assert!(fired.iter().map(|f| &f.task_id).eq(ids.iter()), "not in FIFO order");
+
+    // The alarm invocations that ran something (one that fired a hair early may run none).
+    let runs: Vec<Value> = obj.runs().into_iter().filter(|r| int(r, "succeeded") > 0).collect();
+    let ran: Vec<i64> = runs.iter().map(|r| int(r, "succeeded")).collect();
+    assert_eq!(ran, vec![limit; usize::try_from(n / limit).unwrap()], "tasks run per native alarm invocation");
+    let more: Vec<i64> = runs.iter().map(|r| int(r, "more_due")).collect();
+    let mut expected = vec![1; runs.len() - 1];
+    expected.push(0);
+    assert_eq!(more, expected, "each full batch reports more due, and re-arms for it; the last does not");
+}
+
+/// 12: the test hook runs what is due at a given time, now, without the native alarm.
+#[test]
+fn run_at_hook_runs_due_tasks_without_the_native_alarm() {
+    let obj = Obj::new(&shared(), "hook");
+    let now = now_ms();
+    let in_an_hour = obj.record("in-an-hour", json!({ "at_ms": now + 3_600_000 }));
+    obj.record("in-two-hours", json!({ "at_ms": now + 7_200_000 }));
+    let report = obj.ok("run_at", &json!({ "now_ms": int(&in_an_hour, "due_ms") }));
+    assert_eq!(report["succeeded"], 1, "{report}");
+    assert_eq!(report["more_due"], false, "{report}");
+    let fired = obj.fired();
+    assert_eq!(labels(&fired), ["in-an-hour"]);
+    assert!(fired[0].fired_ms < fired[0].due_ms, "ran by the hook, an hour early by the real clock");
+    assert!(obj.runs().is_empty(), "the native alarm did not run anything");
+    let left = obj.list(&json!({}));
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["payload"], r#"{"type":"record","label":"in-two-hours"}"#);
+}
+
+// ---------------------------------------------------------------------------------------
+// 5-8. Failure, panic, undecodable payloads, handlers that schedule.
+
+/// 5: a handler `Err` is retried with exponential backoff, then kept dead with its last
+/// error (listable), and `requeue` runs it again. Other tasks are not held up.
+#[test]
+fn failing_handler_is_retried_with_backoff_then_kept_dead_until_requeued() {
+    let obj = Obj::new(&shared(), "failing");
+    obj.schedule(&json!({
+        "when": { "after_ms": 0 }, "id": "flaky", "attempts": 3, "backoff_ms": 150,
+        "task": { "type": "fail", "label": "f", "times": 3 }
+    }));
+    obj.record("bystander", json!({ "after_ms": 0 }));
+
+    let dead = obj.wait("the failing task goes dead", Duration::from_secs(30), || {
+        let t = obj.get("flaky");
+        ((t["status"] == "dead").then(|| t.clone()), t.to_string())
+    });
+    assert_eq!(dead["attempts"], 3, "{dead}");
+    assert_eq!(dead["last_error"], "planned failure 3 of 3", "{dead}");
+    let listed = obj.list(&json!({ "status": "dead" }));
+    assert_eq!(listed, vec![dead.clone()], "the dead task is listable");
+
+    let fired = obj.fired();
+    assert_eq!(count(&fired, "bystander"), 1, "{:?}", labels(&fired));
+    let f: Vec<&Fired> = fired.iter().filter(|x| x.label == "f").collect();
+    assert_eq!(f.iter().map(|x| x.attempt).collect::<Vec<_>>(), [1, 2, 3], "{f:?}");
+    // Backoff 150 ms, then 300 ms, counted from the failure (the runtime's clock).
+    assert!(f[1].due_ms >= f[0].fired_ms + 150 && f[1].fired_ms >= f[1].due_ms, "first backoff: {f:?}");
+    assert!(f[2].due_ms >= f[1].fired_ms + 300 && f[2].fired_ms >= f[2].due_ms, "second backoff doubles: {f:?}");
+    thread::sleep(Duration::from_millis(1_000));
+    assert_eq!(count(&obj.fired(), "f"), 3, "a dead task must not run again by itself");
+
+    let (status, answer) = obj.post("requeue", &json!({ "id": "nope" }));
+    assert_eq!((status, answer.as_str().unwrap_or_default()), (400, "no task with id \"nope\""));
+    let requeued = obj.ok("requeue", &json!({ "id": "flaky" }));
+    assert_eq!((&requeued["status"], &requeued["attempts"]), (&json!("pending"), &json!(0)), "{requeued}");
+    let pending = obj.record("pending", json!({ "at_ms": now_ms() + 3_600_000 }));
+    let (status, answer) = obj.post("requeue", &json!({ "id": pending["id"] }));
+    assert_eq!(status, 400, "requeue of a pending task: {answer}");
+    assert!(answer.as_str().unwrap_or_default().ends_with("is not dead, so it cannot be requeued"), "{answer}");
+
+    let fired = obj.wait_fired("the requeued task runs", Duration::from_secs(20), |f| count(f, "f") >= 4);
+    assert_eq!(count(&fired, "f"), 4);
+    obj.wait("the requeued task succeeds and is removed", Duration::from_secs(10), || {
+        let t = obj.get("flaky");
+        (t.is_null().then_some(()), t.to_string())
+    });
+}
+
+/// 6: a panicking handler counts as a failed attempt: it is retried, then kept dead, while
+/// the other tasks still run and the object's alarm does not hang (the runtime would wait
+/// 15 minutes for a hung alarm).
+#[test]
+fn panicking_handler_is_retried_then_dead_and_others_still_run() {
+    let mut worker = own_worker().expect("start the worker for the panic test");
+    let obj = Obj::new(&worker.url(), "panic");
+    obj.record("before", json!({ "after_ms": 0 }));
+    obj.schedule(&json!({
+        "when": { "after_ms": 0 }, "id": "bomb", "attempts": 2, "backoff_ms": 100,
+        "task": { "type": "panic", "label": "p" }
+    }));
+    obj.record("after", json!({ "after_ms": 0 }));
+    obj.record("later", json!({ "after_ms": 1_500 }));
+
+    let dead = obj.wait("the panicking task goes dead", Duration::from_secs(60), || {
+        let t = obj.get("bomb");
+        ((t["status"] == "dead").then(|| t.clone()), t.to_string())
+    });
+    assert_eq!(dead["attempts"], 2, "{dead}");
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("panic"), "last error should say the handler panicked: {dead}");
+
+    let fired = obj.wait_fired("the other tasks run", Duration::from_secs(60), |f| {
+        ["before", "after", "later"].iter().all(|l| count(f, l) >= 1)
+    });
+    for label in ["before", "after", "later"] {
+        assert_eq!(count(&fired, label), 1, "{label}: {:?}", labels(&fired));
+    }
+    let panicked = count(&fired, "p");
+    assert!((1..=2).contains(&panicked), "the panicking task ran {panicked} times: {:?}", labels(&fired));
+
+    // The object still works, and its alarm still fires.
+    obj.record("afterwards", json!({ "after_ms": 0 }));
+    obj.wait_fired("a new task fires after the panics", Duration::from_secs(20), |f| count(f, "afterwards") == 1);
+    worker.stop().expect("stop the worker");
+}
+
+/// 7: a stored payload that no longer deserialises goes dead with a clear error, without
+/// running; the tasks before and after it run.
+#[test]
+fn undecodable_payload_goes_dead_and_others_run() {
+    let obj = Obj::new(&shared(), "undecodable");
+    obj.record("ok-1", json!({ "after_ms": 0 }));
+    let (status, stale) = obj.post("schedule_raw", &json!({
+        "when": { "after_ms": 0 }, "id": "stale", "task": { "type": "renamed_since", "n": 1 }
+    }));
+    assert_eq!(status, 200, "{stale}");
+    obj.record("ok-2", json!({ "after_ms": 0 }));
+
+    let fired = obj.wait_fired("the decodable tasks run", Duration::from_secs(20), |f| f.len() >= 2);
+    assert_eq!(labels(&fired), ["ok-1", "ok-2"]);
+    let dead = obj.wait("the stale task goes dead", Duration::from_secs(10), || {
+        let t = obj.get("stale");
+        ((t["status"] == "dead").then(|| t.clone()), t.to_string())
+    });
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("stored payload of task \"stale\" no longer deserialises") && error.contains("renamed_since"),
+        "unclear error: {dead}"
+    );
+    assert_eq!(dead["attempts"], 0, "the handler never ran: {dead}");
+    let kept: Value = serde_json::from_str(dead["payload"].as_str().unwrap_or_default()).expect("stored payload is JSON");
+    assert_eq!(kept, json!({ "type": "renamed_since", "n": 1 }), "the payload is kept as stored");
+}
+
+/// 8: a handler that reschedules its own id, or schedules new due tasks, loses nothing.
+#[test]
+fn handlers_that_reschedule_themselves_or_spawn_tasks_lose_nothing() {
+    let obj = Obj::new(&shared(), "reentrant");
+    obj.schedule(&json!({
+        "when": { "after_ms": 0 }, "id": "again", "task": { "type": "reschedule", "label": "r", "delay_ms": 300 }
+    }));
+    obj.schedule(&json!({ "when": { "after_ms": 0 }, "task": { "type": "spawn", "label": "s", "count": 5 } }));
+
+    let mut expected = vec!["r", "r-again", "s", "s-0", "s-1", "s-2", "s-3", "s-4"];
+    let fired = obj.wait_fired("all firings", Duration::from_secs(20), |f| f.len() >= expected.len());
+    let mut got = labels(&fired);
+    got.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(got, expected, "each exactly once");
+    let again: Vec<&Fired> = fired.iter().filter(|f| f.task_id == "again").collect();
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert!(again[1].due_ms >= again[0].fired_ms + 300, "rescheduled 300 ms after it ran: {again:?}");
+    obj.wait("nothing left", Duration::from_secs(10), || {
+        let left = obj.list(&json!({}));
+        (left.is_empty().then_some(()), format!("{left:?}"))
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 11. Ids, cancel; storage without SQLite.
+
+/// 11: explicit ids upsert (or keep the stored task), generated ids are UUIDv7 of the
+/// scheduling time, and `cancel` returns what it removed.
+#[test]
+fn explicit_ids_are_idempotent_generated_ids_are_uuidv7_cancel_returns_the_task() {
+    let obj = Obj::new(&shared(), "ids");
+    let now = now_ms();
+    let task = |at: i64, keep: bool| {
+        obj.schedule(&json!({
+            "when": { "at_ms": at }, "id": "x", "keep_existing": keep, "task": { "type": "record", "label": "x" }
+        }))
+    };
+    let first = task(now + 60_000, false);
+    let second = task(now + 120_000, false);
+    assert_eq!(int(&second, "due_ms"), now + 120_000);
+    assert!(int(&second, "seq") > int(&first, "seq"), "an upsert takes a new place in line");
+    assert_eq!(obj.list(&json!({})), vec![second.clone()], "one task per id");
+    let kept = task(now + 180_000, true);
+    assert_eq!(kept, second, "keep_existing returns the stored task untouched");
+    assert_eq!(obj.list(&json!({})), vec![second.clone()]);
+
+    let generated: Vec<Value> = (0..3).map(|i| obj.record(&format!("g{i}"), json!({ "at_ms": now + 60_000 }))).collect();
+    let ids: BTreeSet<String> = generated.iter().map(|g| str_of(g, "id")).collect();
+    assert_eq!(ids.len(), 3, "generated ids are distinct: {ids:?}");
+    for g in &generated {
+        assert_uuid_v7(&str_of(g, "id"), int(g, "created_ms"));
+    }
+
+    let removed = obj.ok("cancel", &json!({ "id": "x" }));
+    assert_eq!(removed, second, "cancel returns the removed task");
+    assert!(obj.ok("cancel", &json!({ "id": "x" })).is_null(), "a second cancel removes nothing");
+    assert!(obj.get("x").is_null());
+    assert_eq!(obj.list(&json!({})).len(), 3);
+}
+
+/// A UUID of version 7 (RFC 9562) whose 48-bit timestamp is `ms`.
+fn assert_uuid_v7(id: &str, ms: i64) {
+    let groups: Vec<&str> = id.split('-').collect();
+    let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    assert_eq!(lengths, [8, 4, 4, 4, 12], "not a UUID: {id}");
+    assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()), "not a UUID: {id}");
+    assert!(groups[2].starts_with('7'), "not version 7: {id}");
+    assert!(groups[3].starts_with(['8', '9', 'a', 'b']), "not the RFC variant: {id}");
+    let stamp = i64::from_str_radix(&format!("{}{}", groups[0], groups[1]), 16).expect("hex");
+    assert_eq!(stamp, ms, "the UUIDv7 timestamp is the scheduling time: {id}");
+}
+
+/// A Durable Object without SQLite gets `Error::NoSqlite`, not a panic; it keeps answering.
+#[test]
+fn object_without_sqlite_gets_the_no_sqlite_error() {
+    let url = format!("{}/kv/no-sqlite-{}/open", shared(), std::process::id());
+    for _ in 0..2 {
+        let (status, body) = get(&url).expect("GET the key-value object");
+        assert_eq!(status, 500, "{body}");
+        assert!(
+            body.contains("this Durable Object has no SQLite storage") && body.contains("new_sqlite_classes"),
+            "expected the NoSqlite error, got: {body}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. Recovery.
+
+/// 10, 6: the runtime is killed (SIGKILL) with tasks pending in two objects and one task
+/// in the middle of its handler in a third, then restarted on the same storage. Every
+/// pending task fires, exactly once, in order, including those that fell due while the
+/// runtime was down (the alarm is recovered when the object is instantiated again); the
+/// interrupted task counts that attempt as failed and runs again (at least once).
+#[test]
+fn sigkill_with_tasks_pending_then_restart_every_task_fires() {
+    let mut worker = own_worker().expect("start the worker for the crash test");
+    let url = worker.url();
+    let mid = Obj::new(&url, "crash-mid-task");
+    mid.schedule(&json!({
+        "when": { "after_ms": 0 }, "id": "slow", "attempts": 3, "backoff_ms": 200,
+        "task": { "type": "slow", "label": "slow", "wait_ms": 60_000 }
+    }));
+    mid.wait_fired("the slow task starts", Duration::from_secs(20), |f| count(f, "slow") == 1);
+
+    let objs = [Obj::new(&url, "crash-a"), Obj::new(&url, "crash-b")];
+    let mut ids = Vec::new();
+    for obj in &objs {
+        let mut mine = obj.burst(&json!({ "n": 25, "label": "due-while-down", "delay_ms": 3_000 }));
+        mine.extend(obj.burst(&json!({ "n": 25, "label": "due-after-restart", "delay_ms": 12_000, "from": 25 })));
+        ids.push(mine);
+    }
+    let due_while_down = now_ms() + 3_000;
+    for obj in &objs {
+        assert!(obj.alarm().is_some(), "{}: alarm armed before the crash", obj.name);
+        let early = obj.fired();
+        assert!(early.is_empty(), "{}: tasks fired before the crash, too early for this test: {:?}", obj.name, labels(&early));
+    }
+    let running = mid.get("slow");
+    assert_eq!(running["status"], "running", "the slow task is in its handler at the crash: {running}");
+    worker.kill().expect("SIGKILL the runtime");
+    let wait = due_while_down + 500 - now_ms();
+    if wait > 0 {
+        thread::sleep(Duration::from_millis(u64::try_from(wait).unwrap()));
+    }
+    worker.restart().expect("restart on the same storage");
+    let url = worker.url();
+
+    for (obj, ids) in objs.iter().map(|o| o.at(&url)).zip(&ids) {
+        let fired = obj.wait_fired("all 50 tasks fire after the restart", Duration::from_secs(60), |f| f.len() >= 50);
+        obj.wait("the queue is empty", Duration::from_secs(10), || {
+            let left = obj.list(&json!({})).len();
+            ((left == 0).then_some(()), format!("{left} tasks left"))
+        });
+        let fired = if fired.len() == 50 { obj.fired() } else { fired };
+        assert_eq!(fired.len(), 50, "{}: exactly once; duplicates: {:?}", obj.name, duplicates(&fired));
+        assert!(fired.iter().map(|f| &f.task_id).eq(ids.iter()), "{}: not in order: {:?}", obj.name, labels(&fired));
+        assert_never_early(&fired);
+    }
+
+    let mid = mid.at(&url);
+    let fired = mid.wait_fired("the interrupted task runs again", Duration::from_secs(30), |f| count(f, "slow-done") == 1);
+    let attempts: Vec<(&str, i64)> = fired.iter().map(|f| (f.label.as_str(), f.attempt)).collect();
+    assert_eq!(attempts, [("slow", 1), ("slow", 2), ("slow-done", 2)], "the cut-short attempt counts as failed");
+    mid.wait("the interrupted task completes", Duration::from_secs(10), || {
+        let t = mid.get("slow");
+        (t.is_null().then_some(()), t.to_string())
+    });
+    worker.stop().expect("stop the worker");
+}
