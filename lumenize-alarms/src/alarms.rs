@@ -83,8 +83,9 @@ pub struct Alarms<T> {
     _task: PhantomData<fn(T) -> T>,
 }
 
-/// What this isolate knows of one object: whether it was opened (and its alarm recovered)
-/// since the isolate started, and which of its tasks are running right now.
+/// What this isolate knows of one object: whether it was opened since the isolate started
+/// (the first open also re-arms an alarm armed in the past), and which of its tasks are
+/// running right now.
 #[derive(Default)]
 struct Local {
     recovered: bool,
@@ -96,9 +97,12 @@ thread_local! {
 }
 
 impl<T: Serialize + DeserializeOwned> Alarms<T> {
-    /// Opens the scheduler of this object: creates its table on first use and, the first
-    /// time in a freshly started isolate, re-arms the native alarm if pending tasks exist and
-    /// no alarm is armed for them (after the runtime gave up retrying, or a restart).
+    /// Opens the scheduler of this object: creates its table on first use, and re-arms the
+    /// native alarm if pending tasks exist and no alarm is armed for them: after the runtime
+    /// gave up retrying a failed alarm (which deletes it), or after a restart (where an alarm
+    /// that fell due while the runtime was down may never fire; the first open in a freshly
+    /// started isolate also re-arms an alarm armed in the past). Costs one `getAlarm`, and a
+    /// `setAlarm` only when something was lost.
     ///
     /// # Errors
     /// [`Error::NoSqlite`] for an object without SQLite storage; storage errors.
@@ -119,11 +123,14 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
             batch_limit: DEFAULT_BATCH_LIMIT,
             _task: PhantomData,
         };
-        if first_open {
+        // While a handler of this object runs in this isolate, a run is under way and re-arms
+        // the alarm when it ends (and the runtime reports no alarm while `alarm()` runs).
+        if first_open || alarms.in_flight.tasks().is_empty() {
             let armed = alarms.armed().await?;
             let now = now_ms();
-            // An armed time in the past may never fire after a restart: arm it again.
-            let armed = armed.filter(|t| *t >= now);
+            // An armed time in the past may never fire after a restart: arm it again. Later
+            // opens leave an armed alarm alone, so that busy requests never postpone a due one.
+            let armed = if first_open { armed.filter(|t| *t >= now) } else { armed };
             alarms.arm(core::alarm_to_set(armed, alarms.store.earliest()?, now)).await?;
         }
         Ok(alarms)
@@ -263,7 +270,16 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         });
         let report = core::run_due(&*self.store, clock, self.batch_limit, &self.in_flight, handler).await?;
         // The alarm that called us is spent: arm the next one whatever the armed time says.
-        self.arm(core::alarm_to_set(None, self.store.earliest()?, now_ms())).await?;
+        match self.store.earliest()? {
+            Some(earliest) => self.arm(core::alarm_to_set(None, Some(earliest), now_ms())).await?,
+            // Nothing is pending: leave no alarm behind (the open that started this run may
+            // have armed one for the tasks it has just run).
+            None => {
+                if self.armed().await?.is_some() {
+                    self.storage.delete_alarm().await.map_err(storage_error)?;
+                }
+            }
+        }
         Ok(report)
     }
 

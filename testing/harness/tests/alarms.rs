@@ -214,6 +214,9 @@ fn never_runs_before_its_millisecond() {
     assert_eq!(fired[1].due_ms, at);
     assert_never_early(&fired);
     assert!(obj.list(&json!({})).is_empty(), "one-shot tasks are removed after they ran");
+    let runs: Vec<i64> = obj.runs().iter().map(|r| int(r, "succeeded")).collect();
+    assert_eq!(runs, [1, 1], "one native alarm invocation per task, none empty, none left armed");
+    assert_eq!(obj.alarm(), None, "no alarm is left armed once nothing is pending");
 }
 
 /// 1, 4: a cron task (every second, UTC) runs on whole seconds and advances after each run.
@@ -347,6 +350,38 @@ fn native_alarm_is_armed_for_the_earliest_pending_task() {
     for id in [&a, &b] {
         obj.ok("cancel", &json!({ "id": id["id"] }));
     }
+}
+
+/// 10: a native alarm lost while the object stays in memory (the runtime gave up retrying
+/// a failed alarm, which deletes it) is armed again by the next open of the scheduler.
+#[test]
+fn lost_native_alarm_is_rearmed_by_the_next_open() {
+    let obj = Obj::new(&shared(), "lost-alarm");
+    let task = obj.record("lost", json!({ "after_ms": 2_000 }));
+    assert_eq!(obj.alarm(), Some(int(&task, "due_ms")));
+    obj.ok("lose_alarm", &json!({}));
+    // This request opens the scheduler (as every request to the sandbox does) before it reads
+    // the alarm.
+    assert_eq!(obj.alarm(), Some(int(&task, "due_ms")), "the alarm was not re-armed for the pending task");
+    let fired = obj.wait_fired("the task fires", Duration::from_secs(20), |f| f.len() == 1);
+    assert_never_early(&fired);
+}
+
+/// 2, 6: requests that open the scheduler and schedule while a handler is still running
+/// do not start a storm of native alarm invocations, and the task they schedule runs.
+#[test]
+fn a_long_handler_does_not_make_the_alarm_spin() {
+    let obj = Obj::new(&shared(), "long-handler");
+    obj.schedule(&json!({ "when": { "after_ms": 0 }, "task": { "type": "slow", "label": "slow", "wait_ms": 3_000 } }));
+    obj.wait_fired("the slow task starts", Duration::from_secs(20), |f| count(f, "slow") == 1);
+    obj.record("meanwhile", json!({ "after_ms": 0 }));
+    for _ in 0..5 {
+        obj.alarm();
+        thread::sleep(Duration::from_millis(100));
+    }
+    let fired = obj.wait_fired("both finish", Duration::from_secs(20), |f| count(f, "slow-done") == 1 && count(f, "meanwhile") == 1);
+    let runs = obj.runs();
+    assert!(runs.len() <= 4, "{} native alarm invocations while one handler ran: {runs:?}", runs.len());
 }
 
 /// 3: tasks due at the same millisecond run in insertion order, across requests; time

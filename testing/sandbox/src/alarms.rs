@@ -12,7 +12,7 @@
 //!   `RunReport`.
 //! - `get {id}`, `list {kind?, status?}`, `cancel {id}`, `requeue {id}`.
 //! - `run_at {now_ms}`: the test hook, runs what is due at `now_ms` → the `RunReport`.
-//! - `alarm`: the native alarm time (`getAlarm`), or null. `batch_limit`: the library's
+//! - `alarm`: the native alarm time (`getAlarm`), or null. `lose_alarm`: deletes it. `batch_limit`: the library's
 //!   `DEFAULT_BATCH_LIMIT`, which `alarm()` uses.
 
 use std::time::Duration;
@@ -311,6 +311,9 @@ impl DurableObject for AlarmsDO {
                 json(&alarms.run_due_at(r.now_ms, |task, info| self.handle(&alarms, task, info)).await?)
             }
             "alarm" => json(&self.state.storage().get_alarm().await?),
+            // The native alarm lost behind the scheduler's back, as when the runtime gives up
+            // retrying a failed alarm.
+            "lose_alarm" => json(&self.state.storage().delete_alarm().await?),
             "batch_limit" => json(&lumenize_alarms::DEFAULT_BATCH_LIMIT),
             _ => Response::error("not found", 404),
         }
