@@ -310,3 +310,62 @@ pub(crate) fn new_id(now_ms: i64) -> String {
     let ts = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, u32::try_from(ms % 1000).unwrap_or(0) * 1_000_000);
     uuid::Uuid::new_v7(ts).to_string()
 }
+
+/// The wasm-only pieces of the adapter, run under Node by wasm-bindgen-test (`cargo xtask
+/// test`): the JavaScript clock, and UUIDv7 ids drawn from the JavaScript `crypto`.
+#[cfg(all(test, target_arch = "wasm32"))]
+mod wasm_tests {
+    use std::collections::HashSet;
+
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    use super::{new_id, now_ms};
+    use crate::core::MAX_TIME_MS;
+
+    #[allow(clippy::cast_possible_truncation)]
+    fn js_now() -> i64 {
+        js_sys::Date::now() as i64
+    }
+
+    #[wasm_bindgen_test]
+    fn now_ms_reads_the_javascript_clock_in_unix_milliseconds() {
+        let (before, now, after) = (js_now(), now_ms(), js_now());
+        assert!(before <= now && now <= after, "{before} <= {now} <= {after}");
+        assert!(now > 1_700_000_000_000, "not Unix milliseconds: {now}");
+    }
+
+    /// The 48-bit timestamp of a UUIDv7, in Unix milliseconds.
+    fn v7_millis(id: &str) -> i64 {
+        let uuid = uuid::Uuid::parse_str(id).unwrap_or_else(|e| panic!("{id:?} is not a UUID: {e}"));
+        assert_eq!(uuid.get_version_num(), 7, "{id} is not version 7");
+        assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+        let (secs, nanos) = uuid.get_timestamp().expect("a v7 has a timestamp").to_unix();
+        i64::try_from(secs * 1000 + u64::from(nanos / 1_000_000)).expect("fits")
+    }
+
+    #[wasm_bindgen_test]
+    fn generated_ids_are_uuidv7_of_the_given_millisecond_with_fresh_random_bits() {
+        let now = now_ms();
+        let ids: HashSet<String> = (0..1_000).map(|_| new_id(now)).collect();
+        assert_eq!(ids.len(), 1_000, "ids drawn in the same millisecond collide");
+        for id in &ids {
+            assert_eq!(v7_millis(id), now, "{id}");
+        }
+    }
+
+    #[wasm_bindgen_test]
+    fn generated_ids_cover_the_whole_time_range() {
+        assert_eq!(v7_millis(&new_id(0)), 0);
+        assert_eq!(v7_millis(&new_id(1_234)), 1_234);
+        assert_eq!(v7_millis(&new_id(MAX_TIME_MS)), MAX_TIME_MS);
+        assert_eq!(v7_millis(&new_id(-5)), 0, "a time before the epoch is clamped, not a panic");
+    }
+
+    #[wasm_bindgen_test]
+    fn ids_of_later_milliseconds_sort_after_earlier_ones() {
+        let ids: Vec<String> = (0..50).map(|i| new_id(1_700_000_000_000 + i)).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted, "UUIDv7 text order follows time");
+    }
+}

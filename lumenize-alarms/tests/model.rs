@@ -1,4 +1,3 @@
-#![cfg(not(target_arch = "wasm32"))]
 //! The pure scheduling core (`lumenize_alarms::core`) against a small reference model.
 //!
 //! A random program of operations runs over a virtual clock, twice: once on the real core
@@ -15,6 +14,7 @@
 //! or cancel its own id, or schedule another task, before it finishes.
 //!
 //! The guarantee numbers in comments are those of `DESIGN.md`, section lumenize-alarms.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};

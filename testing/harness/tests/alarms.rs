@@ -380,6 +380,7 @@ fn a_long_handler_does_not_make_the_alarm_spin() {
         thread::sleep(Duration::from_millis(100));
     }
     let fired = obj.wait_fired("both finish", Duration::from_secs(20), |f| count(f, "slow-done") == 1 && count(f, "meanwhile") == 1);
+    assert_never_early(&fired);
     let runs = obj.runs();
     assert!(runs.len() <= 4, "{} native alarm invocations while one handler ran: {runs:?}", runs.len());
 }
