@@ -214,8 +214,9 @@ fn never_runs_before_its_millisecond() {
     assert_eq!(fired[1].due_ms, at);
     assert_never_early(&fired);
     assert!(obj.list(&json!({})).is_empty(), "one-shot tasks are removed after they ran");
+    // One invocation per task, or one for both if the shared isolate was busy; none empty.
     let runs: Vec<i64> = obj.runs().iter().map(|r| int(r, "succeeded")).collect();
-    assert_eq!(runs, [1, 1], "one native alarm invocation per task, none empty, none left armed");
+    assert!(runs.iter().sum::<i64>() == 2 && !runs.contains(&0), "native alarm invocations (tasks run by each): {runs:?}");
     assert_eq!(obj.alarm(), None, "no alarm is left armed once nothing is pending");
 }
 
@@ -432,13 +433,14 @@ fn large_backlog_drains_in_bounded_batches() {
     let obj = Obj::new(&shared(), "backlog");
     let limit = obj.ok("batch_limit", &json!({})).as_i64().expect("batch limit");
     let n: i64 = 2_500;
-    // All due at one time, after the bursts are stored (they take well under a second):
+    // All due at one time, after the bursts are stored (they take about half a second):
     // one backlog of due tasks.
-    let at = now_ms() + 4_000;
+    let at = now_ms() + 6_000;
     let mut ids = Vec::new();
     for from in (0..n).step_by(500) {
         ids.extend(obj.burst(&json!({ "n": 500, "label": "b", "at_ms": at, "from": from })));
     }
+    assert!(now_ms() < at, "storing the backlog took longer than the 6 s margin of this test");
     let fired = obj.wait_fired("2,500 tasks fire", Duration::from_secs(120), |f| f.len() >= 2_500);
     obj.wait("the queue is empty", Duration::from_secs(10), || {
         let left = obj.list(&json!({})).len();
