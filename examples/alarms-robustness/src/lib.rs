@@ -1,6 +1,29 @@
-use worker::*;
+//! `alarms-robustness`: does every task scheduled with lumenize-alarms fire, under load,
+//! with failing and panicking handlers, across a crash of the runtime?
+//!
+//! One Durable Object class, `RobustnessDO` (in `src/object.rs`), schedules tasks on request
+//! and records every firing in its own SQLite table, which the driver (`cargo run --release
+//! -p lumenize-driver -- alarms-robustness`) reads back. Each experiment run uses an object
+//! of its own: the worker forwards `/<object>/<route>` to the `RobustnessDO` named
+//! `<object>`.
+//!
+//! | route | body / query | answer |
+//! | --- | --- | --- |
+//! | `POST /<object>/schedule` | [`ScheduleRequest`] | [`ScheduleReply`] |
+//! | `GET /<object>/firings?after=<seq>&limit=<n>` | | [`FiringsPage`] (paged by `seq`) |
+//! | `GET /<object>/status` | | [`StatusReply`] |
+//! | `DELETE /<object>/storage` | | deletes the object's storage (tasks, firings, alarm) |
+//!
+//! The lumenize-alarms API used in `src/object.rs`: `Alarms::new` on every event (the
+//! first open after a restart re-arms a lost alarm), `Alarms::schedule_with` with a
+//! `RetryPolicy`, `Alarms::list` with a `Filter`, `Alarms::run_due` in `alarm()`, and
+//! `AbortOnPanic` to record a panic in the object's own table.
+//!
+//! The types of the routes are in [`api`] (re-exported here); on a native target the crate
+//! is only those types, which the driver uses.
 
-#[event(fetch)]
-async fn fetch(_req: Request, _env: Env, _ctx: Context) -> Result<Response> {
-    Response::ok("placeholder")
-}
+pub mod api;
+#[cfg(target_arch = "wasm32")]
+mod object;
+
+pub use api::*;

@@ -1,1 +1,53 @@
-fn main() {}
+//! `lumenize-driver`: the command line of the experiments. See the library's docs.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lumenize_driver::alarms_robustness;
+use lumenize_driver::progress::Progress;
+
+/// Runs lumenize-rs' experiments against a local `wrangler dev` (default) or a deployed
+/// worker (`--url`). With no subcommand, runs every experiment with its default matrix.
+#[derive(Debug, Parser)]
+#[command(name = "lumenize-driver", version)]
+struct Cli {
+    #[command(subcommand)]
+    experiment: Option<Experiment>,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Experiment {
+    /// Does every task scheduled with lumenize-alarms fire, on time, under load, with failing
+    /// and panicking handlers, across a crash? (examples/alarms-robustness)
+    AlarmsRobustness(alarms_robustness::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let progress = Progress::new(cli.quiet);
+    let experiments = match cli.experiment {
+        Some(e) => vec![e],
+        None => vec![Experiment::AlarmsRobustness(alarms_robustness::Args::default())],
+    };
+    let mut passed = true;
+    for experiment in experiments {
+        let outcome = match experiment {
+            Experiment::AlarmsRobustness(args) => alarms_robustness::main(&args, &progress).map(|r| r.passed()),
+        };
+        match outcome {
+            Ok(ok) => passed &= ok,
+            Err(e) => {
+                eprintln!("lumenize-driver: error: {e}");
+                passed = false;
+            }
+        }
+    }
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,113 @@
+//! The JSON the worker's routes speak: shared with the driver, which depends on this crate
+//! for these types alone (on a native target the crate is just this module).
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /<object>/schedule`: schedule tasks `first .. first + count`, in one request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScheduleRequest {
+    /// The number of the first task.
+    #[serde(default)]
+    pub first: u32,
+    /// How many tasks (1 for one request per task).
+    pub count: u32,
+    /// Task `first + i` runs `delay_ms + i * stagger_ms` after it is scheduled.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// See `delay_ms` (0: every task of the request has the same delay).
+    #[serde(default)]
+    pub stagger_ms: u64,
+    /// Every task fails its first `fail_first` attempts (0: none fails).
+    #[serde(default)]
+    pub fail_first: u32,
+    /// The task with this number panics on every attempt.
+    #[serde(default)]
+    pub panic_n: Option<u32>,
+    /// Attempts per task (default: lumenize-alarms' `RetryPolicy::default()`, 3).
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// First retry backoff in milliseconds, doubling, capped at 8 times this (default 1 s).
+    #[serde(default)]
+    pub backoff_ms: Option<u64>,
+    /// Read the native alarm after every schedule to count how often it moved (costs one
+    /// read per task, so throughput is measured without it).
+    #[serde(default)]
+    pub trace_alarm: bool,
+}
+
+/// What one `schedule` request did, by the runtime's clock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScheduleReply {
+    /// The number of the first task scheduled.
+    pub first: u32,
+    /// How many were scheduled.
+    pub count: u32,
+    /// When the request started scheduling (Unix milliseconds).
+    pub started_ms: i64,
+    /// When the last task was stored.
+    pub finished_ms: i64,
+    /// Rows the request wrote to SQLite (SQLite's `total_changes()` before and after):
+    /// lumenize-alarms' cost per task.
+    pub sql_rows_written: i64,
+    /// With `trace_alarm`: how many times the native alarm changed during the request.
+    pub alarm_changes: Option<u32>,
+}
+
+/// One recorded firing: a handler started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Firing {
+    /// Order of recording (the paging key).
+    pub seq: i64,
+    /// The task's number.
+    pub n: u32,
+    /// lumenize-alarms' id of the task (a UUIDv7).
+    pub task_id: String,
+    /// The time the task was scheduled for (Unix milliseconds); retries keep it.
+    pub scheduled_ms: i64,
+    /// The time this attempt was due (after a failure: the scheduled time plus backoff).
+    pub due_ms: i64,
+    /// When the handler started, by the runtime's clock.
+    pub fired_ms: i64,
+    /// Which attempt this is (1 for the first).
+    pub attempt: u32,
+    /// What the handler did: `ok`, `err` or `panic`.
+    pub outcome: String,
+}
+
+/// `GET /<object>/firings`: the firings with `seq > after`, at most `limit` of them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FiringsPage {
+    /// In `seq` order.
+    pub firings: Vec<Firing>,
+    /// Pass as `after` for the next page; `None` when this was the last one.
+    pub next: Option<i64>,
+}
+
+/// A task lumenize-alarms keeps as dead: out of attempts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadTask {
+    /// Its id.
+    pub id: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The error of the last attempt.
+    pub last_error: Option<String>,
+}
+
+/// `GET /<object>/status`: where the experiment stands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// Firings recorded.
+    pub firings: i64,
+    /// Distinct tasks whose handler succeeded.
+    pub succeeded: i64,
+    /// Whether any task is still pending or running.
+    pub queued: bool,
+    /// The dead tasks.
+    pub dead: Vec<DeadTask>,
+    /// Panics recorded by the `AbortOnPanic` guard of `alarm()`.
+    pub panics: i64,
+    /// The native alarm (Unix milliseconds), if armed.
+    pub alarm_ms: Option<i64>,
+}
+

@@ -1,0 +1,32 @@
+//! `lumenize-driver`: runs the workspace's experiments against a worker, local or deployed.
+//!
+//! ```sh
+//! cargo run --release -p lumenize-driver                       # every experiment, default matrix, local
+//! cargo run --release -p lumenize-driver -- alarms-robustness  # one experiment
+//! cargo run --release -p lumenize-driver -- alarms-robustness --url https://alarms-robustness.<you>.workers.dev
+//! ```
+//!
+//! The pieces every experiment shares have a module each:
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`target`] | the worker to measure: started locally through lumenize-harness (default), or `--url`; kill and restart for crash runs |
+//! | [`http`] | a blocking JSON client with bounded waits (HTTPS for deployed workers) |
+//! | [`stats`] | [`Summary`](stats::Summary): count, mean, stddev, p50/p90/p95/p99 (HDR histogram) |
+//! | [`progress`] | progress bars on stderr (indicatif), quiet when not a terminal |
+//! | [`output`] | `--out`, JSON files, the description of the run, Markdown tables |
+//! | [`plot`] | SVG pictures of distributions (plotters, SVG backend only) |
+//!
+//! Each experiment is a module with `Args` (its command-line options), a library entry
+//! point that tests can call, and its report: [`alarms_robustness`].
+
+pub mod alarms_robustness;
+mod error;
+pub mod http;
+pub mod output;
+pub mod plot;
+pub mod progress;
+pub mod stats;
+pub mod target;
+
+pub use error::{Error, Result};
