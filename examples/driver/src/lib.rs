@@ -4,6 +4,7 @@
 //! cargo run --release -p lumenize-driver                       # every experiment, default matrix, local
 //! cargo run --release -p lumenize-driver -- alarms-robustness  # one experiment
 //! cargo run --release -p lumenize-driver -- alarms-robustness --url https://alarms-robustness.<you>.workers.dev
+//! cargo run --release -p lumenize-driver -- call-alarm-delay   # Alarm vs Direct dispatch of lumenize-call
 //! ```
 //!
 //! The pieces every experiment shares have a module each:
@@ -16,11 +17,16 @@
 //! | [`progress`] | progress bars on stderr (indicatif), quiet when not a terminal |
 //! | [`output`] | `--out`, JSON files, the description of the run, Markdown tables |
 //! | [`plot`] | SVG pictures of distributions (plotters, SVG backend only) |
+//! | [`cdf`] | SVG pictures of whole distributions: one cumulative curve per sample |
+//! | [`confidence`] | 95% confidence intervals of differences (Welch's t, bootstrap) |
 //!
 //! Each experiment is a module with `Args` (its command-line options), a library entry
-//! point that tests can call, and its report: [`alarms_robustness`].
+//! point that tests can call, and its report: [`alarms_robustness`], [`call_alarm_delay`].
 
 pub mod alarms_robustness;
+pub mod call_alarm_delay;
+pub mod cdf;
+pub mod confidence;
 mod error;
 pub mod http;
 pub mod output;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lumenize_driver::alarms_robustness;
+use lumenize_driver::{alarms_robustness, call_alarm_delay};
 use lumenize_driver::progress::Progress;
 
 /// Runs lumenize-rs' experiments against a local `wrangler dev` (default) or a deployed
@@ -23,6 +23,9 @@ enum Experiment {
     /// Does every task scheduled with lumenize-alarms fire, on time, under load, with failing
     /// and panicking handlers, across a crash? (examples/alarms-robustness)
     AlarmsRobustness(alarms_robustness::Args),
+    /// What does lumenize-call's `Dispatch::Alarm` cost against `Dispatch::Direct`, and each
+    /// against a plain `stub.fetch`? (examples/call-alarm-delay)
+    CallAlarmDelay(call_alarm_delay::Args),
 }
 
 fn main() -> ExitCode {
@@ -30,12 +33,16 @@ fn main() -> ExitCode {
     let progress = Progress::new(cli.quiet);
     let experiments = match cli.experiment {
         Some(e) => vec![e],
-        None => vec![Experiment::AlarmsRobustness(alarms_robustness::Args::default())],
+        None => vec![
+            Experiment::AlarmsRobustness(alarms_robustness::Args::default()),
+            Experiment::CallAlarmDelay(call_alarm_delay::Args::default()),
+        ],
     };
     let mut passed = true;
     for experiment in experiments {
         let outcome = match experiment {
             Experiment::AlarmsRobustness(args) => alarms_robustness::main(&args, &progress).map(|r| r.passed()),
+            Experiment::CallAlarmDelay(args) => call_alarm_delay::main(&args, &progress).map(|r| r.passed()),
         };
         match outcome {
             Ok(ok) => passed &= ok,
