@@ -116,6 +116,9 @@ impl RobustnessDO {
         let mut alarm_changes = 0;
         let changes_before = scalar(&self.sql(), "SELECT total_changes() AS v")?;
         let started_ms = now_ms();
+        // Each `schedule_with` is one SQL write, durable when it returns. It writes the native
+        // alarm only when the new task is due before the armed time: a burst in due order moves
+        // it at most once.
         for i in 0..r.count {
             let n = r.first + i;
             let task = match (r.panic_n, r.fail_first) {
@@ -179,8 +182,8 @@ impl DurableObject for RobustnessDO {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         self.sql().exec(SCHEMA, None)?;
-        // Open the scheduler on every event: the first open after a restart re-arms an
-        // alarm the runtime lost, so tasks that fell due while it was down still run.
+        // Open the scheduler on every event: opening re-arms an alarm the runtime lost (after
+        // a restart, tasks that fell due while it was down run at once).
         let alarms = Alarms::<Task>::new(&self.state).await?;
         let url = req.url()?;
         match (req.method(), url.path().rsplit('/').next().unwrap_or_default()) {

@@ -68,6 +68,10 @@ pub struct Args {
     /// Leave the crash scenario out (it is always left out with --url).
     #[arg(long)]
     pub no_crash: bool,
+    /// Add a burst of this many zero-delay tasks in one request (repeatable, comma-separated):
+    /// where is the limit?
+    #[arg(long, value_delimiter = ',', value_name = "N")]
+    pub burst: Vec<u32>,
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
@@ -91,6 +95,7 @@ impl Default for Args {
             only: Vec::new(),
             crash: false,
             no_crash: false,
+            burst: Vec::new(),
             list: false,
             grace: DEFAULT_GRACE_S,
             keep: false,
@@ -130,7 +135,8 @@ impl Config {
         }
         let mut notes = Vec::new();
         let selected = |s: &Scenario| args.only.is_empty() || args.only.iter().any(|p| s.selected_by(p));
-        let mut scenarios: Vec<Scenario> = Scenario::matrix().into_iter().filter(selected).collect();
+        let extra = args.burst.iter().map(|&n| Scenario::new(format!("burst-{n}"), Load::Burst { n, stagger_ms: 0 }, 0));
+        let mut scenarios: Vec<Scenario> = Scenario::matrix().into_iter().filter(selected).chain(extra).collect();
         if args.crash {
             scenarios.retain(Scenario::crashes);
         } else if args.no_crash || !local {
