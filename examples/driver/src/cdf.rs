@@ -83,7 +83,7 @@ fn draw(path: &Path, title: &str, unit: &str, samples: &[(String, Vec<f64>)]) ->
     }
     // Upper left: no CDF curve reaches there (high fractions at small values), and the labels
     // run to the right, which matters because plotters cannot measure text without a font.
-    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).margin(16).draw()?;
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).margin(16).background_style(WHITE.mix(0.85)).draw()?;
     root.present()?;
     Ok(())
 }
