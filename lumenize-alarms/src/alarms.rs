@@ -125,7 +125,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         };
         // While a handler of this object runs in this isolate, a run is under way and re-arms
         // the alarm when it ends (and the runtime reports no alarm while `alarm()` runs).
-        if first_open || alarms.in_flight.tasks().is_empty() {
+        if first_open || alarms.in_flight.is_empty() {
             let armed = alarms.armed().await?;
             let now = now_ms();
             // An armed time in the past may never fire after a restart: arm it again. Later
@@ -166,7 +166,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         let payload = serde_json::to_string(&task).map_err(Error::Encode)?;
         let now = now_ms();
         let scheduled = core::schedule(&*self.store, now, &when, payload, &opts, || new_id(now))?;
-        self.arm(core::alarm_to_set(self.armed().await?, Some(scheduled.due_ms), now)).await?;
+        self.arm_for(scheduled.due_ms).await?;
         Ok(scheduled)
     }
 
@@ -203,7 +203,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     pub async fn requeue(&self, id: &str) -> Result<Scheduled> {
         let now = now_ms();
         let task = core::requeue(&*self.store, id, now)?;
-        self.arm(core::alarm_to_set(self.armed().await?, Some(task.due_ms), now)).await?;
+        self.arm_for(task.due_ms).await?;
         Ok(task)
     }
 
@@ -281,6 +281,17 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
             }
         }
         Ok(report)
+    }
+
+    /// Arms the native alarm for a task due at `due_ms` if that is now the earliest. Not
+    /// while a handler of this object runs in this isolate: that run arms the alarm for the
+    /// earliest pending task when it ends, so a handler that schedules (a retry, a follow-up,
+    /// lumenize-call's backstop) costs no alarm read or write.
+    async fn arm_for(&self, due_ms: i64) -> Result<()> {
+        if !self.in_flight.is_empty() {
+            return Ok(());
+        }
+        self.arm(core::alarm_to_set(self.armed().await?, Some(due_ms), now_ms())).await
     }
 
     async fn armed(&self) -> Result<Option<i64>> {

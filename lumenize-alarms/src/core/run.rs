@@ -40,6 +40,12 @@ impl InFlight {
         self.0.borrow().contains_key(id)
     }
 
+    /// Whether no handler is running now.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.try_borrow().is_ok_and(|m| m.is_empty())
+    }
+
     /// The tasks whose handlers are running now, as marked when they started.
     #[must_use]
     pub fn tasks(&self) -> Vec<Scheduled> {
