@@ -30,38 +30,43 @@ pub fn percentile_rows(path: &Path, title: &str, unit: &str, rows: &[(String, Su
 
 /// The smallest value drawn (a log axis has no 0).
 const FLOOR: f64 = 0.1;
+/// Empty rows kept under the data for the legend (4 entries).
+const LEGEND_ROWS: u32 = 4;
 
 fn draw(path: &Path, title: &str, unit: &str, rows: &[(String, Summary)]) -> Result<(), Box<dyn std::error::Error>> {
     let n = u32::try_from(rows.len()).unwrap_or(u32::MAX).max(1);
-    let height = (110 + 30 * n).max(300);
-    // A segmented range includes its end: 0..top gives top + 1 rows (one left empty when
-    // there is a single row). The first row is drawn at the top.
-    let top = n.max(2) - 1;
+    // Rows are segments top..=LEGEND_ROWS, the first row at the top; the segments below stay
+    // empty for the legend, so that it never hides a row. (A segmented range includes its end.)
+    let top = n + LEGEND_ROWS - 1;
+    let height = 110 + 30 * (top + 1);
     let root = SVGBackend::new(path, (960, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let lo = rows.iter().map(|(_, s)| s.min.max(FLOOR)).fold(f64::INFINITY, f64::min);
     let hi = rows.iter().map(|(_, s)| s.max.max(FLOOR)).fold(FLOOR, f64::max);
-    let (lo, hi) = if lo.is_finite() { (lo / 2.0, hi * 2.0) } else { (FLOOR, 10.0) };
+    // Whole decades, so that the axis always has labelled ticks.
+    let (lo, hi) = if lo.is_finite() { (10f64.powf(lo.log10().floor()), 10f64.powf(hi.log10().ceil())) } else { (FLOOR, 10.0) };
+    let hi = if hi <= lo { lo * 10.0 } else { hi };
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(12)
+        .margin_right(30)
         .x_label_area_size(40)
         .y_label_area_size(190)
         .build_cartesian_2d((lo..hi).log_scale(), (0..top).into_segmented())?;
-    let row_of = |segment: u32| top.checked_sub(segment).map(|i| i as usize);
+    let row_of = |segment: u32| (LEGEND_ROWS..=top).contains(&segment).then(|| (top - segment) as usize);
     let label = |v: &SegmentValue<u32>| match v {
         SegmentValue::CenterOf(s) => row_of(*s).and_then(|i| rows.get(i)).map(|(l, _)| l.clone()).unwrap_or_default(),
         _ => String::new(),
     };
     chart
         .configure_mesh()
-        .y_labels(rows.len())
+        .y_labels(rows.len() + LEGEND_ROWS as usize)
         .y_label_formatter(&label)
         .x_desc(format!("{unit} (log scale)"))
         .x_label_formatter(&|x| format!("{x}"))
         .disable_y_mesh()
         .draw()?;
-    let at = |i: usize| SegmentValue::CenterOf(top - u32::try_from(i).unwrap_or(0).min(top));
+    let at = |i: usize| SegmentValue::CenterOf(top - u32::try_from(i).unwrap_or(0).min(n - 1));
     let clamp = |v: f64| v.max(FLOOR);
     let grey = RGBColor(150, 150, 150);
     let bar = RGBColor(70, 130, 200);
