@@ -13,8 +13,8 @@ use crate::{Error, Result};
 /// arguments.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TargetArgs {
-    /// Run against a deployed worker at this URL (for example
-    /// https://alarms-robustness.<you>.workers.dev) instead of starting one locally.
+    /// Run against this experiment's worker deployed at this URL (for example
+    /// `https://<worker-name>.<account>.workers.dev`) instead of starting one locally.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
 }
