@@ -15,11 +15,12 @@ use serde::{Deserialize, Serialize};
 ///   with a backstop task that re-dispatches if the object dies before the result is in.
 ///
 /// The default is `Direct`: `examples/call-alarm-delay` measured it faster at the same
-/// guarantees. On a local workerd, one call at a time, its median round trip was 7.4 ms
-/// against 10.2 ms for `Alarm` (p99 16.4 against 21.6 ms; 10,000 calls each): `Alarm` waits
-/// for the native alarm and rewrites its task. Choose `Alarm` when one event makes many calls
-/// at once and finishing them all matters more than the first reply: in bursts of 1,000 its
-/// throughput was 1.19x `Direct`'s, as one alarm invocation sends them together. See
+/// guarantees. On a local workerd, one call at a time, its median round trip was 4.0 ms
+/// against 6.1 ms for `Alarm` (p99 7.9 against 12.3 ms; 10,000 calls each): `Alarm` waits
+/// for the native alarm and rewrites its task. `Alarm` may suit one event that makes many
+/// calls at once when finishing them all matters more than the first reply: in bursts of
+/// 1,000 its throughput was 1.05x to 1.19x `Direct`'s over several runs (mostly within the
+/// noise), as one alarm invocation sends them together. See
 /// `examples/call-alarm-delay/MEASUREMENTS.md`; figures for a deployed worker come from its
 /// driver's `--url`.
 ///
