@@ -127,10 +127,9 @@ fn setup_cargo_tool(package: &str, bins: &[&str], version: &str) -> Result<()> {
     let found = have.iter().flatten().next().map_or("none".to_string(), |v| v.clone());
     println!("  {package} {version}: installing (found {found}; takes a few minutes)");
     let mut cmd = cargo();
-    cmd.args(["install", package, "--version", version]);
-    if found != "none" {
-        cmd.arg("--force");
-    }
+    // `--force`: cargo's own record may say "installed" while the binary is gone or another
+    // version answers; we only get here when the binaries themselves say otherwise.
+    cmd.args(["install", package, "--version", version, "--force"]);
     run(cmd)
 }
 
