@@ -159,6 +159,18 @@ impl Obj {
         })
         .unwrap_or_else(|e| panic!("{}: {what}: {e}; last seen: {seen}", self.name))
     }
+
+    /// Waits until no task is left, then checks that exactly `n` firings were recorded;
+    /// returns them.
+    fn assert_drained_exactly_once(&self, n: usize) -> Vec<Fired> {
+        self.wait("the queue is empty", Duration::from_secs(10), || {
+            let left = self.list(&json!({})).len();
+            ((left == 0).then_some(()), format!("{left} tasks left"))
+        });
+        let fired = self.fired();
+        assert_eq!(fired.len(), n, "{}: exactly once; duplicates: {:?}", self.name, duplicates(&fired));
+        fired
+    }
 }
 
 fn int(v: &Value, key: &str) -> i64 {
@@ -415,12 +427,7 @@ fn thousand_tasks_in_one_request_fire_exactly_once_in_order() {
     let ids = obj.burst(&json!({ "n": 1000, "label": "k" }));
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 1000, "ids are distinct");
     let fired = obj.wait_fired("1,000 tasks fire", Duration::from_secs(90), |f| f.len() >= 1000);
-    obj.wait("the queue is empty", Duration::from_secs(10), || {
-        let left = obj.list(&json!({})).len();
-        ((left == 0).then_some(()), format!("{left} tasks left"))
-    });
-    let fired_now = obj.fired();
-    assert_eq!(fired_now.len(), 1000, "exactly once; duplicates: {:?}", duplicates(&fired_now));
+    obj.assert_drained_exactly_once(1000);
     let order: Vec<String> = fired.iter().map(|f| f.task_id.clone()).collect();
     assert!(order == ids, "not in FIFO order; first difference at {:?}", order.iter().zip(&ids).position(|(a, b)| a != b));
     assert_never_early(&fired);
@@ -442,12 +449,7 @@ fn large_backlog_drains_in_bounded_batches() {
     }
     assert!(now_ms() < at, "storing the backlog took longer than the 6 s margin of this test");
     let fired = obj.wait_fired("2,500 tasks fire", Duration::from_secs(120), |f| f.len() >= 2_500);
-    obj.wait("the queue is empty", Duration::from_secs(10), || {
-        let left = obj.list(&json!({})).len();
-        ((left == 0).then_some(()), format!("{left} tasks left"))
-    });
-    let fired_now = obj.fired();
-    assert_eq!(fired_now.len(), 2_500, "exactly once; duplicates: {:?}", duplicates(&fired_now));
+    obj.assert_drained_exactly_once(2_500);
     assert!(fired.iter().map(|f| &f.task_id).eq(ids.iter()), "not in FIFO order");
 
     // The alarm invocations that ran something (one that fired a hair early may run none).
@@ -725,13 +727,8 @@ fn sigkill_with_tasks_pending_then_restart_every_task_fires() {
     let url = worker.url();
 
     for (obj, ids) in objs.iter().map(|o| o.at(&url)).zip(&ids) {
-        let fired = obj.wait_fired("all 50 tasks fire after the restart", Duration::from_secs(60), |f| f.len() >= 50);
-        obj.wait("the queue is empty", Duration::from_secs(10), || {
-            let left = obj.list(&json!({})).len();
-            ((left == 0).then_some(()), format!("{left} tasks left"))
-        });
-        let fired = if fired.len() == 50 { obj.fired() } else { fired };
-        assert_eq!(fired.len(), 50, "{}: exactly once; duplicates: {:?}", obj.name, duplicates(&fired));
+        obj.wait_fired("all 50 tasks fire after the restart", Duration::from_secs(60), |f| f.len() >= 50);
+        let fired = obj.assert_drained_exactly_once(50);
         assert!(fired.iter().map(|f| &f.task_id).eq(ids.iter()), "{}: not in order: {:?}", obj.name, labels(&fired));
         assert_never_early(&fired);
     }
