@@ -1,36 +1,38 @@
-//! `Alarms`: the scheduler bound to a Durable Object's SQLite and its one native alarm.
+//! `Alarms`: the scheduler bound to a Durable Object's SQLite and its one native alarm. A
+//! thin adapter: the clock, ids, the alarm API and the panic guard; everything else is
+//! [`core::Scheduler`](crate::core::Scheduler).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::Cell;
 use std::fmt::Display;
-use std::future::Future;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use wasm_bindgen::{JsCast, JsValue};
-use worker::{ScheduledTime, State, Storage};
+use wasm_bindgen::JsValue;
+use worker::{console_error, ScheduledTime, SqlStorage, State, Storage};
 
-use crate::core::{self, InFlight, RunReport, Scheduled, Store};
+use crate::core::{Event, NativeAlarm, Options, RunReport, Scheduled, Scheduler, When};
+use crate::error::{Error, Result};
 use crate::panic_abort::AbortOnPanic;
-use crate::sql_store::SqlStore;
-use crate::{Error, Filter, Options, Result, When};
+use crate::sql::SqlStore;
+use crate::Filter;
 
 /// How many tasks one [`Alarms::run_due`] runs before it re-arms the alarm and returns, by
 /// default.
-pub const DEFAULT_BATCH_LIMIT: usize = 500;
+pub const DEFAULT_BATCH_LIMIT: usize = 1_000;
 
 /// Any number of durable tasks of type `T` on the object's one native alarm.
 ///
 /// `T` is your own `serde` type, usually an enum with one variant per kind of task. Tasks
 /// live in the object's SQLite (table `_lumenize_alarms`); the native alarm is always armed
-/// for the earliest pending one. Open it where you need it: it is cheap, and the first open
-/// in a freshly started object re-arms an alarm that was lost.
+/// for the earliest pending one. Open it once, in `DurableObject::new`, and keep it in a
+/// field: the handle remembers what it armed and which handlers are running. It is cheap to
+/// clone (clones share everything), for example to hand it to `lumenize-call`.
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use lumenize_alarms::{Alarms, Options, When};
+/// use lumenize_alarms::{Alarms, Options, Scheduled, When};
 /// use serde::{Deserialize, Serialize};
 /// use worker::*;
 ///
@@ -42,11 +44,11 @@ pub const DEFAULT_BATCH_LIMIT: usize = 500;
 ///
 /// #[durable_object]
 /// pub struct Scheduler {
-///     state: State,
+///     alarms: Alarms<Task>,
 /// }
 ///
 /// impl Scheduler {
-///     async fn handle(&self, task: Task) -> Result<()> {
+///     async fn handle(&self, task: Task, _info: Scheduled) -> Result<()> {
 ///         match task {
 ///             Task::Ping { n } => console_log!("ping {n}"),
 ///             Task::Nightly => console_log!("nightly"),
@@ -57,83 +59,92 @@ pub const DEFAULT_BATCH_LIMIT: usize = 500;
 ///
 /// impl DurableObject for Scheduler {
 ///     fn new(state: State, _env: Env) -> Self {
-///         Self { state }
+///         Self { alarms: Alarms::open(&state).expect("a SQLite-backed object") }
 ///     }
 ///
 ///     async fn fetch(&self, _req: Request) -> Result<Response> {
-///         let alarms = Alarms::<Task>::new(&self.state).await?;
-///         alarms.schedule(When::after(Duration::ZERO), Task::Ping { n: 1 }).await?;
-///         alarms.schedule_with(When::cron("0 3 * * *")?, Task::Nightly, Options::id("nightly")).await?;
+///         self.alarms.schedule(When::after(Duration::ZERO), Task::Ping { n: 1 }).await?;
+///         self.alarms.schedule_with(When::cron("0 3 * * *")?, Task::Nightly, Options::id("nightly")).await?;
 ///         Response::ok("scheduled")
 ///     }
 ///
 ///     async fn alarm(&self) -> Result<Response> {
-///         let alarms = Alarms::<Task>::new(&self.state).await?;
-///         alarms.run_due(|task, _info| self.handle(task)).await?;
+///         self.alarms.run_due(async |task, info| self.handle(task, info).await).await?;
 ///         Response::ok("ran")
 ///     }
 /// }
 /// ```
 pub struct Alarms<T> {
-    state: State,
-    storage: Storage,
-    store: Rc<SqlStore>,
-    in_flight: Rc<InFlight>,
-    batch_limit: usize,
+    inner: Rc<Inner>,
     _task: PhantomData<fn(T) -> T>,
 }
 
-/// What this isolate knows of one object: whether it was opened since the isolate started
-/// (the first open also re-arms an alarm armed in the past), and which of its tasks are
-/// running right now.
-#[derive(Default)]
-struct Local {
-    recovered: bool,
-    in_flight: Rc<InFlight>,
+impl<T> Clone for Alarms<T> {
+    fn clone(&self) -> Self {
+        Alarms { inner: self.inner.clone(), _task: PhantomData }
+    }
 }
 
-thread_local! {
-    static LOCAL: RefCell<HashMap<String, Local>> = RefCell::new(HashMap::new());
+struct Inner {
+    scheduler: Scheduler<SqlStore<SqlStorage>>,
+    storage: Storage,
+    /// The raw `DurableObjectState`, for the panic guard's `abort()`.
+    state: JsValue,
+    batch_limit: Cell<usize>,
+}
+
+/// The native alarm of a Durable Object, through `worker::Storage`.
+struct Runtime<'a>(&'a Storage);
+
+impl NativeAlarm for Runtime<'_> {
+    async fn get(&self) -> Result<Option<i64>> {
+        self.0.get_alarm().await.map_err(storage_error)
+    }
+
+    async fn set(&self, at_ms: i64) -> Result<()> {
+        #[allow(clippy::cast_precision_loss)] // times are below 2^53
+        let date = js_sys::Date::new(&JsValue::from_f64(at_ms as f64));
+        self.0.set_alarm(ScheduledTime::new(date)).await.map_err(storage_error)
+    }
+
+    async fn delete(&self) -> Result<()> {
+        self.0.delete_alarm().await.map_err(storage_error)
+    }
 }
 
 impl<T: Serialize + DeserializeOwned> Alarms<T> {
-    /// Opens the scheduler of this object: creates its table on first use, and re-arms the
-    /// native alarm if pending tasks exist and no alarm is armed for them: after the runtime
-    /// gave up retrying a failed alarm (which deletes it), or after a restart (where an alarm
-    /// that fell due while the runtime was down may never fire; the first open in a freshly
-    /// started isolate also re-arms an alarm armed in the past). Costs one `getAlarm`, and a
-    /// `setAlarm` only when something was lost.
+    /// Opens the scheduler of this object: creates its table on first use (synchronous SQL,
+    /// so call it in `DurableObject::new`), and makes dead any stored task that could never
+    /// be armed (due after [`MAX_TIME_MS`](crate::core::MAX_TIME_MS), written by an earlier
+    /// release). The first event after it reads the native alarm once and re-arms it if it
+    /// was lost (after the runtime gave up retrying a failed alarm, or a restart), whether or
+    /// not that event uses the scheduler.
     ///
     /// # Errors
-    /// [`Error::NoSqlite`] for an object without SQLite storage; storage errors.
-    pub async fn new(state: &State) -> Result<Self> {
+    /// [`Error::NoSqlite`] for an object without SQLite storage, [`Error::SchemaTooNew`];
+    /// storage errors. Never because of what a stored task holds.
+    pub fn open(state: &State) -> Result<Self> {
         let storage = state.storage();
-        let store = Rc::new(SqlStore::open(&storage)?);
-        let object = state.id().to_string();
-        let (first_open, in_flight) = LOCAL.with(|local| {
-            let mut local = local.borrow_mut();
-            let entry = local.entry(object.clone()).or_default();
-            (!std::mem::replace(&mut entry.recovered, true), entry.in_flight.clone())
-        });
-        let alarms = Alarms {
-            state: State::from(AsRef::<JsValue>::as_ref(state.as_raw()).clone().unchecked_into::<worker::worker_sys::DurableObjectState>()),
-            storage,
-            store,
-            in_flight,
-            batch_limit: DEFAULT_BATCH_LIMIT,
-            _task: PhantomData,
-        };
-        // While a handler of this object runs in this isolate, a run is under way and re-arms
-        // the alarm when it ends (and the runtime reports no alarm while `alarm()` runs).
-        if first_open || alarms.in_flight.is_empty() {
-            let armed = alarms.armed().await?;
-            let now = now_ms();
-            // An armed time in the past may never fire after a restart: arm it again. Later
-            // opens leave an armed alarm alone, so that busy requests never postpone a due one.
-            let armed = if first_open { armed.filter(|t| *t >= now) } else { armed };
-            alarms.arm(core::alarm_to_set(armed, alarms.store.earliest()?, now)).await?;
+        // `Storage::sql` throws (uncatchably, from Rust) on an object without SQLite: look first.
+        let sql = js_sys::Reflect::get(storage.as_raw(), &"sql".into()).map_err(|_| Error::NoSqlite)?;
+        if sql.is_undefined() || sql.is_null() {
+            return Err(Error::NoSqlite);
         }
-        Ok(alarms)
+        let store = SqlStore::open(storage.sql()).map_err(|e| match e {
+            Error::Storage(msg) if msg.contains("SQL is not enabled") => Error::NoSqlite,
+            e => e,
+        })?;
+        let scheduler = Scheduler::new(store);
+        scheduler.repair()?;
+        let state = AsRef::<JsValue>::as_ref(state.as_raw()).clone();
+        let inner = Rc::new(Inner { scheduler, storage, state, batch_limit: Cell::new(DEFAULT_BATCH_LIMIT) });
+        let recover = inner.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = recover.scheduler.armed(&Runtime(&recover.storage), now_ms()).await {
+                console_error!("lumenize-alarms: reading the native alarm failed ({e}); the next event tries again");
+            }
+        });
+        Ok(Alarms { inner, _task: PhantomData })
     }
 
     /// Sets how many tasks one [`run_due`](Self::run_due) runs before it re-arms the alarm
@@ -141,18 +152,38 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// invocation stays within the runtime's limits however many tasks are due.
     #[must_use]
     pub fn batch_limit(self, limit: usize) -> Self {
-        Alarms { batch_limit: limit.max(1), ..self }
+        self.inner.batch_limit.set(limit.max(1));
+        self
+    }
+
+    /// Sets a hook that sees every step in the life of every task: scheduled, started (with
+    /// its lateness), succeeded, retrying (with the error and the next time), dead, and
+    /// attempts found cut short by a crash. The hook runs synchronously; keep it cheap.
+    ///
+    /// ```no_run
+    /// # fn demo(alarms: &lumenize_alarms::Alarms<u32>) {
+    /// use lumenize_alarms::core::Event;
+    /// alarms.on_event(|event| {
+    ///     if let Event::Dead { task, error } = event {
+    ///         worker::console_error!("task {} is dead: {error}", task.id);
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn on_event(&self, hook: impl Fn(&Event<'_>) + 'static) {
+        self.inner.scheduler.on_event(hook);
     }
 
     /// Schedules `task` to run per `when`, with a generated UUIDv7 id and default options.
     /// Returns the task as stored.
     ///
-    /// The task is durable when this returns (one SQL write); the native alarm is written
+    /// The task is durable when this returns (one SQL statement); the native alarm is written
     /// only if this task is now the earliest.
     ///
     /// # Errors
     /// Out-of-range times, a cron expression with no next occurrence, a payload that does
-    /// not encode, storage errors.
+    /// not encode or is over [`MAX_PAYLOAD_BYTES`](crate::core::MAX_PAYLOAD_BYTES): all
+    /// refused before anything is written. Storage errors.
     pub async fn schedule(&self, when: When, task: T) -> Result<Scheduled> {
         self.schedule_with(when, task, Options::default()).await
     }
@@ -163,11 +194,40 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # Errors
     /// As [`schedule`](Self::schedule).
     pub async fn schedule_with(&self, when: When, task: T, opts: Options) -> Result<Scheduled> {
-        let payload = serde_json::to_string(&task).map_err(Error::Encode)?;
+        let payload = encode(&task)?;
         let now = now_ms();
-        let scheduled = core::schedule(&*self.store, now, &when, payload, &opts, || new_id(now))?;
-        self.arm_for(scheduled.due_ms).await?;
-        Ok(scheduled)
+        self.inner.scheduler.schedule(&self.alarm(), now, &when, payload, &opts, || new_id(now)).await
+    }
+
+    /// Schedules many tasks at once, with generated ids and default options: one SQL
+    /// statement per megabyte of payloads and at most one write of the native alarm,
+    /// however many tasks. Every task is checked first: one bad input stores none. Returns
+    /// their ids in order.
+    ///
+    /// ```no_run
+    /// # async fn demo(alarms: &lumenize_alarms::Alarms<u32>) -> lumenize_alarms::Result<()> {
+    /// use std::time::Duration;
+    /// use lumenize_alarms::When;
+    /// let ids = alarms.schedule_many((0..1_000).map(|n| (When::after(Duration::ZERO), n))).await?;
+    /// assert_eq!(ids.len(), 1_000);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`schedule`](Self::schedule).
+    pub async fn schedule_many(&self, tasks: impl IntoIterator<Item = (When, T)>) -> Result<Vec<String>> {
+        self.schedule_many_with(tasks.into_iter().map(|(when, task)| (when, task, Options::default()))).await
+    }
+
+    /// As [`schedule_many`](Self::schedule_many), with [`Options`] per task.
+    ///
+    /// # Errors
+    /// As [`schedule`](Self::schedule).
+    pub async fn schedule_many_with(&self, tasks: impl IntoIterator<Item = (When, T, Options)>) -> Result<Vec<String>> {
+        let tasks: Vec<(When, String, Options)> =
+            tasks.into_iter().map(|(when, task, opts)| Ok((when, encode(&task)?, opts))).collect::<Result<_>>()?;
+        let now = now_ms();
+        self.inner.scheduler.schedule_many(&self.alarm(), now, tasks, || new_id(now)).await
     }
 
     /// The task with this id, if any.
@@ -175,7 +235,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # Errors
     /// Storage errors.
     pub fn get(&self, id: &str) -> Result<Option<Scheduled>> {
-        self.store.get(id)
+        crate::core::Store::get(self.inner.scheduler.store(), id)
     }
 
     /// The tasks that pass `filter` (pending, running and dead ones alike unless filtered),
@@ -184,7 +244,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # Errors
     /// Storage errors.
     pub fn list(&self, filter: &Filter) -> Result<Vec<Scheduled>> {
-        self.store.list(filter)
+        crate::core::Store::list(self.inner.scheduler.store(), filter)
     }
 
     /// Removes the task with this id, pending or dead, and returns what was removed.
@@ -193,7 +253,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # Errors
     /// Storage errors.
     pub fn cancel(&self, id: &str) -> Result<Option<Scheduled>> {
-        core::cancel(&*self.store, id)
+        self.inner.scheduler.cancel(id)
     }
 
     /// Puts a dead task back in the queue, due now, with its attempts reset.
@@ -201,20 +261,18 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # Errors
     /// [`Error::NotFound`], [`Error::NotDead`], storage errors.
     pub async fn requeue(&self, id: &str) -> Result<Scheduled> {
-        let now = now_ms();
-        let task = core::requeue(&*self.store, id, now)?;
-        self.arm_for(task.due_ms).await?;
-        Ok(task)
+        self.inner.scheduler.requeue(&self.alarm(), now_ms(), id).await
     }
 
     /// Runs the due tasks, in (due time, insertion) order, one at a time: call it from
     /// `DurableObject::alarm`. Runs at most the batch limit, then re-arms the native alarm for
     /// whatever is pending (overdue included) and returns.
     ///
-    /// The handler gets the decoded task and its stored record. `Ok` completes the task
-    /// (one-shot: removed; recurring: advanced from its scheduled time); `Err` retries it per
-    /// its [`RetryPolicy`](crate::RetryPolicy), then keeps it dead with the error. A payload
-    /// that no longer decodes into `T` makes that task dead; the others keep running.
+    /// The handler (an async closure, which may borrow `self`) gets the decoded task and its
+    /// stored record. `Ok` completes the task (one-shot: removed; recurring: advanced from its
+    /// scheduled time); `Err` retries it per its [`RetryPolicy`](crate::RetryPolicy), then
+    /// keeps it dead with the error. A payload that no longer decodes into `T` makes that
+    /// task dead; the others keep running.
     ///
     /// Delivery is **at least once**: a crash or panic in the middle of a handler leaves the
     /// task in storage, and the next run counts that attempt as failed and retries it. Make
@@ -222,13 +280,8 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     ///
     /// # Errors
     /// Storage errors only: handler errors are recorded on their tasks.
-    pub async fn run_due<F, Fut, E>(&self, handler: F) -> Result<RunReport>
-    where
-        F: FnMut(T, Scheduled) -> Fut,
-        Fut: Future<Output = std::result::Result<(), E>>,
-        E: Display,
-    {
-        self.run(&now_ms, handler).await
+    pub async fn run_due<E: Display>(&self, handler: impl AsyncFnMut(T, Scheduled) -> std::result::Result<(), E>) -> Result<RunReport> {
+        self.run(None, handler).await
     }
 
     /// The test hook: runs the tasks due at `now_ms` (Unix milliseconds) as if the clock read
@@ -239,71 +292,39 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # async fn demo(alarms: lumenize_alarms::Alarms<u32>) -> lumenize_alarms::Result<()> {
     /// // run everything due in the next hour, now
     /// let in_an_hour = worker::Date::now().as_millis() as i64 + 3_600_000;
-    /// let report = alarms.run_due_at(in_an_hour, |n, _| async move { Ok::<_, String>(()) }).await?;
+    /// let report = alarms.run_due_at(in_an_hour, async |n, _| Ok::<_, String>(())).await?;
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
-    /// As [`run_due`](Self::run_due).
-    pub async fn run_due_at<F, Fut, E>(&self, now_ms: i64, handler: F) -> Result<RunReport>
-    where
-        F: FnMut(T, Scheduled) -> Fut,
-        Fut: Future<Output = std::result::Result<(), E>>,
-        E: Display,
-    {
-        self.run(&move || now_ms, handler).await
+    /// [`Error::TimeOutOfRange`] for a time the runtime could not arm (nothing runs); as
+    /// [`run_due`](Self::run_due).
+    pub async fn run_due_at<E: Display>(
+        &self,
+        now_ms: i64,
+        handler: impl AsyncFnMut(T, Scheduled) -> std::result::Result<(), E>,
+    ) -> Result<RunReport> {
+        self.run(Some(now_ms), handler).await
     }
 
-    async fn run<F, Fut, E>(&self, clock: &dyn Fn() -> i64, handler: F) -> Result<RunReport>
-    where
-        F: FnMut(T, Scheduled) -> Fut,
-        Fut: Future<Output = std::result::Result<(), E>>,
-        E: Display,
-    {
-        let (store, in_flight) = (self.store.clone(), self.in_flight.clone());
-        let _abort_on_panic = AbortOnPanic::new(&self.state, move |message| {
+    async fn run<E: Display>(&self, at_ms: Option<i64>, handler: impl AsyncFnMut(T, Scheduled) -> std::result::Result<(), E>) -> Result<RunReport> {
+        let inner = self.inner.clone();
+        let _abort_on_panic = AbortOnPanic::for_raw(self.inner.state.clone(), move |message| {
             // Best effort: if this fails, the next run still finds the task running and
             // counts the attempt as cut short.
-            for task in in_flight.tasks() {
-                let _ = core::run::fail(&*store, &task, now_ms(), format!("the handler panicked: {message}"));
-            }
+            inner.scheduler.fail_in_flight(now_ms(), message);
         });
-        let report = core::run_due(&*self.store, clock, self.batch_limit, &self.in_flight, handler).await?;
-        // The alarm that called us is spent: arm the next one whatever the armed time says.
-        match self.store.earliest()? {
-            Some(earliest) => self.arm(core::alarm_to_set(None, Some(earliest), now_ms())).await?,
-            // Nothing is pending: leave no alarm behind (the open that started this run may
-            // have armed one for the tasks it has just run).
-            None => {
-                if self.armed().await?.is_some() {
-                    self.storage.delete_alarm().await.map_err(storage_error)?;
-                }
-            }
-        }
-        Ok(report)
+        let limit = self.inner.batch_limit.get();
+        self.inner.scheduler.run_due(&self.alarm(), &now_ms, at_ms, limit, handler).await
     }
 
-    /// Arms the native alarm for a task due at `due_ms` if that is now the earliest. Not
-    /// while a handler of this object runs in this isolate: that run arms the alarm for the
-    /// earliest pending task when it ends, so a handler that schedules (a retry, a follow-up,
-    /// lumenize-call's backstop) costs no alarm read or write.
-    async fn arm_for(&self, due_ms: i64) -> Result<()> {
-        if !self.in_flight.is_empty() {
-            return Ok(());
-        }
-        self.arm(core::alarm_to_set(self.armed().await?, Some(due_ms), now_ms())).await
+    fn alarm(&self) -> Runtime<'_> {
+        Runtime(&self.inner.storage)
     }
+}
 
-    async fn armed(&self) -> Result<Option<i64>> {
-        self.storage.get_alarm().await.map_err(storage_error)
-    }
-
-    async fn arm(&self, at: Option<i64>) -> Result<()> {
-        let Some(at) = at else { return Ok(()) };
-        #[allow(clippy::cast_precision_loss)]
-        let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at as f64));
-        self.storage.set_alarm(ScheduledTime::new(date)).await.map_err(storage_error)
-    }
+fn encode<T: Serialize>(task: &T) -> Result<String> {
+    serde_json::to_string(task).map_err(Error::Encode)
 }
 
 fn storage_error(e: worker::Error) -> Error {

@@ -30,12 +30,31 @@ pub enum Error {
         /// The time after which no occurrence was found (Unix milliseconds).
         after_ms: i64,
     },
-    /// A time outside what the scheduler accepts: before the Unix epoch, or after the
-    /// year 9999, or a delay that overflows.
-    #[error("time {ms} ms is out of range (0 ..= {max} Unix milliseconds)", max = crate::core::MAX_TIME_MS)]
+    /// A time outside what the runtime can arm: before the Unix epoch, or after
+    /// 2262-04-11 ([`MAX_TIME_MS`](crate::core::MAX_TIME_MS)), or a delay that overflows.
+    #[error("time {ms} ms is out of range: the runtime arms 0 ..= {max} Unix milliseconds (up to 2262-04-11)", max = crate::core::MAX_TIME_MS)]
     TimeOutOfRange {
         /// The offending time in Unix milliseconds (saturated when it overflowed).
         ms: i64,
+    },
+    /// A time zone this build does not know.
+    #[error("invalid time zone {zone:?}: {reason}")]
+    InvalidZone {
+        /// The zone as given.
+        zone: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A payload or id over its limit ([`MAX_PAYLOAD_BYTES`](crate::core::MAX_PAYLOAD_BYTES),
+    /// [`MAX_ID_BYTES`](crate::core::MAX_ID_BYTES)); nothing was stored.
+    #[error("the task's {what} is {bytes} bytes, over the limit of {limit}")]
+    TooLarge {
+        /// `"payload"` or `"id"`.
+        what: &'static str,
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
     },
     /// An interval shorter than one millisecond.
     #[error("interval must be at least 1 ms")]

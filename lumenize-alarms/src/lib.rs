@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use lumenize_alarms::{Alarms, Filter, Options, RetryPolicy, Status, When};
+//! use lumenize_alarms::{Alarms, Filter, Options, RetryPolicy, Scheduled, Status, When};
 //! use serde::{Deserialize, Serialize};
 //! use worker::*;
 //!
@@ -18,51 +18,56 @@
 //!
 //! #[durable_object]
 //! pub struct Reminders {
-//!     state: State,
+//!     alarms: Alarms<Task>,
+//! }
+//!
+//! impl Reminders {
+//!     async fn run(&self, task: Task, _info: Scheduled) -> Result<()> {
+//!         match task {
+//!             Task::Remind { user } => console_log!("remind {user}"),
+//!             Task::Report => console_log!("report"),
+//!         }
+//!         Ok(()) // `Err` retries the task per its RetryPolicy
+//!     }
 //! }
 //!
 //! impl DurableObject for Reminders {
 //!     fn new(state: State, _env: Env) -> Self {
-//!         Self { state }
+//!         // Opened once: creates the table, and the first event re-arms a lost alarm.
+//!         Self { alarms: Alarms::open(&state).expect("a SQLite-backed class") }
 //!     }
 //!
 //!     async fn fetch(&self, _req: Request) -> Result<Response> {
-//!         // Open it in every event: the first open after a restart re-arms a lost alarm.
-//!         let alarms = Alarms::<Task>::new(&self.state).await?;
+//!         let alarms = &self.alarms;
 //!         // In 90 s; at a Unix time in milliseconds; every Monday at 09:00 UTC; every 10 min.
 //!         alarms.schedule(When::after(Duration::from_secs(90)), Task::Remind { user: "ada".into() }).await?;
 //!         alarms.schedule(When::at_unix_ms(1_800_000_000_000), Task::Report).await?;
 //!         let weekly = Options::id("weekly-report").retry(RetryPolicy::attempts(5));
 //!         alarms.schedule_with(When::cron("0 9 * * MON")?, Task::Report, weekly).await?;
 //!         alarms.schedule_with(When::every(Duration::from_secs(600))?, Task::Report, Options::id("tick")).await?;
+//!         // A burst: one SQL statement, one alarm write.
+//!         let users = ["ada", "grace", "edsger"];
+//!         alarms.schedule_many(users.map(|u| (When::after(Duration::ZERO), Task::Remind { user: u.into() }))).await?;
 //!         // What is dead (out of attempts), to look at or re-queue.
 //!         let dead = alarms.list(&Filter::default().status(Status::Dead))?;
 //!         Response::ok(format!("{} dead", dead.len()))
 //!     }
 //!
 //!     async fn alarm(&self) -> Result<Response> {
-//!         let alarms = Alarms::<Task>::new(&self.state).await?;
-//!         alarms
-//!             .run_due(|task, _info| async move {
-//!                 match task {
-//!                     Task::Remind { user } => console_log!("remind {user}"),
-//!                     Task::Report => console_log!("report"),
-//!                 }
-//!                 Ok::<(), String>(()) // `Err` retries the task per its RetryPolicy
-//!             })
-//!             .await?;
+//!         self.alarms.run_due(async |task, info| self.run(task, info).await).await?;
 //!         Response::ok("ran")
 //!     }
 //! }
 //! ```
 //!
 //! The class must be SQLite-backed (`new_sqlite_classes` in `wrangler.toml`); on an object
-//! without SQLite, [`Alarms::new`] returns [`Error::NoSqlite`].
+//! without SQLite, [`Alarms::open`] returns [`Error::NoSqlite`].
 //!
 //! # Guarantees
 //!
-//! - **Durable when it returns**: [`Alarms::schedule`] writes one SQLite row; the native
-//!   alarm is written only when the new task is the earliest.
+//! - **Durable when it returns**: [`Alarms::schedule`] writes one SQLite row,
+//!   [`Alarms::schedule_many`] one statement per megabyte of payloads; the native alarm is
+//!   written only when a new task is the earliest, at most once per call.
 //! - **Never early, millisecond precision**: a task runs at or after its time; zero-delay
 //!   tasks run through the native alarm a few milliseconds later.
 //! - **In order**: due tasks run one at a time by (due time, insertion order).
@@ -70,34 +75,41 @@
 //!   from its scheduled time ([`MissedTicks`] says what happens to ticks missed while late).
 //!   `Err` retries per the task's [`RetryPolicy`], then keeps it dead with its last error
 //!   ([`Alarms::requeue`] puts it back). A crash or panic in the middle of a handler counts
-//!   as a failed attempt and the task runs again, so make handlers idempotent or keep their
-//!   effect in the same SQLite (whose writes commit or roll back with the task's).
-//! - **Nothing lost**: a payload that no longer decodes into `T` makes that task dead with a
-//!   clear error and the others keep running; a handler may reschedule its own id; one
-//!   alarm invocation runs at most [`DEFAULT_BATCH_LIMIT`] tasks, then re-arms for the rest;
-//!   [`Alarms::new`] re-arms an alarm the runtime lost.
+//!   as a failed attempt of that task only, and it runs again: make handlers idempotent or
+//!   keep their effect in the same SQLite (whose writes commit or roll back with the task's).
+//! - **Nothing lost, nothing bricked**: every time, given or computed, is checked against
+//!   what the runtime can arm ([`core::MAX_TIME_MS`], 2262-04-11): a bad time is refused
+//!   before anything is written, and a computed one (a retry, the next cron or interval
+//!   tick) makes that task dead with the reason. A time the runtime still refuses to arm
+//!   makes its task dead and the next one is armed. A payload that no longer decodes into
+//!   `T` makes that task dead with a clear error and the others keep running; a handler may
+//!   reschedule its own id; one alarm invocation runs at most [`DEFAULT_BATCH_LIMIT`]
+//!   tasks, then re-arms for the rest; the first event after a start re-arms an alarm the
+//!   runtime lost.
+//! - **Bounded input**: payloads up to [`core::MAX_PAYLOAD_BYTES`], ids up to
+//!   [`core::MAX_ID_BYTES`]; a handler's error is kept up to [`core::MAX_ERROR_BYTES`].
 //! - **Idempotent ids**: [`Options::id`] upserts (or keeps the existing task, with
 //!   [`Options::keep_existing`]); generated ids are UUIDv7. [`Alarms::cancel`] returns what
 //!   it removed.
 //!
 //! Tests run due tasks without waiting for the alarm through [`Alarms::run_due_at`]. The
 //! scheduling logic itself is [`core`]: no clock and no `worker` types, tested natively
-//! against a reference model.
+//! against a reference model, over the same SQL statements ([`sql`]) on a native SQLite.
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `timezone` | [`When::cron_in`]: cron expressions in an IANA time zone (`chrono-tz`) |
 
 mod alarms;
 mod error;
-mod options;
 mod panic_abort;
-mod policy;
-mod sql_store;
-mod when;
 
 pub mod core;
+pub mod sql;
 
-pub use crate::core::{Filter, RunReport, Status, Scheduled};
+pub use crate::core::{Filter, Kind, MissedTicks, Options, RetryPolicy, RunReport, Schedule, Scheduled, Status, When};
 pub use alarms::{Alarms, DEFAULT_BATCH_LIMIT};
-pub use panic_abort::AbortOnPanic;
 pub use error::{Error, Result};
-pub use options::Options;
-pub use policy::{MissedTicks, RetryPolicy};
-pub use when::{Kind, Schedule, When};
+pub use panic_abort::AbortOnPanic;

@@ -49,9 +49,13 @@ pub struct AbortOnPanic(u64);
 impl AbortOnPanic {
     /// Guards `state`'s object until the guard is dropped.
     pub fn new(state: &State, on_panic: impl Fn(&str) + 'static) -> Self {
+        AbortOnPanic::for_raw(AsRef::<JsValue>::as_ref(state.as_raw()).clone(), on_panic)
+    }
+
+    /// As [`new`](Self::new), for the raw `DurableObjectState`.
+    pub(crate) fn for_raw(state: JsValue, on_panic: impl Fn(&str) + 'static) -> Self {
         install_hook();
         let key = NEXT.with(|n| n.replace(n.get() + 1));
-        let state: JsValue = AsRef::<JsValue>::as_ref(state.as_raw()).clone();
         GUARDED.with(|g| g.borrow_mut().insert(key, Guarded { state, on_panic: Box::new(on_panic) }));
         AbortOnPanic(key)
     }

@@ -1,24 +1,21 @@
-//! An in-memory [`Store`], for tests and for the reference-model property tests.
+//! `MemoryStore`: the reference [`Store`], in memory. The SQL store must behave exactly like
+//! it (`tests/conformance.rs` runs the same suite over both).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
-use crate::core::{Filter, Status, Store, Scheduled};
-use crate::Result;
+use crate::core::store::{Change, Filter, Key, Store};
+use crate::core::task::{Scheduled, Status};
+use crate::error::Result;
 
-/// A [`Store`] in memory. Behaves like the SQLite adapter, row for row.
+/// A [`Store`] in memory: a map from id to task.
 ///
 /// ```
-/// use lumenize_alarms::core::{self, MemoryStore, Store};
-/// use lumenize_alarms::{Options, When};
-/// use std::time::Duration;
-///
+/// use lumenize_alarms::core::{MemoryStore, Store};
+/// # use lumenize_alarms::core::{Change, Key};
 /// let store = MemoryStore::default();
-/// let task = core::schedule(&store, 1_000, &When::after(Duration::from_secs(1)), "1".into(),
-///                           &Options::id("a"), || unreachable!())?;
-/// assert_eq!(task.due_ms, 2_000);
-/// assert_eq!(store.next_due(1_999)?, None);
-/// assert_eq!(store.next_due(2_000)?.map(|t| t.id), Some("a".to_string()));
+/// assert_eq!(store.due(i64::MAX, 10)?, vec![]);
+/// assert_eq!(store.earliest()?, None);
 /// # Ok::<(), lumenize_alarms::Error>(())
 /// ```
 #[derive(Debug, Default)]
@@ -28,41 +25,106 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    fn live(&self) -> Vec<Scheduled> {
-        let mut live: Vec<Scheduled> =
-            self.rows.borrow().values().filter(|t| t.status != Status::Dead).cloned().collect();
-        live.sort_by_key(|t| (t.due_ms, t.seq));
-        live
+    fn sorted(&self, keep: impl Fn(&Scheduled) -> bool) -> Vec<Scheduled> {
+        let mut tasks: Vec<Scheduled> = self.rows.borrow().values().filter(|t| keep(t)).cloned().collect();
+        tasks.sort_by_key(|t| (t.due_ms, t.seq));
+        tasks
     }
 }
 
+fn live(task: &Scheduled) -> bool {
+    task.status != Status::Dead
+}
+
 impl Store for MemoryStore {
-    fn get(&self, id: &str) -> Result<Option<Scheduled>> {
-        Ok(self.rows.borrow().get(id).cloned())
-    }
-    fn insert(&self, task: &Scheduled) -> Result<i64> {
+    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<Option<i64>> {
+        if keep_existing && self.rows.borrow().contains_key(&task.id) {
+            return Ok(None);
+        }
         let seq = self.last_seq.get() + 1;
         self.last_seq.set(seq);
         self.rows.borrow_mut().insert(task.id.clone(), Scheduled { seq, ..task.clone() });
-        Ok(seq)
+        Ok(Some(seq))
     }
-    fn put(&self, task: &Scheduled) -> Result<()> {
-        self.rows.borrow_mut().insert(task.id.clone(), task.clone());
+
+    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {
+        for task in tasks {
+            self.insert(task, keep_existing)?;
+        }
         Ok(())
     }
-    fn remove(&self, id: &str) -> Result<bool> {
-        Ok(self.rows.borrow_mut().remove(id).is_some())
+
+    fn get(&self, id: &str) -> Result<Option<Scheduled>> {
+        Ok(self.rows.borrow().get(id).cloned())
     }
-    fn next_due(&self, now_ms: i64) -> Result<Option<Scheduled>> {
-        Ok(self.live().into_iter().find(|t| t.due_ms <= now_ms))
-    }
-    fn earliest(&self) -> Result<Option<i64>> {
-        Ok(self.live().first().map(|t| t.due_ms))
-    }
+
     fn list(&self, filter: &Filter) -> Result<Vec<Scheduled>> {
-        let mut all: Vec<Scheduled> = self.rows.borrow().values().filter(|t| filter.matches(t)).cloned().collect();
-        all.sort_by_key(|t| (t.due_ms, t.seq));
-        all.truncate(filter.limit.unwrap_or(usize::MAX));
-        Ok(all)
+        let mut tasks = self.sorted(|t| filter.matches(t));
+        tasks.truncate(filter.limit.unwrap_or(usize::MAX));
+        Ok(tasks)
+    }
+
+    fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Scheduled>> {
+        let mut tasks = self.sorted(|t| live(t) && t.due_ms <= now_ms);
+        tasks.truncate(limit);
+        Ok(tasks)
+    }
+
+    fn earliest(&self) -> Result<Option<Key>> {
+        Ok(self.sorted(live).first().map(Key::of))
+    }
+
+    fn remove(&self, id: &str) -> Result<Option<Scheduled>> {
+        Ok(self.rows.borrow_mut().remove(id))
+    }
+
+    fn requeue(&self, id: &str, due_ms: i64) -> Result<Option<Scheduled>> {
+        let mut rows = self.rows.borrow_mut();
+        let Some(task) = rows.get_mut(id).filter(|t| t.status == Status::Dead) else { return Ok(None) };
+        task.status = Status::Pending;
+        task.attempts = 0;
+        task.due_ms = due_ms;
+        Ok(Some(task.clone()))
+    }
+
+    fn change(&self, key: &Key, change: &Change) -> Result<bool> {
+        let mut rows = self.rows.borrow_mut();
+        let Some(task) = rows.get_mut(&key.id).filter(|t| Key::of(t) == *key) else { return Ok(false) };
+        match change {
+            Change::Claim => {
+                task.status = Status::Running;
+                task.attempts += 1;
+            }
+            Change::Remove => {
+                rows.remove(&key.id);
+            }
+            Change::Advance { due_ms } => {
+                task.due_ms = *due_ms;
+                task.tick_ms = *due_ms;
+                task.status = Status::Pending;
+                task.attempts = 0;
+                task.last_error = None;
+            }
+            Change::Retry { due_ms, error } => {
+                task.due_ms = *due_ms;
+                task.status = Status::Pending;
+                task.last_error = Some(error.clone());
+            }
+            Change::Kill { error } => {
+                task.status = Status::Dead;
+                task.last_error = Some(error.clone());
+            }
+        }
+        Ok(true)
+    }
+
+    fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {
+        let mut killed = 0;
+        for task in self.rows.borrow_mut().values_mut().filter(|t| live(t) && t.due_ms > max_ms) {
+            task.status = Status::Dead;
+            task.last_error = Some(error.to_owned());
+            killed += 1;
+        }
+        Ok(killed)
     }
 }

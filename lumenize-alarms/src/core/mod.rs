@@ -1,108 +1,41 @@
-//! The pure scheduling core: what is due, in what order, and what success, failure, a crash
-//! or a changed task type do to a task.
+//! The pure scheduling core: what is due, in what order, what success, failure, a crash or a
+//! changed task type do to a task, and when the native alarm is written.
 //!
 //! It has no clock and no `worker` types: the time is an argument, storage is the
-//! synchronous [`Store`] trait (SQLite in a Durable Object is synchronous), and it is tested
-//! natively against a reference model. [`Alarms`](crate::Alarms) binds it to a Durable
-//! Object; [`MemoryStore`] backs it in tests.
+//! synchronous [`Store`] trait (SQLite in a Durable Object is synchronous) and the native
+//! alarm the [`NativeAlarm`] trait. [`Alarms`](crate::Alarms) binds a [`Scheduler`] to a
+//! Durable Object; the tests drive the same [`Scheduler`] over [`MemoryStore`], and over
+//! [`SqlStore`](crate::sql::SqlStore) on native SQLite, against a reference model.
+//!
+//! | file | what it holds |
+//! | --- | --- |
+//! | `when.rs`, `options.rs`, `policy.rs`, `cron.rs`, `time.rs` | what users say, and the accepted time range |
+//! | `task.rs`, `store.rs`, `memory.rs` | the stored task, the [`Store`] intents, the reference store |
+//! | `queue.rs`, `run.rs`, `arming.rs`, `scheduler.rs`, `event.rs` | transitions, the run loop, when to arm, the operations, lifecycle events |
 
+pub mod arming;
 pub(crate) mod cron;
+mod event;
 mod memory;
+mod options;
+mod policy;
 mod queue;
-pub(crate) mod run;
+mod run;
+mod scheduler;
 mod store;
+mod task;
+mod time;
+mod when;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-
+pub use arming::{NativeAlarm, SimulatedAlarm};
+pub use event::Event;
 pub use memory::MemoryStore;
-pub use queue::{alarm_to_set, cancel, requeue, schedule};
-pub use run::{run_due, InFlight, RunReport};
-pub use store::{Filter, Store};
-
-use crate::{Error, MissedTicks, Result, RetryPolicy, Schedule};
-
-/// The latest time accepted: 9999-12-31T23:59:59.999Z, in Unix milliseconds.
-pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
-
-/// A stored task: what [`Alarms::get`](crate::Alarms::get), `list` and `cancel` return, and
-/// what a handler is told about the task it runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Scheduled {
-    /// Its id: the one given in [`Options::id`](crate::Options::id), or a UUIDv7.
-    pub id: String,
-    /// Insertion order: among tasks due at the same millisecond, the lower runs first.
-    /// A new one is taken when the task is (re)scheduled.
-    pub seq: i64,
-    /// Once, cron or interval.
-    pub schedule: Schedule,
-    /// When it runs next (Unix milliseconds): its tick, or a retry after a failure. For a
-    /// running task, the time it was due.
-    pub due_ms: i64,
-    /// The time this occurrence was scheduled for (Unix milliseconds). Retries keep it, and a
-    /// recurring task's next tick is computed from it, so retries do not shift the grid.
-    pub tick_ms: i64,
-    /// The payload as stored (JSON).
-    pub payload: String,
-    /// Pending, running or dead.
-    pub status: Status,
-    /// Attempts started for the current occurrence (the running one included).
-    pub attempts: u32,
-    /// How failures are retried.
-    pub retry: RetryPolicy,
-    /// What a late recurring task does.
-    pub missed: MissedTicks,
-    /// The error of the last failed attempt, if any.
-    pub last_error: Option<String>,
-    /// When it was scheduled (Unix milliseconds).
-    pub created_ms: i64,
-}
-
-impl Scheduled {
-    /// Decodes the stored payload.
-    ///
-    /// # Errors
-    /// [`Error::Decode`] when the payload no longer deserialises into `T`.
-    ///
-    /// ```
-    /// # use lumenize_alarms::core::Scheduled;
-    /// # fn demo(task: &Scheduled) -> Result<(), lumenize_alarms::Error> {
-    /// let n: u32 = task.payload()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn payload<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_str(&self.payload).map_err(|e| Error::Decode { id: self.id.clone(), reason: e.to_string() })
-    }
-}
-
-/// Where a task stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Waiting for its time, or due and not yet started.
-    Pending,
-    /// Its handler was started and has not finished. Found in this state by a later run, it
-    /// means the attempt was cut short (the object crashed, or a handler panicked): that
-    /// attempt counts as failed and the retry policy applies.
-    Running,
-    /// Out of attempts, or its payload no longer deserialises. Kept with its last error.
-    Dead,
-}
-
-impl Status {
-    /// The name stored in the `status` column.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Running => "running",
-            Status::Dead => "dead",
-        }
-    }
-
-    /// The status named `s` (as stored), if any.
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Status> {
-        [Status::Pending, Status::Running, Status::Dead].into_iter().find(|st| st.as_str() == s)
-    }
-}
+pub use options::Options;
+pub use policy::{MissedTicks, RetryPolicy};
+pub use queue::{MAX_ERROR_BYTES, MAX_ID_BYTES, MAX_PAYLOAD_BYTES};
+pub use run::{InFlight, RunReport, FETCH};
+pub use scheduler::Scheduler;
+pub use store::{Change, Filter, Key, Store};
+pub use task::{Scheduled, Status};
+pub use time::{check_time, MAX_TIME_MS};
+pub use when::{Kind, Schedule, When};

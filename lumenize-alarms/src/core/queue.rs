@@ -1,32 +1,36 @@
-//! The state transitions of a task: scheduled, started, succeeded, failed, dead, requeued,
-//! cancelled; and which native alarm time that leaves.
+//! The transitions of a task: a new task from what the user says, and what success and
+//! failure make of a task that ran. Pure: the time comes in as an argument, and each
+//! transition is a [`Change`] for the store.
 
-use crate::core::{cron, Status, Store, Scheduled};
-use crate::{Error, MissedTicks, Options, Result, Schedule, When};
+use crate::core::cron;
+use crate::core::options::Options;
+use crate::core::policy::MissedTicks;
+use crate::core::store::Change;
+use crate::core::task::{Scheduled, Status};
+use crate::core::time::later;
+use crate::core::when::{Schedule, When};
+use crate::error::{Error, Result};
 
-/// Stores a new task due per `when`, seen from `now_ms`, and returns it as stored.
-///
-/// With an explicit id this is an upsert (or, with `keep_existing`, returns the stored task
-/// untouched); `new_id` is called only when no id was given.
+/// The largest payload a task may carry, in bytes of JSON. SQLite in a Durable Object refuses
+/// a string or a row over 2 MB; a task's row holds its payload beside a few small columns.
+pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
+
+/// The longest explicit id, in bytes.
+pub const MAX_ID_BYTES: usize = 512;
+
+/// The longest error text kept with a task (a handler's longer `Err` is cut here), in bytes.
+pub const MAX_ERROR_BYTES: usize = 4_096;
+
+/// A new pending task due per `when`, seen from `now_ms`, with the id `id`.
 ///
 /// # Errors
-/// Out-of-range times, a cron expression with no next occurrence, and storage errors.
-pub fn schedule<S: Store>(
-    store: &S,
-    now_ms: i64,
-    when: &When,
-    payload: String,
-    opts: &Options,
-    new_id: impl FnOnce() -> String,
-) -> Result<Scheduled> {
+/// [`Error::TimeOutOfRange`], [`Error::CronNeverFires`], [`Error::TooLarge`] for a payload
+/// or id over its limit.
+pub(crate) fn new_task(now_ms: i64, when: &When, payload: String, opts: &Options, id: String) -> Result<Scheduled> {
+    check_size("payload", payload.len(), MAX_PAYLOAD_BYTES)?;
+    check_size("id", id.len(), MAX_ID_BYTES)?;
     let (schedule, due_ms) = when.resolve(now_ms)?;
-    let id = opts.id.clone().unwrap_or_else(new_id);
-    if opts.keep_existing {
-        if let Some(existing) = store.get(&id)? {
-            return Ok(existing);
-        }
-    }
-    let mut task = Scheduled {
+    Ok(Scheduled {
         id,
         seq: 0,
         schedule,
@@ -39,86 +43,48 @@ pub fn schedule<S: Store>(
         missed: opts.missed,
         last_error: None,
         created_ms: now_ms,
-    };
-    task.seq = store.insert(&task)?;
-    Ok(task)
+    })
 }
 
-/// Removes the task with this id and returns it, or `None` if there was none.
-///
-/// # Errors
-/// Storage errors.
-pub fn cancel<S: Store>(store: &S, id: &str) -> Result<Option<Scheduled>> {
-    let task = store.get(id)?;
-    if task.is_some() {
-        store.remove(id)?;
-    }
-    Ok(task)
-}
-
-/// Puts a dead task back in the queue, due at `now_ms`, with its attempts reset. Its last
-/// error stays until it next succeeds.
-///
-/// # Errors
-/// [`Error::NotFound`], [`Error::NotDead`], storage errors.
-pub fn requeue<S: Store>(store: &S, id: &str, now_ms: i64) -> Result<Scheduled> {
-    let task = store.get(id)?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
-    if task.status != Status::Dead {
-        return Err(Error::NotDead(id.to_owned()));
-    }
-    let task = Scheduled { status: Status::Pending, attempts: 0, due_ms: now_ms, ..task };
-    store.put(&task)?;
-    Ok(task)
-}
-
-/// Marks `task` as started: one more attempt, status running. Returns it as stored.
-pub(crate) fn begin<S: Store>(store: &S, task: &Scheduled) -> Result<Scheduled> {
-    let started = Scheduled { status: Status::Running, attempts: task.attempts + 1, ..task.clone() };
-    store.put(&started)?;
-    Ok(started)
-}
-
-/// The stored task, if it is still the very one that `ran` (same id and sequence number):
-/// a handler that rescheduled or cancelled its own task must not see that undone.
-fn unchanged<S: Store>(store: &S, ran: &Scheduled) -> Result<Option<Scheduled>> {
-    Ok(store.get(&ran.id)?.filter(|t| t.seq == ran.seq))
-}
-
-/// What happens after `ran` succeeded at `now_ms`: a one-shot task is removed, a recurring
-/// one advances from its scheduled time (per its missed-tick policy).
-pub(crate) fn succeed<S: Store>(store: &S, ran: &Scheduled, now_ms: i64) -> Result<()> {
-    let Some(task) = unchanged(store, ran)? else { return Ok(()) };
-    match next_tick(&task, now_ms) {
-        Ok(None) => {
-            store.remove(&task.id)?;
-        }
-        Ok(Some(due_ms)) => {
-            store.put(&Scheduled { due_ms, tick_ms: due_ms, status: Status::Pending, attempts: 0, last_error: None, ..task })?;
-        }
-        Err(e) => store.put(&Scheduled { status: Status::Dead, last_error: Some(e.to_string()), ..task })?,
+fn check_size(what: &'static str, bytes: usize, limit: usize) -> Result<()> {
+    if bytes > limit {
+        return Err(Error::TooLarge { what, bytes, limit });
     }
     Ok(())
 }
 
-/// What happens after attempt `ran.attempts` of `ran` failed at `now_ms` with `error`:
-/// a retry after the policy's backoff, or dead after the last attempt.
-pub(crate) fn fail<S: Store>(store: &S, ran: &Scheduled, now_ms: i64, error: String) -> Result<Status> {
-    let Some(task) = unchanged(store, ran)? else { return Ok(Status::Pending) };
-    let retry = task.attempts < task.retry.max_attempts;
-    let failed = if retry {
-        let due_ms = now_ms.saturating_add(task.retry.delay_after(task.attempts));
-        Scheduled { status: Status::Pending, due_ms, last_error: Some(error), ..task }
-    } else {
-        Scheduled { status: Status::Dead, last_error: Some(error), ..task }
-    };
-    store.put(&failed)?;
-    Ok(failed.status)
+/// What becomes of `ran` when its handler succeeded at `now_ms`: a one-shot task is removed,
+/// a recurring one advances from its scheduled time (per its missed-tick policy), or dies
+/// if it has no next time within the accepted range.
+pub(crate) fn after_success(ran: &Scheduled, now_ms: i64) -> Change {
+    match next_tick(ran, now_ms) {
+        Ok(None) => Change::Remove,
+        Ok(Some(due_ms)) => Change::Advance { due_ms },
+        Err(e) => Change::Kill { error: e.to_string() },
+    }
 }
 
-/// Marks `task` dead at once with `error` (its payload no longer deserialises).
-pub(crate) fn kill<S: Store>(store: &S, task: &Scheduled, error: String) -> Result<()> {
-    let Some(task) = unchanged(store, task)? else { return Ok(()) };
-    store.put(&Scheduled { status: Status::Dead, last_error: Some(error), ..task })
+/// What becomes of `ran` when its attempt `ran.attempts` failed at `now_ms` with `error`:
+/// a retry after the policy's backoff, or dead after the last attempt or when the retry
+/// would fall after the accepted range.
+pub(crate) fn after_failure(ran: &Scheduled, now_ms: i64, error: &str) -> Change {
+    let error = bounded(error);
+    if ran.attempts >= ran.retry.max_attempts {
+        return Change::Kill { error };
+    }
+    match later(now_ms, ran.retry.delay_after(ran.attempts)) {
+        Ok(due_ms) => Change::Retry { due_ms, error },
+        Err(range) => Change::Kill { error: format!("{error} (no retry: {range})") },
+    }
+}
+
+/// `error`, cut to [`MAX_ERROR_BYTES`] at a character boundary.
+pub(crate) fn bounded(error: &str) -> String {
+    if error.len() <= MAX_ERROR_BYTES {
+        return error.to_owned();
+    }
+    let cut = (0..=MAX_ERROR_BYTES - 3).rev().find(|&i| error.is_char_boundary(i)).unwrap_or(0);
+    format!("{}...", &error[..cut])
 }
 
 /// The next due time of a recurring task that ran for its tick at `task.tick_ms`, or `None`
@@ -126,27 +92,15 @@ pub(crate) fn kill<S: Store>(store: &S, task: &Scheduled, error: String) -> Resu
 fn next_tick(task: &Scheduled, now_ms: i64) -> Result<Option<i64>> {
     let next = |after: i64| match &task.schedule {
         Schedule::Once => Ok(None),
-        Schedule::Cron(expr) => cron::next_after(expr, after).map(Some),
-        Schedule::Every { interval_ms } => Ok(Some(after - (after - task.tick_ms).rem_euclid(*interval_ms) + interval_ms)),
+        Schedule::Cron { expr, zone } => cron::next_after(expr, zone.as_deref(), after).map(Some),
+        Schedule::Every { interval_ms } => {
+            let since = after.saturating_sub(task.tick_ms).rem_euclid(*interval_ms);
+            later(after.saturating_sub(since), *interval_ms).map(Some)
+        }
     };
     match (next(task.tick_ms)?, task.missed) {
         (Some(due), MissedTicks::Skip) if due <= now_ms => next(now_ms),
         (due, _) => Ok(due),
-    }
-}
-
-/// The time to arm the native alarm for, given the one armed now (`armed`), the earliest
-/// pending task (`earliest`) and the time: `None` leaves the alarm as it is.
-///
-/// An overdue task arms the alarm for `now_ms + 1` (an alarm set for "now" from inside
-/// `alarm()` may be dropped by the runtime); the alarm is only ever moved earlier, or set
-/// where there is none, so a burst of schedules writes it at most once.
-#[must_use]
-pub fn alarm_to_set(armed: Option<i64>, earliest: Option<i64>, now_ms: i64) -> Option<i64> {
-    let want = earliest?.max(now_ms + 1);
-    match armed {
-        Some(t) if t <= want => None,
-        _ => Some(want),
     }
 }
 
@@ -155,90 +109,68 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::core::MemoryStore;
-    use crate::RetryPolicy;
+    use crate::core::policy::RetryPolicy;
+    use crate::core::time::MAX_TIME_MS;
 
-    fn sched(store: &MemoryStore, now: i64, when: When, id: &str) -> Scheduled {
-        schedule(store, now, &when, "null".into(), &Options::id(id), || unreachable!()).unwrap()
+    fn task(when: When, opts: &Options, now: i64) -> Scheduled {
+        new_task(now, &when, "null".into(), opts, "x".into()).unwrap()
+    }
+
+    fn running(t: Scheduled) -> Scheduled {
+        Scheduled { status: Status::Running, attempts: t.attempts + 1, ..t }
     }
 
     #[test]
-    fn explicit_ids_upsert_or_keep() {
-        let store = MemoryStore::default();
-        let a = sched(&store, 0, When::at_unix_ms(50), "x");
-        let b = sched(&store, 0, When::at_unix_ms(70), "x");
-        assert!(b.seq > a.seq);
-        assert_eq!(store.get("x").unwrap().unwrap().due_ms, 70);
-        let opts = Options::id("x").keep_existing();
-        let kept = schedule(&store, 0, &When::at_unix_ms(90), "null".into(), &opts, || unreachable!()).unwrap();
-        assert_eq!(kept, b);
+    fn failures_back_off_then_die() {
+        let opts = Options::default().retry(RetryPolicy::attempts(2).backoff(Duration::from_millis(10), Duration::from_secs(1)));
+        let t = running(task(When::at_unix_ms(0), &opts, 0));
+        assert_eq!(after_failure(&t, 5, "e1"), Change::Retry { due_ms: 15, error: "e1".into() });
+        let t = running(t);
+        assert_eq!(after_failure(&t, 20, "e2"), Change::Kill { error: "e2".into() });
     }
 
     #[test]
-    fn cancel_returns_what_it_removed() {
-        let store = MemoryStore::default();
-        let a = sched(&store, 0, When::at_unix_ms(50), "x");
-        assert_eq!(cancel(&store, "x").unwrap(), Some(a));
-        assert_eq!(cancel(&store, "x").unwrap(), None);
-    }
-
-    #[test]
-    fn a_rescheduled_task_is_not_undone_by_the_run_that_rescheduled_it() {
-        let store = MemoryStore::default();
-        let ran = begin(&store, &sched(&store, 0, When::at_unix_ms(0), "x")).unwrap();
-        sched(&store, 0, When::at_unix_ms(500), "x"); // the handler reschedules itself
-        succeed(&store, &ran, 1).unwrap();
-        assert_eq!(store.get("x").unwrap().unwrap().due_ms, 500);
-        fail(&store, &ran, 1, "boom".into()).unwrap();
-        assert_eq!(store.get("x").unwrap().unwrap().status, Status::Pending);
-    }
-
-    #[test]
-    fn failures_back_off_then_die_and_requeue_revives() {
-        let store = MemoryStore::default();
-        let opts = Options::id("x").retry(RetryPolicy::attempts(2).backoff(Duration::from_millis(10), Duration::from_secs(1)));
-        let t = schedule(&store, 0, &When::at_unix_ms(0), "null".into(), &opts, || unreachable!()).unwrap();
-        let ran = begin(&store, &t).unwrap();
-        assert_eq!(fail(&store, &ran, 5, "e1".into()).unwrap(), Status::Pending);
-        let t = store.get("x").unwrap().unwrap();
-        assert_eq!((t.due_ms, t.attempts), (15, 1));
-        let ran = begin(&store, &t).unwrap();
-        assert_eq!(fail(&store, &ran, 20, "e2".into()).unwrap(), Status::Dead);
-        assert_eq!(store.get("x").unwrap().unwrap().last_error.as_deref(), Some("e2"));
-        assert_eq!(store.next_due(i64::MAX).unwrap(), None);
-        let back = requeue(&store, "x", 30).unwrap();
-        assert_eq!((back.status, back.attempts, back.due_ms), (Status::Pending, 0, 30));
-        assert!(matches!(requeue(&store, "x", 30), Err(Error::NotDead(_))));
-        assert!(matches!(requeue(&store, "y", 30), Err(Error::NotFound(_))));
+    fn a_retry_past_the_range_kills_the_task_instead_of_storing_it() {
+        let huge = Duration::from_millis(10_000_000_000_000);
+        let opts = Options::default().retry(RetryPolicy::attempts(3).backoff(huge, huge));
+        let t = running(task(When::at_unix_ms(0), &opts, 0));
+        let Change::Kill { error } = after_failure(&t, 1_700_000_000_000, "boom") else { panic!("not killed") };
+        assert!(error.starts_with("boom (no retry: time"), "{error}");
     }
 
     #[test]
     fn recurring_tasks_advance_from_their_scheduled_time() {
-        let store = MemoryStore::default();
         let every = When::every(Duration::from_millis(100)).unwrap();
-        let t = sched(&store, 0, every.clone(), "skip"); // due 100
-        succeed(&store, &begin(&store, &t).unwrap(), 130).unwrap();
-        assert_eq!(store.get("skip").unwrap().unwrap().due_ms, 200, "from 100, not from 130");
-        let t = store.get("skip").unwrap().unwrap();
-        succeed(&store, &begin(&store, &t).unwrap(), 555).unwrap();
-        assert_eq!(store.get("skip").unwrap().unwrap().due_ms, 600, "Skip: first tick after now, on the grid");
-
-        let opts = Options::id("burst").missed(MissedTicks::Burst);
-        let t = schedule(&store, 0, &every, "null".into(), &opts, || unreachable!()).unwrap();
-        succeed(&store, &begin(&store, &t).unwrap(), 555).unwrap();
-        assert_eq!(store.get("burst").unwrap().unwrap().due_ms, 200, "Burst: every missed tick runs");
-
-        let cron = sched(&store, 0, When::cron("*/10 * * * * *").unwrap(), "cron"); // due 10_000
-        succeed(&store, &begin(&store, &cron).unwrap(), 10_004).unwrap();
-        assert_eq!(store.get("cron").unwrap().unwrap().due_ms, 20_000);
+        let t = running(task(every.clone(), &Options::default(), 0)); // tick 100
+        assert_eq!(after_success(&t, 130), Change::Advance { due_ms: 200 }, "from 100, not from 130");
+        assert_eq!(after_success(&t, 555), Change::Advance { due_ms: 600 }, "Skip: first tick after now, on the grid");
+        let burst = running(task(every, &Options::default().missed(MissedTicks::Burst), 0));
+        assert_eq!(after_success(&burst, 555), Change::Advance { due_ms: 200 }, "Burst: every missed tick runs");
+        let cron = running(task(When::cron("*/10 * * * * *").unwrap(), &Options::default(), 0)); // 10_000
+        assert_eq!(after_success(&cron, 10_004), Change::Advance { due_ms: 20_000 });
+        let once = running(task(When::at_unix_ms(5), &Options::default(), 0));
+        assert_eq!(after_success(&once, 5), Change::Remove);
     }
 
     #[test]
-    fn alarm_is_armed_for_the_earliest_and_only_moved_earlier() {
-        assert_eq!(alarm_to_set(None, None, 10), None);
-        assert_eq!(alarm_to_set(None, Some(50), 10), Some(50));
-        assert_eq!(alarm_to_set(None, Some(5), 10), Some(11), "overdue: armed just after now");
-        assert_eq!(alarm_to_set(Some(40), Some(50), 10), None);
-        assert_eq!(alarm_to_set(Some(60), Some(50), 10), Some(50));
+    fn a_recurring_task_whose_next_tick_is_out_of_range_dies() {
+        let every = When::every(Duration::from_millis(1_000)).unwrap();
+        let t = running(task(every, &Options::default(), MAX_TIME_MS - 1_000)); // tick MAX_TIME_MS
+        assert!(matches!(after_success(&t, MAX_TIME_MS), Change::Kill { .. }));
+        let cron = running(task(When::cron("0 0 1 1 *").unwrap(), &Options::default(), MAX_TIME_MS - 400 * 86_400_000));
+        let Change::Kill { error } = after_success(&cron, MAX_TIME_MS) else { panic!("not killed") };
+        assert!(error.contains("no occurrence"), "{error}");
+    }
+
+    #[test]
+    fn oversized_payloads_ids_and_errors_are_bounded() {
+        let big = "x".repeat(MAX_PAYLOAD_BYTES + 1);
+        let err = new_task(0, &When::at_unix_ms(0), big, &Options::default(), "x".into()).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { what: "payload", .. }), "{err}");
+        let err = new_task(0, &When::at_unix_ms(0), "1".into(), &Options::default(), "i".repeat(MAX_ID_BYTES + 1)).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { what: "id", .. }), "{err}");
+        let long = "é".repeat(MAX_ERROR_BYTES);
+        let cut = bounded(&long);
+        assert!(cut.len() <= MAX_ERROR_BYTES && cut.ends_with("..."), "{}", cut.len());
     }
 }

@@ -1,35 +1,51 @@
-//! The run loop: take due tasks one at a time in `(due, seq)` order, run each handler, and
-//! record what happened, with a bound on the work done per call.
+//! The run loop: fetch a batch of due tasks, run each handler, record what happened, and
+//! arm the alarm for what is left, with a bound on the work done per call.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Display;
-use std::future::Future;
 
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
-use crate::core::queue::{begin, kill, succeed};
-pub(crate) use crate::core::queue::fail;
-use crate::core::{Status, Store, Scheduled};
-use crate::Result;
+use crate::core::arming::NativeAlarm;
+use crate::core::event::Event;
+use crate::core::queue::{after_failure, after_success};
+use crate::core::scheduler::{still_due, Scheduler};
+use crate::core::store::{Change, Store};
+use crate::core::task::{Scheduled, Status};
+use crate::core::time::check_time;
+use crate::error::Result;
 
-/// What one call of [`run_due`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// How many due tasks one read of the store fetches at most: memory stays bounded however
+/// many are due.
+pub const FETCH: usize = 128;
+
+/// What one call of [`run_due`](crate::Alarms::run_due) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunReport {
+    /// Handlers started.
+    pub started: u32,
     /// Handlers that returned `Ok`.
     pub succeeded: u32,
-    /// Handlers that returned `Err` and will be retried.
+    /// Attempts that failed and will be retried.
     pub retrying: u32,
-    /// Tasks that went dead: out of attempts, or a payload that no longer deserialises.
+    /// Tasks that went dead: out of attempts, undecodable, or with no next time in range
+    /// (a recurring task whose handler succeeded counts here too).
     pub died: u32,
     /// Attempts found cut short by a crash or panic (counted as failures).
     pub interrupted: u32,
     /// Due tasks were left for a later call: the per-call bound was reached, or another
     /// run in this isolate is working through the queue.
     pub more_due: bool,
+    /// The largest lateness of a started handler: when it started minus when it was due,
+    /// in milliseconds (0 when none started).
+    pub max_lateness_ms: i64,
+    /// The sum of the lateness of the started handlers (divide by `started` for the mean).
+    pub total_lateness_ms: i64,
 }
 
-/// The ids whose handlers are running in this isolate right now. A task found `Running` in
+/// The tasks whose handlers are running in this isolate right now. A task found `Running` in
 /// storage but not in here was cut short by a crash or a panic (a panic resets the isolate,
 /// and this set with it).
 #[derive(Debug, Default)]
@@ -69,77 +85,166 @@ impl Drop for Entry<'_> {
     }
 }
 
-/// Runs up to `limit` due tasks, one at a time, in `(due_ms, seq)` order, as seen by
-/// `clock` (Unix milliseconds, read again after every handler).
-///
-/// For each task: a payload that no longer deserialises makes it dead at once; otherwise it
-/// is marked running (one more attempt), `handler` runs, and then `Ok` completes it (removed,
-/// or advanced if recurring) and `Err` retries it after its backoff or, after its last
-/// attempt, makes it dead with the error kept. A task found running that is not in
-/// `in_flight` was cut short by a crash or panic: that attempt counts as failed.
-///
-/// The loop asks storage for the next due task after every handler, so tasks that a handler
-/// schedules, reschedules or cancels are seen at once.
-///
-/// # Errors
-/// Storage errors. Handler errors are not errors of the run: they are recorded on the task.
-pub async fn run_due<S, T, F, Fut, E>(
-    store: &S,
-    clock: &dyn Fn() -> i64,
-    limit: usize,
-    in_flight: &InFlight,
-    mut handler: F,
-) -> Result<RunReport>
-where
-    S: Store,
-    T: DeserializeOwned,
-    F: FnMut(T, Scheduled) -> Fut,
-    Fut: Future<Output = std::result::Result<(), E>>,
-    E: Display,
-{
-    let mut report = RunReport::default();
-    for _ in 0..limit {
-        let now = clock();
-        let Some(task) = store.next_due(now)? else { return Ok(report) };
-        if in_flight.contains(&task.id) {
-            report.more_due = true;
-            return Ok(report);
+/// Counts the run under way (see [`Scheduler::running`]) until dropped.
+struct Running<'a>(&'a std::cell::Cell<u32>);
+
+impl<'a> Running<'a> {
+    fn new(runs: &'a std::cell::Cell<u32>) -> Self {
+        runs.set(runs.get() + 1);
+        Running(runs)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// What one task of a batch did to the run.
+enum Step {
+    /// Go on with the batch.
+    Next,
+    /// The queue changed under the batch: read it again.
+    Reread,
+    /// Another run of this isolate is on this task: leave the rest to it.
+    Yield,
+}
+
+impl<S: Store> Scheduler<S> {
+    /// Runs up to `limit` due tasks, one at a time, in `(due_ms, seq)` order, then arms the
+    /// native alarm for what is left (see [`arming`](crate::core::arming)).
+    ///
+    /// `clock` is the time in Unix milliseconds, read after every handler; tasks are due per
+    /// `at_ms` if given (the test hook), else per `clock`. For each task: a payload that no
+    /// longer deserialises makes it dead; otherwise it is claimed (running, one more
+    /// attempt), `handler` runs, and `Ok` completes it (removed, or advanced if recurring)
+    /// while `Err` retries it after its backoff or, after its last attempt, makes it dead
+    /// with the error kept. A task found running that is not in this isolate's in-flight
+    /// set was cut short by a crash or panic: that attempt counts as failed.
+    ///
+    /// Due tasks are read in batches of [`FETCH`]; a batch is read again when users changed
+    /// the queue (a handler scheduled, cancelled or requeued) or a task stays due, so those
+    /// changes are seen in order.
+    ///
+    /// # Errors
+    /// [`Error::TimeOutOfRange`](crate::Error::TimeOutOfRange) for an `at_ms` outside the
+    /// accepted range (before anything runs); storage and alarm errors. Handler errors are
+    /// not errors of the run: they are recorded on their tasks.
+    pub async fn run_due<A, T, F, E>(
+        &self,
+        alarm: &A,
+        clock: &dyn Fn() -> i64,
+        at_ms: Option<i64>,
+        limit: usize,
+        mut handler: F,
+    ) -> Result<RunReport>
+    where
+        A: NativeAlarm,
+        T: DeserializeOwned,
+        F: AsyncFnMut(T, Scheduled) -> std::result::Result<(), E>,
+        E: Display,
+    {
+        if let Some(at) = at_ms {
+            check_time(at)?;
+        }
+        let now = || at_ms.unwrap_or_else(clock);
+        let running = Running::new(&self.runs);
+        let mut report = RunReport::default();
+        let ran = self.run_batches(&now, limit, &mut handler, &mut report).await;
+        drop(running);
+        let armed = self.arm_after_run(alarm, clock).await;
+        if ran.is_err() {
+            self.forget_alarm();
+        }
+        ran?;
+        armed?;
+        Ok(report)
+    }
+
+    async fn run_batches<T, F, E>(&self, now: &dyn Fn() -> i64, limit: usize, handler: &mut F, report: &mut RunReport) -> Result<()>
+    where
+        T: DeserializeOwned,
+        F: AsyncFnMut(T, Scheduled) -> std::result::Result<(), E>,
+        E: Display,
+    {
+        let mut done = 0;
+        'read: while done < limit {
+            let batch = self.store.due(now(), (limit - done).min(FETCH))?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for task in batch {
+                let seen = self.changes.get();
+                done += 1;
+                match self.run_one(task, now, handler, report).await? {
+                    Step::Yield => {
+                        report.more_due = true;
+                        return Ok(());
+                    }
+                    Step::Reread => continue 'read,
+                    Step::Next if self.changes.get() != seen => continue 'read,
+                    Step::Next => {}
+                }
+            }
+        }
+        report.more_due = !self.store.due(now(), 1)?.is_empty();
+        Ok(())
+    }
+
+    async fn run_one<T, F, E>(&self, task: Scheduled, now: &dyn Fn() -> i64, handler: &mut F, report: &mut RunReport) -> Result<Step>
+    where
+        T: DeserializeOwned,
+        F: AsyncFnMut(T, Scheduled) -> std::result::Result<(), E>,
+        E: Display,
+    {
+        if self.in_flight.contains(&task.id) {
+            return Ok(Step::Yield);
         }
         if task.status == Status::Running {
             report.interrupted += 1;
+            let at = now();
+            self.emit(Event::CutShort { task: &task, lateness_ms: at - task.due_ms });
             let error = format!("attempt {} was cut short: the object crashed or the handler panicked", task.attempts);
-            count(&mut report, fail(store, &task, now, error)?);
-            continue;
+            let change = after_failure(&task, at, &error);
+            return self.finish(&task, &change, false, at, report);
         }
         let payload: T = match task.payload() {
             Ok(payload) => payload,
-            Err(e) => {
-                kill(store, &task, e.to_string())?;
-                report.died += 1;
-                continue;
-            }
+            Err(e) => return self.finish(&task, &Change::Kill { error: e.to_string() }, false, now(), report),
         };
-        let running = begin(store, &task)?;
-        let outcome = {
-            let _entry = Entry::new(in_flight, &running);
-            handler(payload, running.clone()).await
-        };
-        match outcome {
-            Ok(()) => {
-                succeed(store, &running, clock())?;
-                report.succeeded += 1;
-            }
-            Err(e) => count(&mut report, fail(store, &running, clock(), e.to_string())?),
+        if !self.apply(&task, &Change::Claim)? {
+            return Ok(Step::Reread);
         }
+        let task = Scheduled { status: Status::Running, attempts: task.attempts + 1, ..task };
+        let started = now();
+        let lateness_ms = started - task.due_ms;
+        report.started += 1;
+        report.max_lateness_ms = report.max_lateness_ms.max(lateness_ms);
+        report.total_lateness_ms += lateness_ms;
+        self.emit(Event::Started { task: &task, lateness_ms });
+        let outcome = {
+            let _entry = Entry::new(&self.in_flight, &task);
+            handler(payload, task.clone()).await
+        };
+        let at = now();
+        let change = match &outcome {
+            Ok(()) => after_success(&task, at),
+            Err(e) => after_failure(&task, at, &e.to_string()),
+        };
+        self.finish(&task, &change, outcome.is_ok(), at, report)
     }
-    report.more_due = store.next_due(clock())?.is_some();
-    Ok(report)
-}
 
-fn count(report: &mut RunReport, status: Status) {
-    if status == Status::Dead {
-        report.died += 1;
-    } else {
-        report.retrying += 1;
+    /// Applies `change`, the outcome of `task`, and counts it: `succeeded` when its handler
+    /// returned `Ok`, `died` when the change made it dead (a recurring task may do both),
+    /// `retrying` for any other failure.
+    fn finish(&self, task: &Scheduled, change: &Change, ok: bool, now_ms: i64, report: &mut RunReport) -> Result<Step> {
+        let applied = self.apply(task, change)?;
+        let died = applied && matches!(change, Change::Kill { .. });
+        report.succeeded += u32::from(ok);
+        report.died += u32::from(died);
+        report.retrying += u32::from(!ok && !died);
+        // Not applied: a handler rescheduled or cancelled its own task, which stands.
+        Ok(if !applied || still_due(change, now_ms) { Step::Reread } else { Step::Next })
     }
 }

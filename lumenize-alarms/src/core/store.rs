@@ -1,30 +1,98 @@
-//! The storage the core needs: a handful of synchronous row operations.
+//! The storage the core needs, spoken as intents: store tasks, fetch a batch of due ones,
+//! and change one task only if it is still the instance the caller saw.
 
-use crate::core::{Status, Scheduled};
-use crate::{Kind, Result};
+use crate::core::task::{Scheduled, Status};
+use crate::core::when::Kind;
+use crate::error::Result;
 
-/// Rows of tasks, keyed by id. Synchronous, like SQLite in a Durable Object: a
-/// read-modify-write with no `.await` between is atomic there.
+/// Tasks of one object, keyed by id. Synchronous, like SQLite in a Durable Object: work with
+/// no `.await` in between is atomic there.
 ///
-/// Implemented by the SQLite adapter inside [`Alarms`](crate::Alarms) and by
-/// [`MemoryStore`](crate::core::MemoryStore).
+/// Implemented by [`SqlStore`](crate::sql::SqlStore) (the same statements in a Durable
+/// Object and over native SQLite in tests) and by [`MemoryStore`](crate::core::MemoryStore),
+/// the reference. Both pass one conformance suite (`tests/conformance.rs`).
 pub trait Store {
+    /// Stores `task` under a fresh sequence number, higher than any this store gave before
+    /// (its `seq` field is ignored), and returns the number. A stored task with the same id
+    /// is replaced; with `keep_existing` it is kept instead, and nothing is stored (`None`).
+    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<Option<i64>>;
+    /// Stores `tasks` in order as [`insert`](Self::insert) would one by one, in as few
+    /// statements as the store can.
+    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()>;
     /// The task with this id.
     fn get(&self, id: &str) -> Result<Option<Scheduled>>;
-    /// Inserts the task under a fresh sequence number, higher than any this store ever gave
-    /// (its `seq` field is ignored), replacing a stored task with the same id. Returns the
-    /// number.
-    fn insert(&self, task: &Scheduled) -> Result<i64>;
-    /// Overwrites the stored task with the same id, `seq` included.
-    fn put(&self, task: &Scheduled) -> Result<()>;
-    /// Removes the task with this id; whether there was one.
-    fn remove(&self, id: &str) -> Result<bool>;
-    /// The first task by `(due_ms, seq)` that is pending or running and due at `now_ms`.
-    fn next_due(&self, now_ms: i64) -> Result<Option<Scheduled>>;
-    /// The earliest `due_ms` among pending and running tasks, overdue ones included.
-    fn earliest(&self) -> Result<Option<i64>>;
     /// The tasks that pass `filter`, by `(due_ms, seq)`.
     fn list(&self, filter: &Filter) -> Result<Vec<Scheduled>>;
+    /// Up to `limit` pending or running tasks due at `now_ms`, by `(due_ms, seq)`.
+    fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Scheduled>>;
+    /// The first pending or running task by `(due_ms, seq)`, overdue ones included.
+    fn earliest(&self) -> Result<Option<Key>>;
+    /// Removes the task with this id and returns it.
+    fn remove(&self, id: &str) -> Result<Option<Scheduled>>;
+    /// Makes the dead task `id` pending again, due at `due_ms`, with no attempts, and returns
+    /// it; `None` if there is no dead task with this id.
+    fn requeue(&self, id: &str, due_ms: i64) -> Result<Option<Scheduled>>;
+    /// Applies `change` to the task `key.id` if it is still exactly what `key` says (same
+    /// instance, status and due time); whether it was.
+    fn change(&self, key: &Key, change: &Change) -> Result<bool>;
+    /// Makes every pending or running task due after `max_ms` dead with `error` (a row
+    /// written before the accepted range was narrowed); how many.
+    fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize>;
+    /// How many times the store found its tasks wiped behind its back (the SQL store: its
+    /// table dropped by the runtime's `deleteAll`, which also deletes the native alarm) and
+    /// started again empty. The scheduler then reads the alarm again.
+    fn recreated(&self) -> u64 {
+        0
+    }
+}
+
+/// Which stored task a [`Change`] is for: the instance `seq` of task `id`, as long as it is
+/// still `status` and due at `due_ms`. Anything else means a handler, a cancel or another
+/// run changed it since it was read, and the change is not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    /// The task's id.
+    pub id: String,
+    /// Its instance.
+    pub seq: i64,
+    /// Its status when read.
+    pub status: Status,
+    /// Its due time when read.
+    pub due_ms: i64,
+}
+
+impl Key {
+    /// The key of `task` as it is.
+    #[must_use]
+    pub fn of(task: &Scheduled) -> Key {
+        Key { id: task.id.clone(), seq: task.seq, status: task.status, due_ms: task.due_ms }
+    }
+}
+
+/// What happens to one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// An attempt starts: running, one more attempt.
+    Claim,
+    /// A one-shot task succeeded: removed.
+    Remove,
+    /// A recurring task succeeded: pending for its next tick, attempts and error cleared.
+    Advance {
+        /// The next tick.
+        due_ms: i64,
+    },
+    /// An attempt failed and the policy retries: pending at `due_ms`, the error kept.
+    Retry {
+        /// When the next attempt is due.
+        due_ms: i64,
+        /// The failed attempt's error.
+        error: String,
+    },
+    /// Dead, with the error kept.
+    Kill {
+        /// Why.
+        error: String,
+    },
 }
 
 /// Which tasks [`Alarms::list`](crate::Alarms::list) returns. The default lists all, by due
@@ -78,5 +146,43 @@ impl Filter {
             && self.status.is_none_or(|s| task.status == s)
             && self.due_from.is_none_or(|t| task.due_ms >= t)
             && self.due_before.is_none_or(|t| task.due_ms < t)
+    }
+}
+
+/// A shared store is a store: several schedulers (an object restarted, in tests) or other
+/// code can hold the same one.
+impl<S: Store + ?Sized> Store for std::rc::Rc<S> {
+    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<Option<i64>> {
+        (**self).insert(task, keep_existing)
+    }
+    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {
+        (**self).insert_all(tasks, keep_existing)
+    }
+    fn get(&self, id: &str) -> Result<Option<Scheduled>> {
+        (**self).get(id)
+    }
+    fn list(&self, filter: &Filter) -> Result<Vec<Scheduled>> {
+        (**self).list(filter)
+    }
+    fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Scheduled>> {
+        (**self).due(now_ms, limit)
+    }
+    fn earliest(&self) -> Result<Option<Key>> {
+        (**self).earliest()
+    }
+    fn remove(&self, id: &str) -> Result<Option<Scheduled>> {
+        (**self).remove(id)
+    }
+    fn requeue(&self, id: &str, due_ms: i64) -> Result<Option<Scheduled>> {
+        (**self).requeue(id, due_ms)
+    }
+    fn change(&self, key: &Key, change: &Change) -> Result<bool> {
+        (**self).change(key, change)
+    }
+    fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {
+        (**self).kill_after(max_ms, error)
+    }
+    fn recreated(&self) -> u64 {
+        (**self).recreated()
     }
 }

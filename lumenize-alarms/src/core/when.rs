@@ -4,14 +4,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::{cron, MAX_TIME_MS};
-use crate::{Error, Result};
+use crate::core::cron;
+use crate::core::time::{ceil_ms, check_time, later};
+use crate::error::{Error, Result};
 
-/// When a task runs: after a delay, at an absolute time, on a cron expression (UTC), or
-/// every fixed interval.
+/// When a task runs: after a delay, at an absolute time, on a cron expression (UTC, or a
+/// time zone with the `timezone` feature), or every fixed interval.
 ///
 /// Times have millisecond precision and a task never runs before its time: a delay with a
-/// sub-millisecond part is rounded up.
+/// sub-millisecond part is rounded up. Every time must be within what the runtime can arm
+/// (`0 ..=` [`MAX_TIME_MS`](crate::core::MAX_TIME_MS), 2262-04-11): a time beyond it is
+/// refused with [`Error::TimeOutOfRange`] before anything is stored.
 ///
 /// ```
 /// use std::time::Duration;
@@ -32,7 +35,7 @@ pub struct When(Spec);
 enum Spec {
     After(Duration),
     At(i64),
-    Cron(String),
+    Cron { expr: String, zone: Option<String> },
     Every(Duration),
 }
 
@@ -59,7 +62,36 @@ impl When {
     /// [`Error::InvalidCron`] when the expression does not parse.
     pub fn cron(expr: &str) -> Result<Self> {
         cron::parse(expr)?;
-        Ok(When(Spec::Cron(expr.trim().to_owned())))
+        Ok(When(Spec::Cron { expr: expr.trim().to_owned(), zone: None }))
+    }
+
+    /// On every occurrence of a cron expression read in the IANA time zone `zone` (such as
+    /// `"Europe/Paris"`), daylight saving time included. Needs the `timezone` feature.
+    ///
+    /// Around a change of the clocks (the rules of `croner`): a time that the change to
+    /// summer time skips (02:30 on a night that jumps from 02:00 to 03:00) runs at the first
+    /// valid time after the gap (03:00); a time that the change back to winter time repeats
+    /// (02:30 on a night that goes from 03:00 back to 02:00) runs once, at its first
+    /// occurrence. Expressions with a wildcard or step in the hour field run in both repeated
+    /// hours.
+    ///
+    /// ```
+    /// # #[cfg(feature = "timezone")] {
+    /// use lumenize_alarms::When;
+    /// let breakfast = When::cron_in("0 8 * * *", "Europe/Paris")?;
+    /// assert!(When::cron_in("0 8 * * *", "Mars/Olympus_Mons").is_err());
+    /// # let _ = breakfast;
+    /// # }
+    /// # Ok::<(), lumenize_alarms::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidCron`], and [`Error::InvalidZone`] for a zone this build does not know
+    /// (every zone, without the `timezone` feature).
+    pub fn cron_in(expr: &str, zone: &str) -> Result<Self> {
+        cron::parse(expr)?;
+        cron::check_zone(zone)?;
+        Ok(When(Spec::Cron { expr: expr.trim().to_owned(), zone: Some(zone.to_owned()) }))
     }
 
     /// Every `interval`, first one `interval` from now. Ticks advance from their scheduled
@@ -77,12 +109,15 @@ impl When {
     /// The schedule stored with the task, and its first due time given the current time.
     pub(crate) fn resolve(&self, now_ms: i64) -> Result<(Schedule, i64)> {
         match &self.0 {
-            Spec::After(d) => Ok((Schedule::Once, add_ms(now_ms, d)?)),
-            Spec::At(ms) => Ok((Schedule::Once, check_range(*ms)?)),
-            Spec::Cron(expr) => Ok((Schedule::Cron(expr.clone()), cron::next_after(expr, now_ms)?)),
+            Spec::After(d) => Ok((Schedule::Once, later(now_ms, ceil_ms(*d))?)),
+            Spec::At(ms) => Ok((Schedule::Once, check_time(*ms)?)),
+            Spec::Cron { expr, zone } => {
+                let first = cron::next_after(expr, zone.as_deref(), now_ms)?;
+                Ok((Schedule::Cron { expr: expr.clone(), zone: zone.clone() }, first))
+            }
             Spec::Every(d) => {
-                let interval_ms = ceil_ms(d)?;
-                Ok((Schedule::Every { interval_ms }, add_ms(now_ms, d)?))
+                let interval_ms = ceil_ms(*d);
+                Ok((Schedule::Every { interval_ms }, later(now_ms, interval_ms)?))
             }
         }
     }
@@ -94,8 +129,13 @@ impl When {
 pub enum Schedule {
     /// Runs once, then is removed.
     Once,
-    /// Recurs on a cron expression (UTC).
-    Cron(String),
+    /// Recurs on a cron expression.
+    Cron {
+        /// The expression.
+        expr: String,
+        /// The IANA time zone it is read in; `None` for UTC.
+        zone: Option<String>,
+    },
     /// Recurs every `interval_ms` milliseconds.
     Every {
         /// The interval in milliseconds (at least 1).
@@ -109,7 +149,7 @@ impl Schedule {
     pub fn kind(&self) -> Kind {
         match self {
             Schedule::Once => Kind::Once,
-            Schedule::Cron(_) => Kind::Cron,
+            Schedule::Cron { .. } => Kind::Cron,
             Schedule::Every { .. } => Kind::Every,
         }
     }
@@ -139,27 +179,10 @@ impl Kind {
     }
 }
 
-fn ceil_ms(d: &Duration) -> Result<i64> {
-    let ms = d.as_nanos().div_ceil(1_000_000);
-    i64::try_from(ms).map_err(|_| Error::TimeOutOfRange { ms: i64::MAX })
-}
-
-fn add_ms(now_ms: i64, d: &Duration) -> Result<i64> {
-    let sum = now_ms.checked_add(ceil_ms(d)?).ok_or(Error::TimeOutOfRange { ms: i64::MAX })?;
-    check_range(sum)
-}
-
-pub(crate) fn check_range(ms: i64) -> Result<i64> {
-    if (0..=MAX_TIME_MS).contains(&ms) {
-        Ok(ms)
-    } else {
-        Err(Error::TimeOutOfRange { ms })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::time::MAX_TIME_MS;
 
     #[test]
     fn delays_round_up_to_the_millisecond() {
@@ -173,6 +196,9 @@ mod tests {
         assert!(matches!(When::at_unix_ms(-1).resolve(0), Err(Error::TimeOutOfRange { ms: -1 })));
         assert!(When::at_unix_ms(MAX_TIME_MS + 1).resolve(0).is_err());
         assert!(When::after(Duration::from_secs(u64::MAX)).resolve(0).is_err());
+        // About 300 years: past what the runtime can arm.
+        let centuries = When::every(Duration::from_secs(300 * 365 * 86_400)).unwrap();
+        assert!(matches!(centuries.resolve(1_700_000_000_000), Err(Error::TimeOutOfRange { .. })));
     }
 
     #[test]
@@ -186,7 +212,7 @@ mod tests {
     fn cron_first_run_is_the_next_occurrence() {
         // 2023-11-14T22:13:20.123Z; next 03:00 UTC is 2023-11-15T03:00:00Z.
         let (s, due) = When::cron("0 3 * * *").unwrap().resolve(1_700_000_000_123).unwrap();
-        assert_eq!(s, Schedule::Cron("0 3 * * *".into()));
+        assert_eq!(s, Schedule::Cron { expr: "0 3 * * *".into(), zone: None });
         assert_eq!(due, 1_700_017_200_000);
     }
 }

@@ -1,6 +1,6 @@
 //! `Options`: the id, retry policy and missed-tick policy of a task being scheduled.
 
-use crate::{MissedTicks, RetryPolicy};
+use crate::core::policy::{MissedTicks, RetryPolicy};
 
 /// Options for [`Alarms::schedule_with`](crate::Alarms::schedule_with).
 ///

@@ -1,0 +1,236 @@
+//! When the scheduler writes the native alarm: the policy, over a [`NativeAlarm`] trait so
+//! that the tests drive the very code that runs in a Durable Object.
+//!
+//! - The first event after a start reads the alarm and arms it exactly for the earliest
+//!   pending task if it is missing, in the past, or later than that task (the runtime
+//!   deletes an alarm after its retries are exhausted, a past-due alarm may never fire after
+//!   a restart, and a run cut short by a crash may have stored tasks it never armed for).
+//!   After that the scheduler remembers what it armed and does not read it again.
+//! - Storing tasks only ever moves the alarm earlier, and not at all while a run is under
+//!   way: a burst writes it at most once.
+//! - A run ends by arming exactly the earliest pending task (an overdue one: now + 1 ms,
+//!   since an alarm set for "now" from inside `alarm()` may be dropped), or deleting the
+//!   alarm when nothing is pending.
+//! - A time the runtime refuses to arm (while it still arms one just ahead) makes that task
+//!   dead with the runtime's error, and the next one is armed: no stored row can make the
+//!   object unusable.
+//!
+//! The memory is dropped when the object restarts (a new isolate), and after any error of a
+//! run or of the alarm: the next event reads the alarm again. It is safe because the
+//! scheduler is the only writer of the alarm; code that writes the alarm itself must not
+//! share the object with it.
+
+use std::cell::Cell;
+
+use crate::core::scheduler::Scheduler;
+use crate::core::store::{Change, Key, Store};
+use crate::error::{Error, Result};
+
+/// The object's one native alarm. [`Alarms`](crate::Alarms) implements it over
+/// `worker::Storage`; [`SimulatedAlarm`] in memory, for tests.
+#[allow(async_fn_in_trait)]
+pub trait NativeAlarm {
+    /// The armed time, Unix milliseconds.
+    async fn get(&self) -> Result<Option<i64>>;
+    /// Arms it for `at_ms`, replacing any armed time.
+    async fn set(&self, at_ms: i64) -> Result<()>;
+    /// Disarms it.
+    async fn delete(&self) -> Result<()>;
+}
+
+/// A [`NativeAlarm`] in memory, for tests: like workerd's, it refuses times after
+/// `refuse_after` (default [`MAX_TIME_MS`](crate::core::MAX_TIME_MS)) and counts its writes.
+///
+/// ```
+/// use lumenize_alarms::core::{NativeAlarm, SimulatedAlarm};
+/// let alarm = SimulatedAlarm::refusing_after(1_000);
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     let mut f = std::pin::pin!(f);
+/// #     match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+/// #         std::task::Poll::Ready(out) => out,
+/// #         std::task::Poll::Pending => unreachable!(),
+/// #     }
+/// # }
+/// assert!(block_on(alarm.set(1_001)).is_err());
+/// block_on(alarm.set(900))?;
+/// assert_eq!((alarm.armed(), alarm.writes()), (Some(900), 1));
+/// # Ok::<(), lumenize_alarms::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SimulatedAlarm {
+    armed: Cell<Option<i64>>,
+    refuse_after: i64,
+    writes: Cell<u32>,
+    reads: Cell<u32>,
+}
+
+impl Default for SimulatedAlarm {
+    fn default() -> Self {
+        SimulatedAlarm::refusing_after(crate::core::time::MAX_TIME_MS)
+    }
+}
+
+impl SimulatedAlarm {
+    /// An alarm that refuses to arm times after `refuse_after`.
+    #[must_use]
+    pub fn refusing_after(refuse_after: i64) -> Self {
+        SimulatedAlarm { armed: Cell::new(None), refuse_after, writes: Cell::new(0), reads: Cell::new(0) }
+    }
+    /// The armed time.
+    #[must_use]
+    pub fn armed(&self) -> Option<i64> {
+        self.armed.get()
+    }
+    /// The runtime fired it, or lost it: no alarm is armed any more.
+    pub fn clear(&self) {
+        self.armed.set(None);
+    }
+    /// Writes (`set` and `delete`) so far.
+    #[must_use]
+    pub fn writes(&self) -> u32 {
+        self.writes.get()
+    }
+    /// Reads (`get`) so far.
+    #[must_use]
+    pub fn reads(&self) -> u32 {
+        self.reads.get()
+    }
+}
+
+impl NativeAlarm for SimulatedAlarm {
+    async fn get(&self) -> Result<Option<i64>> {
+        self.reads.set(self.reads.get() + 1);
+        Ok(self.armed.get())
+    }
+    async fn set(&self, at_ms: i64) -> Result<()> {
+        if at_ms > self.refuse_after {
+            return Err(Error::Storage("This API doesn't support dates after 2189".into()));
+        }
+        self.writes.set(self.writes.get() + 1);
+        self.armed.set(Some(at_ms));
+        Ok(())
+    }
+    async fn delete(&self) -> Result<()> {
+        self.writes.set(self.writes.get() + 1);
+        self.armed.set(None);
+        Ok(())
+    }
+}
+
+/// How many tasks one arming may find unarmable before it gives up (leaving an alarm just
+/// ahead, so the next run goes on).
+const MAX_REFUSALS: usize = 16;
+
+impl<S: Store> Scheduler<S> {
+    /// What the native alarm is known to be: remembered, or read. The first read since the
+    /// object started re-arms a lost, past or too late alarm. Call it on the first event after a start (the
+    /// adapter does, from `open`), so tasks fire even if that event schedules nothing.
+    ///
+    /// # Errors
+    /// Storage and alarm errors (the alarm stays unknown, to be read again).
+    pub async fn armed<A: NativeAlarm>(&self, alarm: &A, now_ms: i64) -> Result<Option<i64>> {
+        if self.store.recreated() != self.recreated.get() {
+            self.recreated.set(self.store.recreated());
+            self.forget_alarm();
+        }
+        if let Some(known) = self.known_alarm.get() {
+            return Ok(known);
+        }
+        let armed = alarm.get().await?;
+        self.known_alarm.set(Some(armed));
+        // Lost, in the past, or later than the earliest task (a run cut short by a crash
+        // may have stored tasks it never armed for): arm exactly.
+        let wanted = self.store.earliest()?.map(|head| head.due_ms.max(now_ms + 1));
+        let stale = match (armed, wanted) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(t), Some(w)) => t < now_ms || t > w,
+        };
+        if stale && !self.running() {
+            self.arm_earliest(alarm, now_ms).await?;
+        }
+        Ok(self.known_alarm.get().flatten())
+    }
+
+    /// After tasks were stored whose earliest is due at `due_ms`: arms the alarm for it if
+    /// that is earlier than the armed time. Not while a run is under way.
+    pub(crate) async fn arm_for<A: NativeAlarm>(&self, alarm: &A, due_ms: i64, now_ms: i64) -> Result<()> {
+        if self.running() {
+            return Ok(());
+        }
+        let at = due_ms.max(now_ms + 1);
+        if self.armed(alarm, now_ms).await?.is_some_and(|t| t <= at) {
+            return Ok(());
+        }
+        match alarm.set(at).await {
+            Ok(()) => {
+                self.known_alarm.set(Some(Some(at)));
+                Ok(())
+            }
+            // Refused: find which task cannot be armed, one at a time.
+            Err(_) => self.arm_earliest(alarm, now_ms).await,
+        }
+    }
+
+    /// At the end of a run: arms exactly the earliest pending task, or deletes the alarm if
+    /// nothing is pending; again if users changed the queue while it was writing the alarm.
+    pub(crate) async fn arm_after_run<A: NativeAlarm>(&self, alarm: &A, now_ms: &dyn Fn() -> i64) -> Result<()> {
+        for _ in 0..MAX_REFUSALS {
+            let seen = self.changes.get();
+            self.arm_earliest(alarm, now_ms()).await?;
+            if self.changes.get() == seen {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Arms exactly the earliest pending task (overdue: `now_ms + 1`) or deletes the alarm.
+    /// A time the runtime refuses, while it still arms `now_ms + 1`, makes that task dead
+    /// with the runtime's error; the next one is tried.
+    async fn arm_earliest<A: NativeAlarm>(&self, alarm: &A, now_ms: i64) -> Result<()> {
+        let result = self.try_arm_earliest(alarm, now_ms).await;
+        if result.is_err() {
+            self.forget_alarm();
+        }
+        result
+    }
+
+    async fn try_arm_earliest<A: NativeAlarm>(&self, alarm: &A, now_ms: i64) -> Result<()> {
+        for _ in 0..MAX_REFUSALS {
+            let Some(head) = self.store.earliest()? else {
+                if self.known_alarm.get() != Some(None) {
+                    alarm.delete().await?;
+                    self.known_alarm.set(Some(None));
+                }
+                return Ok(());
+            };
+            let at = head.due_ms.max(now_ms + 1);
+            let refusal = match alarm.set(at).await {
+                Ok(()) => {
+                    self.known_alarm.set(Some(Some(at)));
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            // Can the runtime arm anything? If not, the alarm itself fails: say so.
+            alarm.set(now_ms + 1).await.map_err(|_| Error::Storage(refusal.to_string()))?;
+            self.known_alarm.set(Some(Some(now_ms + 1)));
+            self.kill_unarmable(&head, at, &refusal)?;
+        }
+        Err(Error::Storage(format!("the runtime refused to arm {MAX_REFUSALS} tasks in a row; an alarm is set just ahead to go on")))
+    }
+
+    fn kill_unarmable(&self, head: &Key, at_ms: i64, refusal: &Error) -> Result<()> {
+        let error = format!("the runtime refused to arm its time {at_ms} ms: {refusal}");
+        match self.store.get(&head.id)? {
+            Some(task) if Key::of(&task) == *head => self.apply(&task, &Change::Kill { error }).map(drop),
+            _ => Ok(()),
+        }
+    }
+
+    /// Drops what is remembered of the alarm: the next event reads it again.
+    pub(crate) fn forget_alarm(&self) {
+        self.known_alarm.set(None);
+    }
+}

@@ -1,0 +1,243 @@
+//! `Scheduler`: one object's scheduler without the runtime: a store, what is running, what
+//! the native alarm is known to be, and the operations users call. The time comes in as an
+//! argument and the native alarm as a [`NativeAlarm`]; [`Alarms`](crate::Alarms) supplies
+//! both in a Durable Object, the tests supply a virtual clock and a simulated alarm.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use crate::core::arming::NativeAlarm;
+use crate::core::event::Event;
+use crate::core::options::Options;
+use crate::core::queue::{self, after_failure};
+use crate::core::run::InFlight;
+use crate::core::store::{Change, Key, Store};
+use crate::core::task::Scheduled;
+use crate::core::time::MAX_TIME_MS;
+use crate::core::when::When;
+use crate::error::{Error, Result};
+
+/// The error kept with a stored task that is due after [`MAX_TIME_MS`] (written before the
+/// range was narrowed to what the runtime can arm).
+pub(crate) const OUT_OF_RANGE: &str = "its due time is after the latest time the runtime can arm (2262-04-11)";
+
+type Observer = Rc<dyn Fn(&Event<'_>)>;
+
+/// The scheduler of one object over the store `S`. See the [module docs](self).
+///
+/// ```
+/// use std::time::Duration;
+/// use lumenize_alarms::core::{MemoryStore, Scheduler, SimulatedAlarm};
+/// use lumenize_alarms::{Options, When};
+///
+/// # fn main() -> Result<(), lumenize_alarms::Error> {
+/// let scheduler = Scheduler::new(MemoryStore::default());
+/// let alarm = SimulatedAlarm::default();
+/// let task = pollster(scheduler.schedule(&alarm, 1_000, &When::after(Duration::from_secs(1)), "7".into(),
+///                                        &Options::id("a"), || unreachable!()))?;
+/// assert_eq!((task.id.as_str(), task.due_ms), ("a", 2_000));
+/// assert_eq!(alarm.armed(), Some(2_000));
+/// # Ok(()) }
+/// # fn pollster<F: std::future::Future>(f: F) -> F::Output {
+/// #     let mut f = std::pin::pin!(f);
+/// #     match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+/// #         std::task::Poll::Ready(out) => out,
+/// #         std::task::Poll::Pending => unreachable!(),
+/// #     }
+/// # }
+/// ```
+pub struct Scheduler<S> {
+    pub(crate) store: S,
+    pub(crate) in_flight: InFlight,
+    /// What the native alarm is: `None` until read (the first event after a start),
+    /// then `Some(armed)` as this scheduler last read or wrote it.
+    pub(crate) known_alarm: Cell<Option<Option<i64>>>,
+    /// Runs under way: while one is, storing tasks leaves the alarm to its end.
+    pub(crate) runs: Cell<u32>,
+    /// Counts the changes users make (schedule, cancel, requeue), so a run knows to read
+    /// its batch again.
+    pub(crate) changes: Cell<u64>,
+    /// [`Store::recreated`] when the alarm was last read.
+    pub(crate) recreated: Cell<u64>,
+    observer: RefCell<Option<Observer>>,
+}
+
+impl<S: Store> Scheduler<S> {
+    /// A scheduler over `store`, knowing nothing of the native alarm yet.
+    pub fn new(store: S) -> Self {
+        Scheduler {
+            store,
+            in_flight: InFlight::default(),
+            known_alarm: Cell::new(None),
+            runs: Cell::new(0),
+            changes: Cell::new(0),
+            recreated: Cell::new(0),
+            observer: RefCell::new(None),
+        }
+    }
+
+    /// The store below.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Makes every live task due after [`MAX_TIME_MS`] dead (rows written by a release that
+    /// accepted later times could never be armed); how many. Call it when opening.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn repair(&self) -> Result<usize> {
+        self.store.kill_after(MAX_TIME_MS, OUT_OF_RANGE)
+    }
+
+    /// Sets the lifecycle hook: it sees every [`Event`] from now on.
+    pub fn on_event(&self, hook: impl Fn(&Event<'_>) + 'static) {
+        *self.observer.borrow_mut() = Some(Rc::new(hook));
+    }
+
+    pub(crate) fn emit(&self, event: Event<'_>) {
+        let observer = self.observer.borrow().clone();
+        if let Some(observer) = observer {
+            observer(&event);
+        }
+    }
+
+    pub(crate) fn changed(&self) {
+        self.changes.set(self.changes.get().wrapping_add(1));
+    }
+
+    /// Stores a task due per `when` seen from `now_ms`, with its payload as JSON, and arms the
+    /// alarm if it is now the earliest (not during a run: the run arms when it ends).
+    /// `new_id` is called only when `opts` has no id. Returns the task as stored (with
+    /// `keep_existing`, the one that was kept).
+    ///
+    /// # Errors
+    /// Bad input ([`Error::TimeOutOfRange`], [`Error::TooLarge`], a cron expression with no
+    /// next occurrence), refused before anything is written; storage and alarm errors.
+    pub async fn schedule<A: NativeAlarm>(
+        &self,
+        alarm: &A,
+        now_ms: i64,
+        when: &When,
+        payload: String,
+        opts: &Options,
+        new_id: impl FnOnce() -> String,
+    ) -> Result<Scheduled> {
+        let id = opts.id.clone().unwrap_or_else(new_id);
+        let task = queue::new_task(now_ms, when, payload, opts, id)?;
+        let Some(seq) = self.store.insert(&task, opts.keep_existing)? else {
+            return self.store.get(&task.id)?.ok_or_else(|| Error::NotFound(task.id.clone()));
+        };
+        let task = Scheduled { seq, ..task };
+        self.changed();
+        self.emit(Event::Scheduled(&task));
+        self.arm_for(alarm, task.due_ms, now_ms).await?;
+        Ok(task)
+    }
+
+    /// Stores many tasks in order, in as few statements as the store can (the SQL store: one
+    /// per megabyte of payloads), then arms the alarm at most once. Every task is checked
+    /// before anything is written: one bad input stores none. Returns their ids in order.
+    ///
+    /// # Errors
+    /// As [`schedule`](Self::schedule).
+    pub async fn schedule_many<A: NativeAlarm>(
+        &self,
+        alarm: &A,
+        now_ms: i64,
+        tasks: impl IntoIterator<Item = (When, String, Options)>,
+        mut new_id: impl FnMut() -> String,
+    ) -> Result<Vec<String>> {
+        let tasks: Vec<(Scheduled, bool)> = tasks
+            .into_iter()
+            .map(|(when, payload, opts)| {
+                let id = opts.id.clone().unwrap_or_else(&mut new_id);
+                Ok((queue::new_task(now_ms, &when, payload, &opts, id)?, opts.keep_existing))
+            })
+            .collect::<Result<_>>()?;
+        let ids = tasks.iter().map(|(t, _)| t.id.clone()).collect();
+        if tasks.is_empty() {
+            return Ok(ids);
+        }
+        for run in tasks.chunk_by(|a, b| a.1 == b.1) {
+            let keep_existing = run[0].1;
+            let run: Vec<Scheduled> = run.iter().map(|(t, _)| t.clone()).collect();
+            self.store.insert_all(&run, keep_existing)?;
+            for task in &run {
+                self.emit(Event::Scheduled(task));
+            }
+        }
+        self.changed();
+        // What is stored now, not what was asked: repeated ids replace or keep each other.
+        if let Some(head) = self.store.earliest()? {
+            self.arm_for(alarm, head.due_ms, now_ms).await?;
+        }
+        Ok(ids)
+    }
+
+    /// Removes the task with this id, pending, running or dead, and returns what was removed.
+    /// A running handler finishes, but nothing is recorded after it. The alarm is left as it
+    /// is (at worst it fires once for nothing).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn cancel(&self, id: &str) -> Result<Option<Scheduled>> {
+        let removed = self.store.remove(id)?;
+        self.changed();
+        Ok(removed)
+    }
+
+    /// Puts a dead task back in the queue, due at `now_ms`, with its attempts reset (its
+    /// last error stays until it next succeeds), and arms the alarm for it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::NotDead`], storage and alarm errors.
+    pub async fn requeue<A: NativeAlarm>(&self, alarm: &A, now_ms: i64, id: &str) -> Result<Scheduled> {
+        let Some(task) = self.store.requeue(id, now_ms)? else {
+            return Err(match self.store.get(id)? {
+                Some(_) => Error::NotDead(id.to_owned()),
+                None => Error::NotFound(id.to_owned()),
+            });
+        };
+        self.changed();
+        self.arm_for(alarm, task.due_ms, now_ms).await?;
+        Ok(task)
+    }
+
+    /// Records a failed attempt for every task whose handler is running now, with `message`
+    /// (a panic's): called from a panic hook, best effort.
+    pub fn fail_in_flight(&self, now_ms: i64, message: &str) {
+        for task in self.in_flight.tasks() {
+            let change = after_failure(&task, now_ms, &format!("the handler panicked: {message}"));
+            let _ = self.store.change(&Key::of(&task), &change);
+        }
+    }
+
+    /// Applies `change` to `task` and reports it; whether it applied.
+    pub(crate) fn apply(&self, task: &Scheduled, change: &Change) -> Result<bool> {
+        let applied = self.store.change(&Key::of(task), change)?;
+        if applied {
+            match change {
+                Change::Claim => {}
+                Change::Remove => self.emit(Event::Succeeded { task, next_ms: None }),
+                Change::Advance { due_ms } => self.emit(Event::Succeeded { task, next_ms: Some(*due_ms) }),
+                Change::Retry { due_ms, error } => self.emit(Event::Retrying { task, error, next_ms: *due_ms }),
+                Change::Kill { error } => self.emit(Event::Dead { task, error }),
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Whether any task is running or a run is under way.
+    pub(crate) fn running(&self) -> bool {
+        self.runs.get() > 0 || !self.in_flight.is_empty()
+    }
+}
+
+/// Whether `task` is still live and due at `now_ms` after `change`.
+pub(crate) fn still_due(change: &Change, now_ms: i64) -> bool {
+    match change {
+        Change::Advance { due_ms } | Change::Retry { due_ms, .. } => *due_ms <= now_ms,
+        Change::Claim | Change::Remove | Change::Kill { .. } => false,
+    }
+}

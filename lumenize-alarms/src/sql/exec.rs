@@ -1,0 +1,120 @@
+//! `Exec`: what the SQL store needs of a SQLite connection.
+
+use crate::error::{Error, Result};
+
+/// One SQL value, bound or read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// `NULL`.
+    Null,
+    /// An `INTEGER`.
+    Integer(i64),
+    /// A `TEXT`.
+    Text(String),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Integer(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// A SQLite connection, as the SQL store uses it: statements with positional `?` arguments,
+/// rows read by position. Implemented for `worker::SqlStorage`; the tests implement it over
+/// a native SQLite.
+///
+/// ```
+/// use lumenize_alarms::sql::{Exec, Value};
+/// use lumenize_alarms::Result;
+///
+/// /// A connection that has no rows and writes nothing (a sketch of the shape).
+/// struct Empty;
+/// impl Exec for Empty {
+///     fn query(&self, _sql: &str, _args: Vec<Value>) -> Result<Vec<Vec<Value>>> { Ok(vec![]) }
+///     fn execute(&self, _sql: &str, _args: Vec<Value>) -> Result<usize> { Ok(0) }
+///     fn script(&self, _sql: &str) -> Result<()> { Ok(()) }
+/// }
+/// ```
+pub trait Exec {
+    /// Runs one statement and returns its rows, each the values of its columns in order.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] with SQLite's message.
+    fn query(&self, sql: &str, args: Vec<Value>) -> Result<Vec<Vec<Value>>>;
+    /// Runs one statement that returns no rows; how many rows it wrote (more than zero when
+    /// it changed any).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] with SQLite's message.
+    fn execute(&self, sql: &str, args: Vec<Value>) -> Result<usize>;
+    /// Runs statements without arguments, separated by `;` (the schema).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] with SQLite's message.
+    fn script(&self, sql: &str) -> Result<()>;
+}
+
+/// Reads one row's values in order, with the table's name for errors.
+pub(crate) struct Columns(std::vec::IntoIter<Value>);
+
+impl Columns {
+    pub(crate) fn new(row: Vec<Value>) -> Self {
+        Columns(row.into_iter())
+    }
+
+    fn next(&mut self) -> Value {
+        self.0.next().unwrap_or(Value::Null)
+    }
+
+    pub(crate) fn int(&mut self) -> Result<i64> {
+        match self.next() {
+            Value::Integer(v) => Ok(v),
+            other => Err(unreadable("an integer", &other)),
+        }
+    }
+
+    pub(crate) fn text(&mut self) -> Result<String> {
+        match self.next() {
+            Value::Text(v) => Ok(v),
+            other => Err(unreadable("text", &other)),
+        }
+    }
+
+    pub(crate) fn opt_int(&mut self) -> Result<Option<i64>> {
+        match self.next() {
+            Value::Null => Ok(None),
+            Value::Integer(v) => Ok(Some(v)),
+            other => Err(unreadable("an integer or NULL", &other)),
+        }
+    }
+
+    pub(crate) fn opt_text(&mut self) -> Result<Option<String>> {
+        match self.next() {
+            Value::Null => Ok(None),
+            Value::Text(v) => Ok(Some(v)),
+            other => Err(unreadable("text or NULL", &other)),
+        }
+    }
+}
+
+fn unreadable(wanted: &str, found: &Value) -> Error {
+    Error::Storage(format!("unreadable row of _lumenize_alarms: wanted {wanted}, found {found:?}"))
+}

@@ -1,0 +1,386 @@
+//! `SqlStore`: the [`Store`] intents as SQL statements on one table, `_lumenize_alarms`,
+//! with a schema version so that a later release can migrate it.
+//!
+//! Every change to a task is one conditional statement (`... WHERE id = ? AND seq = ? AND
+//! status = ? AND due_ms = ?`), rows are read by position, and a batch of tasks is stored
+//! with one `INSERT ... SELECT ... FROM json_each(?)`.
+
+use std::cell::Cell;
+
+use crate::core::{Change, Filter, Key, MissedTicks, RetryPolicy, Schedule, Scheduled, Status, Store};
+use crate::error::{Error, Result};
+use crate::sql::exec::{Columns, Exec, Value};
+
+/// The schema version this release writes. Version 1 (JSON columns for the schedule, the
+/// retry policy and the missed-tick policy) is migrated on open.
+pub const SCHEMA_VERSION: i64 = 2;
+
+const TABLE: &str = "
+CREATE TABLE IF NOT EXISTS _lumenize_alarms (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    cron TEXT,
+    zone TEXT,
+    every_ms INTEGER,
+    due_ms INTEGER NOT NULL,
+    tick_ms INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    backoff_ms INTEGER NOT NULL,
+    backoff_factor INTEGER NOT NULL,
+    max_backoff_ms INTEGER NOT NULL,
+    missed TEXT NOT NULL,
+    last_error TEXT,
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS _lumenize_alarms_live ON _lumenize_alarms (due_ms, seq) WHERE status != 'dead';
+";
+
+const META: &str = "CREATE TABLE IF NOT EXISTS _lumenize_alarms_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)";
+
+/// From version 1: the same rows, with the JSON columns taken apart.
+const MIGRATE_FROM_1: &str = "
+DROP INDEX IF EXISTS _lumenize_alarms_live;
+ALTER TABLE _lumenize_alarms RENAME TO _lumenize_alarms_v1;
+{TABLE}
+INSERT INTO _lumenize_alarms (seq, id, kind, cron, zone, every_ms, due_ms, tick_ms, payload, status, attempts,
+    max_attempts, backoff_ms, backoff_factor, max_backoff_ms, missed, last_error, created_ms)
+SELECT seq, id, kind, json_extract(schedule, '$.cron'), NULL, json_extract(schedule, '$.every.interval_ms'),
+    due_ms, tick_ms, payload, status, attempts, json_extract(retry, '$.max_attempts'),
+    json_extract(retry, '$.initial_backoff_ms'), json_extract(retry, '$.factor'), json_extract(retry, '$.max_backoff_ms'),
+    json_extract(missed, '$'), last_error, created_ms
+FROM _lumenize_alarms_v1;
+DROP TABLE _lumenize_alarms_v1;
+UPDATE _lumenize_alarms_meta SET value = 2 WHERE key = 'schema_version';
+";
+
+/// The columns of a task, in the order [`task`] reads them.
+const COLUMNS: &str = "seq, id, kind, cron, zone, every_ms, due_ms, tick_ms, payload, status, attempts, \
+                       max_attempts, backoff_ms, backoff_factor, max_backoff_ms, missed, last_error, created_ms";
+
+/// The columns a new task sets (status, attempts and error are those of a new task).
+const NEW: &str = "id, kind, cron, zone, every_ms, due_ms, tick_ms, payload, status, attempts, \
+                   max_attempts, backoff_ms, backoff_factor, max_backoff_ms, missed, last_error, created_ms";
+
+/// The most JSON one batch statement binds; SQLite in a Durable Object refuses a value over
+/// 2 MB. A task whose own JSON is larger is stored by a statement of its own.
+const BATCH_BYTES: usize = 1_000_000;
+
+/// The scheduler's tasks in one SQLite database.
+///
+/// ```
+/// # fn demo(sql: worker::SqlStorage) -> lumenize_alarms::Result<()> {
+/// use lumenize_alarms::core::{Store, Filter};
+/// use lumenize_alarms::sql::SqlStore;
+/// let store = SqlStore::open(sql)?; // creates or migrates the table
+/// let dead = store.list(&Filter::default().status(lumenize_alarms::Status::Dead))?;
+/// # let _ = dead; Ok(()) }
+/// ```
+pub struct SqlStore<E> {
+    exec: E,
+    /// How many times the table was found dropped (by `deleteAll`) and created again.
+    recreated: Cell<u64>,
+}
+
+impl<E: Exec> SqlStore<E> {
+    /// Opens the table, creating it on first use and migrating one written by an earlier
+    /// release.
+    ///
+    /// # Errors
+    /// [`Error::SchemaTooNew`] for a table written by a newer release; storage errors.
+    pub fn open(exec: E) -> Result<Self> {
+        let store = SqlStore { exec, recreated: Cell::new(0) };
+        store.create()?;
+        Ok(store)
+    }
+
+    fn create(&self) -> Result<()> {
+        self.exec.script(META)?;
+        let version = self.exec.query("SELECT value FROM _lumenize_alarms_meta WHERE key = 'schema_version'", vec![])?;
+        match version.into_iter().next().map(|row| Columns::new(row).int()).transpose()? {
+            None => {
+                self.exec.script(TABLE)?;
+                self.exec.execute("INSERT INTO _lumenize_alarms_meta VALUES ('schema_version', ?)", vec![SCHEMA_VERSION.into()])?;
+            }
+            Some(1) => self.exec.script(&MIGRATE_FROM_1.replace("{TABLE}", TABLE))?,
+            Some(SCHEMA_VERSION) => self.exec.script(TABLE)?,
+            Some(found) => return Err(Error::SchemaTooNew { found, supported: SCHEMA_VERSION }),
+        }
+        Ok(())
+    }
+
+    /// The connection below.
+    pub fn exec(&self) -> &E {
+        &self.exec
+    }
+
+    /// Runs `op`; if the table is gone (the object's storage was deleted with `deleteAll`),
+    /// creates it again and runs `op` once more.
+    fn with_table<R>(&self, op: impl Fn() -> Result<R>) -> Result<R> {
+        match op() {
+            Err(Error::Storage(message)) if message.contains("no such table") => {
+                self.create()?;
+                self.recreated.set(self.recreated.get() + 1);
+                op()
+            }
+            other => other,
+        }
+    }
+
+    fn tasks(&self, sql: &str, args: Vec<Value>) -> Result<Vec<Scheduled>> {
+        self.with_table(|| self.exec.query(sql, args.clone()))?.into_iter().map(task).collect()
+    }
+
+    fn write(&self, sql: &str, args: Vec<Value>) -> Result<usize> {
+        self.with_table(|| self.exec.execute(sql, args.clone()))
+    }
+
+    fn insert_batch(&self, json: &str, keep_existing: bool) -> Result<()> {
+        let sql = format!(
+            "INSERT OR {} INTO _lumenize_alarms ({NEW}) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, \
+             value ->> 4, value ->> 5, value ->> 5, value ->> 6, 'pending', 0, value ->> 7, value ->> 8, value ->> 9, \
+             value ->> 10, value ->> 11, NULL, value ->> 12 FROM json_each(?) ORDER BY key",
+            conflict(keep_existing)
+        );
+        self.write(&sql, vec![json.into()]).map(drop)
+    }
+}
+
+fn conflict(keep_existing: bool) -> &'static str {
+    if keep_existing {
+        "IGNORE"
+    } else {
+        "REPLACE"
+    }
+}
+
+/// The values of a new task, in the order of [`NEW`] minus the fixed ones.
+fn new_values(t: &Scheduled) -> Vec<Value> {
+    let (kind, cron, zone, every) = schedule_columns(&t.schedule);
+    vec![
+        t.id.as_str().into(),
+        kind.into(),
+        cron.into(),
+        zone.into(),
+        every.into(),
+        t.due_ms.into(),
+        t.tick_ms.into(),
+        t.payload.as_str().into(),
+        i64::from(t.retry.max_attempts).into(),
+        t.retry.initial_backoff_ms.into(),
+        i64::from(t.retry.factor).into(),
+        t.retry.max_backoff_ms.into(),
+        missed_name(t.missed).into(),
+        t.created_ms.into(),
+    ]
+}
+
+fn schedule_columns(s: &Schedule) -> (&'static str, Option<&str>, Option<&str>, Option<i64>) {
+    match s {
+        Schedule::Once => ("once", None, None, None),
+        Schedule::Cron { expr, zone } => ("cron", Some(expr), zone.as_deref(), None),
+        Schedule::Every { interval_ms } => ("every", None, None, Some(*interval_ms)),
+    }
+}
+
+fn missed_name(m: MissedTicks) -> &'static str {
+    match m {
+        MissedTicks::Skip => "skip",
+        MissedTicks::Burst => "burst",
+    }
+}
+
+fn corrupt(id: &str, what: &str) -> Error {
+    Error::Storage(format!("task {id:?}: unreadable {what} column"))
+}
+
+/// A task from a row of [`COLUMNS`].
+fn task(row: Vec<Value>) -> Result<Scheduled> {
+    let mut c = Columns::new(row);
+    let seq = c.int()?;
+    let id = c.text()?;
+    let (kind, cron, zone, every) = (c.text()?, c.opt_text()?, c.opt_text()?, c.opt_int()?);
+    let schedule = match (kind.as_str(), cron, every) {
+        ("once", _, _) => Schedule::Once,
+        ("cron", Some(expr), _) => Schedule::Cron { expr, zone },
+        ("every", _, Some(interval_ms)) if interval_ms > 0 => Schedule::Every { interval_ms },
+        _ => return Err(corrupt(&id, "schedule")),
+    };
+    let (due_ms, tick_ms, payload) = (c.int()?, c.int()?, c.text()?);
+    let status = Status::parse(&c.text()?).ok_or_else(|| corrupt(&id, "status"))?;
+    let attempts = u32::try_from(c.int()?).map_err(|_| corrupt(&id, "attempts"))?;
+    let retry = RetryPolicy {
+        max_attempts: u32::try_from(c.int()?).map_err(|_| corrupt(&id, "max_attempts"))?,
+        initial_backoff_ms: c.int()?,
+        factor: u32::try_from(c.int()?).map_err(|_| corrupt(&id, "backoff_factor"))?,
+        max_backoff_ms: c.int()?,
+    };
+    let missed = match c.text()?.as_str() {
+        "skip" => MissedTicks::Skip,
+        "burst" => MissedTicks::Burst,
+        _ => return Err(corrupt(&id, "missed")),
+    };
+    let (last_error, created_ms) = (c.opt_text()?, c.int()?);
+    Ok(Scheduled { id, seq, schedule, due_ms, tick_ms, payload, status, attempts, retry, missed, last_error, created_ms })
+}
+
+/// `WHERE` of a conditional change, and its arguments.
+const KEYED: &str = "WHERE id = ? AND seq = ? AND status = ? AND due_ms = ?";
+
+fn key_values(key: &Key) -> [Value; 4] {
+    [key.id.as_str().into(), key.seq.into(), key.status.as_str().into(), key.due_ms.into()]
+}
+
+impl<E: Exec> Store for SqlStore<E> {
+    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<Option<i64>> {
+        let sql = format!(
+            "INSERT OR {} INTO _lumenize_alarms ({NEW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, NULL, ?) RETURNING seq",
+            conflict(keep_existing)
+        );
+        let rows = self.with_table(|| self.exec.query(&sql, new_values(task)))?;
+        rows.into_iter().next().map(|row| Columns::new(row).int()).transpose()
+    }
+
+    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {
+        let mut json = String::from("[");
+        for task in tasks {
+            let (kind, cron, zone, every_ms) = schedule_columns(&task.schedule);
+            let r = &task.retry;
+            let item = serde_json::to_string(&(
+                &task.id,
+                kind,
+                cron,
+                zone,
+                every_ms,
+                task.due_ms,
+                &task.payload,
+                r.max_attempts,
+                r.initial_backoff_ms,
+                r.factor,
+                r.max_backoff_ms,
+                missed_name(task.missed),
+                task.created_ms,
+            ))
+            .map_err(Error::Encode)?;
+            if item.len() > BATCH_BYTES {
+                // Too large to share a statement: flush what came before, then store it alone.
+                self.flush(&mut json, keep_existing)?;
+                self.insert(task, keep_existing)?;
+                continue;
+            }
+            if json.len() + item.len() > BATCH_BYTES {
+                self.flush(&mut json, keep_existing)?;
+            }
+            if json.len() > 1 {
+                json.push(',');
+            }
+            json.push_str(&item);
+        }
+        self.flush(&mut json, keep_existing)
+    }
+
+    fn get(&self, id: &str) -> Result<Option<Scheduled>> {
+        Ok(self.tasks(&format!("SELECT {COLUMNS} FROM _lumenize_alarms WHERE id = ?"), vec![id.into()])?.into_iter().next())
+    }
+
+    fn list(&self, filter: &Filter) -> Result<Vec<Scheduled>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM _lumenize_alarms WHERE 1 = 1");
+        let mut args = Vec::new();
+        let mut clause = |condition: &str, value: Value| {
+            sql.push_str(condition);
+            args.push(value);
+        };
+        if let Some(kind) = filter.kind {
+            clause(" AND kind = ?", kind.as_str().into());
+        }
+        if let Some(status) = filter.status {
+            clause(" AND status = ?", status.as_str().into());
+        }
+        if let Some(from) = filter.due_from {
+            clause(" AND due_ms >= ?", from.into());
+        }
+        if let Some(before) = filter.due_before {
+            clause(" AND due_ms < ?", before.into());
+        }
+        let limit = filter.limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        sql.push_str(" ORDER BY due_ms, seq LIMIT ?");
+        args.push(limit.into());
+        self.tasks(&sql, args)
+    }
+
+    fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Scheduled>> {
+        let sql = format!("SELECT {COLUMNS} FROM _lumenize_alarms WHERE status != 'dead' AND due_ms <= ? ORDER BY due_ms, seq LIMIT ?");
+        self.tasks(&sql, vec![now_ms.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()])
+    }
+
+    fn earliest(&self) -> Result<Option<Key>> {
+        let sql = "SELECT id, seq, status, due_ms FROM _lumenize_alarms WHERE status != 'dead' ORDER BY due_ms, seq LIMIT 1";
+        let rows = self.with_table(|| self.exec.query(sql, vec![]))?;
+        rows.into_iter()
+            .next()
+            .map(|row| {
+                let mut c = Columns::new(row);
+                let (id, seq, status) = (c.text()?, c.int()?, c.text()?);
+                let status = Status::parse(&status).ok_or_else(|| corrupt(&id, "status"))?;
+                Ok(Key { id, seq, status, due_ms: c.int()? })
+            })
+            .transpose()
+    }
+
+    fn remove(&self, id: &str) -> Result<Option<Scheduled>> {
+        Ok(self.tasks(&format!("DELETE FROM _lumenize_alarms WHERE id = ? RETURNING {COLUMNS}"), vec![id.into()])?.into_iter().next())
+    }
+
+    fn requeue(&self, id: &str, due_ms: i64) -> Result<Option<Scheduled>> {
+        let sql = format!(
+            "UPDATE _lumenize_alarms SET status = 'pending', attempts = 0, due_ms = ? WHERE id = ? AND status = 'dead' RETURNING {COLUMNS}"
+        );
+        Ok(self.tasks(&sql, vec![due_ms.into(), id.into()])?.into_iter().next())
+    }
+
+    fn change(&self, key: &Key, change: &Change) -> Result<bool> {
+        let (sql, mut args): (String, Vec<Value>) = match change {
+            Change::Claim => (format!("UPDATE _lumenize_alarms SET status = 'running', attempts = attempts + 1 {KEYED}"), vec![]),
+            Change::Remove => (format!("DELETE FROM _lumenize_alarms {KEYED}"), vec![]),
+            Change::Advance { due_ms } => (
+                format!("UPDATE _lumenize_alarms SET due_ms = ?, tick_ms = ?, status = 'pending', attempts = 0, last_error = NULL {KEYED}"),
+                vec![(*due_ms).into(), (*due_ms).into()],
+            ),
+            Change::Retry { due_ms, error } => (
+                format!("UPDATE _lumenize_alarms SET due_ms = ?, status = 'pending', last_error = ? {KEYED}"),
+                vec![(*due_ms).into(), error.as_str().into()],
+            ),
+            Change::Kill { error } => {
+                (format!("UPDATE _lumenize_alarms SET status = 'dead', last_error = ? {KEYED}"), vec![error.as_str().into()])
+            }
+        };
+        args.extend(key_values(key));
+        Ok(self.write(&sql, args)? > 0)
+    }
+
+    fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {
+        self.write(
+            "UPDATE _lumenize_alarms SET status = 'dead', last_error = ? WHERE status != 'dead' AND due_ms > ?",
+            vec![error.into(), max_ms.into()],
+        )
+    }
+
+    fn recreated(&self) -> u64 {
+        self.recreated.get()
+    }
+}
+
+impl<E: Exec> SqlStore<E> {
+    fn flush(&self, json: &mut String, keep_existing: bool) -> Result<()> {
+        if json.len() > 1 {
+            json.push(']');
+            self.insert_batch(json, keep_existing)?;
+        }
+        json.clear();
+        json.push('[');
+        Ok(())
+    }
+}

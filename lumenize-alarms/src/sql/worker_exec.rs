@@ -1,0 +1,47 @@
+//! [`Exec`] over a Durable Object's `worker::SqlStorage`.
+
+use worker::{SqlStorage, SqlStorageValue};
+
+use crate::error::{Error, Result};
+use crate::sql::exec::{Exec, Value};
+
+fn storage(e: worker::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+fn bind(args: Vec<Value>) -> Vec<SqlStorageValue> {
+    args.into_iter()
+        .map(|v| match v {
+            Value::Null => SqlStorageValue::Null,
+            Value::Integer(i) => SqlStorageValue::Integer(i),
+            Value::Text(s) => SqlStorageValue::String(s),
+        })
+        .collect()
+}
+
+fn read(v: SqlStorageValue) -> Value {
+    match v {
+        SqlStorageValue::Integer(i) => Value::Integer(i),
+        SqlStorageValue::String(s) => Value::Text(s),
+        SqlStorageValue::Boolean(b) => Value::Integer(i64::from(b)),
+        // JavaScript numbers outside the safe-integer range; the scheduler's fit inside it.
+        #[allow(clippy::cast_possible_truncation)]
+        SqlStorageValue::Float(f) => Value::Integer(f as i64),
+        SqlStorageValue::Null | SqlStorageValue::Blob(_) => Value::Null,
+    }
+}
+
+impl Exec for SqlStorage {
+    fn query(&self, sql: &str, args: Vec<Value>) -> Result<Vec<Vec<Value>>> {
+        let cursor = self.exec(sql, bind(args)).map_err(storage)?;
+        cursor.raw().map(|row| row.map(|values| values.into_iter().map(read).collect()).map_err(storage)).collect()
+    }
+
+    fn execute(&self, sql: &str, args: Vec<Value>) -> Result<usize> {
+        Ok(self.exec(sql, bind(args)).map_err(storage)?.rows_written())
+    }
+
+    fn script(&self, sql: &str) -> Result<()> {
+        self.exec(sql, None).map(drop).map_err(storage)
+    }
+}

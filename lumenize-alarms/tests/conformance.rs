@@ -1,0 +1,200 @@
+//! One suite for every [`Store`]: the reference `MemoryStore` and the real `SqlStore` (the
+//! statements that run in a Durable Object, here on a native SQLite limited to 2 MB values
+//! like a Durable Object's). Each test is stamped out once per store.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod support;
+
+use lumenize_alarms::core::{Change, Filter, Key, Store};
+use lumenize_alarms::{Kind, MissedTicks, RetryPolicy, Schedule, Scheduled, Status};
+use support::Fresh;
+
+fn task(id: &str, due_ms: i64) -> Scheduled {
+    Scheduled {
+        id: id.to_owned(),
+        seq: 0,
+        schedule: Schedule::Once,
+        due_ms,
+        tick_ms: due_ms,
+        payload: format!("\"{id}\""),
+        status: Status::Pending,
+        attempts: 0,
+        retry: RetryPolicy::default(),
+        missed: MissedTicks::Skip,
+        last_error: None,
+        created_ms: 7,
+    }
+}
+
+fn ids(tasks: &[Scheduled]) -> Vec<&str> {
+    tasks.iter().map(|t| t.id.as_str()).collect()
+}
+
+fn get<S: Store>(store: &S, id: &str) -> Scheduled {
+    store.get(id).unwrap().unwrap_or_else(|| panic!("{id} is not stored"))
+}
+
+fn every_field_round_trips<S: Fresh>() {
+    let store = S::fresh();
+    let tasks = [
+        Scheduled {
+            schedule: Schedule::Cron { expr: "0 3 * * *".into(), zone: Some("Europe/Paris".into()) },
+            retry: RetryPolicy { max_attempts: 9, initial_backoff_ms: 12, factor: 3, max_backoff_ms: 999 },
+            missed: MissedTicks::Burst,
+            payload: r#"{"a":[1,"two",{"three":null}],"quote":"\"","unicode":"é✓"}"#.into(),
+            ..task("cron", 100)
+        },
+        Scheduled { schedule: Schedule::Every { interval_ms: 250 }, ..task("every", 200) },
+        Scheduled { schedule: Schedule::Cron { expr: "*/5 * * * * *".into(), zone: None }, ..task("utc", 300) },
+    ];
+    store.insert(&tasks[0], false).unwrap();
+    store.insert_all(&tasks[1..], false).unwrap();
+    for t in &tasks {
+        let stored = get(&*store, &t.id);
+        assert_eq!(Scheduled { seq: 0, ..stored }, *t);
+    }
+}
+
+fn inserts_take_fresh_sequence_numbers<S: Fresh>() {
+    let store = S::fresh();
+    let a = store.insert(&task("a", 5), false).unwrap().unwrap();
+    let b = store.insert(&task("b", 5), false).unwrap().unwrap();
+    assert!(b > a);
+    let again = store.insert(&task("a", 9), false).unwrap().unwrap();
+    assert!(again > b, "a replaced task takes a new sequence number");
+    assert_eq!((get(&*store, "a").seq, get(&*store, "a").due_ms), (again, 9));
+    assert_eq!(store.insert(&task("a", 1), true).unwrap(), None, "keep_existing keeps the stored task");
+    assert_eq!(get(&*store, "a").due_ms, 9);
+    store.remove("b").unwrap();
+    let c = store.insert(&task("c", 5), false).unwrap().unwrap();
+    assert!(c > again, "numbers are never reused");
+}
+
+fn insert_all_stores_in_order_like_one_by_one<S: Fresh>() {
+    let store = S::fresh();
+    store.insert(&task("x", 1), false).unwrap();
+    let batch = [task("a", 10), task("x", 10), task("b", 10), task("a", 10)];
+    store.insert_all(&batch, false).unwrap();
+    let due = store.due(10, 10).unwrap();
+    assert_eq!(ids(&due), ["x", "b", "a"], "replacements take new numbers in batch order; the last of a repeated id wins");
+    store.insert_all(&[task("x", 0), task("c", 10), task("c", 0)], true).unwrap();
+    assert_eq!(get(&*store, "x").due_ms, 10, "keep_existing keeps the stored one");
+    assert_eq!(get(&*store, "c").due_ms, 10, "keep_existing: the first of a repeated id wins");
+    store.insert_all(&[], false).unwrap();
+}
+
+fn insert_all_takes_any_number_and_size_of_tasks<S: Fresh>() {
+    // 3,000 tasks of 1 kB (3 MB, more than one statement may bind in a Durable Object), and
+    // one whose JSON alone is over a megabyte (quotes double in JSON text).
+    let store = S::fresh();
+    let mut tasks: Vec<Scheduled> =
+        (0..3_000).map(|i| Scheduled { payload: format!("\"{}\"", "p".repeat(1_000)), ..task(&format!("t{i:04}"), i) }).collect();
+    tasks.insert(1_500, Scheduled { payload: format!("\"{}\"", "\\\"".repeat(400_000)), ..task("quotes", 1_500) });
+    store.insert_all(&tasks, false).unwrap();
+    let all = store.list(&Filter::default()).unwrap();
+    assert_eq!(all.len(), 3_001);
+    let seqs: Vec<i64> = tasks.iter().map(|t| get(&*store, &t.id).seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence numbers follow the batch order");
+    assert_eq!(get(&*store, "quotes").payload, tasks[1_500].payload);
+}
+
+fn due_is_live_tasks_in_order_up_to_the_limit<S: Fresh>() {
+    let store = S::fresh();
+    for (id, due) in [("late", 50), ("b", 10), ("a", 10), ("dead", 0), ("run", 5)] {
+        store.insert(&task(id, due), false).unwrap();
+    }
+    let dead = get(&*store, "dead");
+    store.change(&Key::of(&dead), &Change::Kill { error: "x".into() }).unwrap();
+    let run = get(&*store, "run");
+    store.change(&Key::of(&run), &Change::Claim).unwrap();
+    assert_eq!(ids(&store.due(10, 10).unwrap()), ["run", "b", "a"]);
+    assert_eq!(ids(&store.due(10, 2).unwrap()), ["run", "b"]);
+    assert_eq!(ids(&store.due(4, 10).unwrap()), Vec::<&str>::new());
+    assert_eq!(store.due(100, 0).unwrap(), vec![]);
+    let head = store.earliest().unwrap().unwrap();
+    assert_eq!((head.id.as_str(), head.status, head.due_ms), ("run", Status::Running, 5));
+}
+
+fn changes_apply_only_to_the_instance_read<S: Fresh>() {
+    let store = S::fresh();
+    store.insert(&task("t", 10), false).unwrap();
+    let t = get(&*store, "t");
+    let key = Key::of(&t);
+    for stale in [Key { seq: t.seq + 1, ..key.clone() }, Key { status: Status::Running, ..key.clone() }, Key { due_ms: 11, ..key.clone() }] {
+        assert!(!store.change(&stale, &Change::Claim).unwrap(), "{stale:?}");
+    }
+    assert!(store.change(&key, &Change::Claim).unwrap());
+    let running = get(&*store, "t");
+    assert_eq!((running.status, running.attempts), (Status::Running, 1));
+    assert!(!store.change(&key, &Change::Claim).unwrap(), "claimed twice");
+    let key = Key::of(&running);
+    assert!(store.change(&key, &Change::Retry { due_ms: 40, error: "e1".into() }).unwrap());
+    let retried = get(&*store, "t");
+    assert_eq!((retried.status, retried.due_ms, retried.tick_ms, retried.attempts), (Status::Pending, 40, 10, 1));
+    assert_eq!(retried.last_error.as_deref(), Some("e1"));
+    let key = Key::of(&retried);
+    store.change(&key, &Change::Claim).unwrap();
+    let key = Key { status: Status::Running, ..key };
+    assert!(store.change(&key, &Change::Advance { due_ms: 70 }).unwrap());
+    let advanced = get(&*store, "t");
+    assert_eq!((advanced.due_ms, advanced.tick_ms, advanced.attempts, advanced.last_error.as_deref()), (70, 70, 0, None));
+    assert!(store.change(&Key::of(&advanced), &Change::Kill { error: "gone".into() }).unwrap());
+    let dead = get(&*store, "t");
+    assert_eq!((dead.status, dead.last_error.as_deref()), (Status::Dead, Some("gone")));
+    assert!(store.change(&Key::of(&dead), &Change::Remove).unwrap());
+    assert_eq!(store.get("t").unwrap(), None);
+}
+
+fn remove_and_requeue_return_the_task<S: Fresh>() {
+    let store = S::fresh();
+    store.insert(&task("t", 10), false).unwrap();
+    let t = get(&*store, "t");
+    assert_eq!(store.requeue("t", 99).unwrap(), None, "only dead tasks are requeued");
+    store.change(&Key::of(&t), &Change::Kill { error: "e".into() }).unwrap();
+    let back = store.requeue("t", 99).unwrap().unwrap();
+    assert_eq!((back.status, back.due_ms, back.attempts, back.last_error.as_deref()), (Status::Pending, 99, 0, Some("e")));
+    assert_eq!(store.remove("t").unwrap(), Some(back));
+    assert_eq!(store.remove("t").unwrap(), None);
+    assert_eq!(store.requeue("t", 1).unwrap(), None);
+}
+
+fn list_filters_and_limits<S: Fresh>() {
+    let store = S::fresh();
+    store.insert(&task("once", 30), false).unwrap();
+    store.insert(&Scheduled { schedule: Schedule::Every { interval_ms: 5 }, ..task("every", 10) }, false).unwrap();
+    store.insert(&Scheduled { schedule: Schedule::Cron { expr: "* * * * *".into(), zone: None }, ..task("cron", 20) }, false).unwrap();
+    let cron = get(&*store, "cron");
+    store.change(&Key::of(&cron), &Change::Kill { error: "e".into() }).unwrap();
+    let list = |f: Filter| ids(&store.list(&f).unwrap()).into_iter().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(list(Filter::default()), ["every", "cron", "once"]);
+    assert_eq!(list(Filter::default().kind(Kind::Every)), ["every"]);
+    assert_eq!(list(Filter::default().status(Status::Dead)), ["cron"]);
+    assert_eq!(list(Filter::default().due_between(10, 30)), ["every", "cron"]);
+    assert_eq!(list(Filter::default().limit(1)), ["every"]);
+    assert_eq!(list(Filter::default().limit(0)), Vec::<String>::new());
+}
+
+fn kill_after_makes_out_of_range_tasks_dead<S: Fresh>() {
+    let store = S::fresh();
+    for (id, due) in [("ok", 100), ("edge", 1_000), ("far", 1_001), ("farther", 5_000)] {
+        store.insert(&task(id, due), false).unwrap();
+    }
+    assert_eq!(store.kill_after(1_000, "out of range").unwrap(), 2);
+    let dead = store.list(&Filter::default().status(Status::Dead)).unwrap();
+    assert_eq!(ids(&dead), ["far", "farther"]);
+    assert!(dead.iter().all(|t| t.last_error.as_deref() == Some("out of range")));
+    assert_eq!(store.kill_after(1_000, "again").unwrap(), 0, "dead tasks stay as they are");
+    assert_eq!(store.earliest().unwrap().map(|k| k.id), Some("ok".to_owned()));
+}
+
+for_each_store!(
+    every_field_round_trips,
+    inserts_take_fresh_sequence_numbers,
+    insert_all_stores_in_order_like_one_by_one,
+    insert_all_takes_any_number_and_size_of_tasks,
+    due_is_live_tasks_in_order_up_to_the_limit,
+    changes_apply_only_to_the_instance_read,
+    remove_and_requeue_return_the_task,
+    list_filters_and_limits,
+    kill_after_makes_out_of_range_tasks_dead,
+);

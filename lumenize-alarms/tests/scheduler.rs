@@ -1,0 +1,591 @@
+//! The scheduler core on examples, where a property says it badly: each test names the
+//! guarantee it holds (GUARANTEES.md) and runs over both stores unless it is about SQL.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod support;
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::Rc;
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use lumenize_alarms::core::{Event, NativeAlarm, Scheduler, SimulatedAlarm, Store, MAX_TIME_MS};
+use lumenize_alarms::sql::Exec;
+use lumenize_alarms::{Error, Filter, MissedTicks, Options, RetryPolicy, RunReport, Scheduled, Status, When};
+use support::{block_on, done, ready, Fresh, HandlerFut};
+
+const BASE: i64 = 1_700_000_000_000;
+
+struct Fixture<S: Store> {
+    sched: Scheduler<Rc<S>>,
+    alarm: SimulatedAlarm,
+}
+
+impl<S: Fresh> Fixture<S> {
+    fn new() -> Self {
+        Fixture { sched: Scheduler::new(S::fresh()), alarm: SimulatedAlarm::default() }
+    }
+}
+
+impl<S: Store> Fixture<S> {
+    fn sched(&self, now: i64, when: When, id: &str, opts: Options) -> Scheduled {
+        self.payload(now, when, id, opts, "0")
+    }
+
+    fn payload(&self, now: i64, when: When, id: &str, opts: Options, payload: &str) -> Scheduled {
+        let opts = Options { id: Some(id.to_owned()), ..opts };
+        done(self.sched.schedule(&self.alarm, now, &when, payload.into(), &opts, || unreachable!())).unwrap()
+    }
+
+    fn run_at<F>(&self, now: i64, limit: usize, mut handler: F) -> RunReport
+    where
+        F: FnMut(u64, Scheduled) -> HandlerFut,
+    {
+        done(self.sched.run_due(&self.alarm, &|| now, None, limit, |n: u64, t: Scheduled| handler(n, t))).unwrap()
+    }
+
+    fn get(&self, id: &str) -> Option<Scheduled> {
+        self.sched.store().get(id).unwrap()
+    }
+}
+
+/// Guarantee 4: "the next tick is computed from the *scheduled* time of the one that ran",
+/// also when that occurrence needed a retry. An interval task due at 1 000 on a 1 000 ms
+/// grid fails once, is retried at 1 300 and succeeds: its next tick is 2 000, on the grid.
+fn an_interval_task_stays_on_its_grid_after_a_retry<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    let policy = RetryPolicy::attempts(3).backoff(Duration::from_millis(300), Duration::from_secs(1));
+    f.sched(0, When::every(Duration::from_secs(1)).unwrap(), "beat", Options::default().retry(policy));
+    f.run_at(1_000, 10, |_, _| ready(Err("flaky".into())));
+    assert_eq!(f.get("beat").unwrap().due_ms, 1_300, "retried after the backoff");
+    f.run_at(1_300, 10, |_, _| ready(Ok(())));
+    assert_eq!(f.get("beat").unwrap().due_ms, 2_000, "next tick from the scheduled 1 000, not the retry at 1 300");
+}
+
+/// Guarantees 1 and 3: same-time tasks run FIFO, nothing runs a millisecond early, and a
+/// task that a handler schedules for "now" runs in the same call, after the others.
+fn same_time_tasks_run_in_insertion_order_and_never_early<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    for id in ["c", "a", "b"] {
+        f.sched(100, When::after(Duration::ZERO), id, Options::default());
+    }
+    f.sched(0, When::at_unix_ms(100), "d", Options::default());
+    f.sched(0, When::at_unix_ms(101), "late", Options::default());
+    let ran = RefCell::new(Vec::new());
+    let report = f.run_at(100, 10, |_, t| {
+        if t.id == "c" {
+            f.sched(100, When::after(Duration::ZERO), "new", Options::default());
+        }
+        ran.borrow_mut().push(t.id);
+        ready(Ok(()))
+    });
+    assert_eq!(ran.take(), ["c", "a", "b", "d", "new"]);
+    assert_eq!((report.succeeded, report.more_due), (5, false));
+    assert_eq!(f.sched.store().earliest().unwrap().map(|k| k.due_ms), Some(101));
+    assert_eq!(f.alarm.armed(), Some(101), "the run ends by arming the next task");
+}
+
+/// Guarantee 6: a crash mid-handler leaves the task running in storage; the next run (in a
+/// restarted object) counts the cut-short attempt as failed, retries after the backoff, and
+/// the handler runs again with its attempt number. Only the task that was running is
+/// charged: the others of its batch are untouched.
+fn a_crash_mid_handler_reruns_the_task_and_counts_the_attempt<S: Fresh>() {
+    let store = S::fresh();
+    let f = Fixture { sched: Scheduler::new(store.clone()), alarm: SimulatedAlarm::default() };
+    let policy = RetryPolicy::attempts(3).backoff(Duration::from_millis(50), Duration::from_secs(1));
+    f.sched(0, When::at_unix_ms(10), "x", Options::default().retry(policy));
+    f.sched(0, When::at_unix_ms(10), "y", Options::default());
+    let crashed = block_on(f.sched.run_due(&f.alarm, &|| 10, None, 5, |_: u64, _| HandlerFut { result: None, yields: 0 }));
+    assert!(crashed.is_none());
+    let t = f.get("x").unwrap();
+    assert_eq!((t.status, t.attempts), (Status::Running, 1));
+    let y = f.get("y").unwrap();
+    assert_eq!((y.status, y.attempts), (Status::Pending, 0), "a task of the batch that never started is not charged");
+
+    let f = Fixture { sched: Scheduler::new(store), alarm: f.alarm }; // the object restarted
+    let ran = RefCell::new(Vec::new());
+    let report = f.run_at(20, 5, |_, t| {
+        ran.borrow_mut().push(t.id);
+        ready(Ok(()))
+    });
+    assert_eq!((report.interrupted, report.retrying, report.succeeded), (1, 1, 1));
+    assert_eq!(ran.take(), ["y"], "x waits for its backoff");
+    let t = f.get("x").unwrap();
+    assert_eq!((t.status, t.attempts, t.due_ms), (Status::Pending, 1, 70));
+    assert!(t.last_error.unwrap().contains("cut short"));
+
+    let seen = Cell::new(0);
+    let report = f.run_at(70, 5, |_, t| {
+        seen.set(t.attempts);
+        ready(Ok(()))
+    });
+    assert_eq!((report.succeeded, seen.get()), (1, 2));
+    assert_eq!(f.get("x"), None);
+}
+
+/// Guarantee 6 with a panic instead of a crash: the in-flight entry is released as the
+/// handler unwinds, so the next run treats the attempt as cut short.
+fn a_panicking_handler_counts_as_a_cut_short_attempt<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    f.sched(0, When::at_unix_ms(0), "p", Options::default().retry(RetryPolicy::none()));
+    f.sched(0, When::at_unix_ms(0), "q", Options::default());
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        f.run_at(5, 5, |_, _| -> HandlerFut { panic!("handler panics on purpose") })
+    }));
+    assert!(unwound.is_err());
+    let ran = RefCell::new(Vec::new());
+    let report = f.run_at(6, 5, |_, t| {
+        ran.borrow_mut().push(t.id);
+        ready(Ok(()))
+    });
+    assert_eq!((report.interrupted, report.died, report.succeeded), (1, 1, 1));
+    assert_eq!(ran.take(), ["q"]);
+    let p = f.get("p").unwrap();
+    assert_eq!(p.status, Status::Dead);
+    assert!(p.last_error.unwrap().contains("cut short"));
+}
+
+/// Guarantee 6 as the adapter's panic hook records it: the running task's attempt fails
+/// with the panic message at once.
+fn the_panic_hook_records_the_running_attempt_as_failed<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    let policy = RetryPolicy::attempts(2).backoff(Duration::from_millis(100), Duration::from_secs(1));
+    f.sched(0, When::at_unix_ms(0), "p", Options::default().retry(policy));
+    let mut run = Box::pin(f.sched.run_due(&f.alarm, &|| 5, None, 5, |_: u64, _| HandlerFut { result: None, yields: 0 }));
+    assert!(run.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
+    f.sched.fail_in_flight(7, "boom");
+    drop(run);
+    let p = f.get("p").unwrap();
+    assert_eq!((p.status, p.due_ms, p.last_error.as_deref()), (Status::Pending, 107, Some("the handler panicked: boom")));
+}
+
+/// Guarantee 6, the other way: a task whose handler is still running in this isolate is not
+/// mistaken for a crashed one by a second run (the test hook while an alarm runs).
+fn a_second_run_leaves_an_in_flight_task_alone<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    f.sched(0, When::at_unix_ms(0), "slow", Options::default());
+    let five = || 5;
+    let mut first = Box::pin(f.sched.run_due(&f.alarm, &five, None, 5, |_: u64, _| HandlerFut { result: Some(Ok(())), yields: 2 }));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(first.as_mut().poll(&mut cx).is_pending());
+    let second = f.run_at(5, 5, |_, _| panic!("must not run the in-flight task"));
+    assert_eq!(second, RunReport { more_due: true, ..RunReport::default() });
+    assert_eq!(f.get("slow").unwrap().status, Status::Running);
+    let report = done(first).unwrap();
+    assert_eq!((report.succeeded, report.interrupted), (1, 0));
+    assert_eq!(f.get("slow"), None);
+}
+
+/// Guarantee 7: a payload that no longer deserialises goes dead with a decode error, and
+/// the tasks around it run.
+fn an_undecodable_payload_goes_dead_and_the_others_run<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    f.sched(0, When::at_unix_ms(1), "before", Options::default());
+    f.payload(0, When::at_unix_ms(2), "old", Options::default(), r#"{"Ping":{"n":1}}"#);
+    f.sched(0, When::at_unix_ms(3), "after", Options::default());
+    let ran = RefCell::new(Vec::new());
+    let report = f.run_at(10, 10, |_, t| {
+        ran.borrow_mut().push(t.id);
+        ready(Ok(()))
+    });
+    assert_eq!(ran.take(), ["before", "after"]);
+    assert_eq!((report.succeeded, report.died), (2, 1));
+    let dead = f.sched.store().list(&Filter::default().status(Status::Dead)).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 0, "the handler never ran");
+    let err = dead[0].last_error.as_deref().unwrap();
+    assert!(err.starts_with(&Error::Decode { id: "old".into(), reason: String::new() }.to_string()), "{err}");
+}
+
+/// Guarantee 8: a handler that reschedules its own id keeps the new schedule, whether it
+/// then returns `Ok` or `Err`; one that schedules a due task gets it run.
+fn a_handler_rescheduling_itself_is_not_lost<S: Fresh>() {
+    for result in [Ok(()), Err("after rescheduling".to_owned())] {
+        let f = Fixture::<S>::new();
+        f.sched(0, When::at_unix_ms(0), "self", Options::default());
+        let ran = RefCell::new(Vec::new());
+        f.run_at(0, 1, |_, t| {
+            f.sched(0, When::at_unix_ms(500), "self", Options::default());
+            f.sched(0, When::after(Duration::ZERO), "child", Options::default());
+            ran.borrow_mut().push(t.id);
+            ready(result.clone())
+        });
+        let t = f.get("self").unwrap();
+        assert_eq!((t.due_ms, t.status, t.attempts, t.last_error), (500, Status::Pending, 0, None), "{result:?}");
+        assert_eq!(f.get("child").unwrap().status, Status::Pending);
+        f.run_at(0, 5, |_, t| {
+            ran.borrow_mut().push(t.id);
+            ready(Ok(()))
+        });
+        assert_eq!(ran.take(), ["self", "child"]);
+    }
+}
+
+/// Guarantee 9: many due tasks are worked through `limit` at a time, each call reporting
+/// truthfully whether more are due, in order, without loss; batches are read a bounded
+/// number at a time.
+fn bounded_calls_drain_many_due_tasks_in_order<S: Fresh>() {
+    const N: usize = 600;
+    let f = Fixture::<S>::new();
+    let tasks = (0..N).map(|i| (When::at_unix_ms(i64::try_from(i % 7).unwrap()), i.to_string(), Options::id(format!("id{i:04}"))));
+    done(f.sched.schedule_many(&f.alarm, 0, tasks, || unreachable!())).unwrap();
+    let ran = RefCell::new(Vec::new());
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        let before = ran.borrow().len();
+        let report = f.run_at(10, 64, |n, _| {
+            ran.borrow_mut().push(n);
+            ready(Ok(()))
+        });
+        assert!(ran.borrow().len() - before <= 64);
+        assert_eq!(report.more_due, ran.borrow().len() < N);
+        if !report.more_due {
+            break;
+        }
+    }
+    assert_eq!(calls, N.div_ceil(64));
+    let mut want: Vec<u64> = (0..N as u64).collect();
+    want.sort_by_key(|i| (i % 7, *i));
+    assert_eq!(ran.take(), want);
+}
+
+/// Guarantees 5 and 11: out of attempts, a task is dead with its last error, listed,
+/// requeueable; `cancel` returns what it removed; keep-existing leaves the stored one.
+fn dead_tasks_are_kept_listed_and_requeueable<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    let policy = RetryPolicy::attempts(2).backoff(Duration::from_millis(100), Duration::from_secs(1));
+    f.sched(0, When::at_unix_ms(0), "d", Options::default().retry(policy));
+    let fail = |_: u64, t: Scheduled| ready(Err(format!("failure {}", t.attempts)));
+    assert_eq!(f.run_at(0, 5, fail).retrying, 1);
+    assert_eq!(f.get("d").unwrap().due_ms, 100);
+    assert_eq!(f.run_at(99, 5, fail), RunReport::default(), "not before the backoff");
+    assert_eq!(f.run_at(100, 5, fail).died, 1);
+    let dead = f.sched.store().list(&Filter::default().status(Status::Dead)).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].attempts, dead[0].last_error.as_deref()), (2, Some("failure 2")));
+    assert_eq!(f.sched.store().earliest().unwrap(), None, "a dead task arms no alarm");
+    assert_eq!(f.alarm.armed(), None, "the run that killed the last task left no alarm");
+
+    let kept = f.sched(200, When::at_unix_ms(0), "d", Options::default().keep_existing());
+    assert_eq!(kept, dead[0]);
+
+    let back = done(f.sched.requeue(&f.alarm, 300, "d")).unwrap();
+    assert_eq!((back.status, back.due_ms, back.attempts), (Status::Pending, 300, 0));
+    assert_eq!(f.alarm.armed(), Some(301), "a requeued task is armed for at once");
+    assert_eq!(f.run_at(300, 5, |_, _| ready(Ok(()))).succeeded, 1);
+    assert!(matches!(done(f.sched.requeue(&f.alarm, 300, "d")), Err(Error::NotFound(_))));
+    f.sched(0, When::at_unix_ms(5), "live", Options::default());
+    assert!(matches!(done(f.sched.requeue(&f.alarm, 300, "live")), Err(Error::NotDead(_))));
+
+    let x = f.sched(0, When::at_unix_ms(5), "x", Options::default());
+    assert_eq!(f.sched.cancel("x").unwrap(), Some(x));
+    assert_eq!(f.sched.cancel("x").unwrap(), None);
+}
+
+/// Guarantee 4, missed ticks: after a late run, `Skip` resumes at the first tick after now
+/// and `Burst` runs each missed tick; cron ticks advance likewise on the second.
+fn missed_ticks_skip_or_burst<S: Fresh>() {
+    for (missed, want) in [(MissedTicks::Skip, vec![1_000, 3_500]), (MissedTicks::Burst, vec![1_000, 1_500, 2_000, 2_500, 3_000, 3_500])] {
+        let f = Fixture::<S>::new();
+        f.sched(500, When::every(Duration::from_millis(500)).unwrap(), "i", Options::default().missed(missed));
+        let seen = RefCell::new(Vec::new());
+        for _ in 0..10 {
+            f.run_at(3_200, 1, |_, t| {
+                seen.borrow_mut().push(t.due_ms);
+                ready(Ok(()))
+            });
+        }
+        f.run_at(3_500, 10, |_, t| {
+            seen.borrow_mut().push(t.due_ms);
+            ready(Ok(()))
+        });
+        assert_eq!(seen.take(), want, "{missed:?}");
+        assert_eq!(f.get("i").unwrap().due_ms, 4_000);
+    }
+    let f = Fixture::<S>::new();
+    f.sched(BASE, When::cron("*/2 * * * * *").unwrap(), "c", Options::default().missed(MissedTicks::Burst));
+    assert_eq!(f.get("c").unwrap().due_ms, BASE + 2_000);
+    f.run_at(BASE + 7_123, 1, |_, _| ready(Ok(())));
+    assert_eq!(f.get("c").unwrap().due_ms, BASE + 4_000);
+}
+
+/// Guarantees 2 and 14: a burst of schedules writes the native alarm once, in due order or
+/// through `schedule_many`; the alarm is read once per object start, not per schedule; a
+/// zero-delay task arms it just ahead of now.
+fn a_burst_reads_and_writes_the_alarm_once<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    for i in 0..100 {
+        f.sched(BASE, When::at_unix_ms(BASE + 10 + i), &format!("t{i}"), Options::default());
+    }
+    assert_eq!((f.alarm.reads(), f.alarm.writes(), f.alarm.armed()), (1, 1, Some(BASE + 10)));
+    let many = (0..1_000).map(|i| (When::after(Duration::ZERO), i.to_string(), Options::default()));
+    let ids = done(f.sched.schedule_many(&f.alarm, BASE, many, || format!("g{}", rand_suffix()))).unwrap();
+    assert_eq!(ids.len(), 1_000);
+    assert_eq!((f.alarm.reads(), f.alarm.writes(), f.alarm.armed()), (1, 2, Some(BASE + 1)), "overdue: armed at now + 1");
+    assert_eq!(done(f.sched.schedule_many(&f.alarm, BASE, Vec::new(), || unreachable!())).unwrap(), Vec::<String>::new());
+    assert_eq!(f.alarm.writes(), 2);
+}
+
+fn rand_suffix() -> u64 {
+    thread_local!(static N: Cell<u64> = const { Cell::new(0) });
+    N.with(|n| n.replace(n.get() + 1))
+}
+
+/// Guarantee 10: the first read after a start re-arms an alarm that was lost, is in the
+/// past, or is later than the earliest task; one that is right is left alone. Nothing is
+/// written while a run is under way; a run ends by arming exactly, or deleting the alarm.
+fn the_first_read_after_a_start_repairs_the_alarm<S: Fresh>() {
+    let store = S::fresh();
+    let f = Fixture { sched: Scheduler::new(store.clone()), alarm: SimulatedAlarm::default() };
+    f.sched(BASE, When::at_unix_ms(BASE + 500), "t", Options::default());
+    for (armed, want) in [(None, Some(BASE + 500)), (Some(BASE - 1), Some(BASE + 500)), (Some(BASE + 900), Some(BASE + 500)), (Some(BASE + 200), Some(BASE + 200))] {
+        let alarm = SimulatedAlarm::default();
+        if let Some(t) = armed {
+            done(alarm.set(t)).unwrap();
+        }
+        let restarted = Scheduler::new(store.clone());
+        assert_eq!(done(restarted.armed(&alarm, BASE)).unwrap(), want, "armed {armed:?}");
+        assert_eq!(alarm.armed(), want);
+        assert_eq!(done(restarted.armed(&alarm, BASE)).unwrap(), want, "remembered");
+        assert_eq!(alarm.reads(), 1, "read once");
+    }
+    f.run_at(BASE + 500, 10, |_, _| ready(Ok(())));
+    assert_eq!(f.alarm.armed(), None, "nothing pending: the alarm is deleted");
+}
+
+/// Guarantee 13: a stored task the runtime refuses to arm goes dead with the runtime's
+/// error, and the scheduler arms the next one; the object keeps working.
+fn a_task_the_runtime_refuses_to_arm_goes_dead_and_the_next_is_armed<S: Fresh>() {
+    let f = Fixture { sched: Scheduler::new(S::fresh()), alarm: SimulatedAlarm::refusing_after(BASE + 1_000) };
+    f.sched(BASE, When::at_unix_ms(BASE + 5_000), "far", Options::default());
+    let far = f.get("far").unwrap();
+    assert_eq!(far.status, Status::Dead);
+    assert!(far.last_error.as_deref().unwrap().contains("refused to arm"), "{far:?}");
+    f.sched(BASE, When::at_unix_ms(BASE + 500), "near", Options::default());
+    assert_eq!(f.alarm.armed(), Some(BASE + 500));
+    let ran = RefCell::new(Vec::new());
+    f.run_at(BASE + 500, 10, |_, t| {
+        ran.borrow_mut().push(t.id);
+        ready(Ok(()))
+    });
+    assert_eq!(ran.take(), ["near"]);
+}
+
+/// Guarantees 1 and 13 at the edge of the range: a retry or a next tick past what the
+/// runtime can arm makes the task dead with the reason; the test hook refuses a time out of
+/// range before running anything; the other tasks keep running.
+fn computed_times_past_the_range_make_the_task_dead<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    let huge = Duration::from_millis(10_000_000_000_000);
+    f.sched(BASE, When::at_unix_ms(BASE), "backoff", Options::default().retry(RetryPolicy::attempts(3).backoff(huge, huge)));
+    f.sched(BASE, When::every(Duration::from_secs(1)).unwrap(), "tick", Options::default());
+    f.sched(BASE, When::at_unix_ms(MAX_TIME_MS), "last", Options::default());
+    let out = done(f.sched.run_due(&f.alarm, &|| BASE, Some(MAX_TIME_MS + 1), 10, |_: u64, _| ready(Ok(()))));
+    assert!(matches!(out, Err(Error::TimeOutOfRange { .. })), "{out:?}");
+    assert_eq!(f.sched.store().list(&Filter::default().status(Status::Dead)).unwrap(), vec![], "nothing ran");
+    let report = done(f.sched.run_due(&f.alarm, &|| BASE, Some(MAX_TIME_MS), 10, |_: u64, t: Scheduled| {
+        ready(if t.id == "backoff" { Err("boom".into()) } else { Ok(()) })
+    }))
+    .unwrap();
+    assert_eq!((report.succeeded, report.died), (2, 2), "{report:?}");
+    let backoff = f.get("backoff").unwrap();
+    assert!(backoff.last_error.as_deref().unwrap().contains("no retry: time"), "{backoff:?}");
+    let tick = f.get("tick").unwrap();
+    assert_eq!(tick.status, Status::Dead, "{tick:?}");
+    assert_eq!(f.get("last"), None, "a task due at the last time runs");
+    f.sched(BASE, When::after(Duration::ZERO), "after", Options::default());
+    assert_eq!(f.run_at(BASE + 1, 10, |_, _| ready(Ok(()))).succeeded, 1, "the object still works");
+}
+
+/// Guarantee 13, input side: times, payloads and ids over their limits are refused before
+/// anything is stored, one at a time and in a batch.
+fn bad_input_is_refused_before_anything_is_written<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    let refuse = |when: When, payload: String, id: &str| {
+        done(f.sched.schedule(&f.alarm, BASE, &when, payload, &Options::id(id), || unreachable!())).unwrap_err()
+    };
+    assert!(matches!(refuse(When::at_unix_ms(MAX_TIME_MS + 1), "0".into(), "a"), Error::TimeOutOfRange { .. }));
+    assert!(matches!(refuse(When::at_unix_ms(253_402_300_799_999), "0".into(), "a"), Error::TimeOutOfRange { .. }));
+    assert!(matches!(refuse(When::after(Duration::from_secs(300 * 365 * 86_400)), "0".into(), "a"), Error::TimeOutOfRange { .. }));
+    let big = "1".repeat(lumenize_alarms::core::MAX_PAYLOAD_BYTES + 1);
+    assert!(matches!(refuse(When::after(Duration::ZERO), big, "a"), Error::TooLarge { what: "payload", .. }));
+    let long = "i".repeat(lumenize_alarms::core::MAX_ID_BYTES + 1);
+    assert!(matches!(refuse(When::after(Duration::ZERO), "0".into(), &long), Error::TooLarge { what: "id", .. }));
+    let batch = vec![
+        (When::after(Duration::ZERO), "0".to_owned(), Options::id("ok")),
+        (When::at_unix_ms(MAX_TIME_MS + 1), "0".to_owned(), Options::id("bad")),
+    ];
+    assert!(done(f.sched.schedule_many(&f.alarm, BASE, batch, || unreachable!())).is_err());
+    assert_eq!(f.sched.store().list(&Filter::default()).unwrap(), vec![], "nothing stored");
+    assert_eq!(f.alarm.writes(), 0, "nothing armed");
+}
+
+/// Lifecycle events: each step of a task is reported, with lateness, and the run's report
+/// sums the lateness.
+fn every_step_of_a_task_is_an_event<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let log = seen.clone();
+    f.sched.on_event(move |e| {
+        log.borrow_mut().push(match e {
+            Event::Scheduled(t) => format!("scheduled {}", t.id),
+            Event::Started { task, lateness_ms } => format!("started {} #{} late {lateness_ms}", task.id, task.attempts),
+            Event::Succeeded { task, next_ms } => format!("succeeded {} next {next_ms:?}", task.id),
+            Event::Retrying { task, error, next_ms } => format!("retrying {} ({error}) at {next_ms}", task.id),
+            Event::Dead { task, error } => format!("dead {} ({error})", task.id),
+            Event::CutShort { task, lateness_ms } => format!("cut short {} #{} late {lateness_ms}", task.id, task.attempts),
+            _ => "other".into(),
+        });
+    });
+    let policy = RetryPolicy::attempts(2).backoff(Duration::from_millis(10), Duration::from_millis(10));
+    f.sched(0, When::at_unix_ms(100), "t", Options::default().retry(policy));
+    let crashed = block_on(f.sched.run_due(&f.alarm, &|| 103, None, 5, |_: u64, _| HandlerFut { result: None, yields: 0 }));
+    assert!(crashed.is_none());
+    let restarted = Fixture { sched: Scheduler::new(f.sched.store().clone()), alarm: SimulatedAlarm::default() };
+    let log = seen.clone();
+    restarted.sched.on_event(move |e| {
+        if let Event::CutShort { task, lateness_ms } = e {
+            log.borrow_mut().push(format!("cut short {} #{} late {lateness_ms}", task.id, task.attempts));
+        }
+        if let Event::Dead { task, .. } = e {
+            log.borrow_mut().push(format!("dead {}", task.id));
+        }
+    });
+    let report = restarted.run_at(104, 5, |_, _| ready(Ok(())));
+    assert_eq!((report.interrupted, report.retrying), (1, 1));
+    let report = f.run_at(120, 5, |_, _| ready(Err("nope".into())));
+    assert_eq!((report.started, report.max_lateness_ms, report.total_lateness_ms, report.died), (1, 6, 6, 1));
+    assert_eq!(
+        seen.take(),
+        [
+            "scheduled t",
+            "started t #1 late 3",
+            "cut short t #1 late 4",
+            "started t #2 late 6",
+            "dead t (nope)",
+        ]
+    );
+}
+
+/// Opening repairs objects bricked by an earlier release: live tasks due after the range
+/// become dead with the reason, and the others are untouched.
+fn repair_kills_tasks_due_after_the_range<S: Fresh>() {
+    let store = S::fresh();
+    let mut bricked = Fixture { sched: Scheduler::new(store.clone()), alarm: SimulatedAlarm::refusing_after(i64::MAX) };
+    bricked.sched(BASE, When::at_unix_ms(BASE + 1), "ok", Options::default());
+    // What an earlier release stored: a time past the range, written straight to the store.
+    let mut old = bricked.get("ok").unwrap();
+    old.id = "year-9999".into();
+    old.due_ms = 253_402_300_799_999;
+    old.tick_ms = old.due_ms;
+    store.insert(&old, false).unwrap();
+    bricked.sched = Scheduler::new(store.clone());
+    assert_eq!(bricked.sched.repair().unwrap(), 1);
+    let dead = bricked.get("year-9999").unwrap();
+    assert_eq!(dead.status, Status::Dead);
+    assert!(dead.last_error.unwrap().contains("after the latest time the runtime can arm"));
+    assert_eq!(bricked.get("ok").unwrap().status, Status::Pending);
+}
+
+for_each_store!(
+    an_interval_task_stays_on_its_grid_after_a_retry,
+    same_time_tasks_run_in_insertion_order_and_never_early,
+    a_crash_mid_handler_reruns_the_task_and_counts_the_attempt,
+    a_panicking_handler_counts_as_a_cut_short_attempt,
+    the_panic_hook_records_the_running_attempt_as_failed,
+    a_second_run_leaves_an_in_flight_task_alone,
+    an_undecodable_payload_goes_dead_and_the_others_run,
+    a_handler_rescheduling_itself_is_not_lost,
+    bounded_calls_drain_many_due_tasks_in_order,
+    dead_tasks_are_kept_listed_and_requeueable,
+    missed_ticks_skip_or_burst,
+    a_burst_reads_and_writes_the_alarm_once,
+    the_first_read_after_a_start_repairs_the_alarm,
+    a_task_the_runtime_refuses_to_arm_goes_dead_and_the_next_is_armed,
+    computed_times_past_the_range_make_the_task_dead,
+    bad_input_is_refused_before_anything_is_written,
+    every_step_of_a_task_is_an_event,
+    repair_kills_tasks_due_after_the_range,
+);
+
+/// Guarantee 14 on the SQL store: `schedule_many` stores a thousand tasks in one statement
+/// (plus one read of the earliest), and running a task costs two small conditional
+/// statements (claim, complete) plus its share of the batch reads.
+#[test]
+fn sql_costs_one_statement_per_burst_and_two_per_task_run() {
+    let store = Rc::new(support::counting_store());
+    let sched = Scheduler::new(store.clone());
+    let alarm = SimulatedAlarm::default();
+    let statements = || store.exec().statements.get();
+    done(sched.schedule(&alarm, BASE, &When::after(Duration::ZERO), "0".into(), &Options::id("first"), || unreachable!())).unwrap();
+    let before = statements();
+    let many = (0..999).map(|i| (When::after(Duration::ZERO), i.to_string(), Options::id(format!("t{i:04}"))));
+    done(sched.schedule_many(&alarm, BASE, many, || unreachable!())).unwrap();
+    assert_eq!(statements() - before, 2, "one INSERT for the batch, and a read of the earliest task");
+    let before = statements();
+    done(sched.schedule(&alarm, BASE, &When::after(Duration::ZERO), "0".into(), &Options::id("one"), || unreachable!())).unwrap();
+    assert_eq!(statements() - before, 1, "one INSERT for a task");
+    let before = statements();
+    let report = done(sched.run_due(&alarm, &|| BASE, None, 1_001, |_: u64, _| ready(Ok(())))).unwrap();
+    assert_eq!(report.succeeded, 1_001);
+    let batches = 1_001usize.div_ceil(lumenize_alarms::core::FETCH);
+    // claim + remove per task; the batch reads (plus the empty one that ends the loop, or
+    // the more-due check); the earliest for the alarm at the end.
+    assert_eq!(statements() - before, 2 * 1_001 + batches + 1 + 1);
+}
+
+/// The SQL store migrates a table written by release 0.1 (schema version 1, JSON columns),
+/// and opening repairs its bricked rows.
+#[test]
+fn sql_store_migrates_a_version_1_table() {
+    let db = support::Sqlite::new();
+    db.script(
+        "CREATE TABLE _lumenize_alarms (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+            schedule TEXT NOT NULL, due_ms INTEGER NOT NULL, tick_ms INTEGER NOT NULL, payload TEXT NOT NULL, status TEXT NOT NULL,
+            attempts INTEGER NOT NULL, retry TEXT NOT NULL, missed TEXT NOT NULL, last_error TEXT, created_ms INTEGER NOT NULL);
+         CREATE INDEX _lumenize_alarms_live ON _lumenize_alarms (due_ms, seq) WHERE status != 'dead';
+         CREATE TABLE _lumenize_alarms_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+         INSERT INTO _lumenize_alarms_meta VALUES ('schema_version', 1);
+         INSERT INTO _lumenize_alarms VALUES (4, 'cron', 'cron', '{\"cron\":\"0 3 * * *\"}', 100, 100, '1', 'pending', 0,
+            '{\"max_attempts\":5,\"initial_backoff_ms\":10,\"factor\":3,\"max_backoff_ms\":99}', '\"burst\"', NULL, 7);
+         INSERT INTO _lumenize_alarms VALUES (9, 'every', 'every', '{\"every\":{\"interval_ms\":250}}', 200, 200, '2', 'dead', 3,
+            '{\"max_attempts\":3,\"initial_backoff_ms\":1000,\"factor\":2,\"max_backoff_ms\":300000}', '\"skip\"', 'boom', 8);
+         INSERT INTO _lumenize_alarms VALUES (12, 'y9999', 'once', '\"once\"', 253402300799999, 253402300799999, '3', 'pending', 0,
+            '{\"max_attempts\":3,\"initial_backoff_ms\":1000,\"factor\":2,\"max_backoff_ms\":300000}', '\"skip\"', NULL, 9);",
+    )
+    .unwrap();
+    let store = lumenize_alarms::sql::SqlStore::open(db).unwrap();
+    let cron = store.get("cron").unwrap().unwrap();
+    assert_eq!(cron.schedule, lumenize_alarms::Schedule::Cron { expr: "0 3 * * *".into(), zone: None });
+    assert_eq!((cron.seq, cron.due_ms, cron.missed), (4, 100, MissedTicks::Burst));
+    assert_eq!(cron.retry, RetryPolicy { max_attempts: 5, initial_backoff_ms: 10, factor: 3, max_backoff_ms: 99 });
+    let every = store.get("every").unwrap().unwrap();
+    assert_eq!((every.schedule, every.status, every.attempts), (lumenize_alarms::Schedule::Every { interval_ms: 250 }, Status::Dead, 3));
+    assert_eq!(every.last_error.as_deref(), Some("boom"));
+    let sched = Scheduler::new(store);
+    assert_eq!(sched.repair().unwrap(), 1);
+    assert_eq!(sched.store().get("y9999").unwrap().unwrap().status, Status::Dead);
+    let next = sched.store().insert(&Scheduled { id: "new".into(), ..cron }, false).unwrap().unwrap();
+    assert!(next > 12, "sequence numbers go on after the migrated ones");
+    let version = sched.store().exec().query("SELECT value FROM _lumenize_alarms_meta WHERE key = 'schema_version'", vec![]).unwrap();
+    assert_eq!(version, vec![vec![lumenize_alarms::sql::Value::Integer(lumenize_alarms::sql::SCHEMA_VERSION)]]);
+}
+
+/// The SQL store creates its table again when the object's storage was deleted under it
+/// (`deleteAll`, which deletes the native alarm too), and the scheduler then reads the
+/// alarm again instead of trusting its memory.
+#[test]
+fn sql_store_survives_delete_all() {
+    let store = Rc::new(support::sql_store());
+    let f = Fixture { sched: Scheduler::new(store.clone()), alarm: SimulatedAlarm::default() };
+    f.sched(BASE, When::at_unix_ms(BASE + 10), "a", Options::default());
+    assert_eq!(f.alarm.armed(), Some(BASE + 10));
+    store.exec().script("DROP TABLE _lumenize_alarms; DROP TABLE _lumenize_alarms_meta").unwrap();
+    f.alarm.clear();
+    f.sched(BASE, When::at_unix_ms(BASE + 20), "b", Options::default());
+    assert_eq!(f.get("a"), None);
+    assert_eq!(f.get("b").unwrap().due_ms, BASE + 20);
+    assert_eq!(f.alarm.armed(), Some(BASE + 20), "armed again although the memory said BASE + 10");
+}

@@ -1,0 +1,177 @@
+//! What the native tests share: a native SQLite under the real SQL store, limited like a
+//! Durable Object's, and a tiny executor for the core's futures.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use lumenize_alarms::sql::{Exec, SqlStore, Value};
+use lumenize_alarms::{Error, Result};
+use rusqlite::types::{Value as SqliteValue, ValueRef};
+use rusqlite::limits::Limit;
+use rusqlite::{params_from_iter, Connection};
+
+/// SQLite in a Durable Object refuses a string, blob or row over 2 MB; so does this one.
+pub const DURABLE_OBJECT_MAX_LENGTH: i32 = 2_000_000;
+
+/// A native in-memory SQLite, as an [`Exec`].
+pub struct Sqlite(pub Connection);
+
+impl Sqlite {
+    pub fn new() -> Self {
+        let conn = Connection::open_in_memory().expect("an in-memory SQLite");
+        conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, DURABLE_OBJECT_MAX_LENGTH).expect("set the length limit");
+        Sqlite(conn)
+    }
+}
+
+fn storage(e: rusqlite::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+fn bind(args: Vec<Value>) -> impl Iterator<Item = SqliteValue> {
+    args.into_iter().map(|v| match v {
+        Value::Null => SqliteValue::Null,
+        Value::Integer(i) => SqliteValue::Integer(i),
+        Value::Text(s) => SqliteValue::Text(s),
+    })
+}
+
+fn read(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        #[allow(clippy::cast_possible_truncation)]
+        ValueRef::Real(f) => Value::Integer(f as i64),
+        ValueRef::Null | ValueRef::Blob(_) => Value::Null,
+    }
+}
+
+impl Exec for Sqlite {
+    fn query(&self, sql: &str, args: Vec<Value>) -> Result<Vec<Vec<Value>>> {
+        let mut stmt = self.0.prepare(sql).map_err(storage)?;
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map(params_from_iter(bind(args)), |row| (0..n).map(|i| row.get_ref(i).map(read)).collect())
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<Vec<Vec<Value>>>>().map_err(storage)
+    }
+
+    fn execute(&self, sql: &str, args: Vec<Value>) -> Result<usize> {
+        self.0.execute(sql, params_from_iter(bind(args))).map_err(storage)
+    }
+
+    fn script(&self, sql: &str) -> Result<()> {
+        self.0.execute_batch(sql).map_err(storage)
+    }
+}
+
+/// The real SQL store over a fresh native SQLite.
+pub fn sql_store() -> SqlStore<Sqlite> {
+    SqlStore::open(Sqlite::new()).expect("open the SQL store")
+}
+
+/// A fresh store of either kind, shared (`Rc`) so that a test can restart a scheduler on it.
+pub trait Fresh: lumenize_alarms::core::Store + Sized + 'static {
+    fn fresh() -> Rc<Self>;
+}
+
+impl Fresh for lumenize_alarms::core::MemoryStore {
+    fn fresh() -> Rc<Self> {
+        Rc::new(Self::default())
+    }
+}
+
+impl Fresh for SqlStore<Sqlite> {
+    fn fresh() -> Rc<Self> {
+        Rc::new(sql_store())
+    }
+}
+
+/// How often `block_on` polls before it declares the isolate dead.
+pub const POLL_BOUND: usize = 1_000;
+
+/// Polls `fut` to completion with a no-op waker, at most [`POLL_BOUND`] times. `None` means
+/// it never completed: the future is dropped here, as a crashing isolate would drop it.
+pub fn block_on<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..POLL_BOUND {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// `block_on`, for futures that must complete.
+pub fn done<F: Future>(fut: F) -> F::Output {
+    block_on(fut).expect("the future completes")
+}
+
+/// A handler's future: `result` after `yields` pending polls, or never when `result` is
+/// `None` (the isolate dies inside the handler).
+pub struct HandlerFut {
+    pub result: Option<std::result::Result<(), String>>,
+    pub yields: u32,
+}
+
+impl Future for HandlerFut {
+    type Output = std::result::Result<(), String>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.yields > 0 {
+            self.yields -= 1;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        match self.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
+        }
+    }
+}
+
+pub fn ready(result: std::result::Result<(), String>) -> HandlerFut {
+    HandlerFut { result: Some(result), yields: 0 }
+}
+
+/// Stamps each named generic test `fn name<S: Fresh>()` out once per store.
+#[macro_export]
+macro_rules! for_each_store {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[test] fn $name() { super::$name::<lumenize_alarms::core::MemoryStore>() })*
+        }
+        mod sql {
+            $(#[test] fn $name() { super::$name::<lumenize_alarms::sql::SqlStore<crate::support::Sqlite>>() })*
+        }
+    };
+}
+
+/// An [`Exec`] that counts the statements it runs, to check what an operation costs.
+pub struct Counting<E> {
+    pub inner: E,
+    pub statements: std::cell::Cell<usize>,
+}
+
+impl<E: Exec> Exec for Counting<E> {
+    fn query(&self, sql: &str, args: Vec<Value>) -> Result<Vec<Vec<Value>>> {
+        self.statements.set(self.statements.get() + 1);
+        self.inner.query(sql, args)
+    }
+    fn execute(&self, sql: &str, args: Vec<Value>) -> Result<usize> {
+        self.statements.set(self.statements.get() + 1);
+        self.inner.execute(sql, args)
+    }
+    fn script(&self, sql: &str) -> Result<()> {
+        self.statements.set(self.statements.get() + 1);
+        self.inner.script(sql)
+    }
+}
+
+/// The SQL store over a counting native SQLite.
+pub fn counting_store() -> SqlStore<Counting<Sqlite>> {
+    SqlStore::open(Counting { inner: Sqlite::new(), statements: std::cell::Cell::new(0) }).expect("open the SQL store")
+}
