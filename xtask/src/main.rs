@@ -3,9 +3,12 @@
 //! - `setup`: install what this machine lacks (wasm target, worker-build, wasm-bindgen-cli at
 //!   the `Cargo.lock` version, wrangler through `npm ci`), skipping what is present.
 //! - `build`: setup, then build every worker with worker-build (through `lumenize-harness`).
-//! - `test`: setup, then three suites: native `cargo test`, wasm-bindgen-test of the
-//!   libraries, and the integration tests of `lumenize-harness` against workerd. Ends with
-//!   one line `N passed, M failed`; exits non-zero if anything failed.
+//! - `test`: setup, then four suites: native `cargo test`, wasm-bindgen-test of the
+//!   libraries, the package checks, and the integration tests of `lumenize-harness` against
+//!   workerd. Ends with one line `N passed, M failed`; exits non-zero if anything failed.
+//! - `check-package`: the package checks alone (they need only the wasm target): the
+//!   libraries package and build as crates.io would take them (`cargo publish --dry-run` of
+//!   both together), and their docs build for wasm32 without a rustdoc warning.
 //! - `experiments [args]`: setup, then `cargo run --release -p lumenize-driver -- [args]`.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -25,13 +28,16 @@ const WORKERS: &[&str] = &["examples/call-alarm-delay", "examples/alarms-robustn
 const WASM_TESTED: &[&str] = &["lumenize-alarms", "lumenize-call"];
 /// The Rust target of workers.
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
+/// The crates published to crates.io, in dependency order.
+const PUBLISHED: &[&str] = &["lumenize-alarms", "lumenize-call"];
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   setup              install the wasm target, worker-build, wasm-bindgen-cli and wrangler if missing
   build              setup, then build every worker (worker-build --release --no-opt)
-  test               setup, then native, wasm-bindgen-test and integration suites
+  test               setup, then native, wasm-bindgen-test, package and integration suites
+  check-package      the package suite alone: publish dry-run and rustdoc of the libraries
   experiments [ARGS] setup, then cargo run --release -p lumenize-driver -- ARGS";
 
 fn main() -> ExitCode {
@@ -40,6 +46,7 @@ fn main() -> ExitCode {
         Some("setup") => setup().map(|_| ExitCode::SUCCESS),
         Some("build") => setup().and_then(|_| build_all()).map(|_| ExitCode::SUCCESS),
         Some("test") => Ok(test()),
+        Some("check-package") => check_package(),
         Some("experiments") => setup().and_then(|_| experiments(&args[1..])),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
@@ -215,14 +222,34 @@ impl Suite {
     }
 
     /// Runs `cmd`, streaming its output and adding every `test result:` line to the counts.
-    fn run(&mut self, mut cmd: Command) {
+    fn run(&mut self, cmd: Command) {
+        let shown = short(&format!("{cmd:?}"));
+        if let Err(why) = self.stream(cmd) {
+            self.fail(format!("`{shown}` {why}"));
+        }
+    }
+
+    /// Runs `cmd` as one check: one passed if it exits successfully, one failed otherwise.
+    fn check(&mut self, what: &str, cmd: Command) {
+        match self.stream(cmd) {
+            Ok(()) => {
+                self.passed += 1;
+                println!("xtask test [{}]: {what}: ok", self.name);
+            }
+            Err(why) => {
+                self.failed += 1;
+                self.notes.push(format!("{what}: {why}"));
+            }
+        }
+    }
+
+    /// Runs `cmd` with its output streamed, adding every `test result:` line to the counts;
+    /// `Err` says why it did not exit successfully ("exited with ...").
+    fn stream(&mut self, mut cmd: Command) -> Result<(), String> {
         let shown = format!("{cmd:?}");
         println!("\n=== xtask test [{}]: {shown}", self.name);
         let spawned = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) => return self.fail(format!("could not run {shown}: {e}")),
-        };
+        let mut child = spawned.map_err(|e| format!("could not be started: {e}"))?;
         let out = child.stdout.take().map(|s| thread::spawn(move || pump(s, false)));
         let err = child.stderr.take().map(|s| thread::spawn(move || pump(s, true)));
         let status = child.wait();
@@ -233,9 +260,9 @@ impl Suite {
             }
         }
         match status {
-            Ok(s) if s.success() => {}
-            Ok(s) => self.fail(format!("`{}` exited with {s}", short(&shown))),
-            Err(e) => self.fail(format!("waiting for `{}`: {e}", short(&shown))),
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!("exited with {s}")),
+            Err(e) => Err(format!("could not be waited for: {e}")),
         }
     }
 }
@@ -348,7 +375,10 @@ fn test() -> ExitCode {
     wasm.duration = started.elapsed();
     suites.push(wasm);
 
-    // (c) Integration: the workers on workerd. Build them here once, then let the tests
+    // (c) Package: what crates.io and docs.rs will take, checked on every test run.
+    suites.push(package_suite());
+
+    // (d) Integration: the workers on workerd. Build them here once, then let the tests
     // trust those builds; if a build failed, let each test report it for its worker.
     let started = Instant::now();
     let mut integration = Suite::new("integration");
@@ -373,6 +403,41 @@ fn test() -> ExitCode {
     suites.push(integration);
 
     summary(&suites)
+}
+
+/// The package checks, one count each: (1) both libraries package and build as crates.io
+/// would take them, `lumenize-call` against the packaged `lumenize-alarms` (one
+/// `cargo publish --dry-run` of both; cargo 1.90+); (2) their docs build for wasm32, as
+/// docs.rs builds them, with rustdoc warnings as errors.
+fn package_suite() -> Suite {
+    let started = Instant::now();
+    let mut suite = Suite::new("package");
+
+    let mut publish = cargo();
+    // `--allow-dirty`: the check is about the files, not about a clean working tree.
+    publish.args(["publish", "--dry-run", "--allow-dirty"]);
+    for p in PUBLISHED {
+        publish.args(["-p", p]);
+    }
+    suite.check("cargo publish --dry-run", publish);
+
+    let mut doc = cargo();
+    doc.args(["doc", "--no-deps", "--target", WASM_TARGET]);
+    for p in PUBLISHED {
+        doc.args(["-p", p]);
+    }
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    suite.check("rustdoc for wasm32 (-D warnings)", doc);
+
+    suite.duration = started.elapsed();
+    suite
+}
+
+/// `cargo xtask check-package`: the package suite alone, with the usual summary.
+fn check_package() -> Result<ExitCode> {
+    println!("xtask check-package:");
+    setup_wasm_target()?;
+    Ok(summary(&[package_suite()]))
 }
 
 /// Prints per-suite lines, then the total alone on the last line.
