@@ -733,3 +733,59 @@ pub fn main(args: &Args, progress: &Progress) -> Result<Report> {
     println!("written: {} and {}", dir.join("results.json").display(), dir.join("lateness.svg").display());
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(name: &str, scheduler: Scheduler, load: Load, delivered: u32, all_fired_ms: Option<i64>, lateness_ms: &[f64]) -> ScenarioResult {
+        let tasks = load.tasks();
+        let analysis = Analysis { tasks, delivered, lost: (0..tasks - delivered).collect(), all_fired_ms, ..Analysis::default() };
+        ScenarioResult {
+            scenario: Scenario::new(name, load, 0).on(scheduler),
+            object: name.into(),
+            analysis,
+            lateness: Summary::of(lateness_ms),
+            lateness_after_request: None,
+            cost: Cost { requests: if matches!(load, Load::Burst { .. }) { 1 } else { tasks }, wall_ms: f64::from(tasks), ..Cost::default() },
+            crash: None,
+            status: None,
+            waited_ms: 0.0,
+            timed_out: false,
+            error: None,
+        }
+    }
+
+    const BURST: Load = Load::Burst { n: 10, stagger_ms: 0 };
+
+    #[test]
+    fn the_native_baseline_may_lose_tasks_but_not_its_last_one() {
+        // Tasks 0..9 lost, task 9 (the last scheduled) delivered: expected of native.
+        let native = result("burst-10", Scheduler::Native, BURST, 1, None, &[4.0]);
+        assert!(native.passed() && native.losses_expected(), "{:?}", native.failures());
+        let mut last_lost = native.clone();
+        last_lost.analysis.lost = vec![9];
+        assert!(!last_lost.passed(), "the last task of a native burst must fire");
+        let floor = result("burst-10", Scheduler::Floor, BURST, 9, None, &[4.0]);
+        assert!(!floor.passed() && !floor.losses_expected(), "the floor must deliver every task");
+    }
+
+    #[test]
+    fn each_non_baseline_result_is_divided_by_the_floor_of_the_same_scenario() {
+        let report = Report::new(
+            RunInfo::collect(String::new()),
+            vec![
+                result("burst-10", Scheduler::Lumenize, BURST, 10, Some(300), &[20.0, 40.0]),
+                result("burst-10", Scheduler::Floor, BURST, 10, Some(100), &[10.0, 20.0]),
+                result("burst-10", Scheduler::Native, BURST, 1, None, &[4.0]),
+                result("burst-20", Scheduler::Lumenize, Load::Burst { n: 20, stagger_ms: 0 }, 20, Some(5), &[1.0]),
+            ],
+        );
+        assert_eq!(report.vs_floor.len(), 1, "burst-20 has no floor, the baselines no ratio: {:?}", report.vs_floor);
+        let v = &report.vs_floor[0];
+        assert_eq!((v.scenario.as_str(), v.scheduler, v.all_fired, v.ms_per_request), ("burst-10", Scheduler::Lumenize, Some(3.0), Some(1.0)));
+        assert!(v.p99.is_some_and(|r| (r - 2.0).abs() < 0.01), "{v:?}");
+        assert_eq!(v.cell(&BURST), "all 3.00x, p50 2.00x, p99 2.00x");
+        assert!(report.passed(), "{:?}", report.failures());
+    }
+}
