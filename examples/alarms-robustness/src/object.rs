@@ -8,7 +8,7 @@ use lumenize_alarms::{AbortOnPanic, Alarms, Filter, Options, RetryPolicy, Schedu
 use serde::{Deserialize, Serialize};
 use worker::*;
 
-use crate::api::{DeadTask, Firing, FiringsPage, ScheduleReply, ScheduleRequest, Scheduler, StatusReply};
+use crate::api::{DeadTask, Firing, FiringsPage, ScheduleReply, ScheduleRequest, StatusReply};
 use crate::baselines::{self, SchedulerOf};
 
 /// The tasks of this experiment. Every handler records its firing first; `n` numbers the
@@ -205,7 +205,7 @@ impl DurableObject for RobustnessDO {
         // Open the scheduler on every event: opening re-arms an alarm the runtime lost (after
         // a restart, tasks that fell due while it was down run at once). Not in an object that
         // uses a baseline.
-        let alarms = if scheduler == Scheduler::Lumenize { Some(Alarms::<Task>::new(&self.state).await?) } else { None };
+        let alarms = if scheduler.is_baseline() { None } else { Some(Alarms::<Task>::new(&self.state).await?) };
         match (method, route.as_str(), schedule, alarms) {
             (Method::Post, "schedule", Some(r), Some(alarms)) => Response::from_json(&self.schedule(&alarms, r).await?),
             (Method::Post, "schedule", Some(r), None) => Response::from_json(&baselines::schedule(&self.state, scheduler, &r).await?),
@@ -224,7 +224,7 @@ impl DurableObject for RobustnessDO {
     async fn alarm(&self) -> Result<Response> {
         self.sql().exec(SCHEMA, None)?;
         let scheduler = self.scheduler.get(&self.sql(), None)?;
-        if scheduler != Scheduler::Lumenize {
+        if scheduler.is_baseline() {
             baselines::alarm(&self.state, scheduler).await?;
             return Response::ok("ran");
         }
