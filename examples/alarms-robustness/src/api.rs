@@ -33,6 +33,71 @@ pub struct ScheduleRequest {
     /// read per task, so throughput is measured without it).
     #[serde(default)]
     pub trace_alarm: bool,
+    /// Which scheduler stores and runs the tasks. An object keeps the scheduler of its first
+    /// `schedule` request: a request naming another one is refused.
+    #[serde(default)]
+    pub scheduler: Scheduler,
+}
+
+/// Who multiplexes an object's tasks on its one native alarm: lumenize-alarms, or one of
+/// the two baselines measured next to it (`src/baselines.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheduler {
+    /// lumenize-alarms: every task a row, retries, crash recovery.
+    #[default]
+    Lumenize,
+    /// The floor: the smallest honest hand-rolled multiplexer (one table, insert, delete,
+    /// no retries, no crash accounting). What any multiplexer costs at least.
+    Floor,
+    /// No multiplexing: every task is a `setAlarm` that overwrites the previous one, so only
+    /// the last task of a burst fires. What the native alarm alone delivers.
+    Native,
+}
+
+impl Scheduler {
+    /// Every scheduler, in the order the driver runs them.
+    pub const ALL: [Scheduler; 3] = [Scheduler::Lumenize, Scheduler::Floor, Scheduler::Native];
+
+    /// Its name in requests, tables and object names.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheduler::Lumenize => "lumenize",
+            Scheduler::Floor => "floor",
+            Scheduler::Native => "native",
+        }
+    }
+
+    /// Whether it is a baseline (measured to compare against, not the library).
+    #[must_use]
+    pub fn is_baseline(self) -> bool {
+        matches!(self, Scheduler::Floor | Scheduler::Native)
+    }
+
+    /// Whether every task scheduled with it must fire. The native alarm keeps only the last
+    /// `setAlarm`: it loses, by design, every task overwritten before it fired.
+    #[must_use]
+    pub fn delivers_every_task(self) -> bool {
+        self != Scheduler::Native
+    }
+}
+
+impl std::fmt::Display for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Scheduler {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scheduler::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = Scheduler::ALL.iter().map(|m| m.as_str()).collect();
+            format!("unknown scheduler {s:?} (one of: {})", names.join(", "))
+        })
+    }
 }
 
 /// What one `schedule` request did, by the runtime's clock.
@@ -49,7 +114,8 @@ pub struct ScheduleReply {
     /// Rows the request wrote to SQLite (SQLite's `total_changes()` before and after):
     /// lumenize-alarms' cost per task.
     pub sql_rows_written: i64,
-    /// With `trace_alarm`: how many times the native alarm changed during the request.
+    /// With `trace_alarm`: how many times the native alarm changed during the request (for
+    /// the baselines: how many times they wrote it, which they know without reading it).
     pub alarm_changes: Option<u32>,
 }
 

@@ -19,10 +19,16 @@
 //! `RetryPolicy`, `Alarms::list` with a `Filter`, `Alarms::run_due` in `alarm()`, and
 //! `AbortOnPanic` to record a panic in the object's own table.
 //!
+//! The same class runs two baselines in the same run, for comparison (`src/baselines.rs`):
+//! `native`, the one native alarm set directly for each task, and `floor`, a minimal
+//! hand-rolled multiplexer. [`ScheduleRequest::scheduler`] chooses one per object.
+//!
 //! The types of the routes are in [`api`] (re-exported here); on a native target the crate
 //! is only those types, which the driver uses.
 
 pub mod api;
+#[cfg(target_arch = "wasm32")]
+mod baselines;
 #[cfg(target_arch = "wasm32")]
 mod object;
 

@@ -1,5 +1,5 @@
-//! The Durable Object: schedules tasks with lumenize-alarms on request, records every
-//! firing in its own table, and reports.
+//! The Durable Object: schedules tasks with lumenize-alarms on request (or with a baseline
+//! of `src/baselines.rs`), records every firing in its own table, and reports.
 
 use std::future::ready;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use worker::*;
 
 use crate::api::{DeadTask, Firing, FiringsPage, ScheduleReply, ScheduleRequest, StatusReply};
+use crate::baselines::{self, SchedulerOf};
 
 /// The tasks of this experiment. Every handler records its firing first; `n` numbers the
 /// tasks of one object (the driver chooses it), so the driver can tell which one fired.
@@ -50,14 +51,16 @@ const MAX_PAGE: i64 = 5_000;
 #[durable_object]
 pub struct RobustnessDO {
     state: State,
+    /// lumenize-alarms, or a baseline (`src/baselines.rs`).
+    scheduler: SchedulerOf,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     Date::now().as_millis() as i64
 }
 
 /// One number out of a query such as `SELECT COUNT(*) AS v ...`.
-fn scalar(sql: &SqlStorage, query: &str) -> Result<i64> {
+pub(crate) fn scalar(sql: &SqlStorage, query: &str) -> Result<i64> {
     #[derive(Deserialize)]
     struct V {
         v: i64,
@@ -87,21 +90,7 @@ impl RobustnessDO {
     }
 
     fn record(&self, n: u32, info: &Scheduled, outcome: &str) -> std::result::Result<(), String> {
-        self.sql()
-            .exec(
-                "INSERT INTO firings (n, task_id, scheduled_ms, due_ms, fired_ms, attempt, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                vec![
-                    i64::from(n).into(),
-                    info.id.as_str().into(),
-                    info.tick_ms.into(),
-                    info.due_ms.into(),
-                    now_ms().into(),
-                    i64::from(info.attempts).into(),
-                    outcome.into(),
-                ],
-            )
-            .map(drop)
-            .map_err(|e| e.to_string())
+        record_firing(&self.sql(), n, &info.id, info.tick_ms, info.due_ms, info.attempts, outcome)
     }
 
     async fn schedule(&self, alarms: &Alarms<Task>, r: ScheduleRequest) -> Result<ScheduleReply> {
@@ -175,26 +164,57 @@ impl RobustnessDO {
     }
 }
 
+/// Records one firing: the one statement every scheduler (lumenize-alarms and the
+/// baselines) pays per firing.
+pub(crate) fn record_firing(
+    sql: &SqlStorage,
+    n: u32,
+    task_id: &str,
+    scheduled_ms: i64,
+    due_ms: i64,
+    attempt: u32,
+    outcome: &str,
+) -> std::result::Result<(), String> {
+    sql.exec(
+        "INSERT INTO firings (n, task_id, scheduled_ms, due_ms, fired_ms, attempt, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        vec![
+            i64::from(n).into(),
+            task_id.into(),
+            scheduled_ms.into(),
+            due_ms.into(),
+            now_ms().into(),
+            i64::from(attempt).into(),
+            outcome.into(),
+        ],
+    )
+    .map(drop)
+    .map_err(|e| e.to_string())
+}
+
 impl DurableObject for RobustnessDO {
     fn new(state: State, _env: Env) -> Self {
-        Self { state }
+        Self { state, scheduler: SchedulerOf::default() }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         self.sql().exec(SCHEMA, None)?;
-        // Open the scheduler on every event: opening re-arms an alarm the runtime lost (after
-        // a restart, tasks that fell due while it was down run at once).
-        let alarms = Alarms::<Task>::new(&self.state).await?;
         let url = req.url()?;
-        match (req.method(), url.path().rsplit('/').next().unwrap_or_default()) {
-            (Method::Post, "schedule") => {
-                let r: ScheduleRequest = req.json().await?;
-                Response::from_json(&self.schedule(&alarms, r).await?)
-            }
-            (Method::Get, "firings") => Response::from_json(&self.firings(&url)?),
-            (Method::Get, "status") => Response::from_json(&self.status(&alarms).await?),
-            (Method::Delete, "storage") => {
+        let (method, route) = (req.method(), url.path().rsplit('/').next().unwrap_or_default().to_owned());
+        let schedule: Option<ScheduleRequest> = if (&method, route.as_str()) == (&Method::Post, "schedule") { Some(req.json().await?) } else { None };
+        let scheduler = self.scheduler.get(&self.sql(), schedule.as_ref().map(|r| r.scheduler))?;
+        // Open the scheduler on every event: opening re-arms an alarm the runtime lost (after
+        // a restart, tasks that fell due while it was down run at once). Not in an object that
+        // uses a baseline.
+        let alarms = if scheduler.is_baseline() { None } else { Some(Alarms::<Task>::new(&self.state).await?) };
+        match (method, route.as_str(), schedule, alarms) {
+            (Method::Post, "schedule", Some(r), Some(alarms)) => Response::from_json(&self.schedule(&alarms, r).await?),
+            (Method::Post, "schedule", Some(r), None) => Response::from_json(&baselines::schedule(&self.state, scheduler, &r).await?),
+            (Method::Get, "firings", ..) => Response::from_json(&self.firings(&url)?),
+            (Method::Get, "status", _, Some(alarms)) => Response::from_json(&self.status(&alarms).await?),
+            (Method::Get, "status", _, None) => Response::from_json(&baselines::status(&self.state, scheduler).await?),
+            (Method::Delete, "storage", ..) => {
                 self.state.storage().delete_all().await?;
+                self.scheduler.forget();
                 Response::ok("cleared")
             }
             _ => Response::error("not found", 404),
@@ -203,6 +223,11 @@ impl DurableObject for RobustnessDO {
 
     async fn alarm(&self) -> Result<Response> {
         self.sql().exec(SCHEMA, None)?;
+        let scheduler = self.scheduler.get(&self.sql(), None)?;
+        if scheduler.is_baseline() {
+            baselines::alarm(&self.state, scheduler).await?;
+            return Response::ok("ran");
+        }
         // `run_due` already survives a panicking handler: it records the attempt as failed
         // and resets the object, and the runtime retries the alarm. This guard of our own
         // adds a row to `panics` before that reset, so the report can count them.

@@ -1,24 +1,27 @@
 //! A small alarms-robustness matrix, one crash included, against the local worker
 //! (`examples/alarms-robustness` under `wrangler dev`), through the driver's library API.
-//! Fails on any lost, early or unexplained duplicate firing. About a minute.
+//! Fails on any lost, early or unexplained duplicate firing. Plus the two baselines, a few
+//! tasks each: the floor must deliver every task, the native alarm exactly the last of a
+//! burst. About a minute.
 
 use std::time::Duration;
 
-use lumenize_driver::alarms_robustness::{self, Config, Fault, Load, Scenario};
+use lumenize_driver::alarms_robustness::{self, Config, Fault, Load, Scenario, Scheduler};
 use lumenize_driver::progress::Progress;
 use lumenize_driver::target::{Target, TargetArgs};
 
 #[test]
 fn small_matrix_with_a_crash_delivers_every_task_never_early() {
     let burst = |n| Load::Burst { n, stagger_ms: 0 };
-    let scenarios = vec![
-        Scenario::new("single-0s", burst(1), 0),
-        Scenario::new("burst-500", burst(500), 0).trace_alarm(),
-        Scenario::new("sequential-20-1s", Load::Sequential { n: 20 }, 1_000).trace_alarm(),
+    let mut scenarios = vec![Scenario::new("single-0s", burst(1), 0)];
+    scenarios.extend(Scenario::new("burst-500", burst(500), 0).trace_alarm().on_each(&[Scheduler::Lumenize, Scheduler::Floor]));
+    scenarios.extend(Scenario::new("sequential-20-1s", Load::Sequential { n: 20 }, 1_000).trace_alarm().on_each(&[Scheduler::Lumenize, Scheduler::Floor]));
+    scenarios.extend([
+        Scenario::new("burst-20", burst(20), 0).on(Scheduler::Native),
         Scenario::new("fail-first-2", burst(10), 0).fault(Fault::FailFirst { k: 2 }),
         Scenario::new("panic-1-of-10", burst(10), 0).fault(Fault::Panic { attempts: 2 }),
         Scenario::new("crash", Load::Burst { n: 400, stagger_ms: 5 }, 0).fault(Fault::Crash { kill_after_ms: 600, down_ms: 500 }),
-    ];
+    ]);
     let config = Config { grace: Duration::from_secs(20), ..Config::new(scenarios) };
     let mut target = Target::open(&TargetArgs::default(), alarms_robustness::WORKER_DIR).expect("start the local worker");
     let report = alarms_robustness::run(&mut target, &config, &Progress::new(true)).expect("run the matrix");
@@ -28,7 +31,10 @@ fn small_matrix_with_a_crash_delivers_every_task_never_early() {
     }
     assert!(report.passed(), "failures: {:#?}", report.failures());
 
-    for r in &report.results {
+    let native = report.results.iter().find(|r| r.scenario.scheduler == Scheduler::Native).expect("native ran");
+    assert_eq!(native.analysis.delivered, 1, "the native alarm delivers the last task of a burst, and only it: {:?}", native.analysis);
+    assert_eq!(report.vs_floor.len(), 2, "lumenize against the floor on burst-500 and sequential-20-1s");
+    for r in report.results.iter().filter(|r| r.scenario.scheduler != Scheduler::Native) {
         // One SQL row per task, plus at most one native alarm write per request (the alarm
         // lives in the object's SQLite too, so `total_changes()` counts it).
         let (tasks, requests) = (f64::from(r.scenario.load.tasks()), f64::from(r.cost.requests));

@@ -5,6 +5,12 @@
 //! schedules its tasks, waits (bounded) until nothing is queued, reads back every recorded
 //! firing and checks it against what was scheduled ([`analyse`]).
 //!
+//! A scenario runs on a [`Scheduler`]: lumenize-alarms, or one of the worker's two
+//! baselines, `floor` (a minimal hand-rolled multiplexer, which must deliver every task
+//! too) and `native` (the one native alarm set directly, which by design delivers only the
+//! task whose alarm was not overwritten: its losses are reported, not failed). The report
+//! compares each non-baseline scheduler with the floor on the same scenario ([`VsFloor`]).
+//!
 //! ```no_run
 //! use lumenize_driver::alarms_robustness::{self, Config, Scenario};
 //! use lumenize_driver::{progress::Progress, target::{Target, TargetArgs}};
@@ -32,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 pub use analysis::{analyse, Analysis, Early, End, Expected};
 pub use client::ObjectClient;
-pub use scenario::{Fault, Load, Scenario, BACKOFF_MS};
+pub use scenario::{Fault, Load, Scenario, Scheduler, BACKOFF_MS};
 
 use crate::http::Client;
 use crate::output::{write_json, OutputArgs, RunInfo, Table};
@@ -61,6 +67,10 @@ pub struct Args {
     /// burst-100-5s; see --list).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub only: Vec<String>,
+    /// Run only on these schedulers (comma-separated: lumenize, floor, native; default: each
+    /// scenario on every scheduler the matrix gives it).
+    #[arg(long, value_delimiter = ',', value_name = "SCHEDULERS")]
+    pub scheduler: Vec<Scheduler>,
     /// Run only the crash scenario: SIGKILL the local runtime while a burst fires and
     /// requests are in flight, restart it on the same storage, check every task fires.
     #[arg(long, conflicts_with = "no_crash")]
@@ -68,8 +78,8 @@ pub struct Args {
     /// Leave the crash scenario out (it is always left out with --url).
     #[arg(long)]
     pub no_crash: bool,
-    /// Add a burst of this many zero-delay tasks in one request (repeatable, comma-separated):
-    /// where is the limit?
+    /// Add a burst of this many zero-delay tasks in one request, on lumenize and on the floor
+    /// (repeatable, comma-separated): where is the limit?
     #[arg(long, value_delimiter = ',', value_name = "N")]
     pub burst: Vec<u32>,
     /// List the scenarios and exit.
@@ -93,6 +103,7 @@ impl Default for Args {
             target: TargetArgs::default(),
             output: OutputArgs::default(),
             only: Vec::new(),
+            scheduler: Vec::new(),
             crash: false,
             no_crash: false,
             burst: Vec::new(),
@@ -135,8 +146,12 @@ impl Config {
         }
         let mut notes = Vec::new();
         let selected = |s: &Scenario| args.only.is_empty() || args.only.iter().any(|p| s.selected_by(p));
-        let extra = args.burst.iter().map(|&n| Scenario::new(format!("burst-{n}"), Load::Burst { n, stagger_ms: 0 }, 0));
-        let mut scenarios: Vec<Scenario> = Scenario::matrix().into_iter().filter(selected).chain(extra).collect();
+        let on = |s: &Scenario| args.scheduler.is_empty() || args.scheduler.contains(&s.scheduler);
+        let extra = args
+            .burst
+            .iter()
+            .flat_map(|&n| Scenario::new(format!("burst-{n}"), Load::Burst { n, stagger_ms: 0 }, 0).on_each(&[Scheduler::Lumenize, Scheduler::Floor]));
+        let mut scenarios: Vec<Scenario> = Scenario::matrix().into_iter().filter(selected).chain(extra).filter(on).collect();
         if args.crash {
             scenarios.retain(Scenario::crashes);
         } else if args.no_crash || !local {
@@ -210,24 +225,34 @@ pub struct ScenarioResult {
 }
 
 impl ScenarioResult {
-    /// Whether the scenario ran to its end and every check held.
+    /// Whether the scenario ran to its end and every check held. The native baseline's lost
+    /// tasks are no failure (it keeps only the last alarm set), but its last task must fire.
     #[must_use]
     pub fn passed(&self) -> bool {
-        self.error.is_none() && self.analysis.passed()
+        self.failures().is_empty()
+    }
+
+    /// Whether the tasks lost are the ones the scheduler loses by design: for the native
+    /// baseline, every task but the last one scheduled.
+    #[must_use]
+    pub fn losses_expected(&self) -> bool {
+        let a = &self.analysis;
+        !self.scenario.scheduler.delivers_every_task() && a.tasks > 0 && !a.lost.contains(&(a.tasks - 1))
     }
 
     /// What went wrong, one line each.
     #[must_use]
     pub fn failures(&self) -> Vec<String> {
-        let name = &self.scenario.name;
+        let name = self.scenario.label();
         let a = &self.analysis;
         let mut out = Vec::new();
         if let Some(e) = &self.error {
             out.push(format!("{name}: {e}"));
         }
-        if !a.lost.is_empty() {
+        if !a.lost.is_empty() && !self.losses_expected() {
             let timed_out = if self.timed_out { " (still queued at the deadline)" } else { "" };
-            out.push(format!("{name}: {} of {} tasks lost{timed_out}, first: {:?}", a.lost.len(), a.tasks, first(&a.lost)));
+            let last = if self.scenario.scheduler.delivers_every_task() { "" } else { " (the last one scheduled among them)" };
+            out.push(format!("{name}: {} of {} tasks lost{timed_out}{last}, first: {:?}", a.lost.len(), a.tasks, first(&a.lost)));
         }
         if !a.early.is_empty() {
             out.push(format!("{name}: {} early firings, first: {:?}", a.early.len(), first(&a.early)));
@@ -246,6 +271,56 @@ fn first<T: Clone>(items: &[T]) -> Vec<T> {
     items.iter().take(5).cloned().collect()
 }
 
+/// A scheduler's figures divided by the floor's on the same scenario in the same run (above
+/// 1: slower than the floor). `None` where a figure is missing or the floor's is 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VsFloor {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The scheduler compared.
+    pub scheduler: Scheduler,
+    /// Time until all fired.
+    pub all_fired: Option<f64>,
+    /// Lateness p50.
+    pub p50: Option<f64>,
+    /// Lateness p99.
+    pub p99: Option<f64>,
+    /// Wall time per scheduling request, by the driver's clock.
+    pub ms_per_request: Option<f64>,
+}
+
+impl VsFloor {
+    /// `r` against `floor`.
+    #[must_use]
+    pub fn of(r: &ScenarioResult, floor: &ScenarioResult) -> Self {
+        let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).filter(|&(_, b)| b > 0.0).map(|(a, b)| a / b);
+        #[allow(clippy::cast_precision_loss)]
+        let all_fired = |r: &ScenarioResult| r.analysis.all_fired_ms.map(|t| t as f64);
+        let p = |r: &ScenarioResult, q: fn(&Summary) -> f64| r.lateness.as_ref().map(q);
+        let per_request = |r: &ScenarioResult| (r.cost.requests > 0).then(|| r.cost.wall_ms / f64::from(r.cost.requests));
+        VsFloor {
+            scenario: r.scenario.name.clone(),
+            scheduler: r.scenario.scheduler,
+            all_fired: ratio(all_fired(r), all_fired(floor)),
+            p50: ratio(p(r, |l| l.p50), p(floor, |l| l.p50)),
+            p99: ratio(p(r, |l| l.p99), p(floor, |l| l.p99)),
+            ms_per_request: ratio(per_request(r), per_request(floor)),
+        }
+    }
+
+    /// For the table: time until all fired for a burst, time per request for one task per
+    /// request; then lateness p50 and p99.
+    #[must_use]
+    pub fn cell(&self, load: &Load) -> String {
+        let x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}x"));
+        let first = match load {
+            Load::Burst { .. } => format!("all {}", x(self.all_fired)),
+            Load::Sequential { .. } | Load::Spaced { .. } => format!("req {}", x(self.ms_per_request)),
+        };
+        format!("{first}, p50 {}, p99 {}", x(self.p50), x(self.p99))
+    }
+}
+
 /// The outcome of a run of the experiment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -253,9 +328,28 @@ pub struct Report {
     pub info: RunInfo,
     /// One per scenario, in order.
     pub results: Vec<ScenarioResult>,
+    /// Each non-baseline result against the floor's on the same scenario, where both ran.
+    #[serde(default)]
+    pub vs_floor: Vec<VsFloor>,
 }
 
 impl Report {
+    /// The report of these results (with their comparisons to the floor).
+    #[must_use]
+    pub fn new(info: RunInfo, results: Vec<ScenarioResult>) -> Self {
+        let mut report = Report { info, results, vs_floor: Vec::new() };
+        report.vs_floor = report.results.iter().filter_map(|r| report.vs_floor_of(r)).collect();
+        report
+    }
+
+    fn vs_floor_of(&self, r: &ScenarioResult) -> Option<VsFloor> {
+        if r.scenario.scheduler.is_baseline() {
+            return None;
+        }
+        let floor = self.results.iter().find(|f| f.scenario.scheduler == Scheduler::Floor && f.scenario.name == r.scenario.name)?;
+        Some(VsFloor::of(r, floor))
+    }
+
     /// Whether every scenario passed.
     #[must_use]
     pub fn passed(&self) -> bool {
@@ -272,8 +366,8 @@ impl Report {
     #[must_use]
     pub fn table(&self) -> Table {
         let mut table = Table::new([
-            "scenario", "tasks", "delivered", "lost", "early", "dup (unexpl.)", "p50 ms", "p99 ms", "max ms", "all fired s", "sched tasks/s",
-            "SQL rows/task", "alarm writes/req",
+            "scenario", "scheduler", "tasks", "delivered", "lost", "early", "dup (unexpl.)", "p50 ms", "p99 ms", "max ms", "all fired s", "sched tasks/s",
+            "SQL rows/task", "alarm writes/req", "vs floor",
         ]);
         let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
         for r in &self.results {
@@ -281,6 +375,7 @@ impl Report {
             let l = r.lateness.as_ref();
             table.row([
                 r.scenario.name.clone(),
+                r.scenario.scheduler.to_string(),
                 a.tasks.to_string(),
                 format!("{:.1}%", a.delivered_pct()),
                 a.lost.len().to_string(),
@@ -294,6 +389,7 @@ impl Report {
                 format!("{:.0}", r.cost.tasks_per_s),
                 r.cost.sql_rows_per_task.map_or("-".into(), |v| format!("{v:.2}")),
                 r.cost.alarm_changes_max.map_or("-".into(), |v| format!("≤ {v}")),
+                self.vs_floor_of(r).map_or("-".into(), |v| v.cell(&r.scenario.load)),
             ]);
         }
         table
@@ -304,7 +400,17 @@ impl Report {
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
         for r in &self.results {
-            let name = &r.scenario.name;
+            let name = &r.scenario.label();
+            if r.losses_expected() && !r.analysis.lost.is_empty() {
+                let a = &r.analysis;
+                notes.push(format!(
+                    "{name}: {} of {} delivered ({:.1}%), as expected of a baseline: each setAlarm replaces the previous one, \
+                     so only the tasks whose alarm fired before the next was set are delivered (the last one always is)",
+                    a.delivered,
+                    a.tasks,
+                    a.delivered_pct()
+                ));
+            }
             if let Some(c) = &r.crash {
                 let a = &r.analysis;
                 notes.push(format!(
@@ -351,12 +457,12 @@ pub fn run(target: &mut Target, config: &Config, progress: &Progress) -> Result<
     warm_up(&ObjectClient::new(http.clone(), &target.url(), &format!("warm-up-{stamp}")));
     let mut results = Vec::new();
     for scenario in &config.scenarios {
-        let object = format!("{}-{stamp}", scenario.name);
+        let object = format!("{}-{}-{stamp}", scenario.name, scenario.scheduler);
         let result = run_scenario(target, &http, scenario, &object, config, progress);
         progress.println(summary_line(&result));
         results.push(result);
     }
-    Ok(Report { info, results })
+    Ok(Report::new(info, results))
 }
 
 /// Schedules and runs a few tasks on an object of its own, unmeasured: the first events of
@@ -374,8 +480,12 @@ fn warm_up(client: &ObjectClient) {
 fn summary_line(r: &ScenarioResult) -> String {
     let a = &r.analysis;
     let late = r.lateness.as_ref().map_or(String::new(), |l| format!(", lateness p50 {:.0} ms p99 {:.0} ms", l.p50, l.p99));
-    let verdict = if r.passed() { "ok" } else { "FAILED" };
-    format!("{:<20} {verdict}: {}/{} delivered, {} early{late}", r.scenario.name, a.delivered, a.tasks, a.early.len())
+    let verdict = match (r.passed(), r.losses_expected() && !a.lost.is_empty()) {
+        (true, true) => "ok (a baseline, losses expected)",
+        (true, false) => "ok",
+        (false, _) => "FAILED",
+    };
+    format!("{:<29} {verdict}: {}/{} delivered, {} early{late}", r.scenario.label(), a.delivered, a.tasks, a.early.len())
 }
 
 /// What was sent, and what the answers promise.
@@ -426,6 +536,7 @@ fn request(s: &Scenario, first: u32, count: u32) -> ScheduleRequest {
         attempts,
         backoff_ms: faulty.then_some(BACKOFF_MS),
         trace_alarm: s.trace_alarm,
+        scheduler: s.scheduler,
     }
 }
 
@@ -443,7 +554,7 @@ fn run_scenario(target: &mut Target, http: &Client, s: &Scenario, object: &str, 
         timed_out: false,
         error: None,
     };
-    let bar = progress.bar(u64::from(s.load.tasks()), &s.name);
+    let bar = progress.bar(u64::from(s.load.tasks()), &s.label());
     if let Err(e) = drive(target, http, s, object, config, &bar, &mut result) {
         result.error = Some(e.to_string());
     }
@@ -454,7 +565,7 @@ fn run_scenario(target: &mut Target, http: &Client, s: &Scenario, object: &str, 
 /// Schedules, crashes if asked, waits, reads back and analyses, filling `result`.
 fn drive(target: &mut Target, http: &Client, s: &Scenario, object: &str, config: &Config, bar: &ProgressBar, result: &mut ScenarioResult) -> Result<()> {
     let mut client = ObjectClient::new(http.clone(), &target.url(), object);
-    bar.set_message(format!("{} scheduling", s.name));
+    bar.set_message(format!("{} scheduling", s.label()));
     let started = Instant::now();
     let mut sent = Sent::default();
     match s.load {
@@ -481,7 +592,7 @@ fn drive(target: &mut Target, http: &Client, s: &Scenario, object: &str, config:
         bar.set_length(sent.expected.len() as u64);
     }
 
-    bar.set_message(format!("{} firing", s.name));
+    bar.set_message(format!("{} firing", s.label()));
     let waiting = Instant::now();
     let deadline = waiting + budget(s) + config.grace;
     result.timed_out = wait(&client, deadline, config.poll, bar);
@@ -596,9 +707,9 @@ pub fn main(args: &Args, progress: &Progress) -> Result<Report> {
     let (config, notes) = Config::from_args(args)?;
     if args.list {
         for s in &config.scenarios {
-            println!("{:<20} {}", s.name, serde_json::to_string(&(s.load, s.delay_ms, s.fault)).unwrap_or_default());
+            println!("{:<20} {:<9} {}", s.name, s.scheduler, serde_json::to_string(&(s.load, s.delay_ms, s.fault)).unwrap_or_default());
         }
-        return Ok(Report { info: RunInfo::collect(String::new()), results: Vec::new() });
+        return Ok(Report::new(RunInfo::collect(String::new()), Vec::new()));
     }
     for note in notes {
         progress.println(format!("note: {note}"));
@@ -611,7 +722,7 @@ pub fn main(args: &Args, progress: &Progress) -> Result<Report> {
     let report = run(&mut target, &config, progress)?;
     let dir = args.output.dir(NAME)?;
     write_json(&dir.join("results.json"), &report)?;
-    let rows: Vec<(String, Summary)> = report.results.iter().filter_map(|r| Some((r.scenario.name.clone(), r.lateness.clone()?))).collect();
+    let rows: Vec<(String, Summary)> = report.results.iter().filter_map(|r| Some((r.scenario.label(), r.lateness.clone()?))).collect();
     plot::percentile_rows(&dir.join("lateness.svg"), "alarms-robustness: lateness (fired - scheduled) per scenario", "ms", &rows)?;
     println!("\n{}", report.table());
     for note in report.notes() {
@@ -621,4 +732,60 @@ pub fn main(args: &Args, progress: &Progress) -> Result<Report> {
     println!("\n{}\n{}{load}", report.info.target, report.info.machine);
     println!("written: {} and {}", dir.join("results.json").display(), dir.join("lateness.svg").display());
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(name: &str, scheduler: Scheduler, load: Load, delivered: u32, all_fired_ms: Option<i64>, lateness_ms: &[f64]) -> ScenarioResult {
+        let tasks = load.tasks();
+        let analysis = Analysis { tasks, delivered, lost: (0..tasks - delivered).collect(), all_fired_ms, ..Analysis::default() };
+        ScenarioResult {
+            scenario: Scenario::new(name, load, 0).on(scheduler),
+            object: name.into(),
+            analysis,
+            lateness: Summary::of(lateness_ms),
+            lateness_after_request: None,
+            cost: Cost { requests: if matches!(load, Load::Burst { .. }) { 1 } else { tasks }, wall_ms: f64::from(tasks), ..Cost::default() },
+            crash: None,
+            status: None,
+            waited_ms: 0.0,
+            timed_out: false,
+            error: None,
+        }
+    }
+
+    const BURST: Load = Load::Burst { n: 10, stagger_ms: 0 };
+
+    #[test]
+    fn the_native_baseline_may_lose_tasks_but_not_its_last_one() {
+        // Tasks 0..9 lost, task 9 (the last scheduled) delivered: expected of native.
+        let native = result("burst-10", Scheduler::Native, BURST, 1, None, &[4.0]);
+        assert!(native.passed() && native.losses_expected(), "{:?}", native.failures());
+        let mut last_lost = native.clone();
+        last_lost.analysis.lost = vec![9];
+        assert!(!last_lost.passed(), "the last task of a native burst must fire");
+        let floor = result("burst-10", Scheduler::Floor, BURST, 9, None, &[4.0]);
+        assert!(!floor.passed() && !floor.losses_expected(), "the floor must deliver every task");
+    }
+
+    #[test]
+    fn each_non_baseline_result_is_divided_by_the_floor_of_the_same_scenario() {
+        let report = Report::new(
+            RunInfo::collect(String::new()),
+            vec![
+                result("burst-10", Scheduler::Lumenize, BURST, 10, Some(300), &[20.0, 40.0]),
+                result("burst-10", Scheduler::Floor, BURST, 10, Some(100), &[10.0, 20.0]),
+                result("burst-10", Scheduler::Native, BURST, 1, None, &[4.0]),
+                result("burst-20", Scheduler::Lumenize, Load::Burst { n: 20, stagger_ms: 0 }, 20, Some(5), &[1.0]),
+            ],
+        );
+        assert_eq!(report.vs_floor.len(), 1, "burst-20 has no floor, the baselines no ratio: {:?}", report.vs_floor);
+        let v = &report.vs_floor[0];
+        assert_eq!((v.scenario.as_str(), v.scheduler, v.all_fired, v.ms_per_request), ("burst-10", Scheduler::Lumenize, Some(3.0), Some(1.0)));
+        assert!(v.p99.is_some_and(|r| (r - 2.0).abs() < 0.01), "{v:?}");
+        assert_eq!(v.cell(&BURST), "all 3.00x, p50 2.00x, p99 2.00x");
+        assert!(report.passed(), "{:?}", report.failures());
+    }
 }

@@ -1,14 +1,22 @@
 //! The scenarios of the experiment: how tasks are scheduled, when they are due, and what
 //! goes wrong on purpose.
 
+pub use alarms_robustness::Scheduler;
 use serde::{Deserialize, Serialize};
 
 /// One scenario: a fresh object of the worker gets `load`, every task due `delay_ms` after
-/// it is scheduled, with `fault`.
+/// it is scheduled, with `fault`, stored and run by `scheduler`.
+///
+/// The scheduler is a dimension of the scenario: the same name with another scheduler is
+/// the same load measured on it (`burst-1000` on lumenize, floor and native), and the
+/// report compares each non-baseline scheduler with the floor of the same name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scenario {
     /// Its name in tables and files (also the prefix of the object's name).
     pub name: String,
+    /// Who stores and runs the tasks: lumenize-alarms, or a baseline.
+    #[serde(default)]
+    pub scheduler: Scheduler,
     /// How the tasks are scheduled.
     pub load: Load,
     /// Every task runs this long after it is scheduled.
@@ -88,10 +96,35 @@ pub enum Fault {
 pub const BACKOFF_MS: u64 = 100;
 
 impl Scenario {
-    /// A scenario without fault or alarm tracing.
+    /// A scenario on lumenize-alarms, without fault or alarm tracing.
     #[must_use]
     pub fn new(name: impl Into<String>, load: Load, delay_ms: u64) -> Self {
-        Scenario { name: name.into(), load, delay_ms, fault: Fault::None, trace_alarm: false }
+        Scenario { name: name.into(), scheduler: Scheduler::Lumenize, load, delay_ms, fault: Fault::None, trace_alarm: false }
+    }
+
+    /// On this scheduler.
+    #[must_use]
+    pub fn on(self, scheduler: Scheduler) -> Self {
+        Scenario { scheduler, ..self }
+    }
+
+    /// The same scenario on each of `schedulers`, in that order (run back to back).
+    ///
+    /// ```
+    /// use lumenize_driver::alarms_robustness::{Load, Scenario, Scheduler};
+    /// let s = Scenario::new("burst-1000", Load::Burst { n: 1_000, stagger_ms: 0 }, 0);
+    /// let all = s.on_each(&[Scheduler::Lumenize, Scheduler::Floor]);
+    /// assert_eq!(all.iter().map(|s| s.label()).collect::<Vec<_>>(), ["burst-1000 lumenize", "burst-1000 floor"]);
+    /// ```
+    #[must_use]
+    pub fn on_each(self, schedulers: &[Scheduler]) -> Vec<Scenario> {
+        schedulers.iter().map(|&scheduler| self.clone().on(scheduler)).collect()
+    }
+
+    /// Its name and scheduler, for progress lines and pictures.
+    #[must_use]
+    pub fn label(&self) -> String {
+        format!("{} {}", self.name, self.scheduler)
     }
 
     /// With this fault.
@@ -125,7 +158,7 @@ impl Scenario {
         matches!(self.fault, Fault::Crash { .. })
     }
 
-    /// The scenario matrix of the experiment:
+    /// The scenario matrix of the experiment, on lumenize-alarms:
     ///
     /// - a single task, due after 0, 1 and 5 s;
     /// - bursts of 10, 50, 100, 1,000 and 10,000 zero-delay tasks in one request;
@@ -137,20 +170,30 @@ impl Scenario {
     /// - 50 tasks that fail twice each, and 20 tasks of which one panics every time;
     /// - the crash: 2,000 tasks due over 6 s, the runtime killed 2 s in (while another
     ///   client keeps scheduling) and restarted 1 s later.
+    ///
+    /// And the baselines, each right after the same scenario on lumenize-alarms: bursts of
+    /// 100, 1,000 and 10,000 and the 100 sequential requests on the floor; the burst of 1,000
+    /// and the 100 sequential requests on the native alarm alone.
     #[must_use]
     pub fn matrix() -> Vec<Scenario> {
+        use Scheduler::{Floor, Lumenize, Native};
         let burst = |n| Load::Burst { n, stagger_ms: 0 };
         let mut m = vec![
             Scenario::new("single-0s", burst(1), 0),
             Scenario::new("single-1s", burst(1), 1_000),
             Scenario::new("single-5s", burst(1), 5_000),
         ];
-        m.extend([10, 50, 100, 1_000, 10_000].map(|n| Scenario::new(format!("burst-{n}"), burst(n), 0)));
+        m.extend([10, 50].map(|n| Scenario::new(format!("burst-{n}"), burst(n), 0)));
+        m.extend(Scenario::new("burst-100", burst(100), 0).on_each(&[Lumenize, Floor]));
+        m.extend(Scenario::new("burst-1000", burst(1_000), 0).on_each(&[Lumenize, Floor, Native]));
+        m.extend(Scenario::new("burst-10000", burst(10_000), 0).on_each(&[Lumenize, Floor]));
         m.extend([
             Scenario::new("burst-100-1s", burst(100), 1_000),
             Scenario::new("burst-100-5s", burst(100), 5_000),
             Scenario::new("burst-1000-traced", burst(1_000), 0).trace_alarm(),
-            Scenario::new("sequential-100", Load::Sequential { n: 100 }, 0).trace_alarm(),
+        ]);
+        m.extend(Scenario::new("sequential-100", Load::Sequential { n: 100 }, 0).trace_alarm().on_each(&[Lumenize, Floor, Native]));
+        m.extend([
             Scenario::new("sequential-100-5s", Load::Sequential { n: 100 }, 5_000).trace_alarm(),
             Scenario::new("spaced-20x250ms", Load::Spaced { n: 20, pause_ms: 250 }, 0).trace_alarm(),
             Scenario::new("fail-first-2", burst(50), 0).fault(Fault::FailFirst { k: 2 }),
