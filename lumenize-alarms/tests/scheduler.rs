@@ -489,6 +489,19 @@ fn repair_kills_tasks_due_after_the_range<S: Fresh>() {
     assert_eq!(bricked.get("ok").unwrap().status, Status::Pending);
 }
 
+/// Guarantee 10 without a restart: an alarm deleted behind the scheduler's back (the runtime
+/// gave up retrying it) is noticed once its time has passed, and the task fires.
+fn a_lost_alarm_is_noticed_once_its_time_has_passed<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    f.sched(BASE, When::at_unix_ms(BASE + 100), "lost", Options::default());
+    f.alarm.clear();
+    f.sched(BASE + 50, When::at_unix_ms(BASE + 10_000), "before", Options::default());
+    assert_eq!(f.alarm.armed(), None, "the remembered time has not passed: nothing to notice yet");
+    f.sched(BASE + 101, When::at_unix_ms(BASE + 10_000), "after", Options::default());
+    assert_eq!(f.alarm.armed(), Some(BASE + 102), "the overdue task is armed just ahead of now");
+    assert_eq!(f.alarm.reads(), 2);
+}
+
 for_each_store!(
     an_interval_task_stays_on_its_grid_after_a_retry,
     same_time_tasks_run_in_insertion_order_and_never_early,
@@ -508,6 +521,7 @@ for_each_store!(
     bad_input_is_refused_before_anything_is_written,
     every_step_of_a_task_is_an_event,
     repair_kills_tasks_due_after_the_range,
+    a_lost_alarm_is_noticed_once_its_time_has_passed,
 );
 
 /// Guarantee 14 on the SQL store: `schedule_many` stores a thousand tasks in one statement
@@ -589,3 +603,4 @@ fn sql_store_survives_delete_all() {
     assert_eq!(f.get("b").unwrap().due_ms, BASE + 20);
     assert_eq!(f.alarm.armed(), Some(BASE + 20), "armed again although the memory said BASE + 10");
 }
+

@@ -101,7 +101,7 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
     /// [`Error::NoSecret`] if [`SECRET`] is not set; [`Error::Alarms`] for an object
     /// without SQLite; storage errors.
     pub async fn new(state: &State, env: &Env) -> Result<Self> {
-        let alarms = Alarms::<T>::new(state).await?;
+        let alarms = Alarms::<T>::open(state)?;
         let secret = secret(env)?;
         let store = Rc::new(Store::open(state.storage().sql())?);
         let inner = Inner { alarms, store, state: own(state), env: env.clone(), secret, handler: RefCell::new(None) };

@@ -47,6 +47,8 @@ pub enum Scheduler {
     /// lumenize-alarms: every task a row, retries, crash recovery.
     #[default]
     Lumenize,
+    /// lumenize-alarms with each request's tasks stored through one `schedule_many`.
+    LumenizeMany,
     /// The floor: the smallest honest hand-rolled multiplexer (one table, insert, delete,
     /// no retries, no crash accounting). What any multiplexer costs at least.
     Floor,
@@ -57,13 +59,14 @@ pub enum Scheduler {
 
 impl Scheduler {
     /// Every scheduler, in the order the driver runs them.
-    pub const ALL: [Scheduler; 3] = [Scheduler::Lumenize, Scheduler::Floor, Scheduler::Native];
+    pub const ALL: [Scheduler; 4] = [Scheduler::Lumenize, Scheduler::LumenizeMany, Scheduler::Floor, Scheduler::Native];
 
     /// Its name in requests, tables and object names.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Scheduler::Lumenize => "lumenize",
+            Scheduler::LumenizeMany => "lumenize-many",
             Scheduler::Floor => "floor",
             Scheduler::Native => "native",
         }

@@ -96,7 +96,7 @@ pub(crate) async fn schedule(state: &State, scheduler: Scheduler, r: &ScheduleRe
             }
             r.count
         }
-        Scheduler::Lumenize => return Err(Error::RustError("not a baseline".into())),
+        Scheduler::Lumenize | Scheduler::LumenizeMany => return Err(Error::RustError("not a baseline".into())),
     };
     Ok(ScheduleReply {
         first: r.first,
@@ -120,7 +120,7 @@ pub(crate) async fn alarm(state: &State, scheduler: Scheduler) -> Result<()> {
             Some((n, due_ms)) => record(n, &n.to_string(), due_ms),
             None => Ok(()),
         },
-        Scheduler::Lumenize => Err(Error::RustError("not a baseline".into())),
+        Scheduler::Lumenize | Scheduler::LumenizeMany => Err(Error::RustError("not a baseline".into())),
     }
 }
 

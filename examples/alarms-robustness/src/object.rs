@@ -1,14 +1,14 @@
 //! The Durable Object: schedules tasks with lumenize-alarms on request (or with a baseline
 //! of `src/baselines.rs`), records every firing in its own table, and reports.
 
-use std::future::ready;
+use std::cell::OnceCell;
 use std::time::Duration;
 
 use lumenize_alarms::{AbortOnPanic, Alarms, Filter, Options, RetryPolicy, Scheduled, Status, When};
 use serde::{Deserialize, Serialize};
 use worker::*;
 
-use crate::api::{DeadTask, Firing, FiringsPage, ScheduleReply, ScheduleRequest, StatusReply};
+use crate::api::{DeadTask, Firing, FiringsPage, ScheduleReply, ScheduleRequest, Scheduler, StatusReply};
 use crate::baselines::{self, SchedulerOf};
 
 /// The tasks of this experiment. Every handler records its firing first; `n` numbers the
@@ -53,6 +53,9 @@ pub struct RobustnessDO {
     state: State,
     /// lumenize-alarms, or a baseline (`src/baselines.rs`).
     scheduler: SchedulerOf,
+    /// lumenize-alarms. A user's object opens it in `new`; this one opens it at the first
+    /// event that needs it, so that an object running a baseline never creates its table.
+    alarms: OnceCell<Alarms<Task>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -93,6 +96,14 @@ impl RobustnessDO {
         record_firing(&self.sql(), n, &info.id, info.tick_ms, info.due_ms, info.attempts, outcome)
     }
 
+    fn alarms(&self) -> Result<&Alarms<Task>> {
+        if let Some(alarms) = self.alarms.get() {
+            return Ok(alarms);
+        }
+        let alarms = Alarms::open(&self.state)?;
+        Ok(self.alarms.get_or_init(|| alarms))
+    }
+
     async fn schedule(&self, alarms: &Alarms<Task>, r: ScheduleRequest) -> Result<ScheduleReply> {
         let mut retry = r.attempts.map_or_else(RetryPolicy::default, RetryPolicy::attempts);
         if let Some(ms) = r.backoff_ms {
@@ -105,22 +116,33 @@ impl RobustnessDO {
         let mut alarm_changes = 0;
         let changes_before = scalar(&self.sql(), "SELECT total_changes() AS v")?;
         let started_ms = now_ms();
-        // Each `schedule_with` is one SQL write, durable when it returns. It writes the native
-        // alarm only when the new task is due before the armed time: a burst in due order moves
-        // it at most once.
-        for i in 0..r.count {
+        let task = |i: u32| {
             let n = r.first + i;
             let task = match (r.panic_n, r.fail_first) {
                 (Some(p), _) if p == n => Task::Panic { n },
                 (_, 0) => Task::Fire { n },
                 (_, k) => Task::FailFirst { n, k },
             };
-            let when = When::after(Duration::from_millis(r.delay_ms + u64::from(i) * r.stagger_ms));
-            alarms.schedule_with(when, task, options.clone()).await?;
+            (When::after(Duration::from_millis(r.delay_ms + u64::from(i) * r.stagger_ms)), task, options.clone())
+        };
+        if r.scheduler == Scheduler::LumenizeMany {
+            // One statement for the whole burst (per megabyte of payloads), one alarm write.
+            alarms.schedule_many_with((0..r.count).map(task)).await?;
             if r.trace_alarm {
-                let now = storage.get_alarm().await?;
-                alarm_changes += u32::from(now != alarm);
-                alarm = now;
+                alarm_changes = u32::from(storage.get_alarm().await? != alarm);
+            }
+        } else {
+            // Each `schedule_with` is one SQL write, durable when it returns. It writes the
+            // native alarm only when the new task is due before the armed time: a burst in due
+            // order moves it at most once.
+            for i in 0..r.count {
+                let (when, task, options) = task(i);
+                alarms.schedule_with(when, task, options).await?;
+                if r.trace_alarm {
+                    let now = storage.get_alarm().await?;
+                    alarm_changes += u32::from(now != alarm);
+                    alarm = now;
+                }
             }
         }
         Ok(ScheduleReply {
@@ -193,7 +215,7 @@ pub(crate) fn record_firing(
 
 impl DurableObject for RobustnessDO {
     fn new(state: State, _env: Env) -> Self {
-        Self { state, scheduler: SchedulerOf::default() }
+        Self { state, scheduler: SchedulerOf::default(), alarms: OnceCell::new() }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -202,15 +224,15 @@ impl DurableObject for RobustnessDO {
         let (method, route) = (req.method(), url.path().rsplit('/').next().unwrap_or_default().to_owned());
         let schedule: Option<ScheduleRequest> = if (&method, route.as_str()) == (&Method::Post, "schedule") { Some(req.json().await?) } else { None };
         let scheduler = self.scheduler.get(&self.sql(), schedule.as_ref().map(|r| r.scheduler))?;
-        // Open the scheduler on every event: opening re-arms an alarm the runtime lost (after
-        // a restart, tasks that fell due while it was down run at once). Not in an object that
-        // uses a baseline.
-        let alarms = if scheduler.is_baseline() { None } else { Some(Alarms::<Task>::new(&self.state).await?) };
+        // Opened at the first event (which re-arms an alarm the runtime lost: after a restart,
+        // tasks that fell due while it was down run at once). Not in an object that uses a
+        // baseline.
+        let alarms = if scheduler.is_baseline() { None } else { Some(self.alarms()?) };
         match (method, route.as_str(), schedule, alarms) {
-            (Method::Post, "schedule", Some(r), Some(alarms)) => Response::from_json(&self.schedule(&alarms, r).await?),
+            (Method::Post, "schedule", Some(r), Some(alarms)) => Response::from_json(&self.schedule(alarms, r).await?),
             (Method::Post, "schedule", Some(r), None) => Response::from_json(&baselines::schedule(&self.state, scheduler, &r).await?),
             (Method::Get, "firings", ..) => Response::from_json(&self.firings(&url)?),
-            (Method::Get, "status", _, Some(alarms)) => Response::from_json(&self.status(&alarms).await?),
+            (Method::Get, "status", _, Some(alarms)) => Response::from_json(&self.status(alarms).await?),
             (Method::Get, "status", _, None) => Response::from_json(&baselines::status(&self.state, scheduler).await?),
             (Method::Delete, "storage", ..) => {
                 self.state.storage().delete_all().await?;
@@ -235,8 +257,7 @@ impl DurableObject for RobustnessDO {
         let _guard = AbortOnPanic::new(&self.state, move |message| {
             let _ = sql.exec("INSERT INTO panics (at_ms, message) VALUES (?, ?)", vec![now_ms().into(), message.into()]);
         });
-        let alarms = Alarms::<Task>::new(&self.state).await?;
-        alarms.run_due(|task, info| ready(self.handle(task, &info))).await?;
+        self.alarms()?.run_due(async |task, info| self.handle(task, &info)).await?;
         Response::ok("ran")
     }
 }

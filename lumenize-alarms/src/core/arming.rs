@@ -15,10 +15,12 @@
 //!   dead with the runtime's error, and the next one is armed: no stored row can make the
 //!   object unusable.
 //!
-//! The memory is dropped when the object restarts (a new isolate), and after any error of a
-//! run or of the alarm: the next event reads the alarm again. It is safe because the
-//! scheduler is the only writer of the alarm; code that writes the alarm itself must not
-//! share the object with it.
+//! The memory is dropped when the object restarts (a new isolate), after any error of a
+//! run or of the alarm, and when the remembered time has passed (it should have fired and
+//! been replaced by its run's arming): the next event reads the alarm again. So an alarm
+//! deleted behind the scheduler's back is noticed at the latest once its time has passed.
+//! The scheduler must be the only writer of the alarm; code that writes the alarm itself
+//! must not share the object with it.
 
 use std::cell::Cell;
 
@@ -133,8 +135,12 @@ impl<S: Store> Scheduler<S> {
             self.recreated.set(self.store.recreated());
             self.forget_alarm();
         }
-        if let Some(known) = self.known_alarm.get() {
-            return Ok(known);
+        match self.known_alarm.get() {
+            // An armed time already past should have fired and been replaced by its run: if
+            // it is still remembered, look again (the runtime may have lost it).
+            Some(Some(t)) if t < now_ms => {}
+            Some(known) => return Ok(known),
+            None => {}
         }
         let armed = alarm.get().await?;
         self.known_alarm.set(Some(armed));

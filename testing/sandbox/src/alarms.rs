@@ -6,18 +6,23 @@
 //! - `schedule`: `{when: {after_ms|at_ms|cron|every_ms: ..}, task, id?, keep_existing?,
 //!   attempts?, backoff_ms?, burst?}` → the stored task, or 400 with the library's error text.
 //! - `schedule_raw`: the same with any JSON as the task (a payload `Task` may not decode).
-//! - `burst`: `{n, label, delay_ms?, at_ms?, from?}` schedules `n` `Record` tasks labelled
-//!   `<label>-<from + i>` in one request → their ids in order.
+//! - `burst`: `{n, label, delay_ms?, at_ms?, from?, many?}` schedules `n` `Record` tasks
+//!   labelled `<label>-<from + i>` in one request, one `schedule` each or (`many`) one
+//!   `schedule_many` → their ids in order.
 //! - `fired`: every recorded firing, in order. `runs`: every native alarm invocation with its
 //!   `RunReport`.
 //! - `get {id}`, `list {kind?, status?}`, `cancel {id}`, `requeue {id}`.
 //! - `run_at {now_ms}`: the test hook, runs what is due at `now_ms` → the `RunReport`.
-//! - `alarm`: the native alarm time (`getAlarm`), or null. `lose_alarm`: deletes it. `batch_limit`: the library's
-//!   `DEFAULT_BATCH_LIMIT`, which `alarm()` uses.
+//! - `alarm`: the native alarm time (`getAlarm`), or null. `lose_alarm`: deletes it behind
+//!   the scheduler's back. `batch_limit`: the library's `DEFAULT_BATCH_LIMIT`, which
+//!   `alarm()` uses.
+//!
+//! A body that does not decode answers 400 with the reason, as a user's worker would.
 
 use std::time::Duration;
 
 use lumenize_alarms::{Alarms, Filter, Kind, MissedTicks, Options, RetryPolicy, Scheduled, Status, When};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use worker::*;
 
@@ -104,6 +109,9 @@ struct BurstReq {
     /// The first label number (to continue a burst in another request).
     #[serde(default)]
     from: u32,
+    /// Store them with one `schedule_many`.
+    #[serde(default)]
+    many: bool,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +155,10 @@ struct Run {
 #[durable_object]
 pub struct AlarmsDO {
     state: State,
+    alarms: Alarms<Task>,
+    /// The same scheduler seen with another task type, to store payloads `Task` does not
+    /// decode (as if the type changed since).
+    raw: Alarms<serde_json::Value>,
 }
 
 impl AlarmsDO {
@@ -172,7 +184,8 @@ impl AlarmsDO {
         Ok(rows.first().map_or(0, |c| c.n))
     }
 
-    async fn handle(&self, alarms: &Alarms<Task>, task: Task, info: Scheduled) -> Result<()> {
+    async fn handle(&self, task: Task, info: Scheduled) -> Result<()> {
+        let alarms = &self.alarms;
         match task {
             Task::Record { label } => self.record(&label, &info),
             Task::Fail { label, times } => {
@@ -219,6 +232,22 @@ fn lib_error(e: lumenize_alarms::Error) -> Result<Response> {
     Response::error(e.to_string(), 400)
 }
 
+/// The request's JSON body, or a 400 that says why not.
+pub(crate) async fn body<T: DeserializeOwned>(req: &mut Request) -> std::result::Result<T, Result<Response>> {
+    let text = req.text().await.map_err(Err)?;
+    serde_json::from_str(&text).map_err(|e| Response::error(format!("bad request body: {e}"), 400))
+}
+
+/// `body`, or return its 400.
+macro_rules! body {
+    ($req:expr) => {
+        match body(&mut $req).await {
+            Ok(value) => value,
+            Err(answer) => return answer,
+        }
+    };
+}
+
 impl DurableObject for AlarmsDO {
     fn new(state: State, _env: Env) -> Self {
         state
@@ -237,15 +266,17 @@ impl DurableObject for AlarmsDO {
                 None,
             )
             .expect("create runs table");
-        Self { state }
+        let alarms = Alarms::open(&state).expect("a SQLite-backed object");
+        let raw = Alarms::open(&state).expect("a SQLite-backed object");
+        Self { state, alarms, raw }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let path = req.path();
-        let alarms = Alarms::<Task>::new(&self.state).await?;
+        let alarms = &self.alarms;
         match path.trim_start_matches('/') {
             "schedule" => {
-                let r: ScheduleReq<Task> = req.json().await?;
+                let r: ScheduleReq<Task> = body!(req);
                 let opts = r.options();
                 match r.when.into_when() {
                     Ok(when) => match alarms.schedule_with(when, r.task, opts).await {
@@ -257,23 +288,39 @@ impl DurableObject for AlarmsDO {
             }
             // A payload of another shape than `Task`, as if the task type changed since.
             "schedule_raw" => {
-                let r: ScheduleReq<serde_json::Value> = req.json().await?;
-                let raw = Alarms::<serde_json::Value>::new(&self.state).await?;
+                let r: ScheduleReq<serde_json::Value> = body!(req);
                 let opts = r.options();
-                json(&raw.schedule_with(r.when.into_when()?, r.task, opts).await?)
+                match r.when.into_when() {
+                    Ok(when) => match self.raw.schedule_with(when, r.task, opts).await {
+                        Ok(task) => json(&task),
+                        Err(e) => lib_error(e),
+                    },
+                    Err(e) => lib_error(e),
+                }
             }
             "burst" => {
-                let r: BurstReq = req.json().await?;
-                let mut ids = Vec::with_capacity(r.n as usize);
-                for i in r.from..r.from + r.n {
-                    let task = Task::Record { label: format!("{}-{i}", r.label) };
-                    let when = match r.at_ms {
-                        Some(at) => When::at_unix_ms(at),
-                        None => When::after(Duration::from_millis(r.delay_ms)),
-                    };
-                    ids.push(alarms.schedule(when, task).await?.id);
+                let r: BurstReq = body!(req);
+                let when = || match r.at_ms {
+                    Some(at) => When::at_unix_ms(at),
+                    None => When::after(Duration::from_millis(r.delay_ms)),
+                };
+                let tasks = (r.from..r.from + r.n).map(|i| (when(), Task::Record { label: format!("{}-{i}", r.label) }));
+                let ids = if r.many {
+                    alarms.schedule_many(tasks).await
+                } else {
+                    let mut ids = Vec::with_capacity(r.n as usize);
+                    for (when, task) in tasks {
+                        match alarms.schedule(when, task).await {
+                            Ok(task) => ids.push(task.id),
+                            Err(e) => return lib_error(e),
+                        }
+                    }
+                    Ok(ids)
+                };
+                match ids {
+                    Ok(ids) => json(&ids),
+                    Err(e) => lib_error(e),
                 }
-                json(&ids)
             }
             "fired" => {
                 let fired: Vec<Fired> = self.sql().exec("SELECT label, task_id, due_ms, fired_ms, attempt FROM fired ORDER BY seq", None)?.to_array()?;
@@ -287,28 +334,31 @@ impl DurableObject for AlarmsDO {
                 json(&runs)
             }
             "get" => {
-                let r: IdReq = req.json().await?;
+                let r: IdReq = body!(req);
                 json(&alarms.get(&r.id)?)
             }
             "list" => {
-                let r: ListReq = req.json().await?;
+                let r: ListReq = body!(req);
                 let filter = Filter { kind: r.kind, status: r.status, ..Filter::default() };
                 json(&alarms.list(&filter)?)
             }
             "cancel" => {
-                let r: IdReq = req.json().await?;
+                let r: IdReq = body!(req);
                 json(&alarms.cancel(&r.id)?)
             }
             "requeue" => {
-                let r: IdReq = req.json().await?;
+                let r: IdReq = body!(req);
                 match alarms.requeue(&r.id).await {
                     Ok(task) => json(&task),
                     Err(e) => lib_error(e),
                 }
             }
             "run_at" => {
-                let r: RunAtReq = req.json().await?;
-                json(&alarms.run_due_at(r.now_ms, |task, info| self.handle(&alarms, task, info)).await?)
+                let r: RunAtReq = body!(req);
+                match alarms.run_due_at(r.now_ms, async |task, info| self.handle(task, info).await).await {
+                    Ok(report) => json(&report),
+                    Err(e) => lib_error(e),
+                }
             }
             "alarm" => json(&self.state.storage().get_alarm().await?),
             // The native alarm lost behind the scheduler's back, as when the runtime gives up
@@ -320,8 +370,7 @@ impl DurableObject for AlarmsDO {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let alarms = Alarms::<Task>::new(&self.state).await?;
-        let report = alarms.run_due(|task, info| self.handle(&alarms, task, info)).await?;
+        let report = self.alarms.run_due(async |task, info| self.handle(task, info).await).await?;
         self.sql().exec(
             "INSERT INTO runs (at_ms, succeeded, retrying, died, interrupted, more_due) VALUES (?, ?, ?, ?, ?, ?)",
             vec![
@@ -349,7 +398,7 @@ impl DurableObject for KvDO {
     }
 
     async fn fetch(&self, _req: Request) -> Result<Response> {
-        match Alarms::<Task>::new(&self.state).await {
+        match Alarms::<Task>::open(&self.state) {
             Ok(_) => Response::ok("opened"),
             Err(e) => Response::error(e.to_string(), 500),
         }

@@ -78,7 +78,8 @@ pub struct Args {
     /// Leave the crash scenario out (it is always left out with --url).
     #[arg(long)]
     pub no_crash: bool,
-    /// Add a burst of this many zero-delay tasks in one request, on lumenize and on the floor
+    /// Add a burst of this many zero-delay tasks in one request, on lumenize (one by one and
+    /// through `schedule_many`) and on the floor
     /// (repeatable, comma-separated): where is the limit?
     #[arg(long, value_delimiter = ',', value_name = "N")]
     pub burst: Vec<u32>,
@@ -150,7 +151,7 @@ impl Config {
         let extra = args
             .burst
             .iter()
-            .flat_map(|&n| Scenario::new(format!("burst-{n}"), Load::Burst { n, stagger_ms: 0 }, 0).on_each(&[Scheduler::Lumenize, Scheduler::Floor]));
+            .flat_map(|&n| Scenario::new(format!("burst-{n}"), Load::Burst { n, stagger_ms: 0 }, 0).on_each(&[Scheduler::Lumenize, Scheduler::LumenizeMany, Scheduler::Floor]));
         let mut scenarios: Vec<Scenario> = Scenario::matrix().into_iter().filter(selected).chain(extra).filter(on).collect();
         if args.crash {
             scenarios.retain(Scenario::crashes);

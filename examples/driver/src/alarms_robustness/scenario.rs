@@ -171,12 +171,13 @@ impl Scenario {
     /// - the crash: 2,000 tasks due over 6 s, the runtime killed 2 s in (while another
     ///   client keeps scheduling) and restarted 1 s later.
     ///
-    /// And the baselines, each right after the same scenario on lumenize-alarms: bursts of
-    /// 100, 1,000 and 10,000 and the 100 sequential requests on the floor; the burst of 1,000
-    /// and the 100 sequential requests on the native alarm alone.
+    /// The bursts of 100, 1,000 and 10,000 also run through `schedule_many`
+    /// (`lumenize-many`). And the baselines, each right after the same scenario on
+    /// lumenize-alarms: those bursts and the 100 sequential requests on the floor; the burst
+    /// of 1,000 and the 100 sequential requests on the native alarm alone.
     #[must_use]
     pub fn matrix() -> Vec<Scenario> {
-        use Scheduler::{Floor, Lumenize, Native};
+        use Scheduler::{Floor, Lumenize, LumenizeMany, Native};
         let burst = |n| Load::Burst { n, stagger_ms: 0 };
         let mut m = vec![
             Scenario::new("single-0s", burst(1), 0),
@@ -184,9 +185,9 @@ impl Scenario {
             Scenario::new("single-5s", burst(1), 5_000),
         ];
         m.extend([10, 50].map(|n| Scenario::new(format!("burst-{n}"), burst(n), 0)));
-        m.extend(Scenario::new("burst-100", burst(100), 0).on_each(&[Lumenize, Floor]));
-        m.extend(Scenario::new("burst-1000", burst(1_000), 0).on_each(&[Lumenize, Floor, Native]));
-        m.extend(Scenario::new("burst-10000", burst(10_000), 0).on_each(&[Lumenize, Floor]));
+        m.extend(Scenario::new("burst-100", burst(100), 0).on_each(&[Lumenize, LumenizeMany, Floor]));
+        m.extend(Scenario::new("burst-1000", burst(1_000), 0).on_each(&[Lumenize, LumenizeMany, Floor, Native]));
+        m.extend(Scenario::new("burst-10000", burst(10_000), 0).on_each(&[Lumenize, LumenizeMany, Floor]));
         m.extend([
             Scenario::new("burst-100-1s", burst(100), 1_000),
             Scenario::new("burst-100-5s", burst(100), 5_000),
