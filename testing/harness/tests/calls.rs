@@ -326,3 +326,14 @@ fn a_crash_between_call_and_reply_loses_nothing_and_repeats_nothing() -> Result<
     assert!(pending(&base, &caller).is_empty());
     worker.stop()
 }
+
+/// The sandbox's routes answer 400 with the reason for a body that does not decode.
+#[test]
+fn sandbox_routes_answer_400_for_bodies_that_do_not_decode() {
+    let base = url();
+    for route in [format!("calls/{}/call", unique("c")), format!("calls/{}/cancel", unique("c")), format!("remote/{}/run_at", unique("r"))] {
+        let (status, text) = post(&format!("{base}/{route}"), "{not json", &[]).unwrap();
+        assert_eq!(status, 400, "{route}: {text}");
+        assert!(text.contains("bad request body"), "{route}: {text}");
+    }
+}
