@@ -15,14 +15,18 @@ use serde_json::Value;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{console_error, Env, Headers, Method, Request, RequestInit, Response, State};
 
-use crate::envelope::{self, CallReply, Outcome, SIGNATURE_HEADER, VERSION};
+use crate::envelope::{self, CallReply, CallRequest, Outcome, Recipient, Secrets, SIGNATURE_HEADER, VERSION};
 use crate::machine::{self, Answer, CallResult, Serve, Step, INTERRUPTED, RESULT_RETENTION_MS};
 use crate::store::{PendingCall, Store};
 use crate::{CallError, CallOptions, Dispatch, Error, Object, Result, Target};
 
 /// The name of the secret (or variable) that authenticates calls: every object that makes
-/// or serves calls must see the same value.
+/// or serves calls must see the same value. Objects sign with it and accept it.
 pub const SECRET: &str = "LUMENIZE_CALL_SECRET";
+
+/// The name of an optional second secret that objects accept (never sign with): the
+/// previous value of [`SECRET`] during a rotation (see the crate docs).
+pub const SECRET_PREVIOUS: &str = "LUMENIZE_CALL_SECRET_PREVIOUS";
 
 /// The id of a call: a UUIDv7, also the id of the call's lumenize-alarms task.
 pub type CallId = String;
@@ -71,7 +75,7 @@ struct Inner<T> {
     store: Rc<Store>,
     state: State,
     env: Env,
-    secret: String,
+    secrets: Secrets,
     handler: RefCell<Option<Handler>>,
 }
 
@@ -102,9 +106,9 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
     /// without SQLite; storage errors.
     pub async fn new(state: &State, env: &Env) -> Result<Self> {
         let alarms = Alarms::<T>::new(state).await?;
-        let secret = secret(env)?;
+        let secrets = secrets(env)?;
         let store = Rc::new(Store::open(state.storage().sql())?);
-        let inner = Inner { alarms, store, state: own(state), env: env.clone(), secret, handler: RefCell::new(None) };
+        let inner = Inner { alarms, store, state: own(state), env: env.clone(), secrets, handler: RefCell::new(None) };
         Ok(Calls { inner: Rc::new(inner) })
     }
 
@@ -232,9 +236,13 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
     /// cut short by a reset gets [`CallError::Remote`] ("may or may not have taken effect").
     /// `apply`'s `Err` and panics reach the caller as [`CallError::Remote`].
     ///
-    /// Refused with 401 if unsigned or signed with another secret (a request forwarded from
-    /// the internet cannot run an operation), 400 for a malformed envelope, an unknown
-    /// version or an operation that does not decode as `Op`, 405 for anything but `POST`.
+    /// Refused with 401 if unsigned or signed with neither [`SECRET`] nor
+    /// [`SECRET_PREVIOUS`] (a request forwarded from the internet cannot run an operation),
+    /// addressed to another object, or issued further in the future than the clock-skew
+    /// allowance; 410 if issued more than
+    /// [`MAX_REQUEST_AGE_MS`](crate::envelope::MAX_REQUEST_AGE_MS) ago; 400 for a malformed
+    /// envelope, an unknown version or an operation that does not decode as `Op`; 405 for
+    /// anything but `POST`.
     ///
     /// # Errors
     /// Storage errors.
@@ -251,7 +259,8 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
         }
         let body = req.text().await?;
         let signature = req.headers().get(SIGNATURE_HEADER)?;
-        let request = match envelope::parse_request(&self.inner.secret, &body, signature.as_deref()) {
+        let here = self.inner.state.id().to_string();
+        let request = match envelope::parse_request(&self.inner.secrets, &body, signature.as_deref(), &here, now_ms()) {
             Ok(request) => request,
             Err(refusal) => return refuse(&refusal.to_string(), refusal.status()),
         };
@@ -335,13 +344,14 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
         });
     }
 
-    /// Sends call `id` once; the result if that settled it.
+    /// Sends call `id` once, unless the state machine says it is settled (a stored result,
+    /// a timeout, an expiry); the result if that settled it.
     async fn send(&self, id: &str) -> Result<Option<CallResult>> {
         let Some(call) = self.inner.store.call(id)? else { return Ok(None) };
-        if call.result.is_some() {
-            return Ok(call.result);
+        if let Step::Deliver(result) = machine::on_backstop(&call.state(), now_ms()) {
+            return Ok(Some(result));
         }
-        let answer = match self.post(&call).await {
+        let answer = match self.post(call).await {
             Ok(answer) => answer,
             Err(e) => Answer::Failed(e.to_string()),
         };
@@ -359,8 +369,8 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
     }
 
     /// Posts the signed envelope to the target's stub.
-    async fn post(&self, call: &PendingCall) -> worker::Result<Answer> {
-        let stub = match self.stub(&call.target) {
+    async fn post(&self, call: PendingCall) -> worker::Result<Answer> {
+        let (stub, object) = match self.stub(&call.target) {
             Ok(stub) => stub,
             // A binding or id that does not resolve will not resolve on a retry either.
             Err(e) => {
@@ -368,7 +378,15 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
                 return Ok(Answer::Done(Err(CallError::Transport { message })));
             }
         };
-        let (body, signature) = envelope::signed_request(&self.inner.secret, &call.id, &call.op);
+        let request = CallRequest {
+            v: VERSION,
+            id: call.id.clone(),
+            to: Recipient { binding: call.target.binding, object },
+            from: self.inner.state.id().to_string(),
+            issued_ms: call.created_ms,
+            op: call.op,
+        };
+        let (body, signature) = envelope::signed_request(&self.inner.secrets.current, &request);
         let headers = Headers::new();
         headers.set("content-type", "application/json")?;
         headers.set(SIGNATURE_HEADER, &signature)?;
@@ -380,13 +398,15 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
         Ok(machine::read_answer(&call.id, response.status_code(), &body))
     }
 
-    fn stub(&self, target: &Target) -> worker::Result<worker::Stub> {
+    /// The target's stub and its id as hex (what the remote sees as `state.id()`).
+    fn stub(&self, target: &Target) -> worker::Result<(worker::Stub, String)> {
         let namespace = self.inner.env.durable_object(&target.binding)?;
         let id = match &target.object {
             Object::Name(name) => namespace.id_from_name(name)?,
             Object::Id(hex) => namespace.id_from_string(hex)?,
         };
-        id.get_stub()
+        let hex = id.to_string();
+        Ok((id.get_stub()?, hex))
     }
 
     /// Runs the continuation of call `id` with its first result (`result`, unless one is
@@ -434,9 +454,19 @@ fn refuse(message: &str, status: u16) -> Result<Response> {
     Ok(Response::error(message, status)?)
 }
 
-fn secret(env: &Env) -> Result<String> {
-    let value = env.secret(SECRET).map(|s| s.to_string()).or_else(|_| env.var(SECRET).map(|v| v.to_string()));
-    value.ok().filter(|s| !s.is_empty()).ok_or(Error::NoSecret(SECRET))
+/// The secret or variable `name`, if set and not empty.
+fn secret(env: &Env, name: &str) -> Option<String> {
+    let value = env.secret(name).map(|s| s.to_string()).or_else(|_| env.var(name).map(|v| v.to_string()));
+    value.ok().filter(|s| !s.is_empty())
+}
+
+/// [`SECRET`] (required) and [`SECRET_PREVIOUS`] (optional).
+fn secrets(env: &Env) -> Result<Secrets> {
+    let secrets = Secrets::new(secret(env, SECRET).ok_or(Error::NoSecret(SECRET))?);
+    Ok(match secret(env, SECRET_PREVIOUS) {
+        Some(previous) => secrets.with_previous(previous),
+        None => secrets,
+    })
 }
 
 /// An owned handle on the same `DurableObjectState` (worker's `State` is not `Clone`).
@@ -468,11 +498,15 @@ mod wasm_tests {
     }
 
     #[wasm_bindgen_test]
-    fn the_secret_comes_from_the_environment() {
-        assert_eq!(secret(&env(&[(SECRET, "s3cret")])).unwrap(), "s3cret");
-        assert!(matches!(secret(&env(&[])), Err(Error::NoSecret(SECRET))));
-        assert!(matches!(secret(&env(&[(SECRET, "")])), Err(Error::NoSecret(SECRET))));
-        assert!(matches!(secret(&env(&[("OTHER", "x")])), Err(Error::NoSecret(SECRET))));
+    fn the_secrets_come_from_the_environment() {
+        assert_eq!(secrets(&env(&[(SECRET, "s3cret")])).unwrap(), Secrets::new("s3cret"));
+        assert!(matches!(secrets(&env(&[])), Err(Error::NoSecret(SECRET))));
+        assert!(matches!(secrets(&env(&[(SECRET, "")])), Err(Error::NoSecret(SECRET))));
+        assert!(matches!(secrets(&env(&[("OTHER", "x")])), Err(Error::NoSecret(SECRET))));
+        let rotating = secrets(&env(&[(SECRET, "new"), (SECRET_PREVIOUS, "old")])).unwrap();
+        assert_eq!(rotating, Secrets::new("new").with_previous("old"));
+        assert_eq!(secrets(&env(&[(SECRET, "new"), (SECRET_PREVIOUS, "")])).unwrap(), Secrets::new("new"));
+        assert!(matches!(secrets(&env(&[(SECRET_PREVIOUS, "old")])), Err(Error::NoSecret(SECRET))));
     }
 
     #[wasm_bindgen_test]

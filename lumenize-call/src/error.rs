@@ -45,6 +45,17 @@ pub enum CallError {
     /// The call was cancelled with [`Calls::cancel`](crate::Calls::cancel).
     #[error("the call was cancelled")]
     Cancelled,
+    /// The call is older than a remote accepts: made more than
+    /// [`MAX_REQUEST_AGE_MS`](crate::envelope::MAX_REQUEST_AGE_MS) ago (the remote refused
+    /// it with 410), or, by the caller's clock, that plus
+    /// [`MAX_CLOCK_SKEW_MS`](crate::envelope::MAX_CLOCK_SKEW_MS) (then it was not sent). An
+    /// earlier dispatch may have applied it and its reply was lost: it may or may not have
+    /// taken effect. It is never sent again.
+    #[error("the call expired: {message}")]
+    Expired {
+        /// Why, as the remote (or the caller) said.
+        message: String,
+    },
 }
 
 /// What can go wrong when making, serving or running calls.

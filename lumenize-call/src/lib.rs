@@ -156,7 +156,7 @@ mod options;
 mod store;
 mod target;
 
-pub use calls::{CallId, CallTask, Calls, Ctx, SECRET};
+pub use calls::{CallId, CallTask, Calls, Ctx, SECRET, SECRET_PREVIOUS};
 pub use error::{CallError, Error, Result};
 pub use machine::MAX_TRANSPORT_ATTEMPTS;
 pub use options::{CallOptions, Dispatch};

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::envelope::{CallReply, Outcome, VERSION};
+use crate::envelope::{CallReply, Outcome, EXPIRED_STATUS, MAX_CLOCK_SKEW_MS, MAX_REQUEST_AGE_MS, VERSION};
 use crate::CallError;
 
 /// Transient failures (transport errors, 5xx answers) after which a call ends with
@@ -30,9 +30,19 @@ pub const INTERRUPTED: &str = "the remote was reset while applying this call: it
 /// The result a continuation receives.
 pub type CallResult = Result<Value, CallError>;
 
+/// Until when the origin sends a call issued at `issued_ms`: past this time (its clock),
+/// no remote whose clock is within [`MAX_CLOCK_SKEW_MS`] accepts the request, and the call
+/// ends with [`CallError::Expired`] without being sent.
+#[must_use]
+pub fn send_horizon_ms(issued_ms: i64) -> i64 {
+    issued_ms.saturating_add(MAX_REQUEST_AGE_MS).saturating_add(MAX_CLOCK_SKEW_MS)
+}
+
 /// What the caller knows of one pending call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
+    /// When the call was made, Unix ms: the issue time of every request for it.
+    pub issued_ms: i64,
     /// When the call times out, Unix ms.
     pub deadline_ms: Option<i64>,
     /// Transient failures so far.
@@ -85,6 +95,13 @@ pub fn on_backstop(call: &Pending, now_ms: i64) -> Step {
     if call.deadline_ms.is_some_and(|d| d <= now_ms) {
         return Step::Deliver(Err(CallError::Timeout));
     }
+    if now_ms > send_horizon_ms(call.issued_ms) {
+        let message = format!(
+            "made at {}, more than {MAX_REQUEST_AGE_MS} ms (plus {MAX_CLOCK_SKEW_MS} ms of clock skew) ago: no remote accepts it any more; it was not sent again",
+            call.issued_ms
+        );
+        return Step::Deliver(Err(CallError::Expired { message }));
+    }
     if call.failures >= MAX_TRANSPORT_ATTEMPTS {
         return Step::Deliver(Err(transport_error(call)));
     }
@@ -110,6 +127,7 @@ pub enum Answer {
 /// Reads the remote's HTTP answer to call `id`.
 #[must_use]
 pub fn read_answer(id: &str, status: u16, body: &str) -> Answer {
+    let text = || body.to_owned();
     match status {
         200 => match serde_json::from_str::<CallReply>(body) {
             Ok(reply) if reply.v == VERSION && reply.id == id => Answer::Done(match reply.outcome {
@@ -123,7 +141,8 @@ pub fn read_answer(id: &str, status: u16, body: &str) -> Answer {
             Err(e) => Answer::Done(Err(CallError::Rejected { status, message: format!("not a call reply: {e}") })),
         },
         409 => Answer::Busy,
-        400..=499 => Answer::Done(Err(CallError::Rejected { status, message: body.to_owned() })),
+        EXPIRED_STATUS => Answer::Done(Err(CallError::Expired { message: text() })),
+        400..=499 => Answer::Done(Err(CallError::Rejected { status, message: text() })),
         _ => Answer::Failed(format!("HTTP {status}: {body}")),
     }
 }
@@ -178,7 +197,7 @@ mod tests {
     use serde_json::json;
 
     fn pending() -> Pending {
-        Pending { deadline_ms: None, failures: 0, last_error: None, result: None }
+        Pending { issued_ms: 0, deadline_ms: None, failures: 0, last_error: None, result: None }
     }
 
     #[test]
@@ -224,6 +243,7 @@ mod tests {
             CallError::Transport { message: "m".into() },
             CallError::Rejected { status: 400, message: "m".into() },
             CallError::Cancelled,
+            CallError::Expired { message: "m".into() },
         ] {
             let result: CallResult = Err(e);
             let text = serde_json::to_string(&result).unwrap();
@@ -233,9 +253,9 @@ mod tests {
 
     #[test]
     fn answers_are_classified() {
-        let ok = r#"{"v":1,"id":"c","ok":{"n":1}}"#;
+        let ok = r#"{"v":2,"id":"c","ok":{"n":1}}"#;
         assert_eq!(read_answer("c", 200, ok), Answer::Done(Ok(json!({"n":1}))));
-        let err = r#"{"v":1,"id":"c","err":{"message":"no","panicked":true}}"#;
+        let err = r#"{"v":2,"id":"c","err":{"message":"no","panicked":true}}"#;
         assert_eq!(
             read_answer("c", 200, err),
             Answer::Done(Err(CallError::Remote { message: "no".into(), panicked: true }))
@@ -248,6 +268,27 @@ mod tests {
             Answer::Done(Err(CallError::Rejected { status: 401, message: "bad signature".into() }))
         );
         assert_eq!(read_answer("c", 503, "later"), Answer::Failed("HTTP 503: later".into()));
+        assert_eq!(read_answer("c", 410, "too old"), Answer::Done(Err(CallError::Expired { message: "too old".into() })));
+        // A version-1 reply is not one of ours any more.
+        let v1 = r#"{"v":1,"id":"c","ok":1}"#;
+        assert!(matches!(read_answer("c", 200, v1), Answer::Done(Err(CallError::Rejected { .. }))));
+    }
+
+    #[test]
+    fn a_call_past_its_send_horizon_ends_expired_without_a_dispatch() {
+        let issued = 1_800_000_000_000;
+        let call = Pending { issued_ms: issued, ..pending() };
+        let horizon = send_horizon_ms(issued);
+        assert_eq!(horizon, issued + MAX_REQUEST_AGE_MS + MAX_CLOCK_SKEW_MS);
+        assert!(matches!(on_backstop(&call, horizon), Step::Dispatch { .. }));
+        let Step::Deliver(Err(CallError::Expired { message })) = on_backstop(&call, horizon + 1) else { panic!("not expired") };
+        assert!(message.contains("not sent again"), "{message}");
+        // A stored result and a timeout come first.
+        let done = Pending { result: Some(Ok(json!(1))), ..call.clone() };
+        assert_eq!(on_backstop(&done, horizon + 1), Step::Deliver(Ok(json!(1))));
+        let timed = Pending { deadline_ms: Some(issued + 5), ..call };
+        assert_eq!(on_backstop(&timed, horizon + 1), Step::Deliver(Err(CallError::Timeout)));
+        assert_eq!(send_horizon_ms(i64::MAX), i64::MAX);
     }
 
     #[test]

@@ -60,6 +60,7 @@ impl PendingCall {
     /// What the state machine needs of it.
     pub(crate) fn state(&self) -> Pending {
         Pending {
+            issued_ms: self.created_ms,
             deadline_ms: self.deadline_ms,
             failures: self.failures,
             last_error: self.last_error.clone(),
