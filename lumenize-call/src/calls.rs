@@ -148,11 +148,14 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
     /// leaves in this same event.
     ///
     /// # Errors
-    /// [`Error::Encode`] if `op` or `resume` do not encode; storage errors. Nothing is
-    /// stored then.
+    /// [`Error::Encode`] if `op` or `resume` do not encode; [`Error::TooLarge`] if `op` is
+    /// over [`MAX_OPERATION_BYTES`](crate::MAX_OPERATION_BYTES), `resume` over
+    /// [`MAX_CONTINUATION_BYTES`](crate::MAX_CONTINUATION_BYTES), or both with the target
+    /// over a row; storage errors. Nothing is stored then.
     pub async fn call(&self, target: Target, op: &impl Serialize, resume: &impl Serialize, opts: CallOptions) -> Result<CallId> {
         let op = serde_json::to_value(op).map_err(|source| Error::Encode { what: "the operation", source })?;
         let resume = serde_json::to_value(resume).map_err(|source| Error::Encode { what: "the continuation", source })?;
+        machine::check_call_size(json_len(&op), json_len(&resume), json_len(&target))?;
         let now = now_ms();
         let deadline_ms = opts.timeout.map(|t| now.saturating_add(millis(t)));
         let first = match opts.dispatch {
@@ -165,7 +168,7 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
         let call = PendingCall {
             id: task.id,
             target,
-            op,
+            op: Some(op),
             resume,
             dispatch: opts.dispatch,
             deadline_ms,
@@ -244,8 +247,12 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
     /// envelope, an unknown version or an operation that does not decode as `Op`; 405 for
     /// anything but `POST`.
     ///
+    /// An outcome over [`MAX_REPLY_BYTES`](crate::MAX_REPLY_BYTES), or one that cannot be
+    /// stored, is stored and answered as a small error outcome in its place (the caller
+    /// gets [`CallError::TooLarge`] or [`CallError::Storage`]), never as a 500.
+    ///
     /// # Errors
-    /// Storage errors.
+    /// Storage errors before the operation is applied.
     pub async fn serve<Op, R, E, F, Fut>(&self, mut req: Request, apply: F) -> Result<Response>
     where
         Op: DeserializeOwned,
@@ -271,8 +278,7 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
             Serve::Busy => return refuse("lumenize-call: this call is being applied; ask again later", 409),
             Serve::Interrupted => {
                 let outcome = Outcome::Err { message: INTERRUPTED.into(), panicked: false };
-                self.inner.store.finish(&id, &outcome, now_ms())?;
-                outcome
+                self.inner.store.record_outcome(&id, outcome, now_ms())
             }
             Serve::Apply => match serde_json::from_value::<Op>(request.op) {
                 Ok(op) => self.apply(&id, op, apply).await?,
@@ -297,7 +303,7 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
             let (store, id) = (store.clone(), id.to_owned());
             AbortOnPanic::new(&self.inner.state, move |message| {
                 let outcome = Outcome::Err { message: format!("the operation panicked: {message}"), panicked: true };
-                let _ = store.finish(&id, &outcome, now_ms());
+                store.record_outcome(&id, outcome, now_ms());
             })
         };
         let result = apply(op).await;
@@ -308,12 +314,21 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
             Ok(Err(e)) => Outcome::Err { message: format!("the reply could not be encoded: {e}"), panicked: false },
             Err(e) => Outcome::Err { message: e.to_string(), panicked: false },
         };
-        store.finish(id, &outcome, now_ms())?;
+        let outcome = store.record_outcome(id, outcome, now_ms());
+        // The outcome is stored: a failure from here on must not turn it into a 500 (the
+        // next call served schedules the cleanup again).
+        if let Err(e) = self.schedule_cleanup().await {
+            console_error!("lumenize-call: scheduling the cleanup of served results: {e}");
+        }
+        Ok(outcome)
+    }
+
+    async fn schedule_cleanup(&self) -> Result<()> {
         if self.alarms().get(CLEANUP_ID)?.is_none() {
             let at = now_ms().saturating_add(RESULT_RETENTION_MS);
             self.alarms().schedule_with(When::at_unix_ms(at), T::from(CallTask::Cleanup), Options::id(CLEANUP_ID)).await?;
         }
-        Ok(outcome)
+        Ok(())
     }
 
     async fn cleanup(&self, now: i64) -> Result<()> {
@@ -374,17 +389,19 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
             Ok(stub) => stub,
             // A binding or id that does not resolve will not resolve on a retry either.
             Err(e) => {
-                let message = format!("no such target {:?}: {e}", call.target);
+                let message = machine::clip(format!("no such target {:?}: {e}", call.target));
                 return Ok(Answer::Done(Err(CallError::Transport { message })));
             }
         };
+        // Emptied only together with storing a result, which `send` checked.
+        let Some(op) = call.op else { return Ok(Answer::Busy) };
         let request = CallRequest {
             v: VERSION,
             id: call.id.clone(),
             to: Recipient { binding: call.target.binding, object },
             from: self.inner.state.id().to_string(),
             issued_ms: call.created_ms,
-            op: call.op,
+            op,
         };
         let (body, signature) = envelope::signed_request(&self.inner.secrets.current, &request);
         let headers = Headers::new();
@@ -467,6 +484,10 @@ fn secrets(env: &Env) -> Result<Secrets> {
         Some(previous) => secrets.with_previous(previous),
         None => secrets,
     })
+}
+
+fn json_len(value: &impl Serialize) -> usize {
+    serde_json::to_string(value).map_or(0, |text| text.len())
 }
 
 /// An owned handle on the same `DurableObjectState` (worker's `State` is not `Clone`).

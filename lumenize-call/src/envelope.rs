@@ -9,6 +9,8 @@
 //!
 //! 200 {"v":2,"id":"<call id>","ok":<reply>}
 //!  or {"v":2,"id":"…","err":{"message":"…","panicked":false}}
+//!  or {"v":2,"id":"…","too_large":{"bytes":…,"limit":…}}    the reply did not fit (applied once)
+//!  or {"v":2,"id":"…","unstored":{"message":"…"}}           storing the outcome failed (applied once)
 //! 409 the call is being applied right now (ask again later)
 //! 410 issued longer ago than MAX_REQUEST_AGE_MS: refused, never to be re-sent
 //! 401 missing or wrong signature, addressed to another object, or issued in the future
@@ -122,6 +124,19 @@ pub enum Outcome {
         message: String,
         /// Whether it panicked.
         panicked: bool,
+    },
+    /// It returned `Ok` (or `Err`), but the outcome's JSON is over
+    /// [`MAX_REPLY_BYTES`](crate::MAX_REPLY_BYTES): stored in its place.
+    TooLarge {
+        /// The outcome's size, as JSON.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// It ran, but storing its outcome failed: stored in its place.
+    Unstored {
+        /// What storage said.
+        message: String,
     },
 }
 
@@ -427,6 +442,8 @@ mod tests {
     fn replies_serialise_in_the_documented_format() {
         let reply = |outcome| serde_json::to_value(CallReply { v: 2, id: "c".into(), outcome }).unwrap();
         assert_eq!(reply(Outcome::Ok(json!(5))), json!({"v":2,"id":"c","ok":5}));
+        assert_eq!(reply(Outcome::TooLarge { bytes: 9, limit: 8 }), json!({"v":2,"id":"c","too_large":{"bytes":9,"limit":8}}));
+        assert_eq!(reply(Outcome::Unstored { message: "m".into() }), json!({"v":2,"id":"c","unstored":{"message":"m"}}));
         let err = CallReply { v: 2, id: "c".into(), outcome: Outcome::Err { message: "no".into(), panicked: true } };
         let text = serde_json::to_string(&err).unwrap();
         assert_eq!(serde_json::from_str::<CallReply>(&text).unwrap(), err);

@@ -158,7 +158,7 @@ mod target;
 
 pub use calls::{CallId, CallTask, Calls, Ctx, SECRET, SECRET_PREVIOUS};
 pub use error::{CallError, Error, Result};
-pub use machine::MAX_TRANSPORT_ATTEMPTS;
+pub use machine::{MAX_CONTINUATION_BYTES, MAX_OPERATION_BYTES, MAX_REPLY_BYTES, MAX_TRANSPORT_ATTEMPTS, SQLITE_MAX_BYTES};
 pub use options::{CallOptions, Dispatch};
 pub use store::PendingCall;
 pub use target::{Object, Target};

@@ -24,6 +24,8 @@ fn answer() -> impl Strategy<Value = Option<(u16, String)>> {
         Just(None),
         Just(Some((200, r#"{"v":2,"id":"c","ok":7}"#.to_owned()))),
         Just(Some((200, r#"{"v":2,"id":"c","err":{"message":"no","panicked":false}}"#.to_owned()))),
+        Just(Some((200, r#"{"v":2,"id":"c","too_large":{"bytes":9,"limit":8}}"#.to_owned()))),
+        Just(Some((200, r#"{"v":2,"id":"c","unstored":{"message":"disk"}}"#.to_owned()))),
         Just(Some((409, String::new()))),
         Just(Some((410, "too old".to_owned()))),
         Just(Some((404, "not found".to_owned()))),

@@ -1,5 +1,5 @@
 //! lumenize-call on workerd: the sandbox's CallerDO calls RemoteDO, and each guarantee of
-//! DESIGN.md (lumenize-call 1-6) is checked from the outside, over HTTP.
+//! DESIGN.md (lumenize-call 1-7) is checked from the outside, over HTTP.
 //!
 //! One worker serves every test but the crash test, which kills its own, and the rotation
 //! test, which starts one with rotated secrets.
@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lumenize_call::envelope::{sign, MAX_CLOCK_SKEW_MS, MAX_REQUEST_AGE_MS, SIGNATURE_HEADER};
+use lumenize_call::SQLITE_MAX_BYTES;
 use lumenize_harness::{get, poll_until, post, post_json, workspace_root, Result, Worker, WorkerOptions};
 use serde_json::{json, Value};
 
@@ -263,6 +264,17 @@ fn tasks(base: &str, caller: &str) -> Value {
     ok_json(get(&format!("{base}/calls/{caller}/tasks")).expect("tasks"))
 }
 
+/// A continuation's result, with long strings shortened so that a failure message stays
+/// readable.
+fn short(result: &Value) -> String {
+    let text = result.to_string();
+    if text.len() > 400 {
+        format!("{}... ({} bytes)", &text[..400], text.len())
+    } else {
+        text
+    }
+}
+
 /// Guarantees 3 and 6: a request that did not come from a lumenize caller cannot run an
 /// operation, bad envelopes get a clear 4xx, and a re-dispatch is answered from the stored
 /// result without running the operation again. The requests go through the sandbox's
@@ -464,6 +476,83 @@ fn an_expired_call_ends_with_the_typed_error_and_is_not_resent() {
     assert_eq!(tasks(base, &caller), json!([]));
 }
 
+/// Guarantee 7 (issue 10, case 6): a reply too large for SQLite (10 MB) becomes a typed
+/// error outcome at the remote, stored in its place: the continuation gets
+/// `CallError::TooLarge`, nothing answers 500, a re-dispatch is answered from the small
+/// outcome without applying again, and the remote keeps serving. An operation of 10 MB is
+/// refused by `call` before anything is stored.
+#[test]
+fn a_reply_too_large_to_store_ends_the_call_with_a_typed_error() {
+    let base = url();
+    let (caller, remote) = (unique("caller"), unique("remote"));
+    let ten_mb = 10_000_000;
+    call(base, &caller, json!({"name": remote, "op": {"type": "big", "bytes": ten_mb}, "tag": "big", "dispatch": "direct"}));
+    let done = wait_continuations(base, &caller, 1, Duration::from_secs(20));
+    let err = &done[0]["result"]["Err"];
+    assert_eq!(err["kind"], "too_large", "{}", short(&done[0]["result"]));
+    assert!(err["bytes"].as_u64().is_some_and(|b| b > ten_mb), "{err}");
+    assert_eq!(applied(base, &remote).get("big"), Some(&1));
+    let statuses: Vec<u16> = received(base, &remote).iter().map(|r| r.3).collect();
+    assert_eq!(statuses, [200], "answers of the remote");
+
+    // The same through the public router, signed: a 200 with the typed outcome, twice.
+    let to = remote_id(base, &remote);
+    let body = envelope("echo-10mb", &to, json!({"type": "echo", "value": "e".repeat(ten_mb as usize)}));
+    let signature = sign(secret(), body.as_bytes());
+    for _ in 0..2 {
+        let reply = ok_json(post(&format!("{base}/remote/{remote}/"), &body, &[(SIGNATURE_HEADER, &signature)]).unwrap());
+        assert!(reply["too_large"]["bytes"].as_u64().is_some_and(|b| b > ten_mb), "{}", short(&reply));
+    }
+    assert_eq!(applied(base, &remote).get("echo"), Some(&1), "the re-dispatch was applied again");
+
+    // The remote still serves.
+    call(base, &caller, json!({"name": remote, "op": {"type": "count", "key": "k"}, "tag": "after", "dispatch": "alarm"}));
+    let done = by_tag(&wait_continuations(base, &caller, 2, Duration::from_secs(20)));
+    assert_eq!(done["after"], vec![json!({"Ok": 1})]);
+
+    // An operation of 10 MB: a typed error from `call`, and nothing stored.
+    let caller = unique("caller");
+    let (status, text) = post_json(
+        &format!("{base}/calls/{caller}/call"),
+        &json!({"name": remote, "op": {"type": "echo", "value": "e".repeat(ten_mb as usize)}, "tag": "t", "dispatch": "direct"}),
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{}", short(&json!(text)));
+    assert!(text.contains("too large"), "{}", short(&json!(text)));
+    assert!(pending(base, &caller).is_empty());
+    assert_eq!(tasks(base, &caller), json!([]), "call() stored a task for a call it refused");
+}
+
+/// Guarantee 7 (issue 10, case 7): every call ends, once, and is applied once, whatever its
+/// sizes. An operation of 1.2 MB echoed back (1.2 MB): the caller drops the operation when
+/// the reply comes in, so the reply fits and the continuation gets it. A continuation value
+/// of 1.2 MB and a reply of 1.2 MB cannot share the caller's row: the continuation gets
+/// `CallError::TooLarge`. Neither is re-sent afterwards.
+#[test]
+fn calls_whose_result_is_hard_to_store_end_once_and_are_applied_once() {
+    let base = url();
+    let size = 1_200_000;
+    let (caller, echo_remote, big_remote) = (unique("caller"), unique("remote-echo"), unique("remote-big"));
+    let value = "v".repeat(size);
+    call(base, &caller, json!({"name": echo_remote, "op": {"type": "echo", "value": value}, "tag": "echo", "dispatch": "direct"}));
+    call(base, &caller, json!({"name": big_remote, "op": {"type": "big", "bytes": size}, "tag": "big", "dispatch": "direct", "resume_pad": size}));
+    let done = by_tag(&wait_continuations(base, &caller, 2, Duration::from_secs(20)));
+    assert!(done["echo"][0]["Ok"].as_str() == Some(value.as_str()), "echo: {}", short(&done["echo"][0]));
+    let err = &done["big"][0]["Err"];
+    assert_eq!(err["kind"], "too_large", "big: {}", short(&done["big"][0]));
+
+    let sent = |remote: &str| received(base, remote).len();
+    let before = (sent(&echo_remote), sent(&big_remote));
+    std::thread::sleep(Duration::from_millis(3_000));
+    assert_eq!((sent(&echo_remote), sent(&big_remote)), before, "re-sent after the call ended");
+    assert_eq!(before, (1, 1), "requests per call");
+    assert_eq!(continuations(base, &caller).len(), 2, "a continuation ran twice");
+    assert_eq!(applied(base, &echo_remote), BTreeMap::from([("echo".to_owned(), 1)]));
+    assert_eq!(applied(base, &big_remote), BTreeMap::from([("big".to_owned(), 1)]));
+    assert!(pending(base, &caller).is_empty());
+    assert_eq!(tasks(base, &caller), json!([]));
+}
+
 /// Guarantee 6: secret rotation. A worker whose objects have `LUMENIZE_CALL_SECRET` = new
 /// and `LUMENIZE_CALL_SECRET_PREVIOUS` = old accepts requests signed with either, refuses
 /// one signed with neither, and its own calls (signed with the new one) go through.
@@ -490,6 +579,25 @@ fn a_request_signed_with_the_previous_secret_is_accepted_during_rotation() -> Re
     call(&base, &caller, json!({"name": remote, "op": op, "tag": "t", "dispatch": "direct"}));
     assert_eq!(wait_continuations(&base, &caller, 1, Duration::from_secs(10))[0]["result"], json!({"Ok": 3}));
     worker.stop()
+}
+
+/// The SQLite limit lumenize-call's size limits rest on, measured in this workerd: a row
+/// (SQLite's record: a header of a few bytes, then the values) is at most
+/// `SQLITE_MAX_BYTES`, and so, less the header, is a value. In a row of two TEXT columns,
+/// the header takes 6 bytes with one large value and an empty one (1 byte for its own
+/// size, 4 for the large value's type, 1 for the empty one's), 9 with two large values.
+#[test]
+fn sqlite_in_a_durable_object_stores_values_and_rows_up_to_sqlite_max_bytes() {
+    let limits = ok_json(get(&format!("{}/remote/{}/sql_limits", url(), unique("probe"))).unwrap());
+    eprintln!("measured: {limits}");
+    let max = SQLITE_MAX_BYTES as u64;
+    assert_eq!(limits["max_text_bytes"].as_u64(), Some(max - 6), "{limits}");
+    assert_eq!(limits["max_text_two_byte_chars"].as_u64(), Some((max - 6) / 2), "the limit counts UTF-8 bytes: {limits}");
+    let each = limits["max_row_two_columns_each"].as_u64().unwrap();
+    assert!(2 * each + 9 <= max && max < 2 * (each + 1) + 9, "rows: {limits}");
+    for refusal in ["text_refusal", "row_refusal"] {
+        assert!(limits[refusal].as_str().is_some_and(|e| e.contains("SQLITE_TOOBIG")), "{limits}");
+    }
 }
 
 /// The sandbox's routes answer 400 with the reason for a body that does not decode.
