@@ -155,7 +155,7 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
     pub async fn call(&self, target: Target, op: &impl Serialize, resume: &impl Serialize, opts: CallOptions) -> Result<CallId> {
         let op = serde_json::to_value(op).map_err(|source| Error::Encode { what: "the operation", source })?;
         let resume = serde_json::to_value(resume).map_err(|source| Error::Encode { what: "the continuation", source })?;
-        machine::check_call_size(json_len(&op), json_len(&resume), json_len(&target))?;
+        machine::check_call_size(machine::json_len(&op), machine::json_len(&resume), machine::json_len(&target))?;
         let now = now_ms();
         let deadline_ms = opts.timeout.map(|t| now.saturating_add(millis(t)));
         let first = match opts.dispatch {
@@ -484,10 +484,6 @@ fn secrets(env: &Env) -> Result<Secrets> {
         Some(previous) => secrets.with_previous(previous),
         None => secrets,
     })
-}
-
-fn json_len(value: &impl Serialize) -> usize {
-    serde_json::to_string(value).map_or(0, |text| text.len())
 }
 
 /// An owned handle on the same `DurableObjectState` (worker's `State` is not `Clone`).

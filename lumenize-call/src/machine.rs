@@ -114,7 +114,9 @@ pub fn check_call_size(op_bytes: usize, resume_bytes: usize, target_bytes: usize
     Ok(())
 }
 
-fn json_len(value: &impl Serialize) -> usize {
+/// The size of `value` as JSON, as lumenize-call stores it (`usize::MAX` if it does not
+/// encode: it does not fit anywhere then).
+pub(crate) fn json_len(value: &impl Serialize) -> usize {
     serde_json::to_string(value).map_or(usize::MAX, |text| text.len())
 }
 

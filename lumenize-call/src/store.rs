@@ -112,10 +112,6 @@ fn json(value: &impl serde::Serialize) -> V {
     V::String(serde_json::to_string(value).unwrap_or_default())
 }
 
-fn json_len(value: &impl serde::Serialize) -> usize {
-    serde_json::to_string(value).map_or(0, |text| text.len())
-}
-
 /// The tables of one object.
 pub(crate) struct Store {
     sql: SqlStorage,
@@ -186,7 +182,8 @@ impl Store {
         let store = |result: &CallResult| {
             self.exec("UPDATE _lumenize_calls SET result = ?, op = '' WHERE id = ?", vec![json(result), id.into()])
         };
-        let result = machine::storable_result(result, json_len(&call.resume) + json_len(&call.target));
+        let row_bytes = machine::json_len(&call.resume).saturating_add(machine::json_len(&call.target));
+        let result = machine::storable_result(result, row_bytes);
         let result = match store(&result) {
             Ok(_) => result,
             Err(e) => {
@@ -233,7 +230,8 @@ impl Store {
     /// [`MAX_REPLY_BYTES`](crate::MAX_REPLY_BYTES), or, if storing fails, a small
     /// [`Outcome::Unstored`]. Returns what was stored: a re-dispatch is answered with it.
     /// Should even that fail, the row stays "running" (a re-dispatch then gets
-    /// [`INTERRUPTED`](crate::machine::INTERRUPTED)) and the outcome is returned all the same.
+    /// [`INTERRUPTED`](crate::machine::INTERRUPTED)); the small outcome is returned all the
+    /// same, to answer this request with.
     pub(crate) fn record_outcome(&self, id: &str, outcome: Outcome, now_ms: i64) -> Outcome {
         let outcome = machine::storable_outcome(outcome);
         match self.finish(id, &outcome, now_ms) {
