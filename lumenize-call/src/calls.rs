@@ -15,14 +15,18 @@ use serde_json::Value;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{console_error, Env, Headers, Method, Request, RequestInit, Response, State};
 
-use crate::envelope::{self, CallReply, Outcome, SIGNATURE_HEADER, VERSION};
+use crate::envelope::{self, CallReply, CallRequest, Outcome, Recipient, Secrets, SIGNATURE_HEADER, VERSION};
 use crate::machine::{self, Answer, CallResult, Serve, Step, INTERRUPTED, RESULT_RETENTION_MS};
 use crate::store::{PendingCall, Store};
 use crate::{CallError, CallOptions, Dispatch, Error, Object, Result, Target};
 
 /// The name of the secret (or variable) that authenticates calls: every object that makes
-/// or serves calls must see the same value.
+/// or serves calls must see the same value. Objects sign with it and accept it.
 pub const SECRET: &str = "LUMENIZE_CALL_SECRET";
+
+/// The name of an optional second secret that objects accept (never sign with): the
+/// previous value of [`SECRET`] during a rotation (see the crate docs).
+pub const SECRET_PREVIOUS: &str = "LUMENIZE_CALL_SECRET_PREVIOUS";
 
 /// The id of a call: a UUIDv7, also the id of the call's lumenize-alarms task.
 pub type CallId = String;
@@ -71,7 +75,7 @@ struct Inner<T> {
     store: Rc<Store>,
     state: State,
     env: Env,
-    secret: String,
+    secrets: Secrets,
     handler: RefCell<Option<Handler>>,
 }
 
@@ -102,9 +106,9 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
     /// without SQLite; storage errors.
     pub async fn new(state: &State, env: &Env) -> Result<Self> {
         let alarms = Alarms::<T>::open(state)?;
-        let secret = secret(env)?;
+        let secrets = secrets(env)?;
         let store = Rc::new(Store::open(state.storage().sql())?);
-        let inner = Inner { alarms, store, state: own(state), env: env.clone(), secret, handler: RefCell::new(None) };
+        let inner = Inner { alarms, store, state: own(state), env: env.clone(), secrets, handler: RefCell::new(None) };
         Ok(Calls { inner: Rc::new(inner) })
     }
 
@@ -144,11 +148,14 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
     /// leaves in this same event.
     ///
     /// # Errors
-    /// [`Error::Encode`] if `op` or `resume` do not encode; storage errors. Nothing is
-    /// stored then.
+    /// [`Error::Encode`] if `op` or `resume` do not encode; [`Error::TooLarge`] if `op` is
+    /// over [`MAX_OPERATION_BYTES`](crate::MAX_OPERATION_BYTES), `resume` over
+    /// [`MAX_CONTINUATION_BYTES`](crate::MAX_CONTINUATION_BYTES), or both with the target
+    /// over a row; storage errors. Nothing is stored then.
     pub async fn call(&self, target: Target, op: &impl Serialize, resume: &impl Serialize, opts: CallOptions) -> Result<CallId> {
         let op = serde_json::to_value(op).map_err(|source| Error::Encode { what: "the operation", source })?;
         let resume = serde_json::to_value(resume).map_err(|source| Error::Encode { what: "the continuation", source })?;
+        machine::check_call_size(machine::json_len(&op), machine::json_len(&resume), machine::json_len(&target))?;
         let now = now_ms();
         let deadline_ms = opts.timeout.map(|t| now.saturating_add(millis(t)));
         let first = match opts.dispatch {
@@ -161,7 +168,7 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
         let call = PendingCall {
             id: task.id,
             target,
-            op,
+            op: Some(op),
             resume,
             dispatch: opts.dispatch,
             deadline_ms,
@@ -232,12 +239,20 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
     /// cut short by a reset gets [`CallError::Remote`] ("may or may not have taken effect").
     /// `apply`'s `Err` and panics reach the caller as [`CallError::Remote`].
     ///
-    /// Refused with 401 if unsigned or signed with another secret (a request forwarded from
-    /// the internet cannot run an operation), 400 for a malformed envelope, an unknown
-    /// version or an operation that does not decode as `Op`, 405 for anything but `POST`.
+    /// Refused with 401 if unsigned or signed with neither [`SECRET`] nor
+    /// [`SECRET_PREVIOUS`] (a request forwarded from the internet cannot run an operation),
+    /// addressed to another object, or issued further in the future than the clock-skew
+    /// allowance; 410 if issued more than
+    /// [`MAX_REQUEST_AGE_MS`](crate::envelope::MAX_REQUEST_AGE_MS) ago; 400 for a malformed
+    /// envelope, an unknown version or an operation that does not decode as `Op`; 405 for
+    /// anything but `POST`.
+    ///
+    /// An outcome over [`MAX_REPLY_BYTES`](crate::MAX_REPLY_BYTES), or one that cannot be
+    /// stored, is stored and answered as a small error outcome in its place (the caller
+    /// gets [`CallError::TooLarge`] or [`CallError::Storage`]), never as a 500.
     ///
     /// # Errors
-    /// Storage errors.
+    /// Storage errors before the operation is applied.
     pub async fn serve<Op, R, E, F, Fut>(&self, mut req: Request, apply: F) -> Result<Response>
     where
         Op: DeserializeOwned,
@@ -251,7 +266,8 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
         }
         let body = req.text().await?;
         let signature = req.headers().get(SIGNATURE_HEADER)?;
-        let request = match envelope::parse_request(&self.inner.secret, &body, signature.as_deref()) {
+        let here = self.inner.state.id().to_string();
+        let request = match envelope::parse_request(&self.inner.secrets, &body, signature.as_deref(), &here, now_ms()) {
             Ok(request) => request,
             Err(refusal) => return refuse(&refusal.to_string(), refusal.status()),
         };
@@ -262,8 +278,7 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
             Serve::Busy => return refuse("lumenize-call: this call is being applied; ask again later", 409),
             Serve::Interrupted => {
                 let outcome = Outcome::Err { message: INTERRUPTED.into(), panicked: false };
-                self.inner.store.finish(&id, &outcome, now_ms())?;
-                outcome
+                self.inner.store.record_outcome(&id, outcome, now_ms())
             }
             Serve::Apply => match serde_json::from_value::<Op>(request.op) {
                 Ok(op) => self.apply(&id, op, apply).await?,
@@ -288,7 +303,7 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
             let (store, id) = (store.clone(), id.to_owned());
             AbortOnPanic::new(&self.inner.state, move |message| {
                 let outcome = Outcome::Err { message: format!("the operation panicked: {message}"), panicked: true };
-                let _ = store.finish(&id, &outcome, now_ms());
+                store.record_outcome(&id, outcome, now_ms());
             })
         };
         let result = apply(op).await;
@@ -299,12 +314,21 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
             Ok(Err(e)) => Outcome::Err { message: format!("the reply could not be encoded: {e}"), panicked: false },
             Err(e) => Outcome::Err { message: e.to_string(), panicked: false },
         };
-        store.finish(id, &outcome, now_ms())?;
+        let outcome = store.record_outcome(id, outcome, now_ms());
+        // The outcome is stored: a failure from here on must not turn it into a 500 (the
+        // next call served schedules the cleanup again).
+        if let Err(e) = self.schedule_cleanup().await {
+            console_error!("lumenize-call: scheduling the cleanup of served results: {e}");
+        }
+        Ok(outcome)
+    }
+
+    async fn schedule_cleanup(&self) -> Result<()> {
         if self.alarms().get(CLEANUP_ID)?.is_none() {
             let at = now_ms().saturating_add(RESULT_RETENTION_MS);
             self.alarms().schedule_with(When::at_unix_ms(at), T::from(CallTask::Cleanup), Options::id(CLEANUP_ID)).await?;
         }
-        Ok(outcome)
+        Ok(())
     }
 
     async fn cleanup(&self, now: i64) -> Result<()> {
@@ -335,13 +359,14 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
         });
     }
 
-    /// Sends call `id` once; the result if that settled it.
+    /// Sends call `id` once, unless the state machine says it is settled (a stored result,
+    /// a timeout, an expiry); the result if that settled it.
     async fn send(&self, id: &str) -> Result<Option<CallResult>> {
         let Some(call) = self.inner.store.call(id)? else { return Ok(None) };
-        if call.result.is_some() {
-            return Ok(call.result);
+        if let Step::Deliver(result) = machine::on_backstop(&call.state(), now_ms()) {
+            return Ok(Some(result));
         }
-        let answer = match self.post(&call).await {
+        let answer = match self.post(call).await {
             Ok(answer) => answer,
             Err(e) => Answer::Failed(e.to_string()),
         };
@@ -359,16 +384,26 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
     }
 
     /// Posts the signed envelope to the target's stub.
-    async fn post(&self, call: &PendingCall) -> worker::Result<Answer> {
-        let stub = match self.stub(&call.target) {
+    async fn post(&self, call: PendingCall) -> worker::Result<Answer> {
+        let (stub, object) = match self.stub(&call.target) {
             Ok(stub) => stub,
             // A binding or id that does not resolve will not resolve on a retry either.
             Err(e) => {
-                let message = format!("no such target {:?}: {e}", call.target);
+                let message = machine::clip(format!("no such target {:?}: {e}", call.target));
                 return Ok(Answer::Done(Err(CallError::Transport { message })));
             }
         };
-        let (body, signature) = envelope::signed_request(&self.inner.secret, &call.id, &call.op);
+        // Emptied only together with storing a result, which `send` checked.
+        let Some(op) = call.op else { return Ok(Answer::Busy) };
+        let request = CallRequest {
+            v: VERSION,
+            id: call.id.clone(),
+            to: Recipient { binding: call.target.binding, object },
+            from: self.inner.state.id().to_string(),
+            issued_ms: call.created_ms,
+            op,
+        };
+        let (body, signature) = envelope::signed_request(&self.inner.secrets.current, &request);
         let headers = Headers::new();
         headers.set("content-type", "application/json")?;
         headers.set(SIGNATURE_HEADER, &signature)?;
@@ -380,13 +415,15 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
         Ok(machine::read_answer(&call.id, response.status_code(), &body))
     }
 
-    fn stub(&self, target: &Target) -> worker::Result<worker::Stub> {
+    /// The target's stub and its id as hex (what the remote sees as `state.id()`).
+    fn stub(&self, target: &Target) -> worker::Result<(worker::Stub, String)> {
         let namespace = self.inner.env.durable_object(&target.binding)?;
         let id = match &target.object {
             Object::Name(name) => namespace.id_from_name(name)?,
             Object::Id(hex) => namespace.id_from_string(hex)?,
         };
-        id.get_stub()
+        let hex = id.to_string();
+        Ok((id.get_stub()?, hex))
     }
 
     /// Runs the continuation of call `id` with its first result (`result`, unless one is
@@ -434,9 +471,19 @@ fn refuse(message: &str, status: u16) -> Result<Response> {
     Ok(Response::error(message, status)?)
 }
 
-fn secret(env: &Env) -> Result<String> {
-    let value = env.secret(SECRET).map(|s| s.to_string()).or_else(|_| env.var(SECRET).map(|v| v.to_string()));
-    value.ok().filter(|s| !s.is_empty()).ok_or(Error::NoSecret(SECRET))
+/// The secret or variable `name`, if set and not empty.
+fn secret(env: &Env, name: &str) -> Option<String> {
+    let value = env.secret(name).map(|s| s.to_string()).or_else(|_| env.var(name).map(|v| v.to_string()));
+    value.ok().filter(|s| !s.is_empty())
+}
+
+/// [`SECRET`] (required) and [`SECRET_PREVIOUS`] (optional).
+fn secrets(env: &Env) -> Result<Secrets> {
+    let secrets = Secrets::new(secret(env, SECRET).ok_or(Error::NoSecret(SECRET))?);
+    Ok(match secret(env, SECRET_PREVIOUS) {
+        Some(previous) => secrets.with_previous(previous),
+        None => secrets,
+    })
 }
 
 /// An owned handle on the same `DurableObjectState` (worker's `State` is not `Clone`).
@@ -468,11 +515,15 @@ mod wasm_tests {
     }
 
     #[wasm_bindgen_test]
-    fn the_secret_comes_from_the_environment() {
-        assert_eq!(secret(&env(&[(SECRET, "s3cret")])).unwrap(), "s3cret");
-        assert!(matches!(secret(&env(&[])), Err(Error::NoSecret(SECRET))));
-        assert!(matches!(secret(&env(&[(SECRET, "")])), Err(Error::NoSecret(SECRET))));
-        assert!(matches!(secret(&env(&[("OTHER", "x")])), Err(Error::NoSecret(SECRET))));
+    fn the_secrets_come_from_the_environment() {
+        assert_eq!(secrets(&env(&[(SECRET, "s3cret")])).unwrap(), Secrets::new("s3cret"));
+        assert!(matches!(secrets(&env(&[])), Err(Error::NoSecret(SECRET))));
+        assert!(matches!(secrets(&env(&[(SECRET, "")])), Err(Error::NoSecret(SECRET))));
+        assert!(matches!(secrets(&env(&[("OTHER", "x")])), Err(Error::NoSecret(SECRET))));
+        let rotating = secrets(&env(&[(SECRET, "new"), (SECRET_PREVIOUS, "old")])).unwrap();
+        assert_eq!(rotating, Secrets::new("new").with_previous("old"));
+        assert_eq!(secrets(&env(&[(SECRET, "new"), (SECRET_PREVIOUS, "")])).unwrap(), Secrets::new("new"));
+        assert!(matches!(secrets(&env(&[(SECRET_PREVIOUS, "old")])), Err(Error::NoSecret(SECRET))));
     }
 
     #[wasm_bindgen_test]

@@ -45,6 +45,36 @@ pub enum CallError {
     /// The call was cancelled with [`Calls::cancel`](crate::Calls::cancel).
     #[error("the call was cancelled")]
     Cancelled,
+    /// The call is older than a remote accepts: made more than
+    /// [`MAX_REQUEST_AGE_MS`](crate::envelope::MAX_REQUEST_AGE_MS) ago (the remote refused
+    /// it with 410), or, by the caller's clock, that plus
+    /// [`MAX_CLOCK_SKEW_MS`](crate::envelope::MAX_CLOCK_SKEW_MS) (then it was not sent). An
+    /// earlier dispatch may have applied it and its reply was lost: it may or may not have
+    /// taken effect. It is never sent again.
+    #[error("the call expired: {message}")]
+    Expired {
+        /// Why, as the remote (or the caller) said.
+        message: String,
+    },
+    /// The result is too large to store: the remote's reply (or error), as JSON, is over
+    /// [`MAX_REPLY_BYTES`](crate::MAX_REPLY_BYTES), or over what the caller's row holds
+    /// next to the call's continuation value (see
+    /// [`storable_result`](crate::machine::storable_result)). The operation was applied
+    /// once; its reply is lost.
+    #[error("the result is too large to store: {bytes} bytes as JSON, at most {limit} fit")]
+    TooLarge {
+        /// The result's size, as JSON.
+        bytes: u64,
+        /// The most that fitted.
+        limit: u64,
+    },
+    /// Storing the result failed, at the remote or at the caller, for a reason other than
+    /// its size. The operation was applied once; its reply is lost.
+    #[error("the result could not be stored: {message}")]
+    Storage {
+        /// What storage said.
+        message: String,
+    },
 }
 
 /// What can go wrong when making, serving or running calls.
@@ -62,6 +92,17 @@ pub enum Error {
         /// What serde said.
         #[source]
         source: serde_json::Error,
+    },
+    /// An operation or continuation value is too large to store (see
+    /// [`MAX_OPERATION_BYTES`](crate::MAX_OPERATION_BYTES)). Nothing was stored.
+    #[error("{what} is too large: {bytes} bytes as JSON, over the limit of {limit} (SQLite in a Durable Object stores no row over {} bytes)", crate::SQLITE_MAX_BYTES)]
+    TooLarge {
+        /// What is too large.
+        what: &'static str,
+        /// Its size, as JSON.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
     },
     /// A stored continuation no longer deserialises into the handler's type.
     #[error("the continuation of call {id} no longer deserialises: {reason}")]
@@ -91,6 +132,12 @@ pub enum Error {
     /// The runtime failed (storage, stubs).
     #[error("runtime error: {0}")]
     Runtime(String),
+}
+
+impl From<crate::machine::Oversize> for Error {
+    fn from(o: crate::machine::Oversize) -> Self {
+        Error::TooLarge { what: o.what, bytes: o.bytes, limit: o.limit }
+    }
 }
 
 impl From<worker::Error> for Error {

@@ -1,10 +1,11 @@
 //! The call state machine, pure: what a backstop task does, what a remote's answer means,
-//! and how a remote treats a call id it has seen before. No clock, no `worker` types: time
-//! and stored rows come in as arguments.
+//! how a remote treats a call id it has seen before, and what fits in a row. No clock, no
+//! `worker` types: time, sizes and stored rows come in as arguments.
 
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::envelope::{CallReply, Outcome, VERSION};
+use crate::envelope::{CallReply, Outcome, EXPIRED_STATUS, MAX_CLOCK_SKEW_MS, MAX_REQUEST_AGE_MS, VERSION};
 use crate::CallError;
 
 /// Transient failures (transport errors, 5xx answers) after which a call ends with
@@ -27,12 +28,177 @@ pub const RESULT_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 /// effect, and it is never applied again.
 pub const INTERRUPTED: &str = "the remote was reset while applying this call: it may or may not have taken effect";
 
+/// The largest row SQLite in a Durable Object stores, in bytes, its record header
+/// included; so also (less a few header bytes) the largest TEXT or BLOB value. Beyond it,
+/// `sql.exec` fails with `string or blob too big: SQLITE_TOOBIG`.
+///
+/// Measured in workerd 2026-04-26 (wrangler 4.86.0) by bisection over `INSERT`s into a
+/// table of two TEXT columns (`sql_limits` in `testing/sandbox/src/calls.rs`, checked by
+/// the workerd test `sqlite_in_a_durable_object_stores_values_and_rows_up_to_sqlite_max_bytes`):
+/// one value of 2,199,994 bytes (with an empty second column) is stored and one of
+/// 2,199,995 is not; two values of 1,099,995 bytes each are stored and two of 1,099,996
+/// are not; the limit counts UTF-8 bytes (1,099,997 two-byte characters). Cloudflare
+/// documents it as "2 MB".
+pub const SQLITE_MAX_BYTES: usize = 2_200_000;
+
+/// The largest operation a call carries, as JSON: 2 MB. [`Calls::call`](crate::Calls::call)
+/// refuses a larger one with [`Error::TooLarge`](crate::Error::TooLarge) before storing
+/// anything.
+pub const MAX_OPERATION_BYTES: usize = 2_000_000;
+
+/// The largest continuation value of a call, as JSON: 2 MB. Refused like a larger
+/// operation. The operation and the continuation value are stored in one row, so together
+/// (with the target) they must also fit in [`SQLITE_MAX_BYTES`] less [`ROW_RESERVE_BYTES`].
+pub const MAX_CONTINUATION_BYTES: usize = 2_000_000;
+
+/// The largest outcome a remote stores and answers, as JSON (`{"ok":<reply>}`, 7 bytes
+/// more than the reply, or `{"err":{..}}`): 2 MB. A larger one is stored and answered as
+/// [`Outcome::TooLarge`], and the continuation gets [`CallError::TooLarge`]. The caller
+/// stores the result in the call's row in place of the operation, with the continuation
+/// value: a result that does not fit there ends the call with [`CallError::TooLarge`] too.
+pub const MAX_REPLY_BYTES: usize = 2_000_000;
+
+/// The room kept in each row of lumenize-call for everything but the operation, the
+/// continuation value, the target and the result: the call id, dispatch, times, counters,
+/// the last transient error (at most [`MAX_ERROR_BYTES`]) and SQLite's record header.
+pub const ROW_RESERVE_BYTES: usize = 16 * 1024;
+
+/// Error texts that lumenize-call stores from what it was answered (a refusal's body, a
+/// failed fetch, a 5xx body) are cut to this many bytes.
+pub const MAX_ERROR_BYTES: usize = 4 * 1024;
+
+const _: () = assert!(MAX_REPLY_BYTES + ROW_RESERVE_BYTES <= SQLITE_MAX_BYTES);
+const _: () = assert!(MAX_OPERATION_BYTES + ROW_RESERVE_BYTES <= SQLITE_MAX_BYTES);
+const _: () = assert!(MAX_CONTINUATION_BYTES + ROW_RESERVE_BYTES <= SQLITE_MAX_BYTES);
+const _: () = assert!(MAX_ERROR_BYTES * 2 < ROW_RESERVE_BYTES);
+
 /// The result a continuation receives.
 pub type CallResult = Result<Value, CallError>;
+
+/// What does not fit, by how much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oversize {
+    /// What it is ("the operation", ...).
+    pub what: &'static str,
+    /// Its size, as JSON.
+    pub bytes: usize,
+    /// The most that fits.
+    pub limit: usize,
+}
+
+/// Whether a call whose operation, continuation value and target take these many bytes of
+/// JSON can be stored.
+///
+/// # Errors
+/// What is too large: the operation (over [`MAX_OPERATION_BYTES`]), the continuation value
+/// (over [`MAX_CONTINUATION_BYTES`]), or the three together (over a row).
+///
+/// ```
+/// use lumenize_call::machine::{check_call_size, MAX_OPERATION_BYTES};
+/// assert!(check_call_size(MAX_OPERATION_BYTES, 10, 30).is_ok());
+/// assert_eq!(check_call_size(MAX_OPERATION_BYTES + 1, 10, 30).unwrap_err().what, "the operation");
+/// assert!(check_call_size(1_200_000, 1_200_000, 30).is_err());
+/// ```
+pub fn check_call_size(op_bytes: usize, resume_bytes: usize, target_bytes: usize) -> Result<(), Oversize> {
+    if op_bytes > MAX_OPERATION_BYTES {
+        return Err(Oversize { what: "the operation", bytes: op_bytes, limit: MAX_OPERATION_BYTES });
+    }
+    if resume_bytes > MAX_CONTINUATION_BYTES {
+        return Err(Oversize { what: "the continuation value", bytes: resume_bytes, limit: MAX_CONTINUATION_BYTES });
+    }
+    let row = op_bytes.saturating_add(resume_bytes).saturating_add(target_bytes);
+    let limit = SQLITE_MAX_BYTES - ROW_RESERVE_BYTES;
+    if row > limit {
+        return Err(Oversize { what: "the operation, continuation value and target together", bytes: row, limit });
+    }
+    Ok(())
+}
+
+/// The size of `value` as JSON, as lumenize-call stores it (`usize::MAX` if it does not
+/// encode: it does not fit anywhere then).
+pub(crate) fn json_len(value: &impl Serialize) -> usize {
+    serde_json::to_string(value).map_or(usize::MAX, |text| text.len())
+}
+
+/// The outcome a remote stores and answers for an operation's `outcome`: itself, or
+/// [`Outcome::TooLarge`] if its JSON is over [`MAX_REPLY_BYTES`].
+#[must_use]
+pub fn storable_outcome(outcome: Outcome) -> Outcome {
+    let bytes = json_len(&outcome);
+    if bytes > MAX_REPLY_BYTES {
+        return Outcome::TooLarge { bytes: bytes as u64, limit: MAX_REPLY_BYTES as u64 };
+    }
+    outcome
+}
+
+/// What a remote stores in place of an outcome it failed to store (a small outcome, so a
+/// re-dispatch is answered from it and the operation is never applied twice).
+#[must_use]
+pub fn unstored_outcome(error: impl Into<String>) -> Outcome {
+    Outcome::Unstored { message: clip(error.into()) }
+}
+
+/// The result a caller stores for a call whose continuation value and target take
+/// `row_bytes` of JSON: `result` itself, or [`CallError::TooLarge`] if the row would not
+/// fit in SQLite.
+///
+/// ```
+/// use lumenize_call::machine::{storable_result, SQLITE_MAX_BYTES};
+/// use lumenize_call::CallError;
+/// use serde_json::json;
+/// let reply = json!("x".repeat(1_200_000));
+/// assert_eq!(storable_result(Ok(reply.clone()), 100), Ok(reply.clone()));
+/// assert!(matches!(storable_result(Ok(reply), 1_200_000), Err(CallError::TooLarge { .. })));
+/// ```
+pub fn storable_result(result: CallResult, row_bytes: usize) -> CallResult {
+    let bytes = json_len(&result);
+    let limit = (SQLITE_MAX_BYTES - ROW_RESERVE_BYTES).saturating_sub(row_bytes);
+    if bytes > limit {
+        return Err(CallError::TooLarge { bytes: bytes as u64, limit: limit as u64 });
+    }
+    result
+}
+
+/// What a caller stores in place of a result it failed to store.
+pub fn unstored_result(error: impl Into<String>) -> CallResult {
+    Err(CallError::Storage { message: clip(error.into()) })
+}
+
+/// `message`, cut to at most [`MAX_ERROR_BYTES`] (on a character boundary, with a note of
+/// how much was cut).
+///
+/// ```
+/// use lumenize_call::machine::{clip, MAX_ERROR_BYTES};
+/// assert_eq!(clip("short".into()), "short");
+/// let long = clip("é".repeat(MAX_ERROR_BYTES));
+/// assert!(long.len() <= MAX_ERROR_BYTES && long.ends_with("bytes cut)"), "{long}");
+/// ```
+#[must_use]
+pub fn clip(message: String) -> String {
+    if message.len() <= MAX_ERROR_BYTES {
+        return message;
+    }
+    let note = format!("… ({} bytes cut)", message.len());
+    let mut end = MAX_ERROR_BYTES - note.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{note}", &message[..end])
+}
+
+/// Until when the origin sends a call issued at `issued_ms`: past this time (its clock),
+/// no remote whose clock is within [`MAX_CLOCK_SKEW_MS`] accepts the request, and the call
+/// ends with [`CallError::Expired`] without being sent.
+#[must_use]
+pub fn send_horizon_ms(issued_ms: i64) -> i64 {
+    issued_ms.saturating_add(MAX_REQUEST_AGE_MS).saturating_add(MAX_CLOCK_SKEW_MS)
+}
 
 /// What the caller knows of one pending call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
+    /// When the call was made, Unix ms: the issue time of every request for it.
+    pub issued_ms: i64,
     /// When the call times out, Unix ms.
     pub deadline_ms: Option<i64>,
     /// Transient failures so far.
@@ -85,6 +251,13 @@ pub fn on_backstop(call: &Pending, now_ms: i64) -> Step {
     if call.deadline_ms.is_some_and(|d| d <= now_ms) {
         return Step::Deliver(Err(CallError::Timeout));
     }
+    if now_ms > send_horizon_ms(call.issued_ms) {
+        let message = format!(
+            "made at {}, more than {MAX_REQUEST_AGE_MS} ms (plus {MAX_CLOCK_SKEW_MS} ms of clock skew) ago: no remote accepts it any more; it was not sent again",
+            call.issued_ms
+        );
+        return Step::Deliver(Err(CallError::Expired { message }));
+    }
     if call.failures >= MAX_TRANSPORT_ATTEMPTS {
         return Step::Deliver(Err(transport_error(call)));
     }
@@ -107,32 +280,37 @@ pub enum Answer {
     Failed(String),
 }
 
-/// Reads the remote's HTTP answer to call `id`.
+/// Reads the remote's HTTP answer to call `id`. Texts taken from the answer are cut to
+/// [`MAX_ERROR_BYTES`].
 #[must_use]
 pub fn read_answer(id: &str, status: u16, body: &str) -> Answer {
+    let text = || clip(body.to_owned());
     match status {
         200 => match serde_json::from_str::<CallReply>(body) {
             Ok(reply) if reply.v == VERSION && reply.id == id => Answer::Done(match reply.outcome {
                 Outcome::Ok(value) => Ok(value),
                 Outcome::Err { message, panicked } => Err(CallError::Remote { message, panicked }),
+                Outcome::TooLarge { bytes, limit } => Err(CallError::TooLarge { bytes, limit }),
+                Outcome::Unstored { message } => Err(CallError::Storage { message: clip(message) }),
             }),
             Ok(reply) => Answer::Done(Err(CallError::Rejected {
                 status,
-                message: format!("a reply for call {} (version {}), not {id}", reply.id, reply.v),
+                message: clip(format!("a reply for call {} (version {}), not {id}", reply.id, reply.v)),
             })),
             Err(e) => Answer::Done(Err(CallError::Rejected { status, message: format!("not a call reply: {e}") })),
         },
         409 => Answer::Busy,
-        400..=499 => Answer::Done(Err(CallError::Rejected { status, message: body.to_owned() })),
-        _ => Answer::Failed(format!("HTTP {status}: {body}")),
+        EXPIRED_STATUS => Answer::Done(Err(CallError::Expired { message: text() })),
+        400..=499 => Answer::Done(Err(CallError::Rejected { status, message: text() })),
+        _ => Answer::Failed(clip(format!("HTTP {status}: {body}"))),
     }
 }
 
-/// After a transient failure: the call's new state, and the result to deliver if it was the
-/// last attempt.
+/// After a transient failure (`error`, cut to [`MAX_ERROR_BYTES`]): the call's new state,
+/// and the result to deliver if it was the last attempt.
 #[must_use]
 pub fn after_failure(call: &Pending, error: String) -> (Pending, Option<CallResult>) {
-    let next = Pending { failures: call.failures + 1, last_error: Some(error), ..call.clone() };
+    let next = Pending { failures: call.failures + 1, last_error: Some(clip(error)), ..call.clone() };
     let give_up = next.failures >= MAX_TRANSPORT_ATTEMPTS;
     let result = give_up.then(|| Err(transport_error(&next)));
     (next, result)
@@ -178,7 +356,7 @@ mod tests {
     use serde_json::json;
 
     fn pending() -> Pending {
-        Pending { deadline_ms: None, failures: 0, last_error: None, result: None }
+        Pending { issued_ms: 0, deadline_ms: None, failures: 0, last_error: None, result: None }
     }
 
     #[test]
@@ -224,6 +402,9 @@ mod tests {
             CallError::Transport { message: "m".into() },
             CallError::Rejected { status: 400, message: "m".into() },
             CallError::Cancelled,
+            CallError::Expired { message: "m".into() },
+            CallError::TooLarge { bytes: 3, limit: 2 },
+            CallError::Storage { message: "m".into() },
         ] {
             let result: CallResult = Err(e);
             let text = serde_json::to_string(&result).unwrap();
@@ -233,9 +414,9 @@ mod tests {
 
     #[test]
     fn answers_are_classified() {
-        let ok = r#"{"v":1,"id":"c","ok":{"n":1}}"#;
+        let ok = r#"{"v":2,"id":"c","ok":{"n":1}}"#;
         assert_eq!(read_answer("c", 200, ok), Answer::Done(Ok(json!({"n":1}))));
-        let err = r#"{"v":1,"id":"c","err":{"message":"no","panicked":true}}"#;
+        let err = r#"{"v":2,"id":"c","err":{"message":"no","panicked":true}}"#;
         assert_eq!(
             read_answer("c", 200, err),
             Answer::Done(Err(CallError::Remote { message: "no".into(), panicked: true }))
@@ -248,6 +429,104 @@ mod tests {
             Answer::Done(Err(CallError::Rejected { status: 401, message: "bad signature".into() }))
         );
         assert_eq!(read_answer("c", 503, "later"), Answer::Failed("HTTP 503: later".into()));
+        assert_eq!(read_answer("c", 410, "too old"), Answer::Done(Err(CallError::Expired { message: "too old".into() })));
+        let too_large = r#"{"v":2,"id":"c","too_large":{"bytes":9,"limit":8}}"#;
+        assert_eq!(read_answer("c", 200, too_large), Answer::Done(Err(CallError::TooLarge { bytes: 9, limit: 8 })));
+        let unstored = r#"{"v":2,"id":"c","unstored":{"message":"disk"}}"#;
+        assert_eq!(read_answer("c", 200, unstored), Answer::Done(Err(CallError::Storage { message: "disk".into() })));
+        // A version-1 reply is not one of ours any more.
+        let v1 = r#"{"v":1,"id":"c","ok":1}"#;
+        assert!(matches!(read_answer("c", 200, v1), Answer::Done(Err(CallError::Rejected { .. }))));
+    }
+
+    #[test]
+    fn texts_from_answers_are_cut_before_they_are_stored() {
+        let huge = "x".repeat(10 * MAX_ERROR_BYTES);
+        for status in [400, 401, 404, 410, 500, 503] {
+            let len = match read_answer("c", status, &huge) {
+                Answer::Done(Err(CallError::Rejected { message, .. } | CallError::Expired { message })) | Answer::Failed(message) => message.len(),
+                other => panic!("{status}: {other:?}"),
+            };
+            assert!(len <= MAX_ERROR_BYTES, "{status}: {len}");
+        }
+        let (state, _) = after_failure(&pending(), huge.clone());
+        assert!(state.last_error.unwrap().len() <= MAX_ERROR_BYTES);
+        let Outcome::Unstored { message } = unstored_outcome(huge.clone()) else { panic!() };
+        assert!(message.len() <= MAX_ERROR_BYTES);
+        let Err(CallError::Storage { message }) = unstored_result(huge) else { panic!() };
+        assert!(message.len() <= MAX_ERROR_BYTES);
+    }
+
+    #[test]
+    fn a_call_past_its_send_horizon_ends_expired_without_a_dispatch() {
+        let issued = 1_800_000_000_000;
+        let call = Pending { issued_ms: issued, ..pending() };
+        let horizon = send_horizon_ms(issued);
+        assert_eq!(horizon, issued + MAX_REQUEST_AGE_MS + MAX_CLOCK_SKEW_MS);
+        assert!(matches!(on_backstop(&call, horizon), Step::Dispatch { .. }));
+        let Step::Deliver(Err(CallError::Expired { message })) = on_backstop(&call, horizon + 1) else { panic!("not expired") };
+        assert!(message.contains("not sent again"), "{message}");
+        // A stored result and a timeout come first.
+        let done = Pending { result: Some(Ok(json!(1))), ..call.clone() };
+        assert_eq!(on_backstop(&done, horizon + 1), Step::Deliver(Ok(json!(1))));
+        let timed = Pending { deadline_ms: Some(issued + 5), ..call };
+        assert_eq!(on_backstop(&timed, horizon + 1), Step::Deliver(Err(CallError::Timeout)));
+        assert_eq!(send_horizon_ms(i64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn calls_that_do_not_fit_in_a_row_are_refused_by_part() {
+        assert_eq!(check_call_size(0, 0, 0), Ok(()));
+        assert_eq!(check_call_size(MAX_OPERATION_BYTES, 0, 100), Ok(()));
+        assert_eq!(check_call_size(0, MAX_CONTINUATION_BYTES, 100), Ok(()));
+        let op = check_call_size(MAX_OPERATION_BYTES + 1, 0, 0).unwrap_err();
+        assert_eq!(op, Oversize { what: "the operation", bytes: MAX_OPERATION_BYTES + 1, limit: MAX_OPERATION_BYTES });
+        assert_eq!(check_call_size(0, MAX_CONTINUATION_BYTES + 1, 0).unwrap_err().what, "the continuation value");
+        let both = check_call_size(1_200_000, 1_200_000, 10).unwrap_err();
+        assert_eq!((both.bytes, both.limit), (2_400_010, SQLITE_MAX_BYTES - ROW_RESERVE_BYTES));
+        assert!(check_call_size(0, 0, usize::MAX).is_err(), "a huge target");
+    }
+
+    #[test]
+    fn outcomes_over_the_reply_limit_are_stored_as_too_large() {
+        let fits = Outcome::Ok(json!("x".repeat(MAX_REPLY_BYTES - 10)));
+        assert_eq!(storable_outcome(fits.clone()), fits);
+        let over = Outcome::Ok(json!("x".repeat(MAX_REPLY_BYTES)));
+        let bytes = serde_json::to_string(&over).unwrap().len() as u64;
+        assert_eq!(storable_outcome(over), Outcome::TooLarge { bytes, limit: MAX_REPLY_BYTES as u64 });
+        let long_error = Outcome::Err { message: "e".repeat(MAX_REPLY_BYTES), panicked: false };
+        assert!(matches!(storable_outcome(long_error), Outcome::TooLarge { .. }));
+        // What is stored in its place is small, and so is its answer.
+        assert!(serde_json::to_string(&Outcome::TooLarge { bytes: u64::MAX, limit: u64::MAX }).unwrap().len() < 100);
+    }
+
+    #[test]
+    fn a_result_that_would_overflow_the_callers_row_becomes_too_large() {
+        let reply = json!("x".repeat(1_200_000));
+        assert_eq!(storable_result(Ok(reply.clone()), 1_000), Ok(reply.clone()));
+        let Err(CallError::TooLarge { bytes, limit }) = storable_result(Ok(reply.clone()), 1_200_000) else { panic!() };
+        assert_eq!(bytes, serde_json::to_string(&Ok::<_, CallError>(reply)).unwrap().len() as u64);
+        assert_eq!(limit as usize, SQLITE_MAX_BYTES - ROW_RESERVE_BYTES - 1_200_000);
+        // The error stored in its place fits even next to the largest continuation value.
+        let small = storable_result(Err(CallError::TooLarge { bytes, limit }), MAX_CONTINUATION_BYTES);
+        assert!(matches!(small, Err(CallError::TooLarge { .. })));
+        assert!(matches!(storable_result(Err(CallError::Cancelled), usize::MAX), Err(CallError::TooLarge { limit: 0, .. })));
+    }
+
+    #[test]
+    fn clip_cuts_on_character_boundaries() {
+        for len in [MAX_ERROR_BYTES - 1, MAX_ERROR_BYTES, MAX_ERROR_BYTES + 1, 3 * MAX_ERROR_BYTES] {
+            for unit in ["a", "é", "€", "😀"] {
+                let text = unit.repeat(len / unit.len());
+                let cut = clip(text.clone());
+                if text.len() <= MAX_ERROR_BYTES {
+                    assert_eq!(cut, text);
+                } else {
+                    assert!(cut.len() <= MAX_ERROR_BYTES, "{len} {unit}: {}", cut.len());
+                    assert!(text.starts_with(cut.split('…').next().unwrap()), "{len} {unit}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_json::Value;
 use worker::{SqlStorage, SqlStorageValue as V};
 
 use crate::envelope::Outcome;
-use crate::machine::{CallResult, Pending, Seen};
+use crate::machine::{self, CallResult, Pending, Seen};
 use crate::{Dispatch, Error, Result, Target};
 
 const CREATE: &str = "
@@ -38,8 +38,8 @@ pub struct PendingCall {
     pub id: String,
     /// Where it goes.
     pub target: Target,
-    /// The operation, as JSON.
-    pub op: Value,
+    /// The operation, as JSON; `None` once the result is in (it is not stored any more).
+    pub op: Option<Value>,
     /// The continuation, as JSON.
     pub resume: Value,
     /// How it was sent.
@@ -60,6 +60,7 @@ impl PendingCall {
     /// What the state machine needs of it.
     pub(crate) fn state(&self) -> Pending {
         Pending {
+            issued_ms: self.created_ms,
             deadline_ms: self.deadline_ms,
             failures: self.failures,
             last_error: self.last_error.clone(),
@@ -87,7 +88,11 @@ impl CallRow {
         let corrupt = |what: &str| Error::Runtime(format!("call {}: unreadable {what} column", self.id));
         Ok(PendingCall {
             target: serde_json::from_str(&self.target).map_err(|_| corrupt("target"))?,
-            op: serde_json::from_str(&self.op).map_err(|_| corrupt("op"))?,
+            // Emptied when the result came in.
+            op: match self.op.as_str() {
+                "" => None,
+                text => Some(serde_json::from_str(text).map_err(|_| corrupt("op"))?),
+            },
             resume: serde_json::from_str(&self.resume).map_err(|_| corrupt("resume"))?,
             dispatch: serde_json::from_str(&self.dispatch).map_err(|_| corrupt("dispatch"))?,
             result: match &self.result {
@@ -164,13 +169,29 @@ impl Store {
         Ok(())
     }
 
-    /// Stores the result unless one is stored already; returns the one that counts.
+    /// Stores the result unless one is stored already, and empties the operation (not needed
+    /// any more, and it makes room for the result); returns the result that counts. A result
+    /// that does not fit next to the continuation value is stored as
+    /// [`CallError::TooLarge`](crate::CallError::TooLarge), one whose write fails anyway
+    /// as [`CallError::Storage`](crate::CallError::Storage): either way the call settles.
     pub(crate) fn settle(&self, id: &str, result: CallResult) -> Result<Option<(PendingCall, CallResult)>> {
         let Some(call) = self.call(id)? else { return Ok(None) };
         if let Some(first) = call.result.clone() {
             return Ok(Some((call, first)));
         }
-        self.exec("UPDATE _lumenize_calls SET result = ? WHERE id = ?", vec![json(&result), id.into()])?;
+        let store = |result: &CallResult| {
+            self.exec("UPDATE _lumenize_calls SET result = ?, op = '' WHERE id = ?", vec![json(result), id.into()])
+        };
+        let row_bytes = machine::json_len(&call.resume).saturating_add(machine::json_len(&call.target));
+        let result = machine::storable_result(result, row_bytes);
+        let result = match store(&result) {
+            Ok(_) => result,
+            Err(e) => {
+                let fallback = machine::unstored_result(e.to_string());
+                store(&fallback)?;
+                fallback
+            }
+        };
         Ok(Some((call, result)))
     }
 
@@ -203,6 +224,26 @@ impl Store {
     pub(crate) fn start(&self, id: &str, now_ms: i64) -> Result<()> {
         self.exec("INSERT INTO _lumenize_call_results (id, outcome, done_ms) VALUES (?, NULL, ?)", vec![id.into(), now_ms.into()])?;
         Ok(())
+    }
+
+    /// Stores the outcome of an operation: `outcome`, or [`Outcome::TooLarge`] if it is over
+    /// [`MAX_REPLY_BYTES`](crate::MAX_REPLY_BYTES), or, if storing fails, a small
+    /// [`Outcome::Unstored`]. Returns what was stored: a re-dispatch is answered with it.
+    /// Should even that fail, the row stays "running" (a re-dispatch then gets
+    /// [`INTERRUPTED`](crate::machine::INTERRUPTED)); the small outcome is returned all the
+    /// same, to answer this request with.
+    pub(crate) fn record_outcome(&self, id: &str, outcome: Outcome, now_ms: i64) -> Outcome {
+        let outcome = machine::storable_outcome(outcome);
+        match self.finish(id, &outcome, now_ms) {
+            Ok(()) => outcome,
+            Err(e) => {
+                let fallback = machine::unstored_outcome(e.to_string());
+                if let Err(again) = self.finish(id, &fallback, now_ms) {
+                    worker::console_error!("lumenize-call: call {id}: its outcome could not be stored ({e}), nor the error in its place ({again})");
+                }
+                fallback
+            }
+        }
     }
 
     pub(crate) fn finish(&self, id: &str, outcome: &Outcome, now_ms: i64) -> Result<()> {

@@ -1,11 +1,12 @@
 //! The call state machine against a reference model, on random lives of a call: sends that
-//! reply, fail, or find the remote busy; backstops firing at random times; cancels. The
-//! adapter's rules are replayed with the machine's pure functions, and the model says what
-//! must have happened.
+//! reply, fail, find the remote busy, or are refused as too old; backstops firing at random
+//! times, some a day apart; cancels. The adapter's rules are replayed with the machine's
+//! pure functions, and the model says what must have happened.
 
 #![cfg(not(target_arch = "wasm32"))]
 
-use lumenize_call::machine::{after_failure, on_backstop, read_answer, Answer, CallResult, Pending, Step};
+use lumenize_call::envelope::{MAX_CLOCK_SKEW_MS, MAX_REQUEST_AGE_MS};
+use lumenize_call::machine::{after_failure, on_backstop, read_answer, send_horizon_ms, Answer, CallResult, Pending, Step};
 use lumenize_call::{CallError, MAX_TRANSPORT_ATTEMPTS};
 use proptest::prelude::*;
 
@@ -21,9 +22,12 @@ enum Event {
 fn answer() -> impl Strategy<Value = Option<(u16, String)>> {
     prop_oneof![
         Just(None),
-        Just(Some((200, r#"{"v":1,"id":"c","ok":7}"#.to_owned()))),
-        Just(Some((200, r#"{"v":1,"id":"c","err":{"message":"no","panicked":false}}"#.to_owned()))),
+        Just(Some((200, r#"{"v":2,"id":"c","ok":7}"#.to_owned()))),
+        Just(Some((200, r#"{"v":2,"id":"c","err":{"message":"no","panicked":false}}"#.to_owned()))),
+        Just(Some((200, r#"{"v":2,"id":"c","too_large":{"bytes":9,"limit":8}}"#.to_owned()))),
+        Just(Some((200, r#"{"v":2,"id":"c","unstored":{"message":"disk"}}"#.to_owned()))),
         Just(Some((409, String::new()))),
+        Just(Some((410, "too old".to_owned()))),
         Just(Some((404, "not found".to_owned()))),
         Just(Some((503, "overloaded".to_owned()))),
     ]
@@ -33,6 +37,7 @@ fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         4 => answer().prop_map(Event::Answer),
         4 => (0i64..90_000).prop_map(|after| Event::Backstop { after }),
+        1 => (0i64..2 * MAX_REQUEST_AGE_MS).prop_map(|after| Event::Backstop { after }),
         1 => Just(Event::Cancel),
     ]
 }
@@ -64,7 +69,8 @@ proptest! {
     ) {
         let start = 1_700_000_000_000;
         let deadline = timeout.map(|t| start + t);
-        let mut life = Life { call: Pending { deadline_ms: deadline, failures: 0, last_error: None, result: None }, delivered: vec![], now: start };
+        let call = Pending { issued_ms: start, deadline_ms: deadline, failures: 0, last_error: None, result: None };
+        let mut life = Life { call, delivered: vec![], now: start };
         // The model: what a delivery may be, given what happened before it.
         let mut replies_seen = Vec::new();
         for event in events {
@@ -72,6 +78,11 @@ proptest! {
                 break; // completed: the record is gone, everything later is dropped
             }
             match event {
+                // `send` asks the machine first: a settled call is not sent.
+                Event::Answer(_) if matches!(on_backstop(&life.call, life.now), Step::Deliver(_)) => {
+                    let Step::Deliver(result) = on_backstop(&life.call, life.now) else { unreachable!() };
+                    life.deliver(result);
+                }
                 Event::Answer(answer) => {
                     let read = match &answer {
                         None => Answer::Failed("fetch failed".into()),
@@ -115,21 +126,32 @@ proptest! {
                 Err(CallError::Timeout) => prop_assert!(deadline.is_some_and(|d| life.now >= d), "timed out early"),
                 Err(CallError::Transport { .. }) => prop_assert_eq!(life.call.failures, MAX_TRANSPORT_ATTEMPTS),
                 Err(CallError::Cancelled) => {}
+                // Expired: the remote said so, or the origin's horizon passed.
+                Err(CallError::Expired { .. }) if !replies_seen.contains(result) => {
+                    prop_assert!(life.now > start + MAX_REQUEST_AGE_MS + MAX_CLOCK_SKEW_MS, "expired early, at {}", life.now - start);
+                }
                 reply => prop_assert!(replies_seen.contains(reply), "delivered {:?}, the remote said {:?}", reply, replies_seen),
             }
-        } else if let Some(d) = deadline {
-            // Liveness: with a deadline, backstops alone end the call by then.
-            let mut steps = 0;
+        } else {
+            // Liveness: with or without a deadline, backstops alone end the call, by the
+            // deadline or the send horizon, whichever comes first (plus one retry delay).
+            let end = deadline.map_or(send_horizon_ms(start), |d| d.min(send_horizon_ms(start)));
+            let (from, mut steps) = (life.now, 0);
             loop {
                 steps += 1;
                 prop_assert!(steps < 1_000, "no end after 1000 backstops");
                 match on_backstop(&life.call, life.now) {
                     Step::Deliver(result) => {
-                        prop_assert!(life.now <= d.max(start) + 60_000);
-                        prop_assert!(matches!(result, Err(CallError::Timeout)) || life.call.failures >= MAX_TRANSPORT_ATTEMPTS);
+                        prop_assert!(life.now <= end.max(from) + 60_000, "ended at {}, {} ms after {}", life.now, life.now - end, end);
+                        prop_assert!(matches!(result, Err(CallError::Timeout | CallError::Expired { .. })) || life.call.failures >= MAX_TRANSPORT_ATTEMPTS, "{:?}", result);
                         break;
                     }
-                    Step::Dispatch { backstop_ms } => life.now = backstop_ms,
+                    Step::Dispatch { backstop_ms } => {
+                        prop_assert!(backstop_ms > life.now);
+                        // Alarms may fire late: halve the way to the end at each step, so a
+                        // day of one-second backstops takes a few dozen steps.
+                        life.now = backstop_ms.max(life.now + (end - life.now) / 2);
+                    }
                 }
             }
         }

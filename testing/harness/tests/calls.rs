@@ -1,13 +1,16 @@
 //! lumenize-call on workerd: the sandbox's CallerDO calls RemoteDO, and each guarantee of
-//! DESIGN.md (lumenize-call 1-6) is checked from the outside, over HTTP.
+//! DESIGN.md (lumenize-call 1-7) is checked from the outside, over HTTP.
 //!
-//! One worker serves every test but the crash test, which kills its own.
+//! One worker serves every test but three that start their own: the crash test (it kills
+//! it), the panic test (a panic resets every object of its worker) and the rotation test
+//! (other secrets).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lumenize_call::envelope::{sign, SIGNATURE_HEADER};
+use lumenize_call::envelope::{sign, MAX_CLOCK_SKEW_MS, MAX_REQUEST_AGE_MS, SIGNATURE_HEADER};
+use lumenize_call::SQLITE_MAX_BYTES;
 use lumenize_harness::{get, poll_until, post, post_json, workspace_root, Result, Worker, WorkerOptions};
 use serde_json::{json, Value};
 
@@ -22,6 +25,10 @@ fn secret() -> &'static str {
 
 fn options() -> WorkerOptions {
     WorkerOptions::default().arg("--var").arg(format!("LUMENIZE_CALL_SECRET:{}", secret()))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The shared worker's URL. It is stopped when the test process exits (the harness'
@@ -131,10 +138,13 @@ fn hundreds_of_calls_in_one_request_all_complete_once() {
 }
 
 /// Guarantee 4: the remote's `Err` and its panics arrive as typed errors, and the remote
-/// keeps serving after a panic.
+/// keeps serving after a panic. On a worker of its own: a panic resets the wasm instance
+/// that every object of the worker runs in, which would cut short other tests' requests.
 #[test]
-fn remote_errors_and_panics_arrive_as_typed_errors() {
-    let base = url();
+fn remote_errors_and_panics_arrive_as_typed_errors() -> Result<()> {
+    let mut worker = Worker::start(&workspace_root().join("testing/sandbox"), options())?;
+    let url = worker.url();
+    let base = url.as_str();
     let (caller, remote) = (unique("caller"), unique("remote"));
     call(base, &caller, json!({"name": remote, "op": {"type": "fail", "message": "nope"}, "tag": "fail", "dispatch": "direct"}));
     call(base, &caller, json!({"name": remote, "op": {"type": "panic"}, "tag": "panic", "dispatch": "direct"}));
@@ -148,6 +158,7 @@ fn remote_errors_and_panics_arrive_as_typed_errors() {
     let done = by_tag(&wait_continuations(base, &caller, 3, Duration::from_secs(30)));
     assert_eq!(done["after"], vec![json!({"Ok": "after"})]);
     assert_eq!(done["panic"].len(), 1, "the panicked call was continued twice");
+    worker.stop()
 }
 
 /// Guarantees 4 and 5: a timeout is a scheduled task; it continues once, and the reply
@@ -215,8 +226,58 @@ fn a_failing_continuation_is_retried_until_it_succeeds() {
     assert_eq!(effects(base, &remote)["k"], 1, "retrying the continuation re-ran the operation");
 }
 
-fn envelope(id: &str, op: Value) -> String {
-    json!({"v": 1, "id": id, "op": op}).to_string()
+/// A call request body in lumenize-call's wire format (envelope version 2) for call `id`,
+/// addressed to the RemoteDO with hex id `to`, issued at `issued_ms`. Written out by hand:
+/// the format is a contract between versions, not whatever the library builds today.
+fn request_at(id: &str, to: &str, issued_ms: i64, op: Value) -> String {
+    let from = "0".repeat(64);
+    json!({"v": 2, "id": id, "to": {"binding": "REMOTE", "object": to}, "from": from, "issued_ms": issued_ms, "op": op}).to_string()
+}
+
+fn envelope(id: &str, to: &str, op: Value) -> String {
+    request_at(id, to, now_ms(), op)
+}
+
+/// The hex id of RemoteDO `name` (what an origin puts in the envelope's `to`).
+fn remote_id(base: &str, name: &str) -> String {
+    let (status, id) = get(&format!("{base}/remote/{name}/id")).expect("remote id");
+    assert_eq!(status, 200, "{id}");
+    id
+}
+
+/// What RemoteDO `name` received through `Calls::serve`: `(bytes, body, signature, status)`
+/// per request, the body and signature only if the body was under 64 KiB.
+fn received(base: &str, name: &str) -> Vec<(u64, Option<String>, Option<String>, u16)> {
+    let rows = ok_json(get(&format!("{base}/remote/{name}/received")).expect("received"));
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().map(str::to_owned);
+            (r["bytes"].as_u64().unwrap_or(0), text("body"), text("signature"), r["status"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or(0))
+        })
+        .collect()
+}
+
+/// How often RemoteDO `name` applied each kind of operation.
+fn applied(base: &str, name: &str) -> BTreeMap<String, i64> {
+    let rows = ok_json(get(&format!("{base}/remote/{name}/applied")).expect("applied"));
+    rows.as_array().into_iter().flatten().map(|r| (r["op"].as_str().unwrap_or("").to_owned(), r["n"].as_i64().unwrap_or(0))).collect()
+}
+
+fn tasks(base: &str, caller: &str) -> Value {
+    ok_json(get(&format!("{base}/calls/{caller}/tasks")).expect("tasks"))
+}
+
+/// A continuation's result, with long strings shortened so that a failure message stays
+/// readable.
+fn short(result: &Value) -> String {
+    let text = result.to_string();
+    if text.len() > 400 {
+        format!("{}... ({} bytes)", &text[..400], text.len())
+    } else {
+        text
+    }
 }
 
 /// Guarantees 3 and 6: a request that did not come from a lumenize caller cannot run an
@@ -228,7 +289,8 @@ fn envelopes_are_checked_and_replays_answered_from_the_stored_result() {
     let base = url();
     let remote = unique("remote");
     let at = format!("{base}/remote/{remote}/");
-    let count = |id: &str| envelope(id, json!({"type": "count", "key": "k"}));
+    let to = remote_id(base, &remote);
+    let count = |id: &str| envelope(id, &to, json!({"type": "count", "key": "k"}));
     let signed = |body: &str| sign(secret(), body.as_bytes());
 
     let body = count("forged");
@@ -242,9 +304,9 @@ fn envelopes_are_checked_and_replays_answered_from_the_stored_result() {
 
     for (bad, why) in [
         ("{not json".to_owned(), "malformed"),
-        (json!({"v": 2, "id": "x", "op": {"type": "count", "key": "k"}}).to_string(), "unsupported"),
+        (json!({"v": 1, "id": "x", "op": {"type": "count", "key": "k"}}).to_string(), "unsupported"),
         (json!({"id": "x", "op": {}}).to_string(), "malformed"),
-        (envelope("x", json!({"type": "launch_missiles"})), "unknown operation"),
+        (envelope("x", &to, json!({"type": "launch_missiles"})), "unknown operation"),
     ] {
         let (status, text) = post(&at, &bad, &[(SIGNATURE_HEADER, &signed(&bad))]).unwrap();
         assert_eq!(status, 400, "{bad}: {text}");
@@ -256,7 +318,7 @@ fn envelopes_are_checked_and_replays_answered_from_the_stored_result() {
 
     let body = count("call-1");
     let first = ok_json(post(&at, &body, &[(SIGNATURE_HEADER, &signed(&body))]).unwrap());
-    assert_eq!(first, json!({"v": 1, "id": "call-1", "ok": 1}));
+    assert_eq!(first, json!({"v": 2, "id": "call-1", "ok": 1}));
     let again = ok_json(post(&at, &body, &[(SIGNATURE_HEADER, &signed(&body))]).unwrap());
     assert_eq!(again, first, "a re-dispatch must get the stored result");
     assert_eq!(effects(base, &remote)["k"], 1, "a re-dispatch ran the operation again");
@@ -325,4 +387,231 @@ fn a_crash_between_call_and_reply_loses_nothing_and_repeats_nothing() -> Result<
     }
     assert!(pending(&base, &caller).is_empty());
     worker.stop()
+}
+
+/// Guarantee 6 (issue 10, case 4): the envelope binds the target object. A request captured
+/// from a real call and replayed through the public router to three other objects is
+/// refused with 401 by each, and nothing is applied there; replayed to its own target it
+/// is answered from the stored result.
+#[test]
+fn a_captured_request_replayed_to_other_objects_is_refused() {
+    let base = url();
+    let (caller, remote) = (unique("caller"), unique("remote"));
+    call(base, &caller, json!({"name": remote, "op": {"type": "count", "key": "k"}, "tag": "t", "dispatch": "direct"}));
+    assert_eq!(wait_continuations(base, &caller, 1, Duration::from_secs(10))[0]["result"], json!({"Ok": 1}));
+    let captured = received(base, &remote);
+    assert_eq!(captured.len(), 1, "one request reached the remote");
+    let (_, Some(body), Some(signature), 200) = captured[0].clone() else { panic!("not captured: {:?}", captured[0]) };
+    let replay = |name: &str| post(&format!("{base}/remote/{name}/"), &body, &[(SIGNATURE_HEADER, &signature)]).expect("replay");
+
+    let (status, again) = replay(&remote);
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(serde_json::from_str::<Value>(&again).unwrap()["ok"], json!(1), "the replay to its own target: {again}");
+    assert_eq!(effects(base, &remote)["k"], 1, "the replay to its own target applied it again");
+    for i in 0..3 {
+        let other = unique(&format!("other-{i}"));
+        let (status, text) = replay(&other);
+        assert_eq!(status, 401, "replayed to {other}: {text}");
+        assert!(text.contains("addressed to another object"), "{text}");
+        assert!(effects(base, &other).is_empty(), "applied at {other}");
+        assert!(applied(base, &other).is_empty(), "applied at {other}");
+    }
+}
+
+/// Guarantee 6 (issue 10, case 5): the envelope binds an issue time. A request issued longer
+/// ago than the remote keeps results (so possibly applied, its result since dropped) is
+/// refused with 410 and has no effect; one issued beyond the clock-skew allowance in the
+/// future is refused with 401.
+#[test]
+fn requests_too_old_or_from_the_future_are_refused() {
+    let base = url();
+    let remote = unique("remote");
+    let (at, to) = (format!("{base}/remote/{remote}/"), remote_id(base, &remote));
+    let op = json!({"type": "count", "key": "k"});
+    let send = |body: &str| post(&at, body, &[(SIGNATURE_HEADER, &sign(secret(), body.as_bytes()))]).expect("post");
+
+    let old = request_at("old", &to, now_ms() - MAX_REQUEST_AGE_MS - 60_000, op.clone());
+    let (status, text) = send(&old);
+    assert_eq!(status, 410, "too old: {text}");
+    assert!(text.contains("too old"), "{text}");
+    let future = request_at("future", &to, now_ms() + MAX_CLOCK_SKEW_MS + 60_000, op.clone());
+    let (status, text) = send(&future);
+    assert_eq!(status, 401, "from the future: {text}");
+    assert!(text.contains("future"), "{text}");
+    assert!(effects(base, &remote).is_empty(), "a refused request was applied");
+    assert!(applied(base, &remote).is_empty(), "a refused request was applied");
+
+    // Within the bounds, the same request is applied: the refusals were for the time alone.
+    let (skewed, aged) = (now_ms() + MAX_CLOCK_SKEW_MS - 60_000, now_ms() - MAX_REQUEST_AGE_MS + 60_000);
+    assert_eq!(ok_json(send(&request_at("skewed", &to, skewed, op.clone())))["ok"], 1);
+    assert_eq!(ok_json(send(&request_at("aged", &to, aged, op)))["ok"], 2);
+}
+
+/// Guarantee 6 (issue 10, case 5) from the origin's side: a real call older than the remote
+/// can honour ends with `CallError::Expired`, once, and is never re-sent. Just over the
+/// maximum age the remote refuses it (410); past the origin's own horizon (maximum age plus
+/// clock skew) the origin does not send it at all.
+#[test]
+fn an_expired_call_ends_with_the_typed_error_and_is_not_resent() {
+    let base = url();
+    let caller = unique("caller");
+    let over = MAX_REQUEST_AGE_MS + 60_000;
+    let past_horizon = MAX_REQUEST_AGE_MS + MAX_CLOCK_SKEW_MS + 60_000;
+    let cases = [("direct", over, 1), ("alarm", over, 1), ("alarm", past_horizon, 0), ("direct", past_horizon, 0)];
+    let mut remotes = Vec::new();
+    for (i, (dispatch, age, _)) in cases.iter().enumerate() {
+        let remote = unique(&format!("remote-{i}"));
+        let body = json!({"name": remote, "op": {"type": "count", "key": "k"}, "tag": format!("{i}"), "dispatch": dispatch, "age_ms": age});
+        call(base, &caller, body);
+        remotes.push(remote);
+    }
+    let done = by_tag(&wait_continuations(base, &caller, cases.len(), Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(continuations(base, &caller).len(), cases.len(), "a continuation ran twice");
+    for (i, ((dispatch, age, sends), remote)) in cases.iter().zip(&remotes).enumerate() {
+        let result = &done[&format!("{i}")];
+        assert_eq!(result.len(), 1);
+        assert_eq!(result[0]["Err"]["kind"], "expired", "{dispatch}, {age} ms old: {}", result[0]);
+        let got = received(base, remote);
+        assert_eq!(got.len(), *sends, "{dispatch}, {age} ms old: requests sent {got:?}");
+        assert!(got.iter().all(|r| r.3 == 410), "{dispatch}, {age} ms old: {got:?}");
+        assert!(effects(base, remote).is_empty(), "{dispatch}, {age} ms old: applied");
+    }
+    assert!(pending(base, &caller).is_empty());
+    assert_eq!(tasks(base, &caller), json!([]));
+}
+
+/// Guarantee 7 (issue 10, case 6): a reply too large for SQLite (10 MB) becomes a typed
+/// error outcome at the remote, stored in its place: the continuation gets
+/// `CallError::TooLarge`, nothing answers 500, a re-dispatch is answered from the small
+/// outcome without applying again, and the remote keeps serving. An operation of 10 MB is
+/// refused by `call` before anything is stored.
+#[test]
+fn a_reply_too_large_to_store_ends_the_call_with_a_typed_error() {
+    let base = url();
+    let (caller, remote) = (unique("caller"), unique("remote"));
+    let ten_mb = 10_000_000;
+    call(base, &caller, json!({"name": remote, "op": {"type": "big", "bytes": ten_mb}, "tag": "big", "dispatch": "direct"}));
+    let done = wait_continuations(base, &caller, 1, Duration::from_secs(20));
+    let err = &done[0]["result"]["Err"];
+    assert_eq!(err["kind"], "too_large", "{}", short(&done[0]["result"]));
+    assert!(err["bytes"].as_u64().is_some_and(|b| b > ten_mb), "{err}");
+    assert_eq!(applied(base, &remote).get("big"), Some(&1));
+    let statuses: Vec<u16> = received(base, &remote).iter().map(|r| r.3).collect();
+    assert_eq!(statuses, [200], "answers of the remote");
+
+    // The same through the public router, signed: a 200 with the typed outcome, twice.
+    let to = remote_id(base, &remote);
+    let body = envelope("echo-10mb", &to, json!({"type": "echo", "value": "e".repeat(ten_mb as usize)}));
+    let signature = sign(secret(), body.as_bytes());
+    for _ in 0..2 {
+        let reply = ok_json(post(&format!("{base}/remote/{remote}/"), &body, &[(SIGNATURE_HEADER, &signature)]).unwrap());
+        assert!(reply["too_large"]["bytes"].as_u64().is_some_and(|b| b > ten_mb), "{}", short(&reply));
+    }
+    assert_eq!(applied(base, &remote).get("echo"), Some(&1), "the re-dispatch was applied again");
+
+    // The remote still serves.
+    call(base, &caller, json!({"name": remote, "op": {"type": "count", "key": "k"}, "tag": "after", "dispatch": "alarm"}));
+    let done = by_tag(&wait_continuations(base, &caller, 2, Duration::from_secs(20)));
+    assert_eq!(done["after"], vec![json!({"Ok": 1})]);
+
+    // An operation of 10 MB: a typed error from `call`, and nothing stored.
+    let caller = unique("caller");
+    let (status, text) = post_json(
+        &format!("{base}/calls/{caller}/call"),
+        &json!({"name": remote, "op": {"type": "echo", "value": "e".repeat(ten_mb as usize)}, "tag": "t", "dispatch": "direct"}),
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{}", short(&json!(text)));
+    assert!(text.contains("too large"), "{}", short(&json!(text)));
+    assert!(pending(base, &caller).is_empty());
+    assert_eq!(tasks(base, &caller), json!([]), "call() stored a task for a call it refused");
+}
+
+/// Guarantee 7 (issue 10, case 7): every call ends, once, and is applied once, whatever its
+/// sizes. An operation of 1.2 MB echoed back (1.2 MB): the caller drops the operation when
+/// the reply comes in, so the reply fits and the continuation gets it. A continuation value
+/// of 1.2 MB and a reply of 1.2 MB cannot share the caller's row: the continuation gets
+/// `CallError::TooLarge`. Neither is re-sent afterwards.
+#[test]
+fn calls_whose_result_is_hard_to_store_end_once_and_are_applied_once() {
+    let base = url();
+    let size = 1_200_000;
+    let (caller, echo_remote, big_remote) = (unique("caller"), unique("remote-echo"), unique("remote-big"));
+    let value = "v".repeat(size);
+    call(base, &caller, json!({"name": echo_remote, "op": {"type": "echo", "value": value}, "tag": "echo", "dispatch": "direct"}));
+    call(base, &caller, json!({"name": big_remote, "op": {"type": "big", "bytes": size}, "tag": "big", "dispatch": "direct", "resume_pad": size}));
+    let done = by_tag(&wait_continuations(base, &caller, 2, Duration::from_secs(20)));
+    assert!(done["echo"][0]["Ok"].as_str() == Some(value.as_str()), "echo: {}", short(&done["echo"][0]));
+    let err = &done["big"][0]["Err"];
+    assert_eq!(err["kind"], "too_large", "big: {}", short(&done["big"][0]));
+
+    let sent = |remote: &str| received(base, remote).len();
+    let before = (sent(&echo_remote), sent(&big_remote));
+    std::thread::sleep(Duration::from_millis(3_000));
+    assert_eq!((sent(&echo_remote), sent(&big_remote)), before, "re-sent after the call ended");
+    assert_eq!(before, (1, 1), "requests per call");
+    assert_eq!(continuations(base, &caller).len(), 2, "a continuation ran twice");
+    assert_eq!(applied(base, &echo_remote), BTreeMap::from([("echo".to_owned(), 1)]));
+    assert_eq!(applied(base, &big_remote), BTreeMap::from([("big".to_owned(), 1)]));
+    assert!(pending(base, &caller).is_empty());
+    assert_eq!(tasks(base, &caller), json!([]));
+}
+
+/// Guarantee 6: secret rotation. A worker whose objects have `LUMENIZE_CALL_SECRET` = new
+/// and `LUMENIZE_CALL_SECRET_PREVIOUS` = old accepts requests signed with either, refuses
+/// one signed with neither, and its own calls (signed with the new one) go through.
+#[test]
+fn a_request_signed_with_the_previous_secret_is_accepted_during_rotation() -> Result<()> {
+    let (old, new) = (secret().to_owned(), format!("{}-rotated", secret()));
+    let options = WorkerOptions::default()
+        .arg("--var")
+        .arg(format!("LUMENIZE_CALL_SECRET:{new}"))
+        .arg("--var")
+        .arg(format!("LUMENIZE_CALL_SECRET_PREVIOUS:{old}"));
+    let mut worker = Worker::start(&workspace_root().join("testing/sandbox"), options)?;
+    let base = worker.url();
+    let remote = unique("remote");
+    let (at, to) = (format!("{base}/remote/{remote}/"), remote_id(&base, &remote));
+    let op = json!({"type": "count", "key": "k"});
+    for (i, (key, status)) in [(&old, 200), (&new, 200), (&"neither".to_owned(), 401)].into_iter().enumerate() {
+        let body = envelope(&format!("r{i}"), &to, op.clone());
+        let (got, text) = post(&at, &body, &[(SIGNATURE_HEADER, &sign(key, body.as_bytes()))])?;
+        assert_eq!(got, status, "signed with {key}: {text}");
+    }
+    assert_eq!(effects(&base, &remote)["k"], 2);
+    let caller = unique("caller");
+    call(&base, &caller, json!({"name": remote, "op": op, "tag": "t", "dispatch": "direct"}));
+    assert_eq!(wait_continuations(&base, &caller, 1, Duration::from_secs(10))[0]["result"], json!({"Ok": 3}));
+    worker.stop()
+}
+
+/// The SQLite limit lumenize-call's size limits rest on, measured in this workerd: a row
+/// (SQLite's record: a header of a few bytes, then the values) is at most
+/// `SQLITE_MAX_BYTES`, and so, less the header, is a value. In a row of two TEXT columns,
+/// the header takes 6 bytes with one large value and an empty one (1 byte for its own
+/// size, 4 for the large value's type, 1 for the empty one's), 9 with two large values.
+#[test]
+fn sqlite_in_a_durable_object_stores_values_and_rows_up_to_sqlite_max_bytes() {
+    let limits = ok_json(get(&format!("{}/remote/{}/sql_limits", url(), unique("probe"))).unwrap());
+    eprintln!("measured: {limits}");
+    let max = SQLITE_MAX_BYTES as u64;
+    assert_eq!(limits["max_text_bytes"].as_u64(), Some(max - 6), "{limits}");
+    assert_eq!(limits["max_text_two_byte_chars"].as_u64(), Some((max - 6) / 2), "the limit counts UTF-8 bytes: {limits}");
+    let each = limits["max_row_two_columns_each"].as_u64().unwrap();
+    assert!(2 * each + 9 <= max && max < 2 * (each + 1) + 9, "rows: {limits}");
+    for refusal in ["text_refusal", "row_refusal"] {
+        assert!(limits[refusal].as_str().is_some_and(|e| e.contains("SQLITE_TOOBIG")), "{limits}");
+    }
+}
+
+/// The sandbox's routes answer 400 with the reason for a body that does not decode.
+#[test]
+fn sandbox_routes_answer_400_for_bodies_that_do_not_decode() {
+    let base = url();
+    for route in [format!("calls/{}/call", unique("c")), format!("calls/{}/cancel", unique("c")), format!("remote/{}/run_at", unique("r"))] {
+        let (status, text) = post(&format!("{base}/{route}"), "{not json", &[]).unwrap();
+        assert_eq!(status, 400, "{route}: {text}");
+        assert!(text.contains("bad request body"), "{route}: {text}");
+    }
 }

@@ -1,11 +1,14 @@
 //! `CallerDO` and `RemoteDO`: lumenize-call over HTTP. The caller records every
 //! continuation in a `continuations` table; the remote counts the side effects of its
-//! operations in an `effects` table, so tests can check "exactly once" on both sides.
+//! operations in an `effects` table, every application of an operation in `applied`, and
+//! every call request it receives (with its answer's status) in `received`, so tests can
+//! check "exactly once" on both sides and replay captured requests.
 
 use std::time::Duration;
 
 use lumenize_alarms::Filter;
 use lumenize_call::{CallError, CallOptions, CallTask, Calls, Ctx, Dispatch, Target};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use worker::*;
@@ -24,6 +27,21 @@ pub enum Op {
     Panic,
     /// Wait `ms`, then add one to the counter `key` and reply with its new value.
     SlowCount { key: String, ms: u64 },
+    /// Reply with a string of `bytes` bytes (a large reply from a small operation).
+    Big { bytes: usize },
+}
+
+impl Op {
+    fn kind(&self) -> &'static str {
+        match self {
+            Op::Echo { .. } => "echo",
+            Op::Count { .. } => "count",
+            Op::Fail { .. } => "fail",
+            Op::Panic => "panic",
+            Op::SlowCount { .. } => "slow_count",
+            Op::Big { .. } => "big",
+        }
+    }
 }
 
 /// The continuation: which request made the call, and how often the continuation should
@@ -33,6 +51,9 @@ pub struct Resume {
     tag: String,
     #[serde(default)]
     fail_times: u32,
+    /// Padding that makes the continuation value large.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pad: String,
 }
 
 /// The caller's tasks: only lumenize-call's, through the user's own enum as a real object
@@ -68,6 +89,14 @@ struct CallReq {
     /// Make this many calls (tags `<tag>-<i>`), all in this one request.
     #[serde(default)]
     count: Option<u32>,
+    /// Pad the continuation value with this many bytes.
+    #[serde(default)]
+    resume_pad: usize,
+    /// Back-date the call by this many ms, as if it had been made that long ago (a caller
+    /// that was down meanwhile). Applied in the same event as `call`, before the request
+    /// leaves: the sandbox rewrites lumenize-call's own record, as only a test may.
+    #[serde(default)]
+    age_ms: Option<i64>,
 }
 
 fn remote_binding() -> String {
@@ -76,6 +105,13 @@ fn remote_binding() -> String {
 
 fn json_response(value: &impl Serialize) -> Result<Response> {
     Response::from_json(value)
+}
+
+/// The request's JSON body as `T`; `Err` holds the answer to give instead: 400 with the
+/// reason for a body that does not decode.
+async fn decode<T: DeserializeOwned>(req: &mut Request) -> std::result::Result<T, Result<Response>> {
+    let text = req.text().await.map_err(Err)?;
+    serde_json::from_str(&text).map_err(|e| Response::error(format!("bad request body: {e}"), 400))
 }
 
 fn lib_error(e: impl std::fmt::Display) -> Result<Response> {
@@ -133,7 +169,10 @@ impl DurableObject for CallerDO {
         let calls = self.calls().await?;
         match req.path().trim_start_matches('/') {
             "call" => {
-                let r: CallReq = req.json().await?;
+                let r: CallReq = match decode(&mut req).await {
+                    Ok(r) => r,
+                    Err(answer) => return answer,
+                };
                 let target = match (r.name, r.object_id) {
                     (_, Some(id)) => Target::id(r.binding, id),
                     (name, None) => Target::named(r.binding, name.unwrap_or_else(|| "remote".into())),
@@ -150,9 +189,16 @@ impl DurableObject for CallerDO {
                         Op::SlowCount { key, ms } if r.count.is_some() => Op::SlowCount { key: format!("{key}-{i}"), ms: *ms },
                         op => op.clone(),
                     };
-                    let resume = Resume { tag, fail_times: r.fail_times };
+                    let resume = Resume { tag, fail_times: r.fail_times, pad: "r".repeat(r.resume_pad) };
                     match calls.call(target.clone(), &op, &resume, options).await {
-                        Ok(id) => made.push(json!({ "id": id, "task": calls.alarms().get(&id)? })),
+                        Ok(id) => {
+                            // No await since `call` returned: the request has not left yet.
+                            if let Some(age) = r.age_ms {
+                                let sql = self.state.storage().sql();
+                                sql.exec("UPDATE _lumenize_calls SET created_ms = created_ms - ? WHERE id = ?", vec![age.into(), id.as_str().into()])?;
+                            }
+                            made.push(json!({ "id": id, "task": calls.alarms().get(&id)? }));
+                        }
                         Err(e) => return lib_error(e),
                     }
                 }
@@ -176,7 +222,10 @@ impl DurableObject for CallerDO {
             "pending" => json_response(&calls.pending()?),
             "tasks" => json_response(&calls.alarms().list(&Filter::default())?),
             "cancel" => {
-                let id: String = req.json().await?;
+                let id: String = match decode(&mut req).await {
+                    Ok(id) => id,
+                    Err(answer) => return answer,
+                };
                 match calls.cancel(&id).await {
                     Ok(found) => json_response(&found),
                     Err(e) => lib_error(e),
@@ -203,8 +252,9 @@ impl DurableObject for CallerDO {
     }
 }
 
-/// A Durable Object that serves calls. Its routes other than `effects`, `tasks`, `results`
-/// and `run_at` all go to [`Calls::serve`], as a catch-all would forward them.
+/// A Durable Object that serves calls. Its routes other than `effects`, `applied`,
+/// `received`, `id`, `tasks`, `results`, `sql_limits` and `run_at` all go to
+/// [`Calls::serve`], as a catch-all would forward them.
 #[durable_object]
 pub struct RemoteDO {
     state: State,
@@ -224,6 +274,9 @@ impl RemoteDO {
     }
 
     async fn apply(&self, op: Op) -> std::result::Result<Value, String> {
+        let sql = self.state.storage().sql();
+        let counted = sql.exec("INSERT INTO applied (op, n) VALUES (?, 1) ON CONFLICT (op) DO UPDATE SET n = n + 1", vec![op.kind().into()]);
+        counted.map_err(|e| e.to_string())?;
         match op {
             Op::Echo { value } => Ok(value),
             Op::Count { key } => self.count(&key).map(Value::from).map_err(|e| e.to_string()),
@@ -233,17 +286,82 @@ impl RemoteDO {
                 Delay::from(Duration::from_millis(ms)).await;
                 self.count(&key).map(Value::from).map_err(|e| e.to_string())
             }
+            Op::Big { bytes } => Ok(Value::String("b".repeat(bytes))),
         }
     }
+
+    /// Hands a call request to [`Calls::serve`], recording it (body and signature if the
+    /// body is under 64 KiB, its size, and the status of the answer) so tests can count
+    /// sends and replay a captured request.
+    async fn serve(&self, calls: &Calls<CallTask>, mut req: Request) -> Result<Response> {
+        let body = req.text().await?;
+        let signature = req.headers().get("x-lumenize-signature")?;
+        let mut init = RequestInit::new();
+        init.with_method(req.method()).with_headers(req.headers().clone());
+        if !body.is_empty() {
+            init.with_body(Some(body.as_str().into()));
+        }
+        let inner = Request::new_with_init(req.url()?.as_ref(), &init)?;
+        let response = calls.serve(inner, |op: Op| self.apply(op)).await?;
+        let kept = (body.len() <= 64 * 1024).then_some(body.as_str());
+        let bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
+        self.state.storage().sql().exec(
+            "INSERT INTO received (bytes, body, signature, status) VALUES (?, ?, ?, ?)",
+            vec![bytes.into(), kept.into(), signature.into(), i64::from(response.status_code()).into()],
+        )?;
+        Ok(response)
+    }
+}
+
+/// The largest TEXT value, and the largest row of two equal TEXT columns, this object's
+/// SQLite stores, found by bisection, with SQLite's refusal just past each.
+fn sql_limits(sql: &SqlStorage) -> Result<Value> {
+    sql.exec("CREATE TABLE IF NOT EXISTS _probe (a TEXT, b TEXT)", None)?;
+    let fits = |a: usize, b: usize| -> std::result::Result<(), String> {
+        let result = sql.exec("INSERT INTO _probe (a, b) VALUES (?, ?)", vec!["x".repeat(a).into(), "y".repeat(b).into()]);
+        sql.exec("DELETE FROM _probe", None).map_err(|e| e.to_string())?;
+        result.map(|_| ()).map_err(|e| e.to_string())
+    };
+    // Past any limit a Durable Object could have (a result of LIMIT - 1 means: no limit found).
+    const LIMIT: usize = 8 << 20;
+    // The largest n with ok(n), given ok(lo) and !ok(hi).
+    let bisect = |mut lo: usize, mut hi: usize, ok: &dyn Fn(usize) -> bool| {
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if ok(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    };
+    let text = bisect(0, LIMIT, &|n| fits(n, 0).is_ok());
+    let half = bisect(0, LIMIT, &|n| fits(n, n).is_ok());
+    let two_byte = bisect(0, LIMIT, &|n| {
+        let ok = sql.exec("INSERT INTO _probe (a) VALUES (?)", vec!["é".repeat(n).into()]).is_ok();
+        let _ = sql.exec("DELETE FROM _probe", None);
+        ok
+    });
+    Ok(json!({
+        "max_text_bytes": text,
+        "text_refusal": fits(text + 1, 0).err(),
+        "max_text_two_byte_chars": two_byte,
+        "max_row_two_columns_each": half,
+        "row_refusal": fits(half + 1, half + 1).err(),
+    }))
 }
 
 impl DurableObject for RemoteDO {
     fn new(state: State, env: Env) -> Self {
-        state
-            .storage()
-            .sql()
-            .exec("CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, n INTEGER)", None)
-            .expect("create effects table");
+        let sql = state.storage().sql();
+        for create in [
+            "CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, n INTEGER)",
+            "CREATE TABLE IF NOT EXISTS applied (op TEXT PRIMARY KEY, n INTEGER)",
+            "CREATE TABLE IF NOT EXISTS received (seq INTEGER PRIMARY KEY AUTOINCREMENT, bytes INTEGER, body TEXT, signature TEXT, status INTEGER)",
+        ] {
+            sql.exec(create, None).expect("create remote tables");
+        }
         Self { state, env }
     }
 
@@ -259,6 +377,29 @@ impl DurableObject for RemoteDO {
                 let rows: Vec<Effect> = self.state.storage().sql().exec("SELECT key, n FROM effects ORDER BY key", None)?.to_array()?;
                 json_response(&rows)
             }
+            "applied" => {
+                #[derive(Serialize, Deserialize)]
+                struct Applied {
+                    op: String,
+                    n: i64,
+                }
+                let rows: Vec<Applied> = self.state.storage().sql().exec("SELECT op, n FROM applied ORDER BY op", None)?.to_array()?;
+                json_response(&rows)
+            }
+            "received" => {
+                #[derive(Serialize, Deserialize)]
+                struct Received {
+                    bytes: i64,
+                    body: Option<String>,
+                    signature: Option<String>,
+                    status: i64,
+                }
+                let rows: Vec<Received> =
+                    self.state.storage().sql().exec("SELECT bytes, body, signature, status FROM received ORDER BY seq", None)?.to_array()?;
+                json_response(&rows)
+            }
+            "id" => Response::ok(self.state.id().to_string()),
+            "sql_limits" => json_response(&sql_limits(&self.state.storage().sql())?),
             "tasks" => json_response(&calls.alarms().list(&Filter::default())?),
             "results" => {
                 #[derive(Serialize, Deserialize)]
@@ -271,7 +412,10 @@ impl DurableObject for RemoteDO {
             }
             // The test hook: run what is due at `now_ms` (the cleanup task, a day ahead).
             "run_at" if req.method() == Method::Post => {
-                let now_ms: i64 = req.json().await?;
+                let now_ms: i64 = match decode(&mut req).await {
+                    Ok(now_ms) => now_ms,
+                    Err(answer) => return answer,
+                };
                 let report = calls
                     .alarms()
                     .run_due_at(now_ms, |task, info| {
@@ -281,7 +425,7 @@ impl DurableObject for RemoteDO {
                     .await?;
                 json_response(&report)
             }
-            _ => Ok(calls.serve(req, |op: Op| self.apply(op)).await?),
+            _ => self.serve(&calls, req).await,
         }
     }
 
