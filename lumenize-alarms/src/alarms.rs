@@ -249,11 +249,35 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
 
     /// Removes the task with this id, pending or dead, and returns what was removed.
     /// Cancelling a running task lets its handler finish, but nothing is recorded after it.
+    /// Cancelling the task the alarm is armed for arms the next one, or deletes the alarm:
+    /// an object whose last task is cancelled gets no empty alarm invocation.
     ///
     /// # Errors
     /// Storage errors.
-    pub fn cancel(&self, id: &str) -> Result<Option<Scheduled>> {
-        self.inner.scheduler.cancel(id)
+    pub async fn cancel(&self, id: &str) -> Result<Option<Scheduled>> {
+        self.inner.scheduler.cancel(&self.alarm(), now_ms(), id).await
+    }
+
+    /// From inside the running handler of task `id`: run it again at `at_ms` (Unix
+    /// milliseconds) once the handler returns `Ok`, in place, instead of removing it (or
+    /// advancing a recurring task). A poll, a backstop or a lease renews itself this way
+    /// with one update.
+    ///
+    /// ```no_run
+    /// # async fn demo(alarms: &lumenize_alarms::Alarms<u32>) -> lumenize_alarms::Result<()> {
+    /// alarms.run_due(async |n, info| {
+    ///     let again = info.due_ms + 60_000;
+    ///     alarms.defer(&info.id, again).map_err(|e| e.to_string())?; // poll again in a minute
+    ///     Ok::<_, String>(())
+    /// }).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if no handler of that task is running in this object;
+    /// [`Error::TimeOutOfRange`].
+    pub fn defer(&self, id: &str, at_ms: i64) -> Result<()> {
+        self.inner.scheduler.defer(id, at_ms)
     }
 
     /// Puts a dead task back in the queue, due now, with its attempts reset.

@@ -280,8 +280,8 @@ fn dead_tasks_are_kept_listed_and_requeueable<S: Fresh>() {
     assert!(matches!(done(f.sched.requeue(&f.alarm, 300, "live")), Err(Error::NotDead(_))));
 
     let x = f.sched(0, When::at_unix_ms(5), "x", Options::default());
-    assert_eq!(f.sched.cancel("x").unwrap(), Some(x));
-    assert_eq!(f.sched.cancel("x").unwrap(), None);
+    assert_eq!(done(f.sched.cancel(&f.alarm, 0, "x")).unwrap(), Some(x));
+    assert_eq!(done(f.sched.cancel(&f.alarm, 0, "x")).unwrap(), None);
 }
 
 /// Guarantee 4, missed ticks: after a late run, `Skip` resumes at the first tick after now
@@ -502,6 +502,47 @@ fn a_lost_alarm_is_noticed_once_its_time_has_passed<S: Fresh>() {
     assert_eq!(f.alarm.reads(), 2);
 }
 
+/// Guarantee 2 (nothing left armed): cancelling the task the alarm is armed for arms the
+/// next one, or deletes the alarm when it was the last; cancelling another leaves it alone.
+fn cancelling_the_armed_task_rearms_or_disarms<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    f.sched(BASE, When::at_unix_ms(BASE + 100), "a", Options::default());
+    f.sched(BASE, When::at_unix_ms(BASE + 200), "b", Options::default());
+    assert_eq!(f.alarm.armed(), Some(BASE + 100));
+    let writes = f.alarm.writes();
+    done(f.sched.cancel(&f.alarm, BASE, "b")).unwrap();
+    assert_eq!((f.alarm.armed(), f.alarm.writes()), (Some(BASE + 100), writes), "not the armed task: no write");
+    f.sched(BASE, When::at_unix_ms(BASE + 300), "c", Options::default());
+    done(f.sched.cancel(&f.alarm, BASE, "a")).unwrap();
+    assert_eq!(f.alarm.armed(), Some(BASE + 300), "armed for the next");
+    done(f.sched.cancel(&f.alarm, BASE, "c")).unwrap();
+    assert_eq!(f.alarm.armed(), None, "the last task cancelled: no alarm left");
+}
+
+/// A handler that defers its own task keeps it in place, due again at the time it asked,
+/// with one update; `Err` still retries, and deferring a task that is not running is an
+/// error.
+fn a_handler_can_run_its_task_again_in_place<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    let first = f.sched(0, When::at_unix_ms(10), "poll", Options::default());
+    assert!(matches!(f.sched.defer("poll", 500), Err(Error::NotFound(_))), "not running");
+    let report = f.run_at(10, 10, |_, t| {
+        f.sched.defer(&t.id, 500).unwrap();
+        assert!(matches!(f.sched.defer(&t.id, MAX_TIME_MS + 1), Err(Error::TimeOutOfRange { .. })));
+        ready(Ok(()))
+    });
+    assert_eq!(report.succeeded, 1);
+    let again = f.get("poll").unwrap();
+    assert_eq!((again.seq, again.due_ms, again.status, again.attempts), (first.seq, 500, Status::Pending, 0), "in place");
+    assert_eq!(f.alarm.armed(), Some(500));
+    f.run_at(500, 10, |_, t| {
+        f.sched.defer(&t.id, 900).unwrap();
+        ready(Err("failed".into()))
+    });
+    let retried = f.get("poll").unwrap();
+    assert_eq!((retried.attempts, retried.last_error.as_deref()), (1, Some("failed")), "an Err is retried as usual");
+}
+
 for_each_store!(
     an_interval_task_stays_on_its_grid_after_a_retry,
     same_time_tasks_run_in_insertion_order_and_never_early,
@@ -522,6 +563,8 @@ for_each_store!(
     every_step_of_a_task_is_an_event,
     repair_kills_tasks_due_after_the_range,
     a_lost_alarm_is_noticed_once_its_time_has_passed,
+    cancelling_the_armed_task_rearms_or_disarms,
+    a_handler_can_run_its_task_again_in_place,
 );
 
 /// Guarantee 14 on the SQL store: `schedule_many` stores a thousand tasks in one statement

@@ -444,7 +444,7 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
         let ctx = Ctx { state: own(&self.inner.state), env: self.inner.env.clone() };
         handler(ctx, call.resume, result).await.map_err(|message| Error::Continuation { id: id.to_owned(), message })?;
         self.inner.store.remove_call(id)?;
-        self.alarms().cancel(id)?;
+        self.alarms().cancel(id).await?;
         Ok(())
     }
 }

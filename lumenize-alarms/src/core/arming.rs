@@ -194,7 +194,7 @@ impl<S: Store> Scheduler<S> {
     /// Arms exactly the earliest pending task (overdue: `now_ms + 1`) or deletes the alarm.
     /// A time the runtime refuses, while it still arms `now_ms + 1`, makes that task dead
     /// with the runtime's error; the next one is tried.
-    async fn arm_earliest<A: NativeAlarm>(&self, alarm: &A, now_ms: i64) -> Result<()> {
+    pub(crate) async fn arm_earliest<A: NativeAlarm>(&self, alarm: &A, now_ms: i64) -> Result<()> {
         let result = self.try_arm_earliest(alarm, now_ms).await;
         if result.is_err() {
             self.forget_alarm();

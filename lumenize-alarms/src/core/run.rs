@@ -49,7 +49,7 @@ pub struct RunReport {
 /// storage but not in here was cut short by a crash or a panic (a panic resets the isolate,
 /// and this set with it).
 #[derive(Debug, Default)]
-pub struct InFlight(RefCell<HashMap<String, Scheduled>>);
+pub struct InFlight(RefCell<HashMap<String, (Scheduled, Option<i64>)>>);
 
 impl InFlight {
     fn contains(&self, id: &str) -> bool {
@@ -65,7 +65,12 @@ impl InFlight {
     /// The tasks whose handlers are running now, as marked when they started.
     #[must_use]
     pub fn tasks(&self) -> Vec<Scheduled> {
-        self.0.try_borrow().map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.0.try_borrow().map(|m| m.values().map(|(t, _)| t.clone()).collect()).unwrap_or_default()
+    }
+
+    /// Marks the running task `id` to run again at `at_ms`; whether it is running.
+    pub(crate) fn defer(&self, id: &str, at_ms: i64) -> bool {
+        self.0.borrow_mut().get_mut(id).map(|(_, deferred)| *deferred = Some(at_ms)).is_some()
     }
 }
 
@@ -74,8 +79,13 @@ struct Entry<'a>(&'a InFlight, String);
 
 impl<'a> Entry<'a> {
     fn new(set: &'a InFlight, task: &Scheduled) -> Self {
-        set.0.borrow_mut().insert(task.id.clone(), task.clone());
+        set.0.borrow_mut().insert(task.id.clone(), (task.clone(), None));
         Entry(set, task.id.clone())
+    }
+
+    /// When the handler asked to run again ([`Scheduler::defer`]).
+    fn deferred(&self) -> Option<i64> {
+        self.0 .0.borrow().get(&self.1).and_then(|(_, at)| *at)
     }
 }
 
@@ -223,14 +233,16 @@ impl<S: Store> Scheduler<S> {
         report.max_lateness_ms = report.max_lateness_ms.max(lateness_ms);
         report.total_lateness_ms += lateness_ms;
         self.emit(Event::Started { task: &task, lateness_ms });
-        let outcome = {
-            let _entry = Entry::new(&self.in_flight, &task);
-            handler(payload, task.clone()).await
+        let (outcome, deferred) = {
+            let entry = Entry::new(&self.in_flight, &task);
+            let outcome = handler(payload, task.clone()).await;
+            (outcome, entry.deferred())
         };
         let at = now();
-        let change = match &outcome {
-            Ok(()) => after_success(&task, at),
-            Err(e) => after_failure(&task, at, &e.to_string()),
+        let change = match (&outcome, deferred) {
+            (Ok(()), Some(due_ms)) => Change::Advance { due_ms },
+            (Ok(()), None) => after_success(&task, at),
+            (Err(e), _) => after_failure(&task, at, &e.to_string()),
         };
         self.finish(&task, &change, outcome.is_ok(), at, report)
     }

@@ -12,8 +12,8 @@ use crate::core::options::Options;
 use crate::core::queue::{self, after_failure};
 use crate::core::run::InFlight;
 use crate::core::store::{Change, Key, Store};
-use crate::core::task::Scheduled;
-use crate::core::time::MAX_TIME_MS;
+use crate::core::task::{Scheduled, Status};
+use crate::core::time::{check_time, MAX_TIME_MS};
 use crate::core::when::When;
 use crate::error::{Error, Result};
 
@@ -176,15 +176,39 @@ impl<S: Store> Scheduler<S> {
     }
 
     /// Removes the task with this id, pending, running or dead, and returns what was removed.
-    /// A running handler finishes, but nothing is recorded after it. The alarm is left as it
-    /// is (at worst it fires once for nothing).
+    /// A running handler finishes, but nothing is recorded after it. If the alarm was armed
+    /// for the removed task (and no run is under way), it is armed for the next one, or
+    /// deleted: cancelling the last task leaves no alarm behind.
     ///
     /// # Errors
-    /// Storage errors.
-    pub fn cancel(&self, id: &str) -> Result<Option<Scheduled>> {
+    /// Storage and alarm errors (the task is removed then).
+    pub async fn cancel<A: NativeAlarm>(&self, alarm: &A, now_ms: i64, id: &str) -> Result<Option<Scheduled>> {
         let removed = self.store.remove(id)?;
         self.changed();
+        if let Some(task) = &removed {
+            let armed_for_it = self.known_alarm.get() == Some(Some(task.due_ms.max(now_ms + 1)));
+            if armed_for_it && task.status != Status::Dead && !self.running() {
+                self.arm_earliest(alarm, now_ms).await?;
+            }
+        }
         Ok(removed)
+    }
+
+    /// Makes the task `id`, whose handler is running now, run again at `at_ms` once the
+    /// handler returns `Ok`: it stays in place (one update instead of its removal, or its
+    /// next tick), instead of being scheduled anew. A handler that returns `Err` is retried
+    /// as usual. lumenize-call keeps a call's dispatch task as its backstop this way.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if no handler of that id is running in this isolate;
+    /// [`Error::TimeOutOfRange`].
+    pub fn defer(&self, id: &str, at_ms: i64) -> Result<()> {
+        check_time(at_ms)?;
+        if self.in_flight.defer(id, at_ms) {
+            Ok(())
+        } else {
+            Err(Error::NotFound(id.to_owned()))
+        }
     }
 
     /// Puts a dead task back in the queue, due at `now_ms`, with its attempts reset (its

@@ -153,7 +153,10 @@ impl<S: Store> Real<S> {
     }
 
     pub fn cancel(&self, id: &str) -> Option<(String, i64)> {
-        let removed = self.sched.cancel(id).unwrap()?;
+        let (writes, running) = (self.alarm.writes(), self.handler_running());
+        let removed = block_on(self.sched.cancel(&self.alarm, self.clock.get(), id)).expect("cancel completes").unwrap();
+        self.check_writes(writes, running, "cancel");
+        let removed = removed?;
         self.ledger.borrow_mut().get_mut(&(removed.id.clone(), removed.seq)).unwrap().fate = Fate::Cancelled;
         if self.store.get(id).unwrap().is_some() {
             self.violation(format!("cancel({id:?}) returned the task but left it stored"));

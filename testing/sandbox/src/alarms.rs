@@ -16,6 +16,10 @@
 //! - `alarm`: the native alarm time (`getAlarm`), or null. `lose_alarm`: deletes it behind
 //!   the scheduler's back. `batch_limit`: the library's `DEFAULT_BATCH_LIMIT`, which
 //!   `alarm()` uses.
+//! - `brick {id}`: stores, straight in the scheduler's table, a task due at
+//!   9999-12-31 (what a release that accepted such times stored, and then could never arm).
+//! - `reset`: resets the object (`ctx.abort()`), as a deploy or an eviction would: the next
+//!   request starts a new instance, which opens the scheduler again.
 //!
 //! A body that does not decode answers 400 with the reason, as a user's worker would.
 
@@ -344,7 +348,7 @@ impl DurableObject for AlarmsDO {
             }
             "cancel" => {
                 let r: IdReq = body!(req);
-                json(&alarms.cancel(&r.id)?)
+                json(&alarms.cancel(&r.id).await?)
             }
             "requeue" => {
                 let r: IdReq = body!(req);
@@ -365,6 +369,22 @@ impl DurableObject for AlarmsDO {
             // retrying a failed alarm.
             "lose_alarm" => json(&self.state.storage().delete_alarm().await?),
             "batch_limit" => json(&lumenize_alarms::DEFAULT_BATCH_LIMIT),
+            "brick" => {
+                let r: IdReq = body!(req);
+                self.sql().exec(
+                    "INSERT INTO _lumenize_alarms (id, kind, due_ms, tick_ms, payload, status, attempts, max_attempts, backoff_ms, \
+                     backoff_factor, max_backoff_ms, missed, created_ms) \
+                     VALUES (?, 'once', 253402300799999, 253402300799999, '{\"type\":\"record\",\"label\":\"bricked\"}', 'pending', 0, 3, 1000, 2, 300000, 'skip', 0)",
+                    vec![r.id.into()],
+                )?;
+                json(&"stored")
+            }
+            "reset" => {
+                let abort: worker::js_sys::Function = worker::js_sys::Reflect::get(self.state.as_raw(), &"abort".into())?.into();
+                // `abort` throws by design: the throw ends this instance's events.
+                let _ = abort.call1(self.state.as_raw(), &"reset by a test".into());
+                json(&"reset")
+            }
             _ => Response::error("not found", 404),
         }
     }
