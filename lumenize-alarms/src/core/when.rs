@@ -134,6 +134,7 @@ pub enum Schedule {
         /// The expression.
         expr: String,
         /// The IANA time zone it is read in; `None` for UTC.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         zone: Option<String>,
     },
     /// Recurs every `interval_ms` milliseconds.

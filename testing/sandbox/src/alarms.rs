@@ -18,8 +18,6 @@
 //!   `alarm()` uses.
 //! - `brick {id}`: stores, straight in the scheduler's table, a task due at
 //!   9999-12-31 (what a release that accepted such times stored, and then could never arm).
-//! - `reset`: resets the object (`ctx.abort()`), as a deploy or an eviction would: the next
-//!   request starts a new instance, which opens the scheduler again.
 //!
 //! A body that does not decode answers 400 with the reason, as a user's worker would.
 
@@ -378,12 +376,6 @@ impl DurableObject for AlarmsDO {
                     vec![r.id.into()],
                 )?;
                 json(&"stored")
-            }
-            "reset" => {
-                let abort: worker::js_sys::Function = worker::js_sys::Reflect::get(self.state.as_raw(), &"abort".into())?.into();
-                // `abort` throws by design: the throw ends this instance's events.
-                let _ = abort.call1(self.state.as_raw(), &"reset by a test".into());
-                json(&"reset")
             }
             _ => Response::error("not found", 404),
         }
