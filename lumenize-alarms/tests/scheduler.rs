@@ -492,14 +492,31 @@ fn repair_kills_tasks_due_after_the_range<S: Fresh>() {
 /// Guarantee 10 without a restart: an alarm deleted behind the scheduler's back (the runtime
 /// gave up retrying it) is noticed once its time has passed, and the task fires.
 fn a_lost_alarm_is_noticed_once_its_time_has_passed<S: Fresh>() {
+    use lumenize_alarms::core::arming::RECHECK_AFTER_MS;
     let f = Fixture::<S>::new();
     f.sched(BASE, When::at_unix_ms(BASE + 100), "lost", Options::default());
     f.alarm.clear();
     f.sched(BASE + 50, When::at_unix_ms(BASE + 10_000), "before", Options::default());
     assert_eq!(f.alarm.armed(), None, "the remembered time has not passed: nothing to notice yet");
-    f.sched(BASE + 101, When::at_unix_ms(BASE + 10_000), "after", Options::default());
-    assert_eq!(f.alarm.armed(), Some(BASE + 102), "the overdue task is armed just ahead of now");
+    f.sched(BASE + 101, When::at_unix_ms(BASE + 10_000), "just-after", Options::default());
+    assert_eq!((f.alarm.armed(), f.alarm.reads()), (None, 1), "just past: it may be firing now");
+    let later = BASE + RECHECK_AFTER_MS + 1;
+    f.sched(later, When::at_unix_ms(BASE + 10_000), "after", Options::default());
+    assert_eq!(f.alarm.armed(), Some(later + 1), "the overdue task is armed just ahead of now");
     assert_eq!(f.alarm.reads(), 2);
+}
+
+/// A long burst of single schedules while the alarm is due (it cannot fire during the
+/// request) neither rewrites the alarm nor reads it more than once a second.
+fn a_due_alarm_is_left_alone_during_a_long_burst<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    f.sched(BASE, When::after(Duration::ZERO), "first", Options::default());
+    let (reads, writes) = (f.alarm.reads(), f.alarm.writes());
+    for i in 0..3_000 {
+        f.sched(BASE + i, When::after(Duration::ZERO), &format!("t{i}"), Options::default());
+    }
+    assert_eq!(f.alarm.writes(), writes, "no write: the alarm is due already");
+    assert!(f.alarm.reads() - reads <= 3, "{} reads over 3 s", f.alarm.reads() - reads);
 }
 
 /// Guarantee 2 (nothing left armed): cancelling the task the alarm is armed for arms the
@@ -543,6 +560,44 @@ fn a_handler_can_run_its_task_again_in_place<S: Fresh>() {
     assert_eq!((retried.attempts, retried.last_error.as_deref()), (1, Some("failed")), "an Err is retried as usual");
 }
 
+/// The first read after a start is done once: two events that both find the alarm unknown
+/// (the read that opening starts, and a schedule) arm it once between them.
+fn concurrent_first_reads_arm_once<S: Fresh>() {
+    /// An alarm whose reads take a snapshot, then complete only on the next poll, so that two
+    /// reads overlap (as two `getAlarm` promises do).
+    struct Slow(SimulatedAlarm);
+    impl NativeAlarm for Slow {
+        async fn get(&self) -> lumenize_alarms::Result<Option<i64>> {
+            let snapshot = self.0.get().await;
+            let mut polled = false;
+            std::future::poll_fn(|cx| {
+                if polled {
+                    return std::task::Poll::Ready(());
+                }
+                polled = true;
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            })
+            .await;
+            snapshot
+        }
+        async fn set(&self, at_ms: i64) -> lumenize_alarms::Result<()> {
+            self.0.set(at_ms).await
+        }
+        async fn delete(&self) -> lumenize_alarms::Result<()> {
+            self.0.delete().await
+        }
+    }
+    let sched = Scheduler::new(S::fresh());
+    let alarm = Slow(SimulatedAlarm::default());
+    let mut first = Box::pin(sched.armed(&alarm, BASE));
+    assert!(first.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
+    let opts = Options::id("t");
+    done(sched.schedule(&alarm, BASE, &When::after(Duration::ZERO), "0".into(), &opts, || unreachable!())).unwrap();
+    done(first).unwrap();
+    assert_eq!((alarm.0.armed(), alarm.0.writes()), (Some(BASE + 1), 1));
+}
+
 for_each_store!(
     an_interval_task_stays_on_its_grid_after_a_retry,
     same_time_tasks_run_in_insertion_order_and_never_early,
@@ -563,8 +618,10 @@ for_each_store!(
     every_step_of_a_task_is_an_event,
     repair_kills_tasks_due_after_the_range,
     a_lost_alarm_is_noticed_once_its_time_has_passed,
+    a_due_alarm_is_left_alone_during_a_long_burst,
     cancelling_the_armed_task_rearms_or_disarms,
     a_handler_can_run_its_task_again_in_place,
+    concurrent_first_reads_arm_once,
 );
 
 /// Guarantee 14 on the SQL store: `schedule_many` stores a thousand tasks in one statement

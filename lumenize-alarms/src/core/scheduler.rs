@@ -52,6 +52,10 @@ pub struct Scheduler<S> {
     /// What the native alarm is: `None` until read (the first event after a start),
     /// then `Some(armed)` as this scheduler last read or wrote it.
     pub(crate) known_alarm: Cell<Option<Option<i64>>>,
+    /// When the alarm was last read or written (Unix milliseconds).
+    pub(crate) checked_ms: Cell<i64>,
+    /// Whether the alarm was read since this scheduler started.
+    pub(crate) read_once: Cell<bool>,
     /// Runs under way: while one is, storing tasks leaves the alarm to its end.
     pub(crate) runs: Cell<u32>,
     /// Counts the changes users make (schedule, cancel, requeue), so a run knows to read
@@ -69,6 +73,8 @@ impl<S: Store> Scheduler<S> {
             store,
             in_flight: InFlight::default(),
             known_alarm: Cell::new(None),
+            checked_ms: Cell::new(0),
+            read_once: Cell::new(false),
             runs: Cell::new(0),
             changes: Cell::new(0),
             recreated: Cell::new(0),
