@@ -38,10 +38,12 @@ impl<S: Store> Fixture<S> {
         done(self.sched.schedule(&self.alarm, now, &when, payload.into(), &opts, || unreachable!())).unwrap()
     }
 
+    /// The native alarm fires at `now` (the runtime spends it) and runs what is due.
     fn run_at<F>(&self, now: i64, limit: usize, mut handler: F) -> RunReport
     where
         F: FnMut(u64, Scheduled) -> HandlerFut,
     {
+        self.alarm.clear();
         done(self.sched.run_due(&self.alarm, &|| now, None, limit, |n: u64, t: Scheduled| handler(n, t))).unwrap()
     }
 
@@ -124,16 +126,55 @@ fn a_crash_mid_handler_reruns_the_task_and_counts_the_attempt<S: Fresh>() {
     assert_eq!(f.get("x"), None);
 }
 
-/// Guarantee 6 with a panic instead of a crash: the in-flight entry is released as the
-/// handler unwinds, so the next run treats the attempt as cut short.
-fn a_panicking_handler_counts_as_a_cut_short_attempt<S: Fresh>() {
+/// Guarantee 6 with a panic instead of a crash, in a handler that has not awaited yet (its
+/// attempt is not claimed in storage): the adapter's panic hook, which runs before the
+/// unwinding (on wasm32, before the abort), records the failed attempt; the task goes dead
+/// per its policy and the others run.
+fn a_panic_before_the_first_await_is_recorded_by_the_panic_hook<S: Fresh>() {
     let f = Fixture::<S>::new();
     f.sched(0, When::at_unix_ms(0), "p", Options::default().retry(RetryPolicy::none()));
     f.sched(0, When::at_unix_ms(0), "q", Options::default());
     let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        f.run_at(5, 5, |_, _| -> HandlerFut { panic!("handler panics on purpose") })
+        f.run_at(5, 5, |_, _| -> HandlerFut {
+            f.sched.fail_in_flight(5, "handler panics on purpose"); // what the hook does
+            panic!("handler panics on purpose")
+        })
     }));
     assert!(unwound.is_err());
+    let p = f.get("p").unwrap();
+    assert_eq!((p.status, p.attempts), (Status::Dead, 1));
+    assert_eq!(p.last_error.as_deref(), Some("the handler panicked: handler panics on purpose"));
+    let ran = RefCell::new(Vec::new());
+    let report = f.run_at(6, 5, |_, t| {
+        ran.borrow_mut().push(t.id);
+        ready(Ok(()))
+    });
+    assert_eq!((report.interrupted, report.died, report.succeeded), (0, 0, 1));
+    assert_eq!(ran.take(), ["q"]);
+}
+
+/// Guarantee 6 with a panic after the handler awaited (its attempt is claimed): without the
+/// hook (it failed, say), the in-flight entry is released as the handler unwinds, so the
+/// next run finds the attempt cut short.
+fn a_panic_after_an_await_counts_as_a_cut_short_attempt<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    f.sched(0, When::at_unix_ms(0), "p", Options::default().retry(RetryPolicy::none()));
+    f.sched(0, When::at_unix_ms(0), "q", Options::default());
+    struct PanicsAfterAwait(bool);
+    impl Future for PanicsAfterAwait {
+        type Output = std::result::Result<(), String>;
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> std::task::Poll<Self::Output> {
+            assert!(!self.0, "handler panics on purpose after awaiting");
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        done(f.sched.run_due(&f.alarm, &|| 5, None, 5, |_: u64, _| PanicsAfterAwait(false)))
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(f.get("p").unwrap().status, Status::Running, "claimed when it awaited");
     let ran = RefCell::new(Vec::new());
     let report = f.run_at(6, 5, |_, t| {
         ran.borrow_mut().push(t.id);
@@ -144,6 +185,19 @@ fn a_panicking_handler_counts_as_a_cut_short_attempt<S: Fresh>() {
     let p = f.get("p").unwrap();
     assert_eq!(p.status, Status::Dead);
     assert!(p.last_error.unwrap().contains("cut short"));
+}
+
+/// Guarantee 14: a handler that completes without awaiting costs no claim: its attempt and
+/// outcome commit together, so the task run is one statement (its completion).
+fn a_handler_that_does_not_await_is_not_claimed<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    f.sched(0, When::at_unix_ms(0), "sync", Options::default());
+    f.run_at(5, 5, |_, t| {
+        assert_eq!((t.status, t.attempts), (Status::Running, 1), "the handler sees its attempt");
+        assert_eq!(f.get("sync").unwrap().status, Status::Pending, "not claimed in storage");
+        ready(Ok(()))
+    });
+    assert_eq!(f.get("sync"), None);
 }
 
 /// Guarantee 6 as the adapter's panic hook records it: the running task's attempt fails
@@ -602,7 +656,9 @@ for_each_store!(
     an_interval_task_stays_on_its_grid_after_a_retry,
     same_time_tasks_run_in_insertion_order_and_never_early,
     a_crash_mid_handler_reruns_the_task_and_counts_the_attempt,
-    a_panicking_handler_counts_as_a_cut_short_attempt,
+    a_panic_before_the_first_await_is_recorded_by_the_panic_hook,
+    a_panic_after_an_await_counts_as_a_cut_short_attempt,
+    a_handler_that_does_not_await_is_not_claimed,
     the_panic_hook_records_the_running_attempt_as_failed,
     a_second_run_leaves_an_in_flight_task_alone,
     an_undecodable_payload_goes_dead_and_the_others_run,
@@ -625,8 +681,9 @@ for_each_store!(
 );
 
 /// Guarantee 14 on the SQL store: `schedule_many` stores a thousand tasks in one statement
-/// (plus one read of the earliest), and running a task costs two small conditional
-/// statements (claim, complete) plus its share of the batch reads.
+/// (plus one read of the earliest), and running a task costs at most two small conditional
+/// statements (claim, if its handler awaits, and complete) plus its share of the batch
+/// reads.
 #[test]
 fn sql_costs_one_statement_per_burst_and_two_per_task_run() {
     let store = Rc::new(support::counting_store());
@@ -645,9 +702,16 @@ fn sql_costs_one_statement_per_burst_and_two_per_task_run() {
     let report = done(sched.run_due(&alarm, &|| BASE, None, 1_001, |_: u64, _| ready(Ok(())))).unwrap();
     assert_eq!(report.succeeded, 1_001);
     let batches = 1_001usize.div_ceil(lumenize_alarms::core::FETCH);
-    // claim + remove per task; the batch reads (plus the empty one that ends the loop, or
-    // the more-due check); the earliest for the alarm at the end.
-    assert_eq!(statements() - before, 2 * 1_001 + batches + 1 + 1);
+    // remove per task (a handler that does not await is not claimed); the batch reads (plus
+    // the empty one that ends the loop); the earliest for the alarm at the end.
+    assert_eq!(statements() - before, 1_001 + batches + 1 + 1);
+    // A handler that awaits is claimed first: one more statement per task.
+    let many = (0..100).map(|i| (When::after(Duration::ZERO), i.to_string(), Options::id(format!("a{i:04}"))));
+    done(sched.schedule_many(&alarm, BASE, many, || unreachable!())).unwrap();
+    let before = statements();
+    let report = done(sched.run_due(&alarm, &|| BASE, None, 100, |_: u64, _| HandlerFut { result: Some(Ok(())), yields: 1 })).unwrap();
+    assert_eq!(report.succeeded, 100);
+    assert_eq!(statements() - before, 2 * 100 + 1 + 1 + 1);
 }
 
 /// The SQL store migrates a table written by release 0.1 (schema version 1, JSON columns),

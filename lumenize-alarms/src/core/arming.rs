@@ -172,7 +172,7 @@ impl<S: Store> Scheduler<S> {
     }
 
     /// Remembers that the alarm is `armed`, as read or written at `now_ms`.
-    fn remember(&self, armed: Option<i64>, now_ms: i64) {
+    pub(crate) fn remember(&self, armed: Option<i64>, now_ms: i64) {
         self.known_alarm.set(Some(armed));
         self.checked_ms.set(now_ms);
     }
@@ -249,7 +249,7 @@ impl<S: Store> Scheduler<S> {
     fn kill_unarmable(&self, head: &Key, at_ms: i64, refusal: &Error) -> Result<()> {
         let error = format!("the runtime refused to arm its time {at_ms} ms: {refusal}");
         match self.store.get(&head.id)? {
-            Some(task) if Key::of(&task) == *head => self.apply(&task, &Change::Kill { error }).map(drop),
+            Some(task) if Key::of(&task) == *head => self.apply(head, &task, &Change::Kill { error, attempts: task.attempts }).map(drop),
             _ => Ok(()),
         }
     }

@@ -105,14 +105,16 @@ impl Store for MemoryStore {
                 task.attempts = 0;
                 task.last_error = None;
             }
-            Change::Retry { due_ms, error } => {
+            Change::Retry { due_ms, error, attempts } => {
                 task.due_ms = *due_ms;
                 task.status = Status::Pending;
                 task.last_error = Some(error.clone());
+                task.attempts = *attempts;
             }
-            Change::Kill { error } => {
+            Change::Kill { error, attempts } => {
                 task.status = Status::Dead;
                 task.last_error = Some(error.clone());
+                task.attempts = *attempts;
             }
         }
         Ok(true)

@@ -237,22 +237,23 @@ impl<S: Store> Scheduler<S> {
     /// Records a failed attempt for every task whose handler is running now, with `message`
     /// (a panic's): called from a panic hook, best effort.
     pub fn fail_in_flight(&self, now_ms: i64, message: &str) {
-        for task in self.in_flight.tasks() {
+        for (key, task) in self.in_flight.keyed() {
             let change = after_failure(&task, now_ms, &format!("the handler panicked: {message}"));
-            let _ = self.store.change(&Key::of(&task), &change);
+            let _ = self.store.change(&key, &change);
         }
     }
 
-    /// Applies `change` to `task` and reports it; whether it applied.
-    pub(crate) fn apply(&self, task: &Scheduled, change: &Change) -> Result<bool> {
-        let applied = self.store.change(&Key::of(task), change)?;
+    /// Applies `change` to the stored task `key`, seen as `task`, and reports it; whether it
+    /// applied.
+    pub(crate) fn apply(&self, key: &Key, task: &Scheduled, change: &Change) -> Result<bool> {
+        let applied = self.store.change(key, change)?;
         if applied {
             match change {
                 Change::Claim => {}
                 Change::Remove => self.emit(Event::Succeeded { task, next_ms: None }),
                 Change::Advance { due_ms } => self.emit(Event::Succeeded { task, next_ms: Some(*due_ms) }),
-                Change::Retry { due_ms, error } => self.emit(Event::Retrying { task, error, next_ms: *due_ms }),
-                Change::Kill { error } => self.emit(Event::Dead { task, error }),
+                Change::Retry { due_ms, error, .. } => self.emit(Event::Retrying { task, error, next_ms: *due_ms }),
+                Change::Kill { error, .. } => self.emit(Event::Dead { task, error }),
             }
         }
         Ok(applied)

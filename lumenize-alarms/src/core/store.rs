@@ -46,9 +46,10 @@ pub trait Store {
     }
 }
 
-/// Which stored task a [`Change`] is for: the instance `seq` of task `id`, as long as it is
-/// still `status` and due at `due_ms`. Anything else means a handler, a cancel or another
-/// run changed it since it was read, and the change is not applied.
+/// Which stored task a [`Change`] is for: the instance `seq` of task `id` (sequence numbers
+/// are never reused, so `seq` alone names it), as long as it is still `status` and due at
+/// `due_ms`. Anything else means a handler, a cancel or another run changed it since it was
+/// read, and the change is not applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
     /// The task's id.
@@ -66,6 +67,12 @@ impl Key {
     #[must_use]
     pub fn of(task: &Scheduled) -> Key {
         Key { id: task.id.clone(), seq: task.seq, status: task.status, due_ms: task.due_ms }
+    }
+
+    /// The same task in another status.
+    #[must_use]
+    pub fn with_status(&self, status: Status) -> Key {
+        Key { status, ..self.clone() }
     }
 }
 
@@ -87,11 +94,15 @@ pub enum Change {
         due_ms: i64,
         /// The failed attempt's error.
         error: String,
+        /// Attempts made, the failed one included.
+        attempts: u32,
     },
     /// Dead, with the error kept.
     Kill {
         /// Why.
         error: String,
+        /// Attempts made.
+        attempts: u32,
     },
 }
 
