@@ -166,7 +166,7 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
         // finds no record and ends, and this call never returned an id.
         let task = self.alarms().schedule(When::at_unix_ms(first), T::from(CallTask::Dispatch)).await?;
         let call = PendingCall {
-            id: task.id,
+            id: task,
             target,
             op: Some(op),
             resume,
@@ -444,7 +444,7 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Calls<T> {
         let ctx = Ctx { state: own(&self.inner.state), env: self.inner.env.clone() };
         handler(ctx, call.resume, result).await.map_err(|message| Error::Continuation { id: id.to_owned(), message })?;
         self.inner.store.remove_call(id)?;
-        self.alarms().cancel(id).await?;
+        self.alarms().cancel(id)?;
         Ok(())
     }
 }

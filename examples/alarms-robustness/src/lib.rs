@@ -30,6 +30,8 @@ pub mod api;
 #[cfg(target_arch = "wasm32")]
 mod baselines;
 #[cfg(target_arch = "wasm32")]
+mod bench;
+#[cfg(target_arch = "wasm32")]
 mod object;
 
 pub use api::*;

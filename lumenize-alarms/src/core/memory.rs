@@ -37,14 +37,14 @@ fn live(task: &Scheduled) -> bool {
 }
 
 impl Store for MemoryStore {
-    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<Option<i64>> {
+    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<bool> {
         if keep_existing && self.rows.borrow().contains_key(&task.id) {
-            return Ok(None);
+            return Ok(false);
         }
         let seq = self.last_seq.get() + 1;
         self.last_seq.set(seq);
         self.rows.borrow_mut().insert(task.id.clone(), Scheduled { seq, ..task.clone() });
-        Ok(Some(seq))
+        Ok(true)
     }
 
     fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {

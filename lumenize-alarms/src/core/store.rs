@@ -13,9 +13,9 @@ use crate::error::Result;
 /// the reference. Both pass one conformance suite (`tests/conformance.rs`).
 pub trait Store {
     /// Stores `task` under a fresh sequence number, higher than any this store gave before
-    /// (its `seq` field is ignored), and returns the number. A stored task with the same id
-    /// is replaced; with `keep_existing` it is kept instead, and nothing is stored (`None`).
-    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<Option<i64>>;
+    /// (its `seq` field is ignored). A stored task with the same id is replaced; with
+    /// `keep_existing` it is kept instead, and nothing is stored. Whether `task` was stored.
+    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<bool>;
     /// Stores `tasks` in order as [`insert`](Self::insert) would one by one, in as few
     /// statements as the store can.
     fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()>;
@@ -163,7 +163,7 @@ impl Filter {
 /// A shared store is a store: several schedulers (an object restarted, in tests) or other
 /// code can hold the same one.
 impl<S: Store + ?Sized> Store for std::rc::Rc<S> {
-    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<Option<i64>> {
+    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<bool> {
         (**self).insert(task, keep_existing)
     }
     fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {

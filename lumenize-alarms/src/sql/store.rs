@@ -133,12 +133,29 @@ impl<E: Exec> SqlStore<E> {
     }
 
     /// The tasks a `SELECT ... FROM _lumenize_alarms ...` (`from`: everything after `SELECT`'s
-    /// column list) returns, each row read as one JSON string. (Not one string for all rows:
-    /// SQLite in a Durable Object refuses a value over 2 MB.)
+    /// column list) returns, in `(due_ms, seq)` order. They cross from SQLite as one JSON
+    /// string (in a Durable Object, every value read is a JavaScript call); if that string
+    /// would be over what SQLite allows (payloads of a megabyte), one string per task.
     fn select(&self, from: &str, args: Vec<Value>) -> Result<Vec<Scheduled>> {
-        let sql = format!("SELECT {TASK} {from}");
-        let rows = self.with_table(|| self.exec.query(&sql, args.clone()))?;
-        rows.into_iter().map(|row| parse_row(&Columns::new(row).text()?)).collect()
+        let all = format!("SELECT json_group_array({TASK}) FROM (SELECT * {from})");
+        let mut tasks = match self.with_table(|| self.exec.query(&all, args.clone())) {
+            Ok(rows) => {
+                let json = rows.into_iter().next().map(|row| Columns::new(row).text()).transpose()?.unwrap_or_default();
+                serde_json::from_str::<Vec<Row>>(&json)
+                    .map_err(|e| Error::Storage(format!("unreadable rows of _lumenize_alarms: {e}")))?
+                    .into_iter()
+                    .map(Row::into_task)
+                    .collect::<Result<Vec<_>>>()?
+            }
+            Err(Error::Storage(message)) if message.contains("too big") => {
+                let each = format!("SELECT {TASK} {from}");
+                let rows = self.with_table(|| self.exec.query(&each, args.clone()))?;
+                rows.into_iter().map(|row| parse_row(&Columns::new(row).text()?)).collect::<Result<Vec<_>>>()?
+            }
+            Err(e) => return Err(e),
+        };
+        tasks.sort_by_key(|t| (t.due_ms, t.seq));
+        Ok(tasks)
     }
 
     /// The task a `... RETURNING` statement (`sql` without its `RETURNING`) changed, if any.
@@ -152,16 +169,16 @@ impl<E: Exec> SqlStore<E> {
         self.with_table(|| self.exec.execute(sql, args.clone()))
     }
 
-    /// Stores the tasks of a JSON array of [`item`]s in one statement; `returning` is added to
-    /// it.
-    fn insert_items(&self, json: &str, keep_existing: bool, returning: &str) -> Result<Vec<Vec<Value>>> {
+    /// Stores the tasks of a JSON array of [`item`]s in one statement; how many rows it
+    /// wrote.
+    fn insert_items(&self, json: &str, keep_existing: bool) -> Result<usize> {
         let sql = format!(
-            "INSERT OR {} INTO _lumenize_alarms ({NEW}) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, \
-             value ->> 4, value ->> 5, value ->> 5, value ->> 6, 'pending', 0, value ->> 7, value ->> 8, value ->> 9, \
-             value ->> 10, value ->> 11, NULL, value ->> 12 FROM json_each(?) ORDER BY key{returning}",
+            "WITH v AS MATERIALIZED (SELECT key, jsonb(value) AS t FROM json_each(?)) \
+             INSERT OR {} INTO _lumenize_alarms ({NEW}) SELECT t ->> 0, t ->> 1, t ->> 2, t ->> 3, t ->> 4, t ->> 5, \
+             t ->> 5, t ->> 6, 'pending', 0, t ->> 7, t ->> 8, t ->> 9, t ->> 10, t ->> 11, NULL, t ->> 12 FROM v ORDER BY key",
             conflict(keep_existing)
         );
-        self.with_table(|| self.exec.query(&sql, vec![json.into()]))
+        self.write(&sql, vec![json.into()])
     }
 }
 
@@ -309,19 +326,14 @@ fn key_values(key: &Key) -> [Value; 3] {
 }
 
 impl<E: Exec> Store for SqlStore<E> {
-    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<Option<i64>> {
-        let item = item(task)?;
-        let rows = if item.len() <= BATCH_BYTES {
-            self.insert_items(&format!("[{item}]"), keep_existing, " RETURNING seq")?
-        } else {
-            // Too large to travel as JSON text (quotes double): bound as values.
-            let sql = format!(
-                "INSERT OR {} INTO _lumenize_alarms ({NEW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, NULL, ?) RETURNING seq",
-                conflict(keep_existing)
-            );
-            self.with_table(|| self.exec.query(&sql, new_values(task)))?
-        };
-        rows.into_iter().next().map(|row| Columns::new(row).int()).transpose()
+    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<bool> {
+        // One task: its values bound one by one (cheaper than one JSON value taken apart by
+        // `json_each`, which pays off only for a batch).
+        let sql = format!(
+            "INSERT OR {} INTO _lumenize_alarms ({NEW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, NULL, ?)",
+            conflict(keep_existing)
+        );
+        Ok(self.write(&sql, new_values(task))? > 0)
     }
 
     fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {
@@ -439,7 +451,7 @@ impl<E: Exec> SqlStore<E> {
     fn flush(&self, json: &mut String, keep_existing: bool) -> Result<()> {
         if json.len() > 1 {
             json.push(']');
-            self.insert_items(json, keep_existing, "")?;
+            self.insert_items(json, keep_existing)?;
         }
         json.clear();
         json.push('[');

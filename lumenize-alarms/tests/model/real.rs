@@ -116,7 +116,8 @@ impl<S: Store> Real<S> {
         let (writes, running) = (self.alarm.writes(), self.handler_running());
         let when = s.when.when();
         let fut = self.sched.schedule(&self.alarm, self.clock.get(), &when, payload, &opts, || self.new_id());
-        let task = block_on(fut).expect("schedule completes").unwrap();
+        let id = block_on(fut).expect("schedule completes").unwrap();
+        let task = self.store.get(&id).unwrap().expect("a scheduled task is stored");
         self.note(before, &task);
         self.check_writes(writes, running, "schedule");
     }
@@ -153,9 +154,11 @@ impl<S: Store> Real<S> {
     }
 
     pub fn cancel(&self, id: &str) -> Option<(String, i64)> {
-        let (writes, running) = (self.alarm.writes(), self.handler_running());
-        let removed = block_on(self.sched.cancel(&self.alarm, self.clock.get(), id)).expect("cancel completes").unwrap();
-        self.check_writes(writes, running, "cancel");
+        let writes = self.alarm.writes();
+        let removed = self.sched.cancel(id).unwrap();
+        if self.alarm.writes() != writes {
+            self.violation(format!("cancel({id:?}) wrote the native alarm"));
+        }
         let removed = removed?;
         self.ledger.borrow_mut().get_mut(&(removed.id.clone(), removed.seq)).unwrap().fate = Fate::Cancelled;
         if self.store.get(id).unwrap().is_some() {
@@ -257,7 +260,8 @@ impl<S: Store> Real<S> {
         let before = self.store.get(id).unwrap();
         let when = s.when.when();
         let fut = self.sched.schedule(&self.alarm, self.clock.get(), &when, payload, &opts, || unreachable!());
-        let task = block_on(fut).expect("schedule completes").unwrap();
+        block_on(fut).expect("schedule completes").unwrap();
+        let task = self.store.get(id).unwrap().expect("a scheduled task is stored");
         self.note(before, &task);
     }
 
