@@ -180,8 +180,14 @@ where
     /// The continuation's error (the call stays pending and its task retries it); storage
     /// errors.
     pub async fn cancel(&self, id: &str) -> Result<bool> {
-        if self.store().call(id)?.is_none() {
-            return Ok(false);
+        let Some(call) = self.store().call(id)? else { return Ok(false) };
+        if self.inner.delivering.borrow().contains(id) {
+            return Ok(true); // its result is in, and its continuation is running
+        }
+        if call.result.is_none() {
+            // Stored first: nothing else would cancel it again should the object be reset
+            // while the continuation runs.
+            self.store().store_result(id, &Err(CallError::Cancelled))?;
         }
         self.deliver(id, Err(CallError::Cancelled), false).await?;
         Ok(true)

@@ -195,7 +195,8 @@
 //! - The result: the continuation's own writes, then the call's row and task are deleted,
 //!   and the native alarm is armed for the next task or deleted if none is left (no empty
 //!   alarm invocation); one commit when the continuation does not await after its last
-//!   write. The result itself is written only if the continuation fails, for its retries.
+//!   write. The result itself is written only if the continuation fails (for its retries)
+//!   or the call is cancelled.
 //!
 //! While a send is in flight (a slow operation), the backstop looks at the call at growing
 //! intervals ([`in_flight_wait_ms`](machine::in_flight_wait_ms)) instead of every second.
