@@ -159,7 +159,7 @@ impl DurableObject for CallerDO {
         for create in [
             "CREATE TABLE IF NOT EXISTS continuations (seq INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT, result TEXT, at_ms INTEGER)",
             "CREATE TABLE IF NOT EXISTS tries (tag TEXT PRIMARY KEY, n INTEGER)",
-            "CREATE TABLE IF NOT EXISTS alarm_runs (seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER)",
+            "CREATE TABLE IF NOT EXISTS alarm_runs (seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER, started INTEGER)",
         ] {
             sql.exec(create, None).expect("create caller tables");
         }
@@ -221,14 +221,16 @@ impl DurableObject for CallerDO {
             "tasks" => json_response(&self.alarms.list(&Filter::default())?),
             // The native alarm's time (Unix ms), or null.
             "alarm" => json_response(&self.state.storage().get_alarm().await?),
-            // When `alarm()` ran, Unix ms.
+            // When `alarm()` ran (Unix ms), and how many tasks it started.
             "alarm_runs" => {
                 #[derive(Serialize, Deserialize)]
                 struct Run {
                     at_ms: i64,
+                    started: Option<i64>,
                 }
-                let rows: Vec<Run> = self.state.storage().sql().exec("SELECT at_ms FROM alarm_runs ORDER BY seq", None)?.to_array()?;
-                json_response(&rows.iter().map(|r| r.at_ms).collect::<Vec<_>>())
+                let rows: Vec<Run> =
+                    self.state.storage().sql().exec("SELECT at_ms, started FROM alarm_runs ORDER BY seq", None)?.to_array()?;
+                json_response(&rows)
             }
             "cancel" => {
                 let id: String = match decode(&mut req).await {
@@ -245,13 +247,16 @@ impl DurableObject for CallerDO {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        self.state.storage().sql().exec("INSERT INTO alarm_runs (at_ms) VALUES (?)", vec![now_ms().into()])?;
+        let sql = self.state.storage().sql();
+        sql.exec("INSERT INTO alarm_runs (at_ms) VALUES (?)", vec![now_ms().into()])?;
         let report = self
             .alarms
             .run_due(async |task, info| match task {
                 Task::Call(task) => self.calls.run(task, &info).await,
             })
             .await?;
+        let started = i64::from(report.started);
+        sql.exec("UPDATE alarm_runs SET started = ? WHERE seq = (SELECT MAX(seq) FROM alarm_runs)", vec![started.into()])?;
         json_response(&report)
     }
 }
