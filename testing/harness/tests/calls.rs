@@ -127,38 +127,29 @@ fn alarm_runs(base: &str, caller: &str) -> Vec<(i64, i64)> {
     runs.as_array().into_iter().flatten().map(|r| (r["at_ms"].as_i64().unwrap_or(0), r["started"].as_i64().unwrap_or(0))).collect()
 }
 
-/// Issue 12: once a call settles, and nothing else is scheduled, no alarm stays armed. The
-/// call's backstop (due a second after the call, or after its send for Alarm dispatch) is
-/// disarmed before it could fire, and never fires: Direct dispatch makes no alarm
-/// invocation at all, Alarm dispatch only the one that sends it.
+/// Issue 12: after a call settles and nothing else is scheduled, no alarm stays armed. The
+/// settled call's backstop task is removed at once; the native alarm armed for it is not
+/// written again (every alarm write costs the object about 2 ms locally: see
+/// MEASUREMENTS.md): it fires once, finds nothing, and leaves nothing armed behind.
 #[test]
 fn a_settled_call_leaves_no_alarm_armed() {
     let base = url();
-    for (dispatch, invocations) in [("direct", 0), ("alarm", 1)] {
+    for (dispatch, sending) in [("direct", 0), ("alarm", 1)] {
         let (caller, remote) = (unique("caller"), unique("remote"));
         let made = call(base, &caller, json!({"name": remote, "op": {"type": "count", "key": "k"}, "tag": "t", "dispatch": dispatch}));
         let created = made[0]["task"]["created_ms"].as_i64().expect("the call's task");
         let backstop = created + 1_000;
         assert_eq!(wait_continuations(base, &caller, 1, Duration::from_secs(10))[0]["result"], json!({"Ok": 1}), "{dispatch}");
-        let disarmed = poll_until(Duration::from_secs(3), Duration::from_millis(20), || armed(base, &caller).is_null().then(now_ms))
-            .unwrap_or_else(|e| panic!("{dispatch}: still armed for {}: {e}", armed(base, &caller)));
-        assert!(
-            disarmed < backstop,
-            "{dispatch}: the alarm was gone only {} ms after the call, when the backstop could have fired (alarm() ran at +{:?} ms)",
-            disarmed - created,
-            alarm_runs(base, &caller).iter().map(|(at, _)| at - created).collect::<Vec<_>>()
-        );
-        // Past the backstop's time: it did not fire, and nothing was armed again.
+        assert_eq!(tasks(base, &caller), json!([]), "{dispatch}: the settled call's task is removed at once");
+        // Past the backstop's time: at most one empty invocation, then nothing armed.
         std::thread::sleep(Duration::from_millis(u64::try_from(backstop + 700 - now_ms()).unwrap_or(0)));
-        // Direct: no invocation at all. Alarm: the one that sent it (and, should the runtime
-        // fire it a little early, an empty one before), none after the call settled.
         let all = alarm_runs(base, &caller);
         let runs: Vec<(i64, i64)> = all.iter().map(|(at, started)| (at - created, *started)).collect();
-        let sending = all.iter().filter(|(_, started)| *started > 0).count();
-        assert_eq!(sending, invocations, "{dispatch}: alarm() ran at +{runs:?} (ms, tasks started)");
-        assert!(dispatch == "alarm" || all.is_empty(), "{dispatch}: alarm() ran at +{runs:?} (ms, tasks started)");
-        assert!(all.iter().all(|(at, _)| *at < disarmed), "{dispatch}: alarm() ran after the call settled: +{runs:?} (ms, tasks started)");
-        assert_eq!(armed(base, &caller), Value::Null, "{dispatch}: armed again");
+        assert_eq!(all.iter().filter(|(_, started)| *started > 0).count(), sending, "{dispatch}: alarm() ran at +{runs:?} (ms, tasks started)");
+        assert!(all.iter().filter(|(_, started)| *started == 0).count() <= 1, "{dispatch}: more than one empty alarm(): +{runs:?}");
+        assert_eq!(armed(base, &caller), Value::Null, "{dispatch}: still armed after +{runs:?}");
+        std::thread::sleep(Duration::from_millis(1_200));
+        assert_eq!(alarm_runs(base, &caller).len(), all.len(), "{dispatch}: alarm() ran again with nothing scheduled");
         assert_eq!(tasks(base, &caller), json!([]), "{dispatch}");
     }
 }
