@@ -23,7 +23,10 @@ pub(crate) const OUT_OF_RANGE: &str = "its due time is after the latest time the
 
 type Observer = Rc<dyn Fn(&Event<'_>)>;
 
-/// The scheduler of one object over the store `S`. See the [module docs](self).
+/// The scheduler of one object over the store `S`: a store, what is running, what the
+/// native alarm is known to be, and the operations users call. The time comes in as an
+/// argument and the native alarm as a [`NativeAlarm`]; [`Alarms`](crate::Alarms) supplies
+/// both in a Durable Object, the tests a virtual clock and a [`SimulatedAlarm`](crate::core::SimulatedAlarm).
 ///
 /// ```
 /// use std::time::Duration;

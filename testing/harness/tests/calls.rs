@@ -174,7 +174,10 @@ fn a_slow_send_is_not_sent_again_and_its_backstop_backs_off() {
     }
     assert_eq!(received(base, &remote).len(), 1, "sent again while in flight");
     assert_eq!(effects(base, &remote)["k"], 1);
-    poll_until(Duration::from_secs(3), Duration::from_millis(20), || armed(base, &caller).is_null().then_some(()))
+    assert_eq!(tasks(base, &caller), json!([]), "the settled call's task is removed at once");
+    // The alarm armed for the last backstop (twice the send's time out, at most) fires once,
+    // empty, and leaves nothing armed.
+    poll_until(Duration::from_secs(15), Duration::from_millis(50), || armed(base, &caller).is_null().then_some(()))
         .unwrap_or_else(|e| panic!("still armed for {}: {e}", armed(base, &caller)));
 }
 
