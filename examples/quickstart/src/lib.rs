@@ -38,9 +38,8 @@ struct Resume {
     asked: String,
 }
 
-/// Appends a line to the object's log (a table in its SQLite).
+/// Appends a line to the Greeter's log (a table in its SQLite).
 fn log(sql: &SqlStorage, line: &str) -> Result<()> {
-    sql.exec("CREATE TABLE IF NOT EXISTS log (line TEXT)", None)?;
     sql.exec("INSERT INTO log (line) VALUES (?)", vec![line.into()])?;
     Ok(())
 }
@@ -63,25 +62,33 @@ pub struct Greeter {
 
 impl DurableObject for Greeter {
     fn new(state: State, env: Env) -> Self {
+        let sql = state.storage().sql();
+        sql.exec("CREATE TABLE IF NOT EXISTS log (line TEXT)", None).expect("create the log");
         let alarms = Alarms::open(&state).expect("a SQLite-backed class");
         let calls = Calls::open(&state, &env, alarms.clone(), on_reply).expect("LUMENIZE_CALL_SECRET is set");
-        Self { sql: state.storage().sql(), alarms, calls }
+        Self { sql, alarms, calls }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        if req.path() == "/log" {
-            #[derive(Serialize, Deserialize)]
-            struct Line {
-                line: String,
+        match req.path().as_str() {
+            "/start" => {
+                self.alarms.schedule(When::after(Duration::ZERO), Task::Hello { to: "world".into() }).await?;
+                self.alarms.schedule_with(When::cron("* * * * * *")?, Task::Tick, Options::id("tick")).await?;
+                let echo = Target::named("ECHO", "echo");
+                let resume = Resume { asked: "hello".into() };
+                self.calls.call(echo, &Shout("hello".into()), resume, CallOptions::default()).await?;
+                Response::ok("started")
             }
-            let lines: Vec<Line> = self.sql.exec("SELECT line FROM log", None)?.to_array()?;
-            return Response::from_json(&lines.into_iter().map(|l| l.line).collect::<Vec<_>>());
+            "/log" => {
+                #[derive(Serialize, Deserialize)]
+                struct Line {
+                    line: String,
+                }
+                let lines: Vec<Line> = self.sql.exec("SELECT line FROM log", None)?.to_array()?;
+                Response::from_json(&lines.into_iter().map(|l| l.line).collect::<Vec<_>>())
+            }
+            _ => Response::ok("lumenize quickstart: GET /start, then GET /log"),
         }
-        self.alarms.schedule(When::after(Duration::ZERO), Task::Hello { to: "world".into() }).await?;
-        self.alarms.schedule_with(When::cron("* * * * * *")?, Task::Tick, Options::id("tick")).await?;
-        let echo = Target::named("ECHO", "echo");
-        self.calls.call(echo, &Shout("hello".into()), Resume { asked: "hello".into() }, CallOptions::default()).await?;
-        Response::ok("started")
     }
 
     async fn alarm(&self) -> Result<Response> {
