@@ -235,7 +235,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # Errors
     /// Storage errors.
     pub fn get(&self, id: &str) -> Result<Option<Scheduled>> {
-        crate::core::Store::get(self.inner.scheduler.store(), id)
+        self.inner.scheduler.get(id)
     }
 
     /// The tasks that pass `filter` (pending, running and dead ones alike unless filtered),
@@ -244,7 +244,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # Errors
     /// Storage errors.
     pub fn list(&self, filter: &Filter) -> Result<Vec<Scheduled>> {
-        crate::core::Store::list(self.inner.scheduler.store(), filter)
+        self.inner.scheduler.list(filter)
     }
 
     /// Removes the task with this id, pending or dead, and returns what was removed.

@@ -34,6 +34,8 @@ pub(crate) struct BenchReply {
     lumenize_run_us: Vec<f64>,
     floor_insert_us: Vec<f64>,
     floor_run_us: Vec<f64>,
+    delete_us: Vec<f64>,
+    clock_us: Vec<f64>,
 }
 
 /// Far enough ahead that nothing falls due by itself while measuring.
@@ -90,6 +92,17 @@ pub(crate) async fn run(state: &State, r: BenchRequest) -> Result<BenchReply> {
         storage.delete_alarm().await?;
         reply.floor_run_us.push(per_task(started, n));
         check(ran, n, "floor run")?;
+        let sql = state.storage().sql();
+        let started = now_ms();
+        for i in 0..n {
+            sql.exec("DELETE FROM _lumenize_alarms WHERE seq = ? AND status = ? AND due_ms = ?", vec![i64::from(i).into(), "pending".into(), at.into()])?.rows_written();
+        }
+        reply.delete_us.push(per_task(started, n));
+        let started = now_ms();
+        for _ in 0..n {
+            let _ = now_ms();
+        }
+        reply.clock_us.push(per_task(started, n));
     }
     check(u32::try_from(alarms.list(&Filter::default())?.len()).unwrap_or(u32::MAX), 0, "tasks left")?;
     Ok(reply)

@@ -120,6 +120,14 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
+    fn remove_all(&self, keys: &[Key]) -> Result<usize> {
+        let mut removed = 0;
+        for key in keys {
+            removed += usize::from(self.change(key, &Change::Remove)?);
+        }
+        Ok(removed)
+    }
+
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {
         let mut killed = 0;
         for task in self.rows.borrow_mut().values_mut().filter(|t| live(t) && t.due_ms > max_ms) {

@@ -193,6 +193,7 @@ impl<S: Store> Scheduler<S> {
         let running = Running::new(&self.runs);
         let mut report = RunReport::default();
         let ran = self.run_batches(&now, limit, &mut handler, &mut report).await;
+        let ran = ran.and(self.flush_completed());
         drop(running);
         let armed = self.arm_after_run(alarm, clock).await;
         if ran.is_err() {
@@ -211,6 +212,7 @@ impl<S: Store> Scheduler<S> {
     {
         let mut done = 0;
         'read: while done < limit {
+            self.flush_completed()?;
             let batch = self.store.due(now(), (limit - done).min(FETCH))?;
             if batch.is_empty() {
                 return Ok(());
@@ -229,6 +231,7 @@ impl<S: Store> Scheduler<S> {
                 }
             }
         }
+        self.flush_completed()?;
         report.more_due = !self.store.due(now(), 1)?.is_empty();
         Ok(())
     }
@@ -274,6 +277,9 @@ impl<S: Store> Scheduler<S> {
         let outcome = match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
             Poll::Ready(outcome) => outcome,
             Poll::Pending => {
+                // Before the handler's I/O: the completions so far commit no later than its
+                // effects (which may commit as it awaits).
+                self.flush_completed()?;
                 if self.store.change(&key, &Change::Claim)? {
                     entry.claimed();
                 }
@@ -295,6 +301,13 @@ impl<S: Store> Scheduler<S> {
     /// returned `Ok`, `died` when the change made it dead (a recurring task may do both),
     /// `retrying` for any other failure.
     fn finish(&self, key: &Key, task: &Scheduled, change: &Change, ok: bool, now_ms: i64, report: &mut RunReport) -> Result<Step> {
+        if *change == Change::Remove {
+            // Deleted with the others of the batch, in one statement (see `completed`).
+            self.completed.borrow_mut().push(key.clone());
+            self.emit(Event::Succeeded { task, next_ms: None });
+            report.succeeded += 1;
+            return Ok(Step::Next);
+        }
         let applied = self.apply(key, task, change)?;
         let died = applied && matches!(change, Change::Kill { .. });
         report.succeeded += u32::from(ok);

@@ -66,6 +66,9 @@ pub struct Scheduler<S> {
     pub(crate) changes: Cell<u64>,
     /// [`Store::recreated`] when the alarm was last read.
     pub(crate) recreated: Cell<u64>,
+    /// One-shot tasks a run completed whose rows are not deleted yet: deleted in one
+    /// statement before anything else reads or writes the store, and before any await.
+    pub(crate) completed: RefCell<Vec<Key>>,
     observer: RefCell<Option<Observer>>,
 }
 
@@ -81,13 +84,42 @@ impl<S: Store> Scheduler<S> {
             runs: Cell::new(0),
             changes: Cell::new(0),
             recreated: Cell::new(0),
+            completed: RefCell::new(Vec::new()),
             observer: RefCell::new(None),
         }
     }
 
-    /// The store below.
+    /// The store below. Read it through [`get`](Self::get) and [`list`](Self::list) while a
+    /// run may be under way: they see its completions.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The task with this id.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn get(&self, id: &str) -> Result<Option<Scheduled>> {
+        self.flush_completed()?;
+        self.store.get(id)
+    }
+
+    /// The tasks that pass `filter`, by due time then insertion order.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn list(&self, filter: &crate::core::store::Filter) -> Result<Vec<Scheduled>> {
+        self.flush_completed()?;
+        self.store.list(filter)
+    }
+
+    /// Deletes the rows of the one-shot tasks a run completed (one statement).
+    pub(crate) fn flush_completed(&self) -> Result<()> {
+        let keys = std::mem::take(&mut *self.completed.borrow_mut());
+        if !keys.is_empty() {
+            self.store.remove_all(&keys)?;
+        }
+        Ok(())
     }
 
     /// Makes every live task due after [`MAX_TIME_MS`] dead (rows written by a release that
@@ -134,6 +166,7 @@ impl<S: Store> Scheduler<S> {
     ) -> Result<String> {
         let id = opts.id.clone().unwrap_or_else(new_id);
         let task = queue::new_task(now_ms, when, payload, opts, id)?;
+        self.flush_completed()?;
         if self.store.insert(&task, opts.keep_existing)? {
             self.changed();
             self.emit(Event::Scheduled(&task));
@@ -166,6 +199,7 @@ impl<S: Store> Scheduler<S> {
         if tasks.is_empty() {
             return Ok(ids);
         }
+        self.flush_completed()?;
         for run in tasks.chunk_by(|a, b| a.1 == b.1) {
             let keep_existing = run[0].1;
             let run: Vec<Scheduled> = run.iter().map(|(t, _)| t.clone()).collect();
@@ -192,6 +226,7 @@ impl<S: Store> Scheduler<S> {
     /// # Errors
     /// Storage errors.
     pub fn cancel(&self, id: &str) -> Result<Option<Scheduled>> {
+        self.flush_completed()?;
         let removed = self.store.remove(id)?;
         self.changed();
         Ok(removed)
@@ -220,6 +255,7 @@ impl<S: Store> Scheduler<S> {
     /// # Errors
     /// [`Error::NotFound`], [`Error::NotDead`], storage and alarm errors.
     pub async fn requeue<A: NativeAlarm>(&self, alarm: &A, now_ms: i64, id: &str) -> Result<Scheduled> {
+        self.flush_completed()?;
         let Some(task) = self.store.requeue(id, now_ms)? else {
             return Err(match self.store.get(id)? {
                 Some(_) => Error::NotDead(id.to_owned()),
@@ -234,6 +270,7 @@ impl<S: Store> Scheduler<S> {
     /// Records a failed attempt for every task whose handler is running now, with `message`
     /// (a panic's): called from a panic hook, best effort.
     pub fn fail_in_flight(&self, now_ms: i64, message: &str) {
+        let _ = self.flush_completed();
         for (key, task) in self.in_flight.keyed() {
             let change = after_failure(&task, now_ms, &format!("the handler panicked: {message}"));
             let _ = self.store.change(&key, &change);

@@ -35,6 +35,8 @@ pub trait Store {
     /// Applies `change` to the task `key.id` if it is still exactly what `key` says (same
     /// instance, status and due time); whether it was.
     fn change(&self, key: &Key, change: &Change) -> Result<bool>;
+    /// Removes each task that is still exactly what its key says, in one go; how many.
+    fn remove_all(&self, keys: &[Key]) -> Result<usize>;
     /// Makes every pending or running task due after `max_ms` dead with `error` (a row
     /// written before the accepted range was narrowed); how many.
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize>;
@@ -189,6 +191,9 @@ impl<S: Store + ?Sized> Store for std::rc::Rc<S> {
     }
     fn change(&self, key: &Key, change: &Change) -> Result<bool> {
         (**self).change(key, change)
+    }
+    fn remove_all(&self, keys: &[Key]) -> Result<usize> {
+        (**self).remove_all(keys)
     }
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {
         (**self).kill_after(max_ms, error)

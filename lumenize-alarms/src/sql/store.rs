@@ -435,6 +435,17 @@ impl<E: Exec> Store for SqlStore<E> {
         Ok(self.write(&sql, args)? > 0)
     }
 
+    fn remove_all(&self, keys: &[Key]) -> Result<usize> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let json = serde_json::to_string(&keys.iter().map(|k| (k.seq, k.status.as_str(), k.due_ms)).collect::<Vec<_>>()).map_err(Error::Encode)?;
+        self.write(
+            "DELETE FROM _lumenize_alarms WHERE (seq, status, due_ms) IN (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?))",
+            vec![json.into()],
+        )
+    }
+
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {
         self.write(
             "UPDATE _lumenize_alarms SET status = 'dead', last_error = ? WHERE status != 'dead' AND due_ms > ?",
