@@ -180,3 +180,31 @@ pub struct StatusReply {
     pub alarm_ms: Option<i64>,
 }
 
+
+/// `POST /<object>/bench`: how many tasks per measurement, how many rounds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchRequest {
+    /// Tasks per measurement (at most lumenize-alarms' batch limit).
+    pub n: u32,
+    /// How many times each measurement is taken.
+    pub rounds: u32,
+}
+
+/// What `POST /<object>/bench` measured: microseconds per task, one entry per round, by
+/// the runtime's clock, with no handler work; both schedulers write the native alarm as
+/// they do in use (once per request that stores tasks, once per run that leaves nothing).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BenchReply {
+    /// Tasks per measurement.
+    pub n: u32,
+    /// lumenize-alarms, `schedule` one by one.
+    pub lumenize_schedule_us: Vec<f64>,
+    /// lumenize-alarms, one `schedule_many`.
+    pub lumenize_schedule_many_us: Vec<f64>,
+    /// lumenize-alarms, a run of due tasks (two per round: after each way of storing).
+    pub lumenize_run_us: Vec<f64>,
+    /// The floor, an `INSERT` per task.
+    pub floor_insert_us: Vec<f64>,
+    /// The floor, a run of due tasks.
+    pub floor_run_us: Vec<f64>,
+}

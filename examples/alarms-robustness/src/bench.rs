@@ -5,38 +5,11 @@
 //! itself does left out, are the "scheduler overhead" of issue 11's targets.
 
 use lumenize_alarms::{Alarms, Filter, When};
-use serde::{Deserialize, Serialize};
 use worker::*;
 
+use crate::api::{BenchReply, BenchRequest};
 use crate::baselines::Floor;
 use crate::object::now_ms;
-
-/// The body of `POST bench`.
-#[derive(Debug, Deserialize)]
-pub(crate) struct BenchRequest {
-    /// Tasks per measurement (at most lumenize-alarms' batch limit, so one run runs them all).
-    n: u32,
-    /// How many times each measurement is taken.
-    #[serde(default = "five")]
-    rounds: u32,
-}
-
-fn five() -> u32 {
-    5
-}
-
-/// Microseconds per task of each measurement, one entry per round.
-#[derive(Debug, Default, Serialize)]
-pub(crate) struct BenchReply {
-    n: u32,
-    lumenize_schedule_us: Vec<f64>,
-    lumenize_schedule_many_us: Vec<f64>,
-    lumenize_run_us: Vec<f64>,
-    floor_insert_us: Vec<f64>,
-    floor_run_us: Vec<f64>,
-    delete_us: Vec<f64>,
-    clock_us: Vec<f64>,
-}
 
 /// Far enough ahead that nothing falls due by itself while measuring.
 const AHEAD_MS: i64 = 3_600_000;
@@ -92,17 +65,6 @@ pub(crate) async fn run(state: &State, r: BenchRequest) -> Result<BenchReply> {
         storage.delete_alarm().await?;
         reply.floor_run_us.push(per_task(started, n));
         check(ran, n, "floor run")?;
-        let sql = state.storage().sql();
-        let started = now_ms();
-        for i in 0..n {
-            sql.exec("DELETE FROM _lumenize_alarms WHERE seq = ? AND status = ? AND due_ms = ?", vec![i64::from(i).into(), "pending".into(), at.into()])?.rows_written();
-        }
-        reply.delete_us.push(per_task(started, n));
-        let started = now_ms();
-        for _ in 0..n {
-            let _ = now_ms();
-        }
-        reply.clock_us.push(per_task(started, n));
     }
     check(u32::try_from(alarms.list(&Filter::default())?.len()).unwrap_or(u32::MAX), 0, "tasks left")?;
     Ok(reply)

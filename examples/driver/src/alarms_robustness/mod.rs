@@ -24,6 +24,7 @@
 //! ```
 
 mod analysis;
+pub mod bench;
 mod client;
 mod scenario;
 
@@ -83,6 +84,11 @@ pub struct Args {
     /// (repeatable, comma-separated): where is the limit?
     #[arg(long, value_delimiter = ',', value_name = "N")]
     pub burst: Vec<u32>,
+    /// Instead of the scenarios: measure each scheduler operation per task inside the
+    /// worker (N tasks per measurement, at most 1,000; 9 rounds), lumenize-alarms against
+    /// the floor, and print the medians.
+    #[arg(long, value_name = "N")]
+    pub bench: Option<u32>,
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
@@ -108,6 +114,7 @@ impl Default for Args {
             crash: false,
             no_crash: false,
             burst: Vec::new(),
+            bench: None,
             list: false,
             grace: DEFAULT_GRACE_S,
             keep: false,
@@ -720,6 +727,16 @@ pub fn main(args: &Args, progress: &Progress) -> Result<Report> {
     spinner.finish_and_clear();
     let mut target = target?;
     progress.println(format!("{NAME}: {}", target.describe()));
+    if let Some(n) = args.bench {
+        let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let info = RunInfo::collect(target.describe());
+        let reply = bench::run(&target, n, 9, &format!("bench-{stamp}"))?;
+        write_json(&args.output.dir(NAME)?.join("bench.json"), &reply)?;
+        println!("\n{}", bench::table(&reply));
+        let load = info.load_average.map_or(String::new(), |l| format!(", load average {l:.2} at the start"));
+        println!("{}{load}", info.machine);
+        return Ok(Report::new(info, Vec::new()));
+    }
     let report = run(&mut target, &config, progress)?;
     let dir = args.output.dir(NAME)?;
     write_json(&dir.join("results.json"), &report)?;
