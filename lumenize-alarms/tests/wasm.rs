@@ -45,7 +45,8 @@ fn scheduler() -> (Rc<Scheduler<MemoryStore>>, Rc<SimulatedAlarm>) {
 }
 
 async fn schedule(s: &Scheduler<MemoryStore>, alarm: &SimulatedAlarm, when: When, payload: &str, opts: Options) -> Scheduled {
-    s.schedule(alarm, T0, &when, payload.to_owned(), &opts, || unreachable!("explicit ids")).await.expect("schedule")
+    let id = s.schedule(alarm, T0, &when, payload.to_owned(), &opts, || unreachable!("explicit ids")).await.expect("schedule");
+    s.get(&id).expect("read").expect("stored")
 }
 
 #[wasm_bindgen_test]
