@@ -162,8 +162,10 @@ fn schedule(model: &mut Model, step: u64, object: usize, s: &Schedule) -> Prepar
     let mut body = json!({ "when": when, "task": payload(&s.label, &s.handler, o), "keep_existing": s.keep_existing, "burst": s.burst_missed });
     if let Some(id) = &s.id {
         body["id"] = json!(id);
-        // Whatever the answer, the tasks under this id may be replaced from now on.
-        o.touch(id);
+        if !s.keep_existing {
+            // Whatever the answer, the task under this id may be replaced from now on.
+            o.touch(id);
+        }
     }
     if let Some(a) = s.attempts {
         body["attempts"] = json!(a);

@@ -49,7 +49,7 @@ use lumenize_harness::{workspace_root, WorkerOptions};
 pub use check::{check, Drained, Faults, Invariant, Tally, Violation, PANIC_RESET_MS};
 pub use invalid::{Invalid, MAX_TIME_MS};
 pub use model::{Child, End, Expect, Kill, Model, ObjectModel, Outcome, Request, Role, Task};
-pub use plan::{Action, Burst, Handler, Op, Plan, Schedule, Step, TaskRef, When, EXPLICIT_IDS, FAR_MS, KILL_EVERY, LOSE_ALARM_EVERY, PANIC_EVERY, RECURRING_IDS};
+pub use plan::{Action, Burst, Handler, MidRequest, Op, Plan, Schedule, Step, TaskRef, When, EXPLICIT_IDS, FAR_MS, KILL_EVERY, LOSE_ALARM_EVERY, PANIC_EVERY, RECURRING_IDS};
 pub use report::{Answers, ObjectRecords, Records, Report};
 pub use wire::{Fired, Stored};
 
@@ -182,7 +182,7 @@ pub fn run(target: &mut Target, args: &Args, progress: &Progress) -> Result<Repo
             break;
         }
         let Some(step) = plan.next() else { break };
-        session.step(&step, &mut plan)?;
+        session.step(&step)?;
         bar.set_position(args.steps.map_or(started.elapsed().as_secs(), |_| session.steps));
         bar.set_message(format!("chaos: {} steps, {} kills", session.steps, session.model.kills.len()));
     }

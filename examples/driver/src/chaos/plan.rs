@@ -50,9 +50,8 @@ pub enum Action {
     },
     /// SIGKILL of the runtime, then a restart on the same storage.
     Kill {
-        /// Kill this many milliseconds after the next request was sent (cutting it off),
-        /// rather than between two requests.
-        mid_request_ms: Option<u64>,
+        /// Kill in the middle of this request, rather than between two requests.
+        mid_request: Option<MidRequest>,
         /// How long the runtime stays down (tasks fall due meanwhile).
         down_ms: u64,
     },
@@ -61,6 +60,18 @@ pub enum Action {
         /// Which object.
         object: usize,
     },
+}
+
+/// A request a kill cuts off: a burst long enough (hundreds of `schedule` calls in one
+/// request) that the SIGKILL lands while the object is storing it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MidRequest {
+    /// Which object.
+    pub object: usize,
+    /// The request.
+    pub op: Op,
+    /// The kill comes this many milliseconds after it was sent.
+    pub after_ms: u64,
 }
 
 /// A request to one `AlarmsDO` of the sandbox worker.
@@ -305,8 +316,15 @@ impl Plan {
         let pause_ms = if self.rng.random_ratio(1, 8) { self.rng.random_range(100..600) } else { self.rng.random_range(0..60) };
         let action = if index == self.next_kill {
             self.next_kill = index + around(&mut self.rng, KILL_EVERY);
-            let mid_request_ms = self.rng.random_bool(0.4).then(|| self.rng.random_range(0..8));
-            Action::Kill { mid_request_ms, down_ms: self.rng.random_range(0..2_500) }
+            let mid_request = if self.rng.random_bool(0.4) {
+                let object = self.rng.random_range(0..self.objects);
+                let n = self.rng.random_range(500..1_500);
+                let burst = Burst { label: format!("s{index}"), n, delay_ms: self.soon(), at_future_ms: None, many: false };
+                Some(MidRequest { object, op: Op::Burst(burst), after_ms: self.rng.random_range(0..30) })
+            } else {
+                None
+            };
+            Action::Kill { mid_request, down_ms: self.rng.random_range(0..2_500) }
         } else if index == self.next_lose {
             self.next_lose = index + around(&mut self.rng, LOSE_ALARM_EVERY);
             Action::LoseAlarm { object: self.rng.random_range(0..self.objects) }
@@ -524,6 +542,8 @@ mod tests {
         assert!(any(&|op| matches!(op, Op::Get(_))) && any(&|op| matches!(op, Op::List { .. })));
         assert!(any(&|op| matches!(op, Op::RunAt { .. })) && any(&|op| matches!(op, Op::Invalid(_))));
         let kills = steps.iter().filter(|s| matches!(s.action, Action::Kill { .. })).count();
+        let cutting = steps.iter().filter(|s| matches!(s.action, Action::Kill { mid_request: Some(_), .. })).count();
+        assert!(cutting >= 1, "no kill in the middle of a request");
         let lost = steps.iter().filter(|s| matches!(s.action, Action::LoseAlarm { .. })).count();
         assert!((3..=8).contains(&kills), "{kills} kills in 1,000 steps");
         assert!(lost >= 3, "{lost} lost alarms");

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::chaos::exec::{self, Prepared};
 use crate::chaos::model::{Kill, Model};
 use crate::chaos::now_ms;
-use crate::chaos::plan::{Action, Plan, Step};
+use crate::chaos::plan::{Action, Step};
 use crate::http::Client;
 use crate::target::Target;
 use crate::Result;
@@ -55,12 +55,11 @@ impl<'t> Session<'t> {
         None
     }
 
-    /// Runs one step of the plan (a mid-request kill takes the next step with it), then
-    /// pauses as the plan says.
+    /// Runs one step of the plan, then pauses as the plan says.
     ///
     /// # Errors
     /// Killing or restarting the runtime failed.
-    pub(crate) fn step(&mut self, step: &Step, plan: &mut Plan) -> Result<()> {
+    pub(crate) fn step(&mut self, step: &Step) -> Result<()> {
         self.steps += 1;
         match &step.action {
             Action::Op { object, op } => {
@@ -71,17 +70,8 @@ impl<'t> Session<'t> {
                 self.model.lost_alarms += 1;
                 self.send(&exec::lose_alarm(step.index, *object));
             }
-            Action::Kill { mid_request_ms, down_ms } => {
-                let cut = match mid_request_ms {
-                    Some(ms) => plan.next().and_then(|next| {
-                        self.steps += 1;
-                        match next.action {
-                            Action::Op { object, op } => Some((*ms, exec::prepare(&mut self.model, next.index, object, &op))),
-                            _ => None,
-                        }
-                    }),
-                    None => None,
-                };
+            Action::Kill { mid_request, down_ms } => {
+                let cut = mid_request.as_ref().map(|m| (m.after_ms, exec::prepare(&mut self.model, step.index, m.object, &m.op)));
                 self.kill(cut, *down_ms)?;
             }
         }
