@@ -104,11 +104,17 @@ fn wait_for_recurring(session: &mut Session<'_>, step: u64, drained: &Drained) -
 /// wrong, if anything.
 fn clear_and_probe(session: &mut Session<'_>, step: u64, o: usize, finals: &[Stored]) -> Option<String> {
     let mut problems = Vec::new();
-    for s in finals.iter().filter(|s| !s.dead()) {
+    let left: Vec<&Stored> = finals.iter().filter(|s| !s.dead()).collect();
+    let mut gone = Vec::new();
+    for s in &left {
         let answer = session.send_until_answered(&exec::drain_cancel(step, o, &s.id), TRIES);
         if answer.as_ref().is_none_or(serde_json::Value::is_null) {
-            problems.push(format!("the drain's cancel of {} ({:?}) removed nothing", s.id, s.label()));
+            gone.push(s.label().unwrap_or_else(|| s.id.clone()));
         }
+    }
+    if !gone.is_empty() {
+        let first: Vec<&String> = gone.iter().take(3).collect();
+        problems.push(format!("the drain's cancels removed nothing for {} of the {} tasks left (first: {first:?}): they ran or went in the meantime", gone.len(), left.len()));
     }
     let label = format!("probe-end-{o}");
     let probe = exec::probe(&mut session.model, step, o, &label);
