@@ -175,7 +175,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     }
 
     /// Schedules `task` to run per `when`, with a generated UUIDv7 id and default options.
-    /// Returns the task as stored.
+    /// Returns its id ([`get`](Self::get) reads the stored task).
     ///
     /// The task is durable when this returns (one SQL statement); the native alarm is written
     /// only if this task is now the earliest.
@@ -184,16 +184,16 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// Out-of-range times, a cron expression with no next occurrence, a payload that does
     /// not encode or is over [`MAX_PAYLOAD_BYTES`](crate::core::MAX_PAYLOAD_BYTES): all
     /// refused before anything is written. Storage errors.
-    pub async fn schedule(&self, when: When, task: T) -> Result<Scheduled> {
+    pub async fn schedule(&self, when: When, task: T) -> Result<String> {
         self.schedule_with(when, task, Options::default()).await
     }
 
     /// Schedules `task` with explicit [`Options`]: an id (idempotent: upsert, or keep the
-    /// existing one), a retry policy, a missed-tick policy.
+    /// existing one), a retry policy, a missed-tick policy. Returns its id.
     ///
     /// # Errors
     /// As [`schedule`](Self::schedule).
-    pub async fn schedule_with(&self, when: When, task: T, opts: Options) -> Result<Scheduled> {
+    pub async fn schedule_with(&self, when: When, task: T, opts: Options) -> Result<String> {
         let payload = encode(&task)?;
         let now = now_ms();
         self.inner.scheduler.schedule(&self.alarm(), now, &when, payload, &opts, || new_id(now)).await
@@ -235,7 +235,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # Errors
     /// Storage errors.
     pub fn get(&self, id: &str) -> Result<Option<Scheduled>> {
-        crate::core::Store::get(self.inner.scheduler.store(), id)
+        self.inner.scheduler.get(id)
     }
 
     /// The tasks that pass `filter` (pending, running and dead ones alike unless filtered),
@@ -244,18 +244,18 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # Errors
     /// Storage errors.
     pub fn list(&self, filter: &Filter) -> Result<Vec<Scheduled>> {
-        crate::core::Store::list(self.inner.scheduler.store(), filter)
+        self.inner.scheduler.list(filter)
     }
 
     /// Removes the task with this id, pending or dead, and returns what was removed.
     /// Cancelling a running task lets its handler finish, but nothing is recorded after it.
-    /// Cancelling the task the alarm is armed for arms the next one, or deletes the alarm:
-    /// an object whose last task is cancelled gets no empty alarm invocation.
+    /// The native alarm is not written: if it was armed for the removed task, it fires once
+    /// with nothing to run, and leaves no alarm behind when nothing else is pending.
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn cancel(&self, id: &str) -> Result<Option<Scheduled>> {
-        self.inner.scheduler.cancel(&self.alarm(), now_ms(), id).await
+    pub fn cancel(&self, id: &str) -> Result<Option<Scheduled>> {
+        self.inner.scheduler.cancel(id)
     }
 
     /// From inside the running handler of task `id`: run it again at `at_ms` (Unix
@@ -360,11 +360,31 @@ pub(crate) fn now_ms() -> i64 {
     i64::try_from(worker::Date::now().as_millis()).unwrap_or(i64::MAX)
 }
 
-/// A fresh UUIDv7 for the time `now_ms`.
+thread_local! {
+    /// The state of the generator of ids' random bits: seeded once per isolate from the
+    /// platform's cryptographic source (a JavaScript call per id would cost more than the
+    /// rest of a `schedule`).
+    static RANDOM: Cell<u64> = Cell::new(uuid::Uuid::new_v4().as_u64_pair().0 | 1);
+}
+
+/// 64 random bits (SplitMix64).
+fn random_u64() -> u64 {
+    RANDOM.with(|state| {
+        let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(s);
+        let z = (s ^ (s >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
+}
+
+/// A fresh UUIDv7 for the time `now_ms`: its 48-bit timestamp, then 74 random bits.
 pub(crate) fn new_id(now_ms: i64) -> String {
     let ms = u64::try_from(now_ms).unwrap_or(0);
-    let ts = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, u32::try_from(ms % 1000).unwrap_or(0) * 1_000_000);
-    uuid::Uuid::new_v7(ts).to_string()
+    let mut bits = [0u8; 10];
+    bits[..8].copy_from_slice(&random_u64().to_le_bytes());
+    bits[8..].copy_from_slice(&random_u64().to_le_bytes()[..2]);
+    uuid::Builder::from_unix_timestamp_millis(ms, &bits).into_uuid().to_string()
 }
 
 /// The wasm-only pieces of the adapter, run under Node by wasm-bindgen-test (`cargo xtask

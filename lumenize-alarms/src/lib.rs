@@ -101,6 +101,13 @@
 //! | feature | what it adds |
 //! | --- | --- |
 //! | `timezone` | [`When::cron_in`]: cron expressions in an IANA time zone (`chrono-tz`) |
+//!
+//! Without `timezone`, cron is UTC and nothing of a time-zone database is built in. With it,
+//! the whole IANA database is: measured on `examples/quickstart` built for wasm32
+//! (`--release`, before `wasm-opt`), 1,457,298 bytes (409,534 gzipped) without the feature
+//! against 2,375,232 bytes (540,380 gzipped) with it. To keep only the zones you use, enable
+//! `chrono-tz`'s `filter-by-regex` feature and build with, say,
+//! `CHRONO_TZ_TIMEZONE_FILTER="(Europe/Paris|America/New_York)"`.
 
 mod alarms;
 mod error;

@@ -57,17 +57,20 @@ fn every_field_round_trips<S: Fresh>() {
 
 fn inserts_take_fresh_sequence_numbers<S: Fresh>() {
     let store = S::fresh();
-    let a = store.insert(&task("a", 5), false).unwrap().unwrap();
-    let b = store.insert(&task("b", 5), false).unwrap().unwrap();
+    let seq = |id: &str| get(&*store, id).seq;
+    assert!(store.insert(&task("a", 5), false).unwrap());
+    assert!(store.insert(&task("b", 5), false).unwrap());
+    let (a, b) = (seq("a"), seq("b"));
     assert!(b > a);
-    let again = store.insert(&task("a", 9), false).unwrap().unwrap();
+    assert!(store.insert(&task("a", 9), false).unwrap());
+    let again = seq("a");
     assert!(again > b, "a replaced task takes a new sequence number");
-    assert_eq!((get(&*store, "a").seq, get(&*store, "a").due_ms), (again, 9));
-    assert_eq!(store.insert(&task("a", 1), true).unwrap(), None, "keep_existing keeps the stored task");
     assert_eq!(get(&*store, "a").due_ms, 9);
+    assert!(!store.insert(&task("a", 1), true).unwrap(), "keep_existing keeps the stored task");
+    assert_eq!((seq("a"), get(&*store, "a").due_ms), (again, 9));
     store.remove("b").unwrap();
-    let c = store.insert(&task("c", 5), false).unwrap().unwrap();
-    assert!(c > again, "numbers are never reused");
+    assert!(store.insert(&task("c", 5), false).unwrap());
+    assert!(seq("c") > again, "numbers are never reused");
 }
 
 fn insert_all_stores_in_order_like_one_by_one<S: Fresh>() {
@@ -104,7 +107,7 @@ fn due_is_live_tasks_in_order_up_to_the_limit<S: Fresh>() {
         store.insert(&task(id, due), false).unwrap();
     }
     let dead = get(&*store, "dead");
-    store.change(&Key::of(&dead), &Change::Kill { error: "x".into() }).unwrap();
+    store.change(&Key::of(&dead), &Change::Kill { error: "x".into(), attempts: 0 }).unwrap();
     let run = get(&*store, "run");
     store.change(&Key::of(&run), &Change::Claim).unwrap();
     assert_eq!(ids(&store.due(10, 10).unwrap()), ["run", "b", "a"]);
@@ -128,7 +131,7 @@ fn changes_apply_only_to_the_instance_read<S: Fresh>() {
     assert_eq!((running.status, running.attempts), (Status::Running, 1));
     assert!(!store.change(&key, &Change::Claim).unwrap(), "claimed twice");
     let key = Key::of(&running);
-    assert!(store.change(&key, &Change::Retry { due_ms: 40, error: "e1".into() }).unwrap());
+    assert!(store.change(&key, &Change::Retry { due_ms: 40, error: "e1".into(), attempts: 1 }).unwrap());
     let retried = get(&*store, "t");
     assert_eq!((retried.status, retried.due_ms, retried.tick_ms, retried.attempts), (Status::Pending, 40, 10, 1));
     assert_eq!(retried.last_error.as_deref(), Some("e1"));
@@ -138,9 +141,9 @@ fn changes_apply_only_to_the_instance_read<S: Fresh>() {
     assert!(store.change(&key, &Change::Advance { due_ms: 70 }).unwrap());
     let advanced = get(&*store, "t");
     assert_eq!((advanced.due_ms, advanced.tick_ms, advanced.attempts, advanced.last_error.as_deref()), (70, 70, 0, None));
-    assert!(store.change(&Key::of(&advanced), &Change::Kill { error: "gone".into() }).unwrap());
+    assert!(store.change(&Key::of(&advanced), &Change::Kill { error: "gone".into(), attempts: 4 }).unwrap());
     let dead = get(&*store, "t");
-    assert_eq!((dead.status, dead.last_error.as_deref()), (Status::Dead, Some("gone")));
+    assert_eq!((dead.status, dead.last_error.as_deref(), dead.attempts), (Status::Dead, Some("gone"), 4));
     assert!(store.change(&Key::of(&dead), &Change::Remove).unwrap());
     assert_eq!(store.get("t").unwrap(), None);
 }
@@ -150,7 +153,7 @@ fn remove_and_requeue_return_the_task<S: Fresh>() {
     store.insert(&task("t", 10), false).unwrap();
     let t = get(&*store, "t");
     assert_eq!(store.requeue("t", 99).unwrap(), None, "only dead tasks are requeued");
-    store.change(&Key::of(&t), &Change::Kill { error: "e".into() }).unwrap();
+    store.change(&Key::of(&t), &Change::Kill { error: "e".into(), attempts: 0 }).unwrap();
     let back = store.requeue("t", 99).unwrap().unwrap();
     assert_eq!((back.status, back.due_ms, back.attempts, back.last_error.as_deref()), (Status::Pending, 99, 0, Some("e")));
     assert_eq!(store.remove("t").unwrap(), Some(back));
@@ -164,7 +167,7 @@ fn list_filters_and_limits<S: Fresh>() {
     store.insert(&Scheduled { schedule: Schedule::Every { interval_ms: 5 }, ..task("every", 10) }, false).unwrap();
     store.insert(&Scheduled { schedule: Schedule::Cron { expr: "* * * * *".into(), zone: None }, ..task("cron", 20) }, false).unwrap();
     let cron = get(&*store, "cron");
-    store.change(&Key::of(&cron), &Change::Kill { error: "e".into() }).unwrap();
+    store.change(&Key::of(&cron), &Change::Kill { error: "e".into(), attempts: 0 }).unwrap();
     let list = |f: Filter| ids(&store.list(&f).unwrap()).into_iter().map(str::to_owned).collect::<Vec<_>>();
     assert_eq!(list(Filter::default()), ["every", "cron", "once"]);
     assert_eq!(list(Filter::default().kind(Kind::Every)), ["every"]);

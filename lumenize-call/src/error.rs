@@ -75,6 +75,14 @@ pub enum CallError {
         /// What storage said.
         message: String,
     },
+    /// The remote applied the operation (once) and replied, but the reply does not decode
+    /// as the operation's [`Reply`](crate::Operation::Reply) type: the two objects were
+    /// built from different versions of it. Its reply is lost.
+    #[error("the reply does not decode as the operation's reply type: {message}")]
+    BadReply {
+        /// What serde said.
+        message: String,
+    },
 }
 
 /// What can go wrong when making, serving or running calls.
@@ -104,18 +112,18 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
-    /// A stored continuation no longer deserialises into the handler's type.
-    #[error("the continuation of call {id} no longer deserialises: {reason}")]
+    /// A stored continuation value no longer deserialises as the continuation type `R` of
+    /// [`Calls`](crate::Calls) (the type changed under a pending call). The call stays
+    /// pending with its result; its task retries, then is kept dead with this error.
+    #[error("the continuation value of call {id} no longer deserialises: {reason}")]
     Decode {
         /// The call.
         id: String,
         /// What serde said.
         reason: String,
     },
-    /// [`Calls::on_result`](crate::Calls::on_result) was not set where a continuation had to run.
-    #[error("no continuation handler: set one with Calls::on_result")]
-    NoHandler,
-    /// The continuation handler returned an error (the call stays pending and is retried).
+    /// The continuation returned an error (the call stays pending with its result, and its
+    /// task retries the continuation).
     #[error("the continuation of call {id} failed: {message}")]
     Continuation {
         /// The call.
@@ -123,9 +131,6 @@ pub enum Error {
         /// The handler's error.
         message: String,
     },
-    /// No call with this id is pending.
-    #[error("no pending call with id {0}")]
-    NotFound(String),
     /// The scheduler below failed.
     #[error(transparent)]
     Alarms(#[from] lumenize_alarms::Error),

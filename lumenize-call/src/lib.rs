@@ -1,18 +1,24 @@
 //! Durable calls from one Durable Object to another, with a continuation that runs back at
-//! the caller.
+//! the caller, typed end to end.
 //!
-//! `calls.call(target, &op, &resume, options)` writes the call to the caller's SQLite and
+//! `calls.call(target, &op, resume, options)` writes the call to the caller's SQLite and
 //! returns its id at once. The remote applies `op` at most once and replies; the caller's
-//! continuation handler then runs with `resume` and the result (the reply, or a typed
+//! continuation then runs with `resume` and the result (the reply, or a typed
 //! [`CallError`]: a remote error or panic, a timeout, a transport failure, a cancellation,
-//! an expiry, a result too large to store), exactly once per call. Dispatch, re-dispatch and timeouts are tasks of
-//! [`lumenize_alarms`], which shares the object's one native alarm with your own tasks.
+//! an expiry, a result too large to store), exactly once per call. The compiler checks
+//! the types along the way: the operation's type names its reply type ([`Operation`]), the
+//! remote's handler must return it, and the continuation, given when the caller opens its
+//! [`Calls`], receives it with the continuation value's type. Dispatch, re-dispatch and
+//! timeouts are tasks of [`lumenize_alarms`], which shares the object's one native alarm
+//! with your own tasks.
 //!
 //! # Origin and remote
 //!
 //! ```no_run
+//! use std::convert::Infallible;
 //! use std::time::Duration;
-//! use lumenize_call::{CallOptions, CallTask, Calls, Ctx, Dispatch, Target};
+//! use lumenize_alarms::Alarms;
+//! use lumenize_call::{CallError, CallOptions, CallTask, Calls, Ctx, Dispatch, Operation, Server, Target};
 //! use serde::{Deserialize, Serialize};
 //! use worker::*;
 //!
@@ -20,9 +26,21 @@
 //! #[derive(Serialize, Deserialize)]
 //! enum RemoteOp {
 //!     Echo(String),
+//!     Length(String),
 //! }
 //!
-//! /// What the origin does with the result: the continuation of a call.
+//! /// What the remote replies (one type for every operation).
+//! #[derive(Serialize, Deserialize)]
+//! enum RemoteReply {
+//!     Echo(String),
+//!     Length(usize),
+//! }
+//!
+//! impl Operation for RemoteOp {
+//!     type Reply = RemoteReply;
+//! }
+//!
+//! /// What the origin does with the result: the continuation value of a call.
 //! #[derive(Serialize, Deserialize)]
 //! enum Resume {
 //!     Store { key: String },
@@ -32,6 +50,7 @@
 //! #[derive(Serialize, Deserialize)]
 //! enum Task {
 //!     Call(CallTask),
+//!     Nightly,
 //! }
 //!
 //! impl From<CallTask> for Task {
@@ -40,53 +59,44 @@
 //!     }
 //! }
 //!
-//! #[durable_object]
-//! pub struct Origin {
-//!     state: State,
-//!     env: Env,
+//! /// The continuation: runs back here once per call, with the call's `Resume` and the
+//! /// remote's reply (or why there is none). It reaches the object through `ctx`.
+//! async fn resume(ctx: Ctx, resume: Resume, result: Result<RemoteReply, CallError>) -> Result<()> {
+//!     let Resume::Store { key } = resume;
+//!     let text = match result {
+//!         Ok(RemoteReply::Echo(text)) => text,
+//!         Ok(RemoteReply::Length(n)) => n.to_string(),
+//!         Err(e) => format!("failed: {e}"),
+//!     };
+//!     ctx.state.storage().put(&key, text).await
 //! }
 //!
-//! impl Origin {
-//!     /// Opens the calls of this object with its continuation handler.
-//!     async fn calls(&self) -> Result<Calls<Task>> {
-//!         let calls = Calls::<Task>::new(&self.state, &self.env).await?;
-//!         Ok(calls.on_result(|ctx: Ctx, resume: Resume, result| async move {
-//!             let Resume::Store { key } = resume;
-//!             let text = match result {
-//!                 Ok(reply) => reply.to_string(),
-//!                 Err(e) => format!("failed: {e}"),
-//!             };
-//!             ctx.state.storage().put(&key, text).await
-//!         }))
-//!     }
+//! #[durable_object]
+//! pub struct Origin {
+//!     alarms: Alarms<Task>,
+//!     calls: Calls<Task, RemoteOp, Resume>,
 //! }
 //!
 //! impl DurableObject for Origin {
 //!     fn new(state: State, env: Env) -> Self {
-//!         Self { state, env }
+//!         // Opened once, with the continuation: a call cannot be made without one.
+//!         let alarms = Alarms::open(&state).expect("a SQLite-backed class");
+//!         let calls = Calls::open(&state, &env, alarms.clone(), resume).expect("LUMENIZE_CALL_SECRET is set");
+//!         Self { alarms, calls }
 //!     }
 //!
 //!     async fn fetch(&self, _req: Request) -> Result<Response> {
 //!         let options = CallOptions::default().dispatch(Dispatch::Direct).timeout(Duration::from_secs(30));
-//!         let id = self
-//!             .calls()
-//!             .await?
-//!             .call(Target::named("REMOTE", "test-instance"), &RemoteOp::Echo("hi".into()), &Resume::Store { key: "echo".into() }, options)
-//!             .await?;
+//!         let target = Target::named("REMOTE", "test-instance");
+//!         let id = self.calls.call(target, &RemoteOp::Echo("hi".into()), Resume::Store { key: "echo".into() }, options).await?;
 //!         Response::ok(id)
 //!     }
 //!
 //!     async fn alarm(&self) -> Result<Response> {
-//!         let calls = self.calls().await?;
-//!         calls
-//!             .alarms()
-//!             .run_due(|task, info| {
-//!                 let calls = calls.clone();
-//!                 async move {
-//!                     match task {
-//!                         Task::Call(task) => calls.run(task, &info).await,
-//!                     }
-//!                 }
+//!         self.alarms
+//!             .run_due(async |task, info| match task {
+//!                 Task::Call(task) => self.calls.run(task, &info).await,
+//!                 Task::Nightly => Ok(()),
 //!             })
 //!             .await?;
 //!         Response::ok("ran")
@@ -95,33 +105,42 @@
 //!
 //! #[durable_object]
 //! pub struct Remote {
-//!     state: State,
-//!     env: Env,
+//!     alarms: Alarms<CallTask>,
+//!     server: Server,
 //! }
 //!
 //! impl DurableObject for Remote {
 //!     fn new(state: State, env: Env) -> Self {
-//!         Self { state, env }
+//!         let alarms = Alarms::open(&state).expect("a SQLite-backed class");
+//!         let server = Server::open(&state, &env, alarms.clone()).expect("LUMENIZE_CALL_SECRET is set");
+//!         Self { alarms, server }
 //!     }
 //!
 //!     async fn fetch(&self, req: Request) -> Result<Response> {
-//!         let calls = Calls::<CallTask>::new(&self.state, &self.env).await?;
-//!         Ok(calls
-//!             .serve(req, |op: RemoteOp| async move {
-//!                 match op {
-//!                     RemoteOp::Echo(text) => Ok::<_, String>(text),
-//!                 }
+//!         // The handler may borrow `self`; it must return the operation's Reply.
+//!         Ok(self
+//!             .server
+//!             .serve(req, async |op: RemoteOp| {
+//!                 Ok::<_, Infallible>(match op {
+//!                     RemoteOp::Echo(text) => RemoteReply::Echo(text),
+//!                     RemoteOp::Length(text) => RemoteReply::Length(text.len()),
+//!                 })
 //!             })
 //!             .await?)
 //!     }
 //!
 //!     async fn alarm(&self) -> Result<Response> {
-//!         // Cleans up stored results of served calls.
-//!         Calls::<CallTask>::new(&self.state, &self.env).await?.run_due().await?;
+//!         // Forgets the stored results of served calls after a day.
+//!         self.alarms.run_due(async |task, info| self.server.run(task, &info).await).await?;
 //!         Response::ok("ran")
 //!     }
 //! }
 //! ```
+//!
+//! An object that both calls and serves opens [`Calls`] only, and serves through
+//! [`Calls::server`]. The continuation may be an async closure as well
+//! (`async |ctx: Ctx, resume: Resume, result| { .. }`); it owns what it uses, since it is
+//! given in `new`: the object's storage is in [`Ctx::state`].
 //!
 //! Both objects need SQLite (`new_sqlite_classes` in `wrangler.toml`) and the same secret
 //! [`SECRET`]: `wrangler secret put LUMENIZE_CALL_SECRET` for a deployed worker, a line
@@ -130,7 +149,8 @@
 //!
 //! # Guarantees
 //!
-//! - The call record and its task are durable before anything leaves the object.
+//! - The call record and its task are durable before anything leaves the object: they are
+//!   written in one commit.
 //! - The remote applies each call id at most once: a re-dispatch gets the stored result
 //!   (kept for [`RESULT_RETENTION_MS`](machine::RESULT_RETENTION_MS)). If the remote is
 //!   reset while applying, the caller gets [`CallError::Remote`] saying it may or may not
@@ -154,11 +174,33 @@
 //!   [`MAX_REQUEST_AGE_MS`](envelope::MAX_REQUEST_AGE_MS)). The caller ends a call refused
 //!   for age with [`CallError::Expired`] and never sends it again; past that age plus the
 //!   skew allowance it does not send it at all.
+//! - A reply that does not decode as the operation's [`Reply`](Operation::Reply) (the two
+//!   objects run different versions of the type) reaches the continuation as
+//!   [`CallError::BadReply`].
 //! - Every call ends, with or without a timeout: with the reply, or with a typed
 //!   [`CallError`] at its timeout, after [`MAX_TRANSPORT_ATTEMPTS`] transient failures, or
 //!   at the latest 23 h 5 min after it was made ([`CallError::Expired`]). A result too
 //!   large to store, or any storage error while storing it, on either side, ends it with
 //!   [`CallError::TooLarge`] or [`CallError::Storage`] (see [Size limits](#size-limits)).
+//!
+//! # What a call writes
+//!
+//! Each hop commits once, and a settled call leaves nothing behind:
+//!
+//! - [`Calls::call`]: the call's row and its task, in one commit (plus the native alarm
+//!   if the task is now the earliest). [`Dispatch::Alarm`] then claims the task and keeps
+//!   it, in place, as the call's backstop (lumenize-alarms' two updates of a task run).
+//! - The remote: a row marking the call as being applied, then its outcome, before it
+//!   replies; one commit when the operation does not await.
+//! - The result: the continuation's own writes, then the call's row and task are deleted,
+//!   and the native alarm is armed for the next task or deleted if none is left (no empty
+//!   alarm invocation); one commit when the continuation does not await after its last
+//!   write. The result itself is written only if the continuation fails (for its retries)
+//!   or the call is cancelled.
+//!
+//! While a send is in flight (a slow operation), the backstop looks at the call at growing
+//! intervals ([`in_flight_wait_ms`](machine::in_flight_wait_ms)) instead of every second.
+//! A remote makes sure its cleanup task exists once per isolate, not per call served.
 //!
 //! # Size limits
 //!
@@ -207,11 +249,17 @@ mod calls;
 pub mod envelope;
 mod error;
 pub mod machine;
+mod operation;
 mod options;
+mod runtime;
+mod server;
 mod store;
 mod target;
 
-pub use calls::{CallId, CallTask, Calls, Ctx, SECRET, SECRET_PREVIOUS};
+pub use calls::{CallId, Calls, Ctx};
+pub use operation::Operation;
+pub use runtime::{SECRET, SECRET_PREVIOUS};
+pub use server::{CallTask, Server};
 pub use error::{CallError, Error, Result};
 pub use machine::{MAX_CONTINUATION_BYTES, MAX_OPERATION_BYTES, MAX_REPLY_BYTES, MAX_TRANSPORT_ATTEMPTS, SQLITE_MAX_BYTES};
 pub use options::{CallOptions, Dispatch};

@@ -214,8 +214,14 @@ pub struct Pending {
 pub enum Step {
     /// Hand this result to the continuation.
     Deliver(CallResult),
-    /// Send the call (unless a send is already in flight) and fire again at `backstop_ms`.
+    /// Send the call, and fire again at `backstop_ms` in case no result comes back.
     Dispatch {
+        /// When to look again.
+        backstop_ms: i64,
+    },
+    /// A send of the call is still in flight in this isolate: do not send it again; fire
+    /// again at `backstop_ms` (see [`in_flight_wait_ms`]).
+    Wait {
         /// When to look again.
         backstop_ms: i64,
     },
@@ -234,17 +240,44 @@ pub fn retry_delay_ms(failures: u32) -> i64 {
     FIRST_RETRY_DELAY_MS.saturating_mul(1_i64 << failures.min(20)).min(MAX_RETRY_DELAY_MS)
 }
 
+/// How long a backstop waits before it looks again at a call whose send has been in flight
+/// for `in_flight_ms`: twice that, at least [`FIRST_RETRY_DELAY_MS`] and at most
+/// [`MAX_RETRY_DELAY_MS`]. A slow operation is looked at a few times, not every second;
+/// a send lost with its isolate (which takes the in-flight mark with it) is sent again
+/// within a minute.
+///
+/// ```
+/// use lumenize_call::machine::in_flight_wait_ms;
+/// assert_eq!(in_flight_wait_ms(0), 1_000);
+/// assert_eq!(in_flight_wait_ms(1_000), 2_000);
+/// assert_eq!(in_flight_wait_ms(9_000), 18_000);
+/// assert_eq!(in_flight_wait_ms(3_600_000), 60_000);
+/// ```
+#[must_use]
+pub fn in_flight_wait_ms(in_flight_ms: i64) -> i64 {
+    in_flight_ms.saturating_mul(2).clamp(FIRST_RETRY_DELAY_MS, MAX_RETRY_DELAY_MS)
+}
+
 /// When the backstop of a call should fire next: after the retry delay, or at its deadline
 /// if that comes first.
 #[must_use]
 pub fn backstop_at(now_ms: i64, failures: u32, deadline_ms: Option<i64>) -> i64 {
-    let next = now_ms.saturating_add(retry_delay_ms(failures));
-    deadline_ms.map_or(next, |d| next.min(d))
+    not_after(now_ms.saturating_add(retry_delay_ms(failures)), deadline_ms)
 }
 
-/// What the backstop task of `call` does at `now_ms`.
+fn not_after(at_ms: i64, deadline_ms: Option<i64>) -> i64 {
+    deadline_ms.map_or(at_ms, |d| at_ms.min(d))
+}
+
+/// What the backstop task of `call` does at `now_ms`; `sending_since` is when the send of
+/// it in flight in this isolate started, if one is.
+///
+/// A stored result, the deadline, the send horizon and the last transient failure end the
+/// call, in that order, whether or not a send is in flight. Otherwise the call is sent,
+/// unless a send is in flight: then the backstop waits ([`Step::Wait`]) for a time that
+/// grows with how long the send has been out ([`in_flight_wait_ms`]).
 #[must_use]
-pub fn on_backstop(call: &Pending, now_ms: i64) -> Step {
+pub fn on_backstop(call: &Pending, now_ms: i64, sending_since: Option<i64>) -> Step {
     if let Some(result) = &call.result {
         return Step::Deliver(result.clone());
     }
@@ -261,7 +294,30 @@ pub fn on_backstop(call: &Pending, now_ms: i64) -> Step {
     if call.failures >= MAX_TRANSPORT_ATTEMPTS {
         return Step::Deliver(Err(transport_error(call)));
     }
-    Step::Dispatch { backstop_ms: backstop_at(now_ms, call.failures, call.deadline_ms) }
+    match sending_since {
+        Some(since) => {
+            let wait = in_flight_wait_ms(now_ms.saturating_sub(since));
+            Step::Wait { backstop_ms: not_after(now_ms.saturating_add(wait), call.deadline_ms) }
+        }
+        None => Step::Dispatch { backstop_ms: backstop_at(now_ms, call.failures, call.deadline_ms) },
+    }
+}
+
+/// The result a call's continuation gets, given the result stored with the call (if an
+/// earlier delivery of it failed) and `incoming`, one just in: the first result counts, and
+/// a result that would not fit in the caller's row next to the continuation value and the
+/// target (`row_bytes` of JSON) is [`CallError::TooLarge`] (see [`storable_result`]), so
+/// that a retried continuation gets the same result as the first attempt.
+///
+/// ```
+/// use lumenize_call::machine::first_result;
+/// use lumenize_call::CallError;
+/// use serde_json::json;
+/// assert_eq!(first_result(None, Ok(json!(1)), 10), Ok(json!(1)));
+/// assert_eq!(first_result(Some(Err(CallError::Timeout)), Ok(json!(1)), 10), Err(CallError::Timeout));
+/// ```
+pub fn first_result(stored: Option<CallResult>, incoming: CallResult, row_bytes: usize) -> CallResult {
+    stored.unwrap_or_else(|| storable_result(incoming, row_bytes))
 }
 
 fn transport_error(call: &Pending) -> CallError {
@@ -362,16 +418,56 @@ mod tests {
     #[test]
     fn a_stored_result_is_delivered_before_anything_else() {
         let call = Pending { result: Some(Ok(json!(1))), deadline_ms: Some(0), failures: 9, ..pending() };
-        assert_eq!(on_backstop(&call, 100), Step::Deliver(Ok(json!(1))));
+        assert_eq!(on_backstop(&call, 100, None), Step::Deliver(Ok(json!(1))));
     }
 
     #[test]
     fn the_deadline_times_out_and_caps_the_backstop() {
         let call = Pending { deadline_ms: Some(1_500), ..pending() };
-        assert_eq!(on_backstop(&call, 1_000), Step::Dispatch { backstop_ms: 1_500 });
-        assert_eq!(on_backstop(&call, 1_499), Step::Dispatch { backstop_ms: 1_500 });
-        assert_eq!(on_backstop(&call, 1_500), Step::Deliver(Err(CallError::Timeout)));
-        assert_eq!(on_backstop(&pending(), 1_000), Step::Dispatch { backstop_ms: 2_000 });
+        assert_eq!(on_backstop(&call, 1_000, None), Step::Dispatch { backstop_ms: 1_500 });
+        assert_eq!(on_backstop(&call, 1_499, None), Step::Dispatch { backstop_ms: 1_500 });
+        assert_eq!(on_backstop(&call, 1_500, None), Step::Deliver(Err(CallError::Timeout)));
+        assert_eq!(on_backstop(&pending(), 1_000, None), Step::Dispatch { backstop_ms: 2_000 });
+    }
+
+    #[test]
+    fn a_send_in_flight_is_not_sent_again_and_its_backstop_backs_off() {
+        let call = pending();
+        // Every second while no send is in flight.
+        assert_eq!(on_backstop(&call, 10_000, None), Step::Dispatch { backstop_ms: 11_000 });
+        // In flight: wait twice as long as it has been out, from one second up to a minute.
+        assert_eq!(on_backstop(&call, 10_000, Some(10_000)), Step::Wait { backstop_ms: 11_000 });
+        assert_eq!(on_backstop(&call, 10_000, Some(9_000)), Step::Wait { backstop_ms: 12_000 });
+        assert_eq!(on_backstop(&call, 10_000, Some(7_000)), Step::Wait { backstop_ms: 16_000 });
+        assert_eq!(on_backstop(&call, 10_000_000, Some(0)), Step::Wait { backstop_ms: 10_060_000 });
+        // A start "after now" (another clock) waits the least, never less.
+        assert_eq!(on_backstop(&call, 10_000, Some(50_000)), Step::Wait { backstop_ms: 11_000 });
+        // So a send out since 0, looked at whenever the backstop fires, is looked at at
+        // 1, 3, 9, 27, 81, 141, 201 s: seven times in 200 s instead of two hundred.
+        let (mut now, mut times) = (1_000, vec![]);
+        while now <= 201_000 {
+            times.push(now / 1_000);
+            let Step::Wait { backstop_ms } = on_backstop(&call, now, Some(0)) else { panic!("sent again at {now}") };
+            now = backstop_ms;
+        }
+        assert_eq!(times, [1, 3, 9, 27, 81, 141, 201]);
+        // The deadline still caps the wait, and still ends the call, in flight or not.
+        let timed = Pending { deadline_ms: Some(12_500), ..pending() };
+        assert_eq!(on_backstop(&timed, 10_000, Some(5_000)), Step::Wait { backstop_ms: 12_500 });
+        assert_eq!(on_backstop(&timed, 12_500, Some(5_000)), Step::Deliver(Err(CallError::Timeout)));
+        // A stored result is delivered, in flight or not.
+        let done = Pending { result: Some(Ok(json!(3))), ..pending() };
+        assert_eq!(on_backstop(&done, 10_000, Some(9_999)), Step::Deliver(Ok(json!(3))));
+    }
+
+    #[test]
+    fn the_first_result_counts_and_is_cut_to_what_the_row_holds() {
+        assert_eq!(first_result(None, Ok(json!(1)), 0), Ok(json!(1)));
+        assert_eq!(first_result(Some(Ok(json!(2))), Ok(json!(1)), 0), Ok(json!(2)));
+        assert_eq!(first_result(Some(Err(CallError::Cancelled)), Err(CallError::Timeout), 0), Err(CallError::Cancelled));
+        let big = Ok(json!("x".repeat(1_200_000)));
+        assert!(matches!(first_result(None, big.clone(), 1_200_000), Err(CallError::TooLarge { .. })));
+        assert_eq!(first_result(None, big.clone(), 10), big);
     }
 
     #[test]
@@ -383,12 +479,12 @@ mod tests {
             call = next;
             if i < MAX_TRANSPORT_ATTEMPTS {
                 assert_eq!(result, None, "gave up after {i} failures");
-                let Step::Dispatch { backstop_ms } = on_backstop(&call, 0) else { panic!("not dispatching") };
+                let Step::Dispatch { backstop_ms } = on_backstop(&call, 0, None) else { panic!("not dispatching") };
                 delays.push(backstop_ms);
             } else {
                 let err = Err(CallError::Transport { message: format!("boom {i}") });
                 assert_eq!(result, Some(err.clone()));
-                assert_eq!(on_backstop(&call, 0), Step::Deliver(err));
+                assert_eq!(on_backstop(&call, 0, None), Step::Deliver(err));
             }
         }
         assert_eq!(delays, [2_000, 4_000, 8_000, 16_000, 32_000]);
@@ -405,6 +501,7 @@ mod tests {
             CallError::Expired { message: "m".into() },
             CallError::TooLarge { bytes: 3, limit: 2 },
             CallError::Storage { message: "m".into() },
+            CallError::BadReply { message: "m".into() },
         ] {
             let result: CallResult = Err(e);
             let text = serde_json::to_string(&result).unwrap();
@@ -463,14 +560,14 @@ mod tests {
         let call = Pending { issued_ms: issued, ..pending() };
         let horizon = send_horizon_ms(issued);
         assert_eq!(horizon, issued + MAX_REQUEST_AGE_MS + MAX_CLOCK_SKEW_MS);
-        assert!(matches!(on_backstop(&call, horizon), Step::Dispatch { .. }));
-        let Step::Deliver(Err(CallError::Expired { message })) = on_backstop(&call, horizon + 1) else { panic!("not expired") };
+        assert!(matches!(on_backstop(&call, horizon, None), Step::Dispatch { .. }));
+        let Step::Deliver(Err(CallError::Expired { message })) = on_backstop(&call, horizon + 1, None) else { panic!("not expired") };
         assert!(message.contains("not sent again"), "{message}");
         // A stored result and a timeout come first.
         let done = Pending { result: Some(Ok(json!(1))), ..call.clone() };
-        assert_eq!(on_backstop(&done, horizon + 1), Step::Deliver(Ok(json!(1))));
+        assert_eq!(on_backstop(&done, horizon + 1, None), Step::Deliver(Ok(json!(1))));
         let timed = Pending { deadline_ms: Some(issued + 5), ..call };
-        assert_eq!(on_backstop(&timed, horizon + 1), Step::Deliver(Err(CallError::Timeout)));
+        assert_eq!(on_backstop(&timed, horizon + 1, None), Step::Deliver(Err(CallError::Timeout)));
         assert_eq!(send_horizon_ms(i64::MAX), i64::MAX);
     }
 

@@ -55,6 +55,11 @@ pub struct CallOptions {
     /// [`CallError::Timeout`](crate::CallError::Timeout). `None`: no deadline (transport
     /// failures still end the call after [`MAX_TRANSPORT_ATTEMPTS`](crate::MAX_TRANSPORT_ATTEMPTS)).
     pub timeout: Option<Duration>,
+    /// The test hook: the call counts as made at this Unix time in milliseconds (the issue
+    /// time every request of it carries, from which the remote judges its age), as if the
+    /// caller had made it then; `None`, the default: now. The timeout still counts from
+    /// now. Tests use it to make calls that are too old for a remote.
+    pub issued_ms: Option<i64>,
 }
 
 impl CallOptions {
@@ -68,5 +73,11 @@ impl CallOptions {
     #[must_use]
     pub fn timeout(self, timeout: Duration) -> Self {
         CallOptions { timeout: Some(timeout), ..self }
+    }
+
+    /// The test hook: made at `unix_ms` (see [`issued_ms`](Self::issued_ms)).
+    #[must_use]
+    pub fn issued_at(self, unix_ms: i64) -> Self {
+        CallOptions { issued_ms: Some(unix_ms), ..self }
     }
 }

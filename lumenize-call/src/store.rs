@@ -1,5 +1,5 @@
 //! The two tables of lumenize-call in the object's SQLite: the caller's pending calls and
-//! the remote's results. Opened after [`Alarms::new`](lumenize_alarms::Alarms::new), which
+//! the remote's results. Opened after [`Alarms::open`](lumenize_alarms::Alarms::open), which
 //! has already checked that the object has SQLite.
 
 use serde::{Deserialize, Serialize};
@@ -169,30 +169,19 @@ impl Store {
         Ok(())
     }
 
-    /// Stores the result unless one is stored already, and empties the operation (not needed
-    /// any more, and it makes room for the result); returns the result that counts. A result
-    /// that does not fit next to the continuation value is stored as
-    /// [`CallError::TooLarge`](crate::CallError::TooLarge), one whose write fails anyway
-    /// as [`CallError::Storage`](crate::CallError::Storage): either way the call settles.
-    pub(crate) fn settle(&self, id: &str, result: CallResult) -> Result<Option<(PendingCall, CallResult)>> {
-        let Some(call) = self.call(id)? else { return Ok(None) };
-        if let Some(first) = call.result.clone() {
-            return Ok(Some((call, first)));
-        }
+    /// Stores `result` (see [`first_result`](machine::first_result)) as the result of call
+    /// `id`, in place of its operation (not needed any more, and it makes room), unless a
+    /// result is stored already: a delivery whose continuation failed leaves it for the
+    /// retries. A write that fails stores [`CallError::Storage`](crate::CallError::Storage)
+    /// in its place.
+    pub(crate) fn store_result(&self, id: &str, result: &CallResult) -> Result<()> {
         let store = |result: &CallResult| {
-            self.exec("UPDATE _lumenize_calls SET result = ?, op = '' WHERE id = ?", vec![json(result), id.into()])
+            self.exec("UPDATE _lumenize_calls SET result = ?, op = '' WHERE id = ? AND result IS NULL", vec![json(result), id.into()])
         };
-        let row_bytes = machine::json_len(&call.resume).saturating_add(machine::json_len(&call.target));
-        let result = machine::storable_result(result, row_bytes);
-        let result = match store(&result) {
-            Ok(_) => result,
-            Err(e) => {
-                let fallback = machine::unstored_result(e.to_string());
-                store(&fallback)?;
-                fallback
-            }
-        };
-        Ok(Some((call, result)))
+        if let Err(e) = store(result) {
+            store(&machine::unstored_result(e.to_string()))?;
+        }
+        Ok(())
     }
 
     pub(crate) fn remove_call(&self, id: &str) -> Result<()> {

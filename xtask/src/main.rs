@@ -23,7 +23,7 @@ use lumenize_harness as harness;
 /// The packages whose tests run the built workers in workerd (the integration suite).
 const INTEGRATION: &[&str] = &["lumenize-harness", "lumenize-driver"];
 /// The worker crates (cdylib, built by worker-build), relative to the workspace root.
-const WORKERS: &[&str] = &["examples/call-alarm-delay", "examples/alarms-robustness", "testing/sandbox"];
+const WORKERS: &[&str] = &["examples/call-alarm-delay", "examples/alarms-robustness", "examples/quickstart", "testing/sandbox"];
 /// The libraries whose wasm-only pieces run under wasm-bindgen-test.
 const WASM_TESTED: &[&str] = &["lumenize-alarms", "lumenize-call"];
 /// The Rust target of workers.
@@ -359,6 +359,10 @@ fn test() -> ExitCode {
         cmd.args(["--exclude", p]);
     }
     native.run(cmd);
+    // The optional features' own tests: cron in a time zone (daylight saving time).
+    let mut cmd = cargo();
+    cmd.args(["test", "-p", "lumenize-alarms", "--features", "timezone", "--lib"]);
+    native.run(cmd);
     native.duration = started.elapsed();
     suites.push(native);
 
@@ -422,7 +426,7 @@ fn package_suite() -> Suite {
     suite.check("cargo publish --dry-run", publish);
 
     let mut doc = cargo();
-    doc.args(["doc", "--no-deps", "--target", WASM_TARGET]);
+    doc.args(["doc", "--no-deps", "--all-features", "--target", WASM_TARGET]);
     for p in PUBLISHED {
         doc.args(["-p", p]);
     }

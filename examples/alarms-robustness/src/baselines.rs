@@ -195,13 +195,13 @@ impl Native {
 /// queue on every retry); a batch limit (one `alarm()` runs the whole backlog, however
 /// long); re-arming a lost alarm when the object starts; ids, cancel, list, cron and
 /// interval schedules, and refusing due times the runtime cannot arm.
-struct Floor {
+pub(crate) struct Floor {
     storage: Storage,
     sql: SqlStorage,
 }
 
 impl Floor {
-    fn open(state: &State) -> Result<Self> {
+    pub(crate) fn open(state: &State) -> Result<Self> {
         let storage = state.storage();
         let sql = storage.sql();
         sql.exec(
@@ -212,18 +212,18 @@ impl Floor {
         Ok(Floor { storage, sql })
     }
 
-    async fn armed(&self) -> Result<Option<i64>> {
+    pub(crate) async fn armed(&self) -> Result<Option<i64>> {
         self.storage.get_alarm().await
     }
 
-    fn insert(&self, due_ms: i64, payload: &impl Serialize) -> Result<()> {
+    pub(crate) fn insert(&self, due_ms: i64, payload: &impl Serialize) -> Result<()> {
         let payload = serde_json::to_string(payload)?;
         self.sql.exec("INSERT INTO floor_tasks (due_ms, payload) VALUES (?, ?)", vec![due_ms.into(), payload.into()])?;
         Ok(())
     }
 
     /// Moves the alarm to `earliest` if it is earlier than `armed`; whether it did.
-    async fn arm(&self, armed: Option<i64>, earliest: Option<i64>) -> Result<bool> {
+    pub(crate) async fn arm(&self, armed: Option<i64>, earliest: Option<i64>) -> Result<bool> {
         match earliest {
             Some(at) if armed.is_none_or(|armed| at < armed) => set_alarm_at(&self.storage, at).await.map(|()| true),
             _ => Ok(false),
@@ -237,20 +237,8 @@ impl Floor {
     /// Runs `run(id, due_ms, payload)` for every due task, in due order, deleting each after
     /// it ran; then arms the alarm for the next (now + 1 ms at the soonest: an alarm set for
     /// "now" inside `alarm()` may be dropped).
-    async fn run_due<T: DeserializeOwned>(&self, mut run: impl FnMut(i64, i64, T) -> Result<()>) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Row {
-            id: i64,
-            due_ms: i64,
-            payload: String,
-        }
-        let now = now_ms();
-        let due: Vec<Row> =
-            self.sql.exec("SELECT id, due_ms, payload FROM floor_tasks WHERE due_ms <= ? ORDER BY due_ms, id", vec![now.into()])?.to_array()?;
-        for row in due {
-            run(row.id, row.due_ms, serde_json::from_str(&row.payload)?)?;
-            self.sql.exec("DELETE FROM floor_tasks WHERE id = ?", vec![row.id.into()])?;
-        }
+    async fn run_due<T: DeserializeOwned>(&self, run: impl FnMut(i64, i64, T) -> Result<()>) -> Result<()> {
+        self.run_due_at(now_ms(), run)?;
         #[derive(Deserialize)]
         struct Next {
             v: Option<i64>,
@@ -260,5 +248,22 @@ impl Floor {
             Some(at) => set_alarm_at(&self.storage, at.max(now_ms() + 1)).await,
             None => Ok(()),
         }
+    }
+
+    /// Runs every task due at `now` as [`run_due`](Self::run_due) does, without the alarm.
+    pub(crate) fn run_due_at<T: DeserializeOwned>(&self, now: i64, mut run: impl FnMut(i64, i64, T) -> Result<()>) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: i64,
+            due_ms: i64,
+            payload: String,
+        }
+        let due: Vec<Row> =
+            self.sql.exec("SELECT id, due_ms, payload FROM floor_tasks WHERE due_ms <= ? ORDER BY due_ms, id", vec![now.into()])?.to_array()?;
+        for row in due {
+            run(row.id, row.due_ms, serde_json::from_str(&row.payload)?)?;
+            self.sql.exec("DELETE FROM floor_tasks WHERE id = ?", vec![row.id.into()])?;
+        }
+        Ok(())
     }
 }

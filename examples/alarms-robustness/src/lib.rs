@@ -14,10 +14,13 @@
 //! | `GET /<object>/status` | | [`StatusReply`] |
 //! | `DELETE /<object>/storage` | | deletes the object's storage (tasks, firings, alarm) |
 //!
-//! The lumenize-alarms API used in `src/object.rs`: `Alarms::new` on every event (the
-//! first open after a restart re-arms a lost alarm), `Alarms::schedule_with` with a
-//! `RetryPolicy`, `Alarms::list` with a `Filter`, `Alarms::run_due` in `alarm()`, and
-//! `AbortOnPanic` to record a panic in the object's own table.
+//! The lumenize-alarms API used in `src/object.rs`: `Alarms::open` once per object (at its
+//! first event here, so that objects running a baseline never create its table; a user's
+//! object opens it in `DurableObject::new`), `Alarms::schedule_with` with a `RetryPolicy`
+//! (or one `schedule_many_with` for the `lumenize-many` scheduler), `Alarms::list` with a
+//! `Filter`, `Alarms::run_due` in `alarm()`, and `AbortOnPanic` to record a panic in the
+//! object's own table. `POST /<object>/bench` (`src/bench.rs`) measures the per-task costs
+//! of lumenize-alarms against the floor's in one request.
 //!
 //! The same class runs two baselines in the same run, for comparison (`src/baselines.rs`):
 //! `native`, the one native alarm set directly for each task, and `floor`, a minimal
@@ -29,6 +32,8 @@
 pub mod api;
 #[cfg(target_arch = "wasm32")]
 mod baselines;
+#[cfg(target_arch = "wasm32")]
+mod bench;
 #[cfg(target_arch = "wasm32")]
 mod object;
 

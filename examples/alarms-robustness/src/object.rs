@@ -232,6 +232,7 @@ impl DurableObject for RobustnessDO {
             (Method::Post, "schedule", Some(r), Some(alarms)) => Response::from_json(&self.schedule(alarms, r).await?),
             (Method::Post, "schedule", Some(r), None) => Response::from_json(&baselines::schedule(&self.state, scheduler, &r).await?),
             (Method::Get, "firings", ..) => Response::from_json(&self.firings(&url)?),
+            (Method::Post, "bench", ..) => Response::from_json(&crate::bench::run(&self.state, req.json().await?).await?),
             (Method::Get, "status", _, Some(alarms)) => Response::from_json(&self.status(alarms).await?),
             (Method::Get, "status", _, None) => Response::from_json(&baselines::status(&self.state, scheduler).await?),
             (Method::Delete, "storage", ..) => {

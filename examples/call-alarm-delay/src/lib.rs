@@ -1,5 +1,6 @@
 //! `call-alarm-delay`: what does sending a lumenize-call through the alarm cost, against
-//! sending it at once, against a plain `stub.fetch`?
+//! sending it at once, against a plain `stub.fetch` with or without the writes a durable
+//! call needs?
 //!
 //! A client (the driver, `cargo run -p lumenize-driver -- call-alarm-delay`) opens a
 //! WebSocket to `OriginDO` and sends one message per operation:
@@ -8,7 +9,7 @@
 //! {"action": "test-call", "mode": "alarm", "id": 17}
 //! ```
 //!
-//! `OriginDO` calls `RemoteDO` ("test-instance"), which echoes. When the result is back,
+//! `OriginDO` calls `RemoteDO` ("test-instance"), which echoes the id. When the result is back,
 //! the origin answers on the socket with `{"type": "call-complete", "id": 17}`, or
 //! `{"type": "call-error", "id": 17, "error": "..."}`. The client times each operation from
 //! send to answer on its own clock (inside the runtime, `Date.now()` only moves across I/O).
@@ -18,6 +19,7 @@
 //! | `alarm` | `calls.call(..)` with [`Dispatch::Alarm`]: a zero-delay lumenize-alarms task sends it from the next native alarm |
 //! | `direct` | `calls.call(..)` with [`Dispatch::Direct`]: sent at once, with a durable backstop task |
 //! | `raw` | an awaited `stub.fetch` to the same `RemoteDO`: no record, no retry, no continuation (the floor) |
+//! | `raw-durable` | `raw` plus the three writes a durable call needs, each committed before what follows it leaves the object: a row at the origin before sending, a row at the remote before it replies, a write at the origin before it reports completion (the durable floor) |
 //!
 //! With `"run_due_now": true` in the message, the origin runs its due tasks right after the
 //! call through lumenize-alarms' test hook ([`Alarms::run_due_at`]) instead of waiting for
@@ -26,9 +28,18 @@
 //! The worker's routes: `GET /` says what this is; `/origin/<name>` (a WebSocket upgrade)
 //! connects to the `OriginDO` called `<name>`.
 //!
+//! As an example of lumenize-call, this is the whole of it: `RemoteOp` names its reply type
+//! ([`Operation`]); `OriginDO` opens its [`Alarms`] and [`Calls`] once, in `new`, with the
+//! continuation `report`; `call` sends; `alarm()` hands the call tasks to `Calls::run`.
+//! `RemoteDO` opens a [`Server`], answers with `Server::serve` (whose handler must return
+//! the reply type) and runs its cleanup task with `Server::run`.
+//!
 //! [`Alarms::run_due_at`]: lumenize_alarms::Alarms::run_due_at
 
-use lumenize_call::{CallOptions, CallTask, Calls, Ctx, Dispatch, Target};
+use std::convert::Infallible;
+
+use lumenize_alarms::Alarms;
+use lumenize_call::{CallError, CallOptions, CallTask, Calls, Ctx, Dispatch, Operation, Server, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::*;
@@ -38,7 +49,7 @@ const REMOTE: &str = "test-instance";
 
 /// How an operation reaches `RemoteDO`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// `call()` with [`Dispatch::Alarm`].
     Alarm,
@@ -46,6 +57,8 @@ pub enum Mode {
     Direct,
     /// A plain awaited `stub.fetch`.
     Raw,
+    /// A plain awaited `stub.fetch` with a call's three durable writes.
+    RawDurable,
 }
 
 /// A message from the client.
@@ -74,11 +87,37 @@ pub enum RemoteOp {
     },
 }
 
-/// The continuation: which operation to report on the socket.
+impl Operation for RemoteOp {
+    /// The id, echoed.
+    type Reply = u64;
+}
+
+/// The continuation value: which operation to report on the socket.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Resume {
     /// The client's operation id.
     pub id: u64,
+}
+
+/// The continuation of every call: report the result on the socket. It runs once per call,
+/// in whatever event brought the result in (a fetch's reply, the alarm), so it finds the
+/// socket through the object's state.
+async fn report(ctx: Ctx, resume: Resume, result: std::result::Result<u64, CallError>) -> Result<()> {
+    let message = match result {
+        Ok(echo) if echo == resume.id => completed(resume.id),
+        Ok(echo) => failed(resume.id, format!("echoed {echo}")),
+        Err(e) => failed(resume.id, e),
+    };
+    send_all(&ctx.state, &message)
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX)
+}
+
+/// An operation id as SQLite stores it.
+fn sql_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
 }
 
 #[event(fetch)]
@@ -115,61 +154,74 @@ fn failed(id: u64, error: impl std::fmt::Display) -> serde_json::Value {
 pub struct OriginDO {
     state: State,
     env: Env,
+    alarms: Alarms<CallTask>,
+    calls: Calls<CallTask, RemoteOp, Resume>,
 }
 
 impl OriginDO {
-    /// Opens the object's calls with the continuation: report the result on the socket.
-    async fn calls(&self) -> Result<Calls<CallTask>> {
-        let calls = Calls::<CallTask>::new(&self.state, &self.env).await?;
-        Ok(calls.on_result(|ctx: Ctx, resume: Resume, result| async move {
-            let message = match result {
-                Ok(_echo) => completed(resume.id),
-                Err(e) => failed(resume.id, e),
-            };
-            send_all(&ctx.state, &message)
-        }))
-    }
-
     /// One operation. Its answer comes from the continuation (`alarm`, `direct`) or from
-    /// here once the fetch is back (`raw`).
+    /// here once the fetch is back (`raw`, `raw-durable`).
     async fn test_call(&self, mode: Mode, id: u64, run_due_now: bool) -> Result<()> {
         let dispatch = match mode {
             Mode::Alarm => Dispatch::Alarm,
             Mode::Direct => Dispatch::Direct,
             Mode::Raw => return self.raw_call(id).await,
+            Mode::RawDurable => return self.raw_durable_call(id).await,
         };
-        let calls = self.calls().await?;
         let options = CallOptions::default().dispatch(dispatch);
-        calls.call(Target::named("REMOTE", REMOTE), &RemoteOp::Echo { id }, &Resume { id }, options).await?;
+        self.calls.call(Target::named("REMOTE", REMOTE), &RemoteOp::Echo { id }, Resume { id }, options).await?;
         if run_due_now {
             // The test hook: run what is due now without waiting for the native alarm.
-            let now = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
-            calls
-                .alarms()
-                .run_due_at(now, |task, info| {
-                    let calls = calls.clone();
-                    async move { calls.run(task, &info).await }
-                })
-                .await?;
+            self.alarms.run_due_at(now_ms(), async |task, info| self.calls.run(task, &info).await).await?;
         }
         Ok(())
     }
 
     /// The floor: a plain awaited `stub.fetch`, nothing stored, nothing retried.
     async fn raw_call(&self, id: u64) -> Result<()> {
+        let echo = self.fetch_remote("/raw", id).await?;
+        send_all(&self.state, &echoed(id, &echo))
+    }
+
+    /// The durable floor: `raw` plus the writes a durable call makes, each with nothing
+    /// awaited between it and what follows it, so that the runtime holds what follows until
+    /// it is committed (as it does for a call): a row here before the request leaves, a row
+    /// at the remote before its answer leaves (`/raw-durable`), a write here before the
+    /// completion is reported. No retry, no continuation, no alarm.
+    async fn raw_durable_call(&self, id: u64) -> Result<()> {
+        let sql = self.state.storage().sql();
+        sql.exec("INSERT OR REPLACE INTO raw_calls (id, sent_ms) VALUES (?, ?)", vec![sql_id(id).into(), now_ms().into()])?;
+        let echo = self.fetch_remote("/raw-durable", id).await?;
+        sql.exec("DELETE FROM raw_calls WHERE id = ?", vec![sql_id(id).into()])?;
+        send_all(&self.state, &echoed(id, &echo))
+    }
+
+    /// POSTs `id` to `RemoteDO`'s `path`; its answer.
+    async fn fetch_remote(&self, path: &str, id: u64) -> Result<String> {
         let stub = self.env.durable_object("REMOTE")?.id_from_name(REMOTE)?.get_stub()?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post).with_body(Some(id.to_string().into()));
-        let mut response = stub.fetch_with_request(Request::new_with_init("https://remote/raw", &init)?).await?;
-        let echo = response.text().await?;
-        let message = if echo == id.to_string() { completed(id) } else { failed(id, format!("raw echo {echo:?}")) };
-        send_all(&self.state, &message)
+        let mut response = stub.fetch_with_request(Request::new_with_init(&format!("https://remote{path}"), &init)?).await?;
+        response.text().await
+    }
+}
+
+/// What to report for a raw operation `id` whose answer was `echo`.
+fn echoed(id: u64, echo: &str) -> serde_json::Value {
+    if echo == id.to_string() {
+        completed(id)
+    } else {
+        failed(id, format!("raw echo {echo:?}"))
     }
 }
 
 impl DurableObject for OriginDO {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env }
+        let sql = state.storage().sql();
+        sql.exec("CREATE TABLE IF NOT EXISTS raw_calls (id INTEGER PRIMARY KEY, sent_ms INTEGER)", None).expect("create raw_calls");
+        let alarms = Alarms::open(&state).expect("a SQLite-backed class");
+        let calls = Calls::open(&state, &env, alarms.clone(), report).expect("LUMENIZE_CALL_SECRET is set");
+        Self { state, env, alarms, calls }
     }
 
     /// Accepts a hibernatable WebSocket: the object may be evicted between messages.
@@ -206,7 +258,7 @@ impl DurableObject for OriginDO {
 
     /// The native alarm runs the due call tasks: `alarm`-mode dispatches, backstops.
     async fn alarm(&self) -> Result<Response> {
-        self.calls().await?.run_due().await?;
+        self.alarms.run_due(async |task, info| self.calls.run(task, &info).await).await?;
         Response::ok("ran")
     }
 }
@@ -215,26 +267,40 @@ impl DurableObject for OriginDO {
 #[durable_object]
 pub struct RemoteDO {
     state: State,
-    env: Env,
+    alarms: Alarms<CallTask>,
+    server: Server,
 }
 
 impl DurableObject for RemoteDO {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env }
+        let sql = state.storage().sql();
+        sql.exec("CREATE TABLE IF NOT EXISTS raw_served (id INTEGER PRIMARY KEY, at_ms INTEGER)", None).expect("create raw_served");
+        let alarms = Alarms::open(&state).expect("a SQLite-backed class");
+        let server = Server::open(&state, &env, alarms.clone()).expect("LUMENIZE_CALL_SECRET is set");
+        Self { state, alarms, server }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        if req.path() == "/raw" {
-            return Response::ok(req.text().await?);
+        match req.path().as_str() {
+            "/raw" => Response::ok(req.text().await?),
+            // One row, committed before the answer leaves (nothing awaited in between).
+            "/raw-durable" => {
+                let body = req.text().await?;
+                let id = body.parse::<i64>().map_err(|e| Error::RustError(format!("not an id: {e}")))?;
+                let sql = self.state.storage().sql();
+                sql.exec("INSERT OR REPLACE INTO raw_served (id, at_ms) VALUES (?, ?)", vec![id.into(), now_ms().into()])?;
+                Response::ok(body)
+            }
+            // The compiler checks that the handler returns RemoteOp::Reply.
+            _ => Ok(self.server.serve(req, async |op: RemoteOp| match op {
+                RemoteOp::Echo { id } => Ok::<_, Infallible>(id),
+            }).await?),
         }
-        let calls = Calls::<CallTask>::new(&self.state, &self.env).await?;
-        let echo = |op: RemoteOp| async move { Ok::<_, std::convert::Infallible>(op) };
-        Ok(calls.serve(req, echo).await?)
     }
 
     /// Cleans up the stored results of served calls.
     async fn alarm(&self) -> Result<Response> {
-        Calls::<CallTask>::new(&self.state, &self.env).await?.run_due().await?;
+        self.alarms.run_due(async |task, info| self.server.run(task, &info).await).await?;
         Response::ok("ran")
     }
 }

@@ -16,9 +16,11 @@
 //!   object unusable.
 //!
 //! The memory is dropped when the object restarts (a new isolate), after any error of a
-//! run or of the alarm, and when the remembered time has passed (it should have fired and
-//! been replaced by its run's arming): the next event reads the alarm again. So an alarm
-//! deleted behind the scheduler's back is noticed at the latest once its time has passed.
+//! run or of the alarm, and looked at again when the remembered time has been past for
+//! [`RECHECK_AFTER_MS`] without being read (it should have fired, and its run should have
+//! replaced it): so an alarm deleted behind the scheduler's back is noticed at the first
+//! scheduling a second after its time. An alarm found still armed for a past time is left
+//! as it is (it fires as soon as it can), except on the first read after a start.
 //! The scheduler must be the only writer of the alarm; code that writes the alarm itself
 //! must not share the object with it.
 
@@ -123,6 +125,11 @@ impl NativeAlarm for SimulatedAlarm {
 /// ahead, so the next run goes on).
 const MAX_REFUSALS: usize = 16;
 
+/// How long a remembered alarm time may stay in the past, unread, before the scheduler reads
+/// the alarm again to see whether the runtime lost it. A due alarm cannot fire while a
+/// request runs (a long burst of single schedules), so it is read at most this often then.
+pub const RECHECK_AFTER_MS: i64 = 1_000;
+
 impl<S: Store> Scheduler<S> {
     /// What the native alarm is known to be: remembered, or read. The first read since the
     /// object started re-arms a lost, past or too late alarm. Call it on the first event after a start (the
@@ -136,26 +143,38 @@ impl<S: Store> Scheduler<S> {
             self.forget_alarm();
         }
         match self.known_alarm.get() {
-            // An armed time already past should have fired and been replaced by its run: if
-            // it is still remembered, look again (the runtime may have lost it).
-            Some(Some(t)) if t < now_ms => {}
+            // Armed for a time long past, and not looked at since: the runtime may have lost it.
+            Some(Some(t)) if t < now_ms && now_ms - self.checked_ms.get() > RECHECK_AFTER_MS => {}
             Some(known) => return Ok(known),
             None => {}
         }
+        let first = !self.read_once.replace(true);
+        self.forget_alarm();
         let armed = alarm.get().await?;
-        self.known_alarm.set(Some(armed));
-        // Lost, in the past, or later than the earliest task (a run cut short by a crash
-        // may have stored tasks it never armed for): arm exactly.
+        if let Some(known) = self.known_alarm.get() {
+            // Another read or a write finished while this one waited: it knows better.
+            return Ok(known);
+        }
+        self.remember(armed, now_ms);
+        // Lost, or later than the earliest task (a run cut short by a crash may have stored
+        // tasks it never armed for), or, on the first read after a start, in the past (a
+        // past-due alarm may never fire after a restart): arm exactly.
         let wanted = self.store.earliest()?.map(|head| head.due_ms.max(now_ms + 1));
         let stale = match (armed, wanted) {
             (_, None) => false,
             (None, Some(_)) => true,
-            (Some(t), Some(w)) => t < now_ms || t > w,
+            (Some(t), Some(w)) => t > w || (first && t < now_ms),
         };
         if stale && !self.running() {
             self.arm_earliest(alarm, now_ms).await?;
         }
         Ok(self.known_alarm.get().flatten())
+    }
+
+    /// Remembers that the alarm is `armed`, as read or written at `now_ms`.
+    pub(crate) fn remember(&self, armed: Option<i64>, now_ms: i64) {
+        self.known_alarm.set(Some(armed));
+        self.checked_ms.set(now_ms);
     }
 
     /// After tasks were stored whose earliest is due at `due_ms`: arms the alarm for it if
@@ -170,7 +189,7 @@ impl<S: Store> Scheduler<S> {
         }
         match alarm.set(at).await {
             Ok(()) => {
-                self.known_alarm.set(Some(Some(at)));
+                self.remember(Some(at), now_ms);
                 Ok(())
             }
             // Refused: find which task cannot be armed, one at a time.
@@ -207,21 +226,21 @@ impl<S: Store> Scheduler<S> {
             let Some(head) = self.store.earliest()? else {
                 if self.known_alarm.get() != Some(None) {
                     alarm.delete().await?;
-                    self.known_alarm.set(Some(None));
+                    self.remember(None, now_ms);
                 }
                 return Ok(());
             };
             let at = head.due_ms.max(now_ms + 1);
             let refusal = match alarm.set(at).await {
                 Ok(()) => {
-                    self.known_alarm.set(Some(Some(at)));
+                    self.remember(Some(at), now_ms);
                     return Ok(());
                 }
                 Err(e) => e,
             };
             // Can the runtime arm anything? If not, the alarm itself fails: say so.
             alarm.set(now_ms + 1).await.map_err(|_| Error::Storage(refusal.to_string()))?;
-            self.known_alarm.set(Some(Some(now_ms + 1)));
+            self.remember(Some(now_ms + 1), now_ms);
             self.kill_unarmable(&head, at, &refusal)?;
         }
         Err(Error::Storage(format!("the runtime refused to arm {MAX_REFUSALS} tasks in a row; an alarm is set just ahead to go on")))
@@ -230,7 +249,7 @@ impl<S: Store> Scheduler<S> {
     fn kill_unarmable(&self, head: &Key, at_ms: i64, refusal: &Error) -> Result<()> {
         let error = format!("the runtime refused to arm its time {at_ms} ms: {refusal}");
         match self.store.get(&head.id)? {
-            Some(task) if Key::of(&task) == *head => self.apply(&task, &Change::Kill { error }).map(drop),
+            Some(task) if Key::of(&task) == *head => self.apply(head, &task, &Change::Kill { error, attempts: task.attempts }).map(drop),
             _ => Ok(()),
         }
     }

@@ -22,7 +22,7 @@ use crate::core::task::Scheduled;
 #[non_exhaustive]
 pub enum Event<'a> {
     /// Stored by `schedule` or `schedule_many` (not reported when `keep_existing` kept the
-    /// stored one).
+    /// stored one). Its `seq` is not read back from storage: it shows 0.
     Scheduled(&'a Scheduled),
     /// A handler starts (attempt `task.attempts`), `lateness_ms` after the time it was due.
     Started {

@@ -37,14 +37,14 @@ fn live(task: &Scheduled) -> bool {
 }
 
 impl Store for MemoryStore {
-    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<Option<i64>> {
+    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<bool> {
         if keep_existing && self.rows.borrow().contains_key(&task.id) {
-            return Ok(None);
+            return Ok(false);
         }
         let seq = self.last_seq.get() + 1;
         self.last_seq.set(seq);
         self.rows.borrow_mut().insert(task.id.clone(), Scheduled { seq, ..task.clone() });
-        Ok(Some(seq))
+        Ok(true)
     }
 
     fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {
@@ -105,17 +105,27 @@ impl Store for MemoryStore {
                 task.attempts = 0;
                 task.last_error = None;
             }
-            Change::Retry { due_ms, error } => {
+            Change::Retry { due_ms, error, attempts } => {
                 task.due_ms = *due_ms;
                 task.status = Status::Pending;
                 task.last_error = Some(error.clone());
+                task.attempts = *attempts;
             }
-            Change::Kill { error } => {
+            Change::Kill { error, attempts } => {
                 task.status = Status::Dead;
                 task.last_error = Some(error.clone());
+                task.attempts = *attempts;
             }
         }
         Ok(true)
+    }
+
+    fn remove_all(&self, keys: &[Key]) -> Result<usize> {
+        let mut removed = 0;
+        for key in keys {
+            removed += usize::from(self.change(key, &Change::Remove)?);
+        }
+        Ok(removed)
     }
 
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {

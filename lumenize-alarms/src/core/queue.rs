@@ -60,7 +60,7 @@ pub(crate) fn after_success(ran: &Scheduled, now_ms: i64) -> Change {
     match next_tick(ran, now_ms) {
         Ok(None) => Change::Remove,
         Ok(Some(due_ms)) => Change::Advance { due_ms },
-        Err(e) => Change::Kill { error: e.to_string() },
+        Err(e) => Change::Kill { error: e.to_string(), attempts: ran.attempts },
     }
 }
 
@@ -68,13 +68,13 @@ pub(crate) fn after_success(ran: &Scheduled, now_ms: i64) -> Change {
 /// a retry after the policy's backoff, or dead after the last attempt or when the retry
 /// would fall after the accepted range.
 pub(crate) fn after_failure(ran: &Scheduled, now_ms: i64, error: &str) -> Change {
-    let error = bounded(error);
-    if ran.attempts >= ran.retry.max_attempts {
-        return Change::Kill { error };
+    let (error, attempts) = (bounded(error), ran.attempts);
+    if attempts >= ran.retry.max_attempts {
+        return Change::Kill { error, attempts };
     }
-    match later(now_ms, ran.retry.delay_after(ran.attempts)) {
-        Ok(due_ms) => Change::Retry { due_ms, error },
-        Err(range) => Change::Kill { error: format!("{error} (no retry: {range})") },
+    match later(now_ms, ran.retry.delay_after(attempts)) {
+        Ok(due_ms) => Change::Retry { due_ms, error, attempts },
+        Err(range) => Change::Kill { error: format!("{error} (no retry: {range})"), attempts },
     }
 }
 
@@ -124,9 +124,9 @@ mod tests {
     fn failures_back_off_then_die() {
         let opts = Options::default().retry(RetryPolicy::attempts(2).backoff(Duration::from_millis(10), Duration::from_secs(1)));
         let t = running(task(When::at_unix_ms(0), &opts, 0));
-        assert_eq!(after_failure(&t, 5, "e1"), Change::Retry { due_ms: 15, error: "e1".into() });
+        assert_eq!(after_failure(&t, 5, "e1"), Change::Retry { due_ms: 15, error: "e1".into(), attempts: 1 });
         let t = running(t);
-        assert_eq!(after_failure(&t, 20, "e2"), Change::Kill { error: "e2".into() });
+        assert_eq!(after_failure(&t, 20, "e2"), Change::Kill { error: "e2".into(), attempts: 2 });
     }
 
     #[test]
@@ -134,7 +134,7 @@ mod tests {
         let huge = Duration::from_millis(10_000_000_000_000);
         let opts = Options::default().retry(RetryPolicy::attempts(3).backoff(huge, huge));
         let t = running(task(When::at_unix_ms(0), &opts, 0));
-        let Change::Kill { error } = after_failure(&t, 1_700_000_000_000, "boom") else { panic!("not killed") };
+        let Change::Kill { error, .. } = after_failure(&t, 1_700_000_000_000, "boom") else { panic!("not killed") };
         assert!(error.starts_with("boom (no retry: time"), "{error}");
     }
 
@@ -158,7 +158,7 @@ mod tests {
         let t = running(task(every, &Options::default(), MAX_TIME_MS - 1_000)); // tick MAX_TIME_MS
         assert!(matches!(after_success(&t, MAX_TIME_MS), Change::Kill { .. }));
         let cron = running(task(When::cron("0 0 1 1 *").unwrap(), &Options::default(), MAX_TIME_MS - 400 * 86_400_000));
-        let Change::Kill { error } = after_success(&cron, MAX_TIME_MS) else { panic!("not killed") };
+        let Change::Kill { error, .. } = after_success(&cron, MAX_TIME_MS) else { panic!("not killed") };
         assert!(error.contains("no occurrence"), "{error}");
     }
 

@@ -4,6 +4,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Display;
+use std::future::Future;
+use std::task::Poll;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -12,7 +14,7 @@ use crate::core::arming::NativeAlarm;
 use crate::core::event::Event;
 use crate::core::queue::{after_failure, after_success};
 use crate::core::scheduler::{still_due, Scheduler};
-use crate::core::store::{Change, Store};
+use crate::core::store::{Change, Key, Store};
 use crate::core::task::{Scheduled, Status};
 use crate::core::time::check_time;
 use crate::error::Result;
@@ -49,7 +51,17 @@ pub struct RunReport {
 /// storage but not in here was cut short by a crash or a panic (a panic resets the isolate,
 /// and this set with it).
 #[derive(Debug, Default)]
-pub struct InFlight(RefCell<HashMap<String, (Scheduled, Option<i64>)>>);
+pub struct InFlight(RefCell<HashMap<String, Flight>>);
+
+/// One running handler: its task as the handler sees it (running, this attempt counted),
+/// the key of its stored row (pending until the attempt is claimed), and when it asked to
+/// run again.
+#[derive(Debug)]
+struct Flight {
+    task: Scheduled,
+    key: Key,
+    deferred: Option<i64>,
+}
 
 impl InFlight {
     fn contains(&self, id: &str) -> bool {
@@ -65,12 +77,17 @@ impl InFlight {
     /// The tasks whose handlers are running now, as marked when they started.
     #[must_use]
     pub fn tasks(&self) -> Vec<Scheduled> {
-        self.0.try_borrow().map(|m| m.values().map(|(t, _)| t.clone()).collect()).unwrap_or_default()
+        self.keyed().into_iter().map(|(_, task)| task).collect()
+    }
+
+    /// The running tasks with the keys of their stored rows.
+    pub(crate) fn keyed(&self) -> Vec<(Key, Scheduled)> {
+        self.0.try_borrow().map(|m| m.values().map(|f| (f.key.clone(), f.task.clone())).collect()).unwrap_or_default()
     }
 
     /// Marks the running task `id` to run again at `at_ms`; whether it is running.
     pub(crate) fn defer(&self, id: &str, at_ms: i64) -> bool {
-        self.0.borrow_mut().get_mut(id).map(|(_, deferred)| *deferred = Some(at_ms)).is_some()
+        self.0.borrow_mut().get_mut(id).map(|f| f.deferred = Some(at_ms)).is_some()
     }
 }
 
@@ -78,14 +95,22 @@ impl InFlight {
 struct Entry<'a>(&'a InFlight, String);
 
 impl<'a> Entry<'a> {
-    fn new(set: &'a InFlight, task: &Scheduled) -> Self {
-        set.0.borrow_mut().insert(task.id.clone(), (task.clone(), None));
+    fn new(set: &'a InFlight, task: &Scheduled, key: Key) -> Self {
+        set.0.borrow_mut().insert(task.id.clone(), Flight { task: task.clone(), key, deferred: None });
         Entry(set, task.id.clone())
     }
 
-    /// When the handler asked to run again ([`Scheduler::defer`]).
-    fn deferred(&self) -> Option<i64> {
-        self.0 .0.borrow().get(&self.1).and_then(|(_, at)| *at)
+    /// The attempt is claimed in storage: its row is running now.
+    fn claimed(&self) {
+        if let Some(f) = self.0 .0.borrow_mut().get_mut(&self.1) {
+            f.key.status = Status::Running;
+        }
+    }
+
+    /// The key of the stored row, and when the handler asked to run again
+    /// ([`Scheduler::defer`]).
+    fn state(&self) -> Option<(Key, Option<i64>)> {
+        self.0 .0.borrow().get(&self.1).map(|f| (f.key.clone(), f.deferred))
     }
 }
 
@@ -126,7 +151,9 @@ impl<S: Store> Scheduler<S> {
     /// native alarm for what is left (see [`arming`](crate::core::arming)).
     ///
     /// `clock` is the time in Unix milliseconds, read after every handler; tasks are due per
-    /// `at_ms` if given (the test hook), else per `clock`. For each task: a payload that no
+    /// `at_ms` if given (the test hook), else per `clock`. Without `at_ms` the run is taken to
+    /// be the native alarm's, which the runtime spends as it fires: no alarm is armed when it
+    /// starts, so one that drains the queue has no alarm to delete. For each task: a payload that no
     /// longer deserialises makes it dead; otherwise it is claimed (running, one more
     /// attempt), `handler` runs, and `Ok` completes it (removed, or advanced if recurring)
     /// while `Err` retries it after its backoff or, after its last attempt, makes it dead
@@ -155,13 +182,18 @@ impl<S: Store> Scheduler<S> {
         F: AsyncFnMut(T, Scheduled) -> std::result::Result<(), E>,
         E: Display,
     {
-        if let Some(at) = at_ms {
-            check_time(at)?;
+        match at_ms {
+            Some(at) => {
+                check_time(at)?;
+            }
+            // Called by the native alarm, which the runtime has just spent: nothing is armed.
+            None => self.remember(None, clock()),
         }
         let now = || at_ms.unwrap_or_else(clock);
         let running = Running::new(&self.runs);
         let mut report = RunReport::default();
         let ran = self.run_batches(&now, limit, &mut handler, &mut report).await;
+        let ran = ran.and(self.flush_completed());
         drop(running);
         let armed = self.arm_after_run(alarm, clock).await;
         if ran.is_err() {
@@ -180,6 +212,7 @@ impl<S: Store> Scheduler<S> {
     {
         let mut done = 0;
         'read: while done < limit {
+            self.flush_completed()?;
             let batch = self.store.due(now(), (limit - done).min(FETCH))?;
             if batch.is_empty() {
                 return Ok(());
@@ -198,6 +231,7 @@ impl<S: Store> Scheduler<S> {
                 }
             }
         }
+        self.flush_completed()?;
         report.more_due = !self.store.due(now(), 1)?.is_empty();
         Ok(())
     }
@@ -211,21 +245,22 @@ impl<S: Store> Scheduler<S> {
         if self.in_flight.contains(&task.id) {
             return Ok(Step::Yield);
         }
+        let key = Key::of(&task);
         if task.status == Status::Running {
             report.interrupted += 1;
             let at = now();
             self.emit(Event::CutShort { task: &task, lateness_ms: at - task.due_ms });
             let error = format!("attempt {} was cut short: the object crashed or the handler panicked", task.attempts);
             let change = after_failure(&task, at, &error);
-            return self.finish(&task, &change, false, at, report);
+            return self.finish(&key, &task, &change, false, at, report);
         }
         let payload: T = match task.payload() {
             Ok(payload) => payload,
-            Err(e) => return self.finish(&task, &Change::Kill { error: e.to_string() }, false, now(), report),
+            Err(e) => {
+                let change = Change::Kill { error: e.to_string(), attempts: task.attempts };
+                return self.finish(&key, &task, &change, false, now(), report);
+            }
         };
-        if !self.apply(&task, &Change::Claim)? {
-            return Ok(Step::Reread);
-        }
         let task = Scheduled { status: Status::Running, attempts: task.attempts + 1, ..task };
         let started = now();
         let lateness_ms = started - task.due_ms;
@@ -233,25 +268,47 @@ impl<S: Store> Scheduler<S> {
         report.max_lateness_ms = report.max_lateness_ms.max(lateness_ms);
         report.total_lateness_ms += lateness_ms;
         self.emit(Event::Started { task: &task, lateness_ms });
-        let (outcome, deferred) = {
-            let entry = Entry::new(&self.in_flight, &task);
-            let outcome = handler(payload, task.clone()).await;
-            (outcome, entry.deferred())
+        let entry = Entry::new(&self.in_flight, &task, key.clone());
+        // The attempt is claimed in storage (running, one more attempt) only if the handler
+        // awaits: a handler that completes in its first poll commits together with its
+        // outcome, so a crash cannot leave it half done. The claim is written in the same
+        // synchronous stretch as that first poll, before anything it awaits can complete.
+        let mut run = std::pin::pin!(handler(payload, task.clone()));
+        let outcome = match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
+            Poll::Ready(outcome) => outcome,
+            Poll::Pending => {
+                // Before the handler's I/O: the completions so far commit no later than its
+                // effects (which may commit as it awaits).
+                self.flush_completed()?;
+                if self.store.change(&key, &Change::Claim)? {
+                    entry.claimed();
+                }
+                run.await
+            }
         };
+        let (key, deferred) = entry.state().unwrap_or((key.with_status(Status::Running), None));
+        drop(entry);
         let at = now();
         let change = match (&outcome, deferred) {
             (Ok(()), Some(due_ms)) => Change::Advance { due_ms },
             (Ok(()), None) => after_success(&task, at),
             (Err(e), _) => after_failure(&task, at, &e.to_string()),
         };
-        self.finish(&task, &change, outcome.is_ok(), at, report)
+        self.finish(&key, &task, &change, outcome.is_ok(), at, report)
     }
 
     /// Applies `change`, the outcome of `task`, and counts it: `succeeded` when its handler
     /// returned `Ok`, `died` when the change made it dead (a recurring task may do both),
     /// `retrying` for any other failure.
-    fn finish(&self, task: &Scheduled, change: &Change, ok: bool, now_ms: i64, report: &mut RunReport) -> Result<Step> {
-        let applied = self.apply(task, change)?;
+    fn finish(&self, key: &Key, task: &Scheduled, change: &Change, ok: bool, now_ms: i64, report: &mut RunReport) -> Result<Step> {
+        if *change == Change::Remove {
+            // Deleted with the others of the batch, in one statement (see `completed`).
+            self.completed.borrow_mut().push(key.clone());
+            self.emit(Event::Succeeded { task, next_ms: None });
+            report.succeeded += 1;
+            return Ok(Step::Next);
+        }
+        let applied = self.apply(key, task, change)?;
         let died = applied && matches!(change, Change::Kill { .. });
         report.succeeded += u32::from(ok);
         report.died += u32::from(died);

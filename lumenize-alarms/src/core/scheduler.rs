@@ -12,7 +12,7 @@ use crate::core::options::Options;
 use crate::core::queue::{self, after_failure};
 use crate::core::run::InFlight;
 use crate::core::store::{Change, Key, Store};
-use crate::core::task::{Scheduled, Status};
+use crate::core::task::Scheduled;
 use crate::core::time::{check_time, MAX_TIME_MS};
 use crate::core::when::When;
 use crate::error::{Error, Result};
@@ -23,19 +23,22 @@ pub(crate) const OUT_OF_RANGE: &str = "its due time is after the latest time the
 
 type Observer = Rc<dyn Fn(&Event<'_>)>;
 
-/// The scheduler of one object over the store `S`. See the [module docs](self).
+/// The scheduler of one object over the store `S`: a store, what is running, what the
+/// native alarm is known to be, and the operations users call. The time comes in as an
+/// argument and the native alarm as a [`NativeAlarm`]; [`Alarms`](crate::Alarms) supplies
+/// both in a Durable Object, the tests a virtual clock and a [`SimulatedAlarm`](crate::core::SimulatedAlarm).
 ///
 /// ```
 /// use std::time::Duration;
-/// use lumenize_alarms::core::{MemoryStore, Scheduler, SimulatedAlarm};
+/// use lumenize_alarms::core::{MemoryStore, Scheduler, SimulatedAlarm, Store};
 /// use lumenize_alarms::{Options, When};
 ///
 /// # fn main() -> Result<(), lumenize_alarms::Error> {
 /// let scheduler = Scheduler::new(MemoryStore::default());
 /// let alarm = SimulatedAlarm::default();
-/// let task = pollster(scheduler.schedule(&alarm, 1_000, &When::after(Duration::from_secs(1)), "7".into(),
-///                                        &Options::id("a"), || unreachable!()))?;
-/// assert_eq!((task.id.as_str(), task.due_ms), ("a", 2_000));
+/// let id = pollster(scheduler.schedule(&alarm, 1_000, &When::after(Duration::from_secs(1)), "7".into(),
+///                                      &Options::id("a"), || unreachable!()))?;
+/// assert_eq!(scheduler.store().get(&id)?.map(|t| t.due_ms), Some(2_000));
 /// assert_eq!(alarm.armed(), Some(2_000));
 /// # Ok(()) }
 /// # fn pollster<F: std::future::Future>(f: F) -> F::Output {
@@ -52,6 +55,10 @@ pub struct Scheduler<S> {
     /// What the native alarm is: `None` until read (the first event after a start),
     /// then `Some(armed)` as this scheduler last read or wrote it.
     pub(crate) known_alarm: Cell<Option<Option<i64>>>,
+    /// When the alarm was last read or written (Unix milliseconds).
+    pub(crate) checked_ms: Cell<i64>,
+    /// Whether the alarm was read since this scheduler started.
+    pub(crate) read_once: Cell<bool>,
     /// Runs under way: while one is, storing tasks leaves the alarm to its end.
     pub(crate) runs: Cell<u32>,
     /// Counts the changes users make (schedule, cancel, requeue), so a run knows to read
@@ -59,6 +66,9 @@ pub struct Scheduler<S> {
     pub(crate) changes: Cell<u64>,
     /// [`Store::recreated`] when the alarm was last read.
     pub(crate) recreated: Cell<u64>,
+    /// One-shot tasks a run completed whose rows are not deleted yet: deleted in one
+    /// statement before anything else reads or writes the store, and before any await.
+    pub(crate) completed: RefCell<Vec<Key>>,
     observer: RefCell<Option<Observer>>,
 }
 
@@ -69,16 +79,47 @@ impl<S: Store> Scheduler<S> {
             store,
             in_flight: InFlight::default(),
             known_alarm: Cell::new(None),
+            checked_ms: Cell::new(0),
+            read_once: Cell::new(false),
             runs: Cell::new(0),
             changes: Cell::new(0),
             recreated: Cell::new(0),
+            completed: RefCell::new(Vec::new()),
             observer: RefCell::new(None),
         }
     }
 
-    /// The store below.
+    /// The store below. Read it through [`get`](Self::get) and [`list`](Self::list) while a
+    /// run may be under way: they see its completions.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The task with this id.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn get(&self, id: &str) -> Result<Option<Scheduled>> {
+        self.flush_completed()?;
+        self.store.get(id)
+    }
+
+    /// The tasks that pass `filter`, by due time then insertion order.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn list(&self, filter: &crate::core::store::Filter) -> Result<Vec<Scheduled>> {
+        self.flush_completed()?;
+        self.store.list(filter)
+    }
+
+    /// Deletes the rows of the one-shot tasks a run completed (one statement).
+    pub(crate) fn flush_completed(&self) -> Result<()> {
+        let keys = std::mem::take(&mut *self.completed.borrow_mut());
+        if !keys.is_empty() {
+            self.store.remove_all(&keys)?;
+        }
+        Ok(())
     }
 
     /// Makes every live task due after [`MAX_TIME_MS`] dead (rows written by a release that
@@ -108,8 +149,8 @@ impl<S: Store> Scheduler<S> {
 
     /// Stores a task due per `when` seen from `now_ms`, with its payload as JSON, and arms the
     /// alarm if it is now the earliest (not during a run: the run arms when it ends).
-    /// `new_id` is called only when `opts` has no id. Returns the task as stored (with
-    /// `keep_existing`, the one that was kept).
+    /// `new_id` is called only when `opts` has no id. Returns the task's id (with
+    /// `keep_existing`, the stored task is kept and nothing is written).
     ///
     /// # Errors
     /// Bad input ([`Error::TimeOutOfRange`], [`Error::TooLarge`], a cron expression with no
@@ -122,17 +163,16 @@ impl<S: Store> Scheduler<S> {
         payload: String,
         opts: &Options,
         new_id: impl FnOnce() -> String,
-    ) -> Result<Scheduled> {
+    ) -> Result<String> {
         let id = opts.id.clone().unwrap_or_else(new_id);
         let task = queue::new_task(now_ms, when, payload, opts, id)?;
-        let Some(seq) = self.store.insert(&task, opts.keep_existing)? else {
-            return self.store.get(&task.id)?.ok_or_else(|| Error::NotFound(task.id.clone()));
-        };
-        let task = Scheduled { seq, ..task };
-        self.changed();
-        self.emit(Event::Scheduled(&task));
-        self.arm_for(alarm, task.due_ms, now_ms).await?;
-        Ok(task)
+        self.flush_completed()?;
+        if self.store.insert(&task, opts.keep_existing)? {
+            self.changed();
+            self.emit(Event::Scheduled(&task));
+            self.arm_for(alarm, task.due_ms, now_ms).await?;
+        }
+        Ok(task.id)
     }
 
     /// Stores many tasks in order, in as few statements as the store can (the SQL store: one
@@ -159,6 +199,7 @@ impl<S: Store> Scheduler<S> {
         if tasks.is_empty() {
             return Ok(ids);
         }
+        self.flush_completed()?;
         for run in tasks.chunk_by(|a, b| a.1 == b.1) {
             let keep_existing = run[0].1;
             let run: Vec<Scheduled> = run.iter().map(|(t, _)| t.clone()).collect();
@@ -176,21 +217,18 @@ impl<S: Store> Scheduler<S> {
     }
 
     /// Removes the task with this id, pending, running or dead, and returns what was removed.
-    /// A running handler finishes, but nothing is recorded after it. If the alarm was armed
-    /// for the removed task (and no run is under way), it is armed for the next one, or
-    /// deleted: cancelling the last task leaves no alarm behind.
+    /// A running handler finishes, but nothing is recorded after it. The native alarm is left
+    /// as it is: if it was armed for the removed task, it fires once with nothing to run, and
+    /// that run arms the next task or leaves no alarm behind. (Every write of the alarm costs
+    /// the object about 2 ms locally: disarming at each cancel, and arming again at the next
+    /// schedule, would cost more than one empty invocation.)
     ///
     /// # Errors
-    /// Storage and alarm errors (the task is removed then).
-    pub async fn cancel<A: NativeAlarm>(&self, alarm: &A, now_ms: i64, id: &str) -> Result<Option<Scheduled>> {
+    /// Storage errors.
+    pub fn cancel(&self, id: &str) -> Result<Option<Scheduled>> {
+        self.flush_completed()?;
         let removed = self.store.remove(id)?;
         self.changed();
-        if let Some(task) = &removed {
-            let armed_for_it = self.known_alarm.get() == Some(Some(task.due_ms.max(now_ms + 1)));
-            if armed_for_it && task.status != Status::Dead && !self.running() {
-                self.arm_earliest(alarm, now_ms).await?;
-            }
-        }
         Ok(removed)
     }
 
@@ -217,6 +255,7 @@ impl<S: Store> Scheduler<S> {
     /// # Errors
     /// [`Error::NotFound`], [`Error::NotDead`], storage and alarm errors.
     pub async fn requeue<A: NativeAlarm>(&self, alarm: &A, now_ms: i64, id: &str) -> Result<Scheduled> {
+        self.flush_completed()?;
         let Some(task) = self.store.requeue(id, now_ms)? else {
             return Err(match self.store.get(id)? {
                 Some(_) => Error::NotDead(id.to_owned()),
@@ -231,22 +270,24 @@ impl<S: Store> Scheduler<S> {
     /// Records a failed attempt for every task whose handler is running now, with `message`
     /// (a panic's): called from a panic hook, best effort.
     pub fn fail_in_flight(&self, now_ms: i64, message: &str) {
-        for task in self.in_flight.tasks() {
+        let _ = self.flush_completed();
+        for (key, task) in self.in_flight.keyed() {
             let change = after_failure(&task, now_ms, &format!("the handler panicked: {message}"));
-            let _ = self.store.change(&Key::of(&task), &change);
+            let _ = self.store.change(&key, &change);
         }
     }
 
-    /// Applies `change` to `task` and reports it; whether it applied.
-    pub(crate) fn apply(&self, task: &Scheduled, change: &Change) -> Result<bool> {
-        let applied = self.store.change(&Key::of(task), change)?;
+    /// Applies `change` to the stored task `key`, seen as `task`, and reports it; whether it
+    /// applied.
+    pub(crate) fn apply(&self, key: &Key, task: &Scheduled, change: &Change) -> Result<bool> {
+        let applied = self.store.change(key, change)?;
         if applied {
             match change {
                 Change::Claim => {}
                 Change::Remove => self.emit(Event::Succeeded { task, next_ms: None }),
                 Change::Advance { due_ms } => self.emit(Event::Succeeded { task, next_ms: Some(*due_ms) }),
-                Change::Retry { due_ms, error } => self.emit(Event::Retrying { task, error, next_ms: *due_ms }),
-                Change::Kill { error } => self.emit(Event::Dead { task, error }),
+                Change::Retry { due_ms, error, .. } => self.emit(Event::Retrying { task, error, next_ms: *due_ms }),
+                Change::Kill { error, .. } => self.emit(Event::Dead { task, error }),
             }
         }
         Ok(applied)

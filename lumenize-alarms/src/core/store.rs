@@ -13,9 +13,9 @@ use crate::error::Result;
 /// the reference. Both pass one conformance suite (`tests/conformance.rs`).
 pub trait Store {
     /// Stores `task` under a fresh sequence number, higher than any this store gave before
-    /// (its `seq` field is ignored), and returns the number. A stored task with the same id
-    /// is replaced; with `keep_existing` it is kept instead, and nothing is stored (`None`).
-    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<Option<i64>>;
+    /// (its `seq` field is ignored). A stored task with the same id is replaced; with
+    /// `keep_existing` it is kept instead, and nothing is stored. Whether `task` was stored.
+    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<bool>;
     /// Stores `tasks` in order as [`insert`](Self::insert) would one by one, in as few
     /// statements as the store can.
     fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()>;
@@ -35,6 +35,8 @@ pub trait Store {
     /// Applies `change` to the task `key.id` if it is still exactly what `key` says (same
     /// instance, status and due time); whether it was.
     fn change(&self, key: &Key, change: &Change) -> Result<bool>;
+    /// Removes each task that is still exactly what its key says, in one go; how many.
+    fn remove_all(&self, keys: &[Key]) -> Result<usize>;
     /// Makes every pending or running task due after `max_ms` dead with `error` (a row
     /// written before the accepted range was narrowed); how many.
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize>;
@@ -46,9 +48,10 @@ pub trait Store {
     }
 }
 
-/// Which stored task a [`Change`] is for: the instance `seq` of task `id`, as long as it is
-/// still `status` and due at `due_ms`. Anything else means a handler, a cancel or another
-/// run changed it since it was read, and the change is not applied.
+/// Which stored task a [`Change`] is for: the instance `seq` of task `id` (sequence numbers
+/// are never reused, so `seq` alone names it), as long as it is still `status` and due at
+/// `due_ms`. Anything else means a handler, a cancel or another run changed it since it was
+/// read, and the change is not applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
     /// The task's id.
@@ -66,6 +69,12 @@ impl Key {
     #[must_use]
     pub fn of(task: &Scheduled) -> Key {
         Key { id: task.id.clone(), seq: task.seq, status: task.status, due_ms: task.due_ms }
+    }
+
+    /// The same task in another status.
+    #[must_use]
+    pub fn with_status(&self, status: Status) -> Key {
+        Key { status, ..self.clone() }
     }
 }
 
@@ -87,11 +96,15 @@ pub enum Change {
         due_ms: i64,
         /// The failed attempt's error.
         error: String,
+        /// Attempts made, the failed one included.
+        attempts: u32,
     },
     /// Dead, with the error kept.
     Kill {
         /// Why.
         error: String,
+        /// Attempts made.
+        attempts: u32,
     },
 }
 
@@ -152,7 +165,7 @@ impl Filter {
 /// A shared store is a store: several schedulers (an object restarted, in tests) or other
 /// code can hold the same one.
 impl<S: Store + ?Sized> Store for std::rc::Rc<S> {
-    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<Option<i64>> {
+    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<bool> {
         (**self).insert(task, keep_existing)
     }
     fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {
@@ -178,6 +191,9 @@ impl<S: Store + ?Sized> Store for std::rc::Rc<S> {
     }
     fn change(&self, key: &Key, change: &Change) -> Result<bool> {
         (**self).change(key, change)
+    }
+    fn remove_all(&self, keys: &[Key]) -> Result<usize> {
+        (**self).remove_all(keys)
     }
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {
         (**self).kill_after(max_ms, error)

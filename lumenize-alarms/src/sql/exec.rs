@@ -97,22 +97,6 @@ impl Columns {
             other => Err(unreadable("text", &other)),
         }
     }
-
-    pub(crate) fn opt_int(&mut self) -> Result<Option<i64>> {
-        match self.next() {
-            Value::Null => Ok(None),
-            Value::Integer(v) => Ok(Some(v)),
-            other => Err(unreadable("an integer or NULL", &other)),
-        }
-    }
-
-    pub(crate) fn opt_text(&mut self) -> Result<Option<String>> {
-        match self.next() {
-            Value::Null => Ok(None),
-            Value::Text(v) => Ok(Some(v)),
-            other => Err(unreadable("text or NULL", &other)),
-        }
-    }
 }
 
 fn unreadable(wanted: &str, found: &Value) -> Error {

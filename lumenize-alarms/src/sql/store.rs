@@ -1,9 +1,9 @@
 //! `SqlStore`: the [`Store`] intents as SQL statements on one table, `_lumenize_alarms`,
 //! with a schema version so that a later release can migrate it.
 //!
-//! Every change to a task is one conditional statement (`... WHERE id = ? AND seq = ? AND
-//! status = ? AND due_ms = ?`), rows are read by position, and a batch of tasks is stored
-//! with one `INSERT ... SELECT ... FROM json_each(?)`.
+//! Every change to a task is one conditional statement on its row id (`... WHERE seq = ?
+//! AND status = ? AND due_ms = ?`), and a batch of tasks is stored with one `INSERT ...
+//! SELECT ... FROM json_each(?)`.
 
 use std::cell::Cell;
 
@@ -57,9 +57,11 @@ DROP TABLE _lumenize_alarms_v1;
 UPDATE _lumenize_alarms_meta SET value = 2 WHERE key = 'schema_version';
 ";
 
-/// The columns of a task, in the order [`task`] reads them.
-const COLUMNS: &str = "seq, id, kind, cron, zone, every_ms, due_ms, tick_ms, payload, status, attempts, \
-                       max_attempts, backoff_ms, backoff_factor, max_backoff_ms, missed, last_error, created_ms";
+/// A task's columns as one JSON array, in the order [`Row`] reads them: a row crosses from
+/// SQLite to Rust as one string (in a Durable Object, every value read is a JavaScript call).
+/// Its size is bounded: every character of the row escapes to at most two.
+const TASK: &str = "json_array(seq, id, kind, cron, zone, every_ms, due_ms, tick_ms, payload, status, attempts, \
+                    max_attempts, backoff_ms, backoff_factor, max_backoff_ms, missed, last_error, created_ms)";
 
 /// The columns a new task sets (status, attempts and error are those of a new task).
 const NEW: &str = "id, kind, cron, zone, every_ms, due_ms, tick_ms, payload, status, attempts, \
@@ -130,22 +132,53 @@ impl<E: Exec> SqlStore<E> {
         }
     }
 
-    fn tasks(&self, sql: &str, args: Vec<Value>) -> Result<Vec<Scheduled>> {
-        self.with_table(|| self.exec.query(sql, args.clone()))?.into_iter().map(task).collect()
+    /// The tasks a `SELECT ... FROM _lumenize_alarms ...` (`from`: everything after `SELECT`'s
+    /// column list) returns, in `(due_ms, seq)` order. They cross from SQLite as one JSON
+    /// string (in a Durable Object, every value read is a JavaScript call); if that string
+    /// would be over what SQLite allows (payloads of a megabyte), one string per task.
+    fn select(&self, from: &str, args: Vec<Value>) -> Result<Vec<Scheduled>> {
+        let all = format!("SELECT json_group_array({TASK}) FROM (SELECT * {from})");
+        let mut tasks = match self.with_table(|| self.exec.query(&all, args.clone())) {
+            Ok(rows) => {
+                let json = rows.into_iter().next().map(|row| Columns::new(row).text()).transpose()?.unwrap_or_default();
+                serde_json::from_str::<Vec<Row>>(&json)
+                    .map_err(|e| Error::Storage(format!("unreadable rows of _lumenize_alarms: {e}")))?
+                    .into_iter()
+                    .map(Row::into_task)
+                    .collect::<Result<Vec<_>>>()?
+            }
+            Err(Error::Storage(message)) if message.contains("too big") => {
+                let each = format!("SELECT {TASK} {from}");
+                let rows = self.with_table(|| self.exec.query(&each, args.clone()))?;
+                rows.into_iter().map(|row| parse_row(&Columns::new(row).text()?)).collect::<Result<Vec<_>>>()?
+            }
+            Err(e) => return Err(e),
+        };
+        tasks.sort_by_key(|t| (t.due_ms, t.seq));
+        Ok(tasks)
+    }
+
+    /// The task a `... RETURNING` statement (`sql` without its `RETURNING`) changed, if any.
+    fn returning(&self, sql: &str, args: Vec<Value>) -> Result<Option<Scheduled>> {
+        let sql = format!("{sql} RETURNING {TASK}");
+        let rows = self.with_table(|| self.exec.query(&sql, args.clone()))?;
+        rows.into_iter().next().map(|row| parse_row(&Columns::new(row).text()?)).transpose()
     }
 
     fn write(&self, sql: &str, args: Vec<Value>) -> Result<usize> {
         self.with_table(|| self.exec.execute(sql, args.clone()))
     }
 
-    fn insert_batch(&self, json: &str, keep_existing: bool) -> Result<()> {
+    /// Stores the tasks of a JSON array of [`item`]s in one statement; how many rows it
+    /// wrote.
+    fn insert_items(&self, json: &str, keep_existing: bool) -> Result<usize> {
         let sql = format!(
-            "INSERT OR {} INTO _lumenize_alarms ({NEW}) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, \
-             value ->> 4, value ->> 5, value ->> 5, value ->> 6, 'pending', 0, value ->> 7, value ->> 8, value ->> 9, \
-             value ->> 10, value ->> 11, NULL, value ->> 12 FROM json_each(?) ORDER BY key",
+            "WITH v AS MATERIALIZED (SELECT key, jsonb(value) AS t FROM json_each(?)) \
+             INSERT OR {} INTO _lumenize_alarms ({NEW}) SELECT t ->> 0, t ->> 1, t ->> 2, t ->> 3, t ->> 4, t ->> 5, \
+             t ->> 5, t ->> 6, 'pending', 0, t ->> 7, t ->> 8, t ->> 9, t ->> 10, t ->> 11, NULL, t ->> 12 FROM v ORDER BY key",
             conflict(keep_existing)
         );
-        self.write(&sql, vec![json.into()]).map(drop)
+        self.write(&sql, vec![json.into()])
     }
 }
 
@@ -186,6 +219,28 @@ fn schedule_columns(s: &Schedule) -> (&'static str, Option<&str>, Option<&str>, 
     }
 }
 
+/// A new task as one JSON array, the `value` that the insert statements take apart.
+fn item(task: &Scheduled) -> Result<String> {
+    let (kind, cron, zone, every_ms) = schedule_columns(&task.schedule);
+    let r = &task.retry;
+    serde_json::to_string(&(
+        &task.id,
+        kind,
+        cron,
+        zone,
+        every_ms,
+        task.due_ms,
+        &task.payload,
+        r.max_attempts,
+        r.initial_backoff_ms,
+        r.factor,
+        r.max_backoff_ms,
+        missed_name(task.missed),
+        task.created_ms,
+    ))
+    .map_err(Error::Encode)
+}
+
 fn missed_name(m: MissedTicks) -> &'static str {
     match m {
         MissedTicks::Skip => "skip",
@@ -197,74 +252,94 @@ fn corrupt(id: &str, what: &str) -> Error {
     Error::Storage(format!("task {id:?}: unreadable {what} column"))
 }
 
-/// A task from a row of [`COLUMNS`].
-fn task(row: Vec<Value>) -> Result<Scheduled> {
-    let mut c = Columns::new(row);
-    let seq = c.int()?;
-    let id = c.text()?;
-    let (kind, cron, zone, every) = (c.text()?, c.opt_text()?, c.opt_text()?, c.opt_int()?);
-    let schedule = match (kind.as_str(), cron, every) {
-        ("once", _, _) => Schedule::Once,
-        ("cron", Some(expr), _) => Schedule::Cron { expr, zone },
-        ("every", _, Some(interval_ms)) if interval_ms > 0 => Schedule::Every { interval_ms },
-        _ => return Err(corrupt(&id, "schedule")),
-    };
-    let (due_ms, tick_ms, payload) = (c.int()?, c.int()?, c.text()?);
-    let status = Status::parse(&c.text()?).ok_or_else(|| corrupt(&id, "status"))?;
-    let attempts = u32::try_from(c.int()?).map_err(|_| corrupt(&id, "attempts"))?;
-    let retry = RetryPolicy {
-        max_attempts: u32::try_from(c.int()?).map_err(|_| corrupt(&id, "max_attempts"))?,
-        initial_backoff_ms: c.int()?,
-        factor: u32::try_from(c.int()?).map_err(|_| corrupt(&id, "backoff_factor"))?,
-        max_backoff_ms: c.int()?,
-    };
-    let missed = match c.text()?.as_str() {
-        "skip" => MissedTicks::Skip,
-        "burst" => MissedTicks::Burst,
-        _ => return Err(corrupt(&id, "missed")),
-    };
-    let (last_error, created_ms) = (c.opt_text()?, c.int()?);
-    Ok(Scheduled { id, seq, schedule, due_ms, tick_ms, payload, status, attempts, retry, missed, last_error, created_ms })
+/// A task as [`TASK`] writes it.
+#[derive(serde::Deserialize)]
+struct Row(
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    i64,
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    Option<String>,
+    i64,
+);
+
+fn parse_row(json: &str) -> Result<Scheduled> {
+    serde_json::from_str::<Row>(json).map_err(|e| Error::Storage(format!("unreadable row of _lumenize_alarms: {e}")))?.into_task()
 }
 
-/// `WHERE` of a conditional change, and its arguments.
-const KEYED: &str = "WHERE id = ? AND seq = ? AND status = ? AND due_ms = ?";
+impl Row {
+    fn into_task(self) -> Result<Scheduled> {
+        let Row(seq, id, kind, cron, zone, every, due_ms, tick_ms, payload, status, attempts, max_attempts, backoff, factor, max_backoff, missed, last_error, created_ms) =
+            self;
+        let schedule = match (kind.as_str(), cron, every) {
+            ("once", _, _) => Schedule::Once,
+            ("cron", Some(expr), _) => Schedule::Cron { expr, zone },
+            ("every", _, Some(interval_ms)) if interval_ms > 0 => Schedule::Every { interval_ms },
+            _ => return Err(corrupt(&id, "schedule")),
+        };
+        let count = |v: i64, what: &str| u32::try_from(v).map_err(|_| corrupt(&id, what));
+        let retry = RetryPolicy {
+            max_attempts: count(max_attempts, "max_attempts")?,
+            initial_backoff_ms: backoff,
+            factor: count(factor, "backoff_factor")?,
+            max_backoff_ms: max_backoff,
+        };
+        let missed = match missed.as_str() {
+            "skip" => MissedTicks::Skip,
+            "burst" => MissedTicks::Burst,
+            _ => return Err(corrupt(&id, "missed")),
+        };
+        Ok(Scheduled {
+            status: Status::parse(&status).ok_or_else(|| corrupt(&id, "status"))?,
+            attempts: count(attempts, "attempts")?,
+            seq,
+            schedule,
+            due_ms,
+            tick_ms,
+            payload,
+            retry,
+            missed,
+            last_error,
+            created_ms,
+            id,
+        })
+    }
+}
 
-fn key_values(key: &Key) -> [Value; 4] {
-    [key.id.as_str().into(), key.seq.into(), key.status.as_str().into(), key.due_ms.into()]
+/// `WHERE` of a conditional change, and its arguments: `seq` is the row id (never reused).
+const KEYED: &str = "WHERE seq = ? AND status = ? AND due_ms = ?";
+
+fn key_values(key: &Key) -> [Value; 3] {
+    [key.seq.into(), key.status.as_str().into(), key.due_ms.into()]
 }
 
 impl<E: Exec> Store for SqlStore<E> {
-    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<Option<i64>> {
+    fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<bool> {
+        // One task: its values bound one by one (cheaper than one JSON value taken apart by
+        // `json_each`, which pays off only for a batch).
         let sql = format!(
-            "INSERT OR {} INTO _lumenize_alarms ({NEW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, NULL, ?) RETURNING seq",
+            "INSERT OR {} INTO _lumenize_alarms ({NEW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, NULL, ?)",
             conflict(keep_existing)
         );
-        let rows = self.with_table(|| self.exec.query(&sql, new_values(task)))?;
-        rows.into_iter().next().map(|row| Columns::new(row).int()).transpose()
+        Ok(self.write(&sql, new_values(task))? > 0)
     }
 
     fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {
         let mut json = String::from("[");
         for task in tasks {
-            let (kind, cron, zone, every_ms) = schedule_columns(&task.schedule);
-            let r = &task.retry;
-            let item = serde_json::to_string(&(
-                &task.id,
-                kind,
-                cron,
-                zone,
-                every_ms,
-                task.due_ms,
-                &task.payload,
-                r.max_attempts,
-                r.initial_backoff_ms,
-                r.factor,
-                r.max_backoff_ms,
-                missed_name(task.missed),
-                task.created_ms,
-            ))
-            .map_err(Error::Encode)?;
+            let item = item(task)?;
             if item.len() > BATCH_BYTES {
                 // Too large to share a statement: flush what came before, then store it alone.
                 self.flush(&mut json, keep_existing)?;
@@ -283,11 +358,11 @@ impl<E: Exec> Store for SqlStore<E> {
     }
 
     fn get(&self, id: &str) -> Result<Option<Scheduled>> {
-        Ok(self.tasks(&format!("SELECT {COLUMNS} FROM _lumenize_alarms WHERE id = ?"), vec![id.into()])?.into_iter().next())
+        Ok(self.select("FROM _lumenize_alarms WHERE id = ?", vec![id.into()])?.into_iter().next())
     }
 
     fn list(&self, filter: &Filter) -> Result<Vec<Scheduled>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM _lumenize_alarms WHERE 1 = 1");
+        let mut sql = String::from("FROM _lumenize_alarms WHERE 1 = 1");
         let mut args = Vec::new();
         let mut clause = |condition: &str, value: Value| {
             sql.push_str(condition);
@@ -308,12 +383,12 @@ impl<E: Exec> Store for SqlStore<E> {
         let limit = filter.limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         sql.push_str(" ORDER BY due_ms, seq LIMIT ?");
         args.push(limit.into());
-        self.tasks(&sql, args)
+        self.select(&sql, args)
     }
 
     fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Scheduled>> {
-        let sql = format!("SELECT {COLUMNS} FROM _lumenize_alarms WHERE status != 'dead' AND due_ms <= ? ORDER BY due_ms, seq LIMIT ?");
-        self.tasks(&sql, vec![now_ms.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()])
+        let from = "FROM _lumenize_alarms WHERE status != 'dead' AND due_ms <= ? ORDER BY due_ms, seq LIMIT ?";
+        self.select(from, vec![now_ms.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()])
     }
 
     fn earliest(&self) -> Result<Option<Key>> {
@@ -331,14 +406,12 @@ impl<E: Exec> Store for SqlStore<E> {
     }
 
     fn remove(&self, id: &str) -> Result<Option<Scheduled>> {
-        Ok(self.tasks(&format!("DELETE FROM _lumenize_alarms WHERE id = ? RETURNING {COLUMNS}"), vec![id.into()])?.into_iter().next())
+        self.returning("DELETE FROM _lumenize_alarms WHERE id = ?", vec![id.into()])
     }
 
     fn requeue(&self, id: &str, due_ms: i64) -> Result<Option<Scheduled>> {
-        let sql = format!(
-            "UPDATE _lumenize_alarms SET status = 'pending', attempts = 0, due_ms = ? WHERE id = ? AND status = 'dead' RETURNING {COLUMNS}"
-        );
-        Ok(self.tasks(&sql, vec![due_ms.into(), id.into()])?.into_iter().next())
+        let sql = "UPDATE _lumenize_alarms SET status = 'pending', attempts = 0, due_ms = ? WHERE id = ? AND status = 'dead'";
+        self.returning(sql, vec![due_ms.into(), id.into()])
     }
 
     fn change(&self, key: &Key, change: &Change) -> Result<bool> {
@@ -349,16 +422,28 @@ impl<E: Exec> Store for SqlStore<E> {
                 format!("UPDATE _lumenize_alarms SET due_ms = ?, tick_ms = ?, status = 'pending', attempts = 0, last_error = NULL {KEYED}"),
                 vec![(*due_ms).into(), (*due_ms).into()],
             ),
-            Change::Retry { due_ms, error } => (
-                format!("UPDATE _lumenize_alarms SET due_ms = ?, status = 'pending', last_error = ? {KEYED}"),
-                vec![(*due_ms).into(), error.as_str().into()],
+            Change::Retry { due_ms, error, attempts } => (
+                format!("UPDATE _lumenize_alarms SET due_ms = ?, status = 'pending', last_error = ?, attempts = ? {KEYED}"),
+                vec![(*due_ms).into(), error.as_str().into(), i64::from(*attempts).into()],
             ),
-            Change::Kill { error } => {
-                (format!("UPDATE _lumenize_alarms SET status = 'dead', last_error = ? {KEYED}"), vec![error.as_str().into()])
-            }
+            Change::Kill { error, attempts } => (
+                format!("UPDATE _lumenize_alarms SET status = 'dead', last_error = ?, attempts = ? {KEYED}"),
+                vec![error.as_str().into(), i64::from(*attempts).into()],
+            ),
         };
         args.extend(key_values(key));
         Ok(self.write(&sql, args)? > 0)
+    }
+
+    fn remove_all(&self, keys: &[Key]) -> Result<usize> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let json = serde_json::to_string(&keys.iter().map(|k| (k.seq, k.status.as_str(), k.due_ms)).collect::<Vec<_>>()).map_err(Error::Encode)?;
+        self.write(
+            "DELETE FROM _lumenize_alarms WHERE (seq, status, due_ms) IN (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?))",
+            vec![json.into()],
+        )
     }
 
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {
@@ -377,7 +462,7 @@ impl<E: Exec> SqlStore<E> {
     fn flush(&self, json: &mut String, keep_existing: bool) -> Result<()> {
         if json.len() > 1 {
             json.push(']');
-            self.insert_batch(json, keep_existing)?;
+            self.insert_items(json, keep_existing)?;
         }
         json.clear();
         json.push('[');

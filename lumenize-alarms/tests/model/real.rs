@@ -69,8 +69,9 @@ impl<S: Store> Real<S> {
         self.violations.borrow_mut().push(v);
     }
 
+    /// Every stored task, as users see it (through the scheduler: with a run's completions).
     pub fn all(&self) -> Vec<Scheduled> {
-        self.store.list(&Filter::default()).unwrap()
+        self.sched.list(&Filter::default()).unwrap()
     }
 
     /// Live tasks due at `now`, by `(due, seq)`, computed from `list`, not `due`.
@@ -112,18 +113,19 @@ impl<S: Store> Real<S> {
     pub fn schedule(&self, s: &Sched) {
         let opts = Self::options(s);
         let payload = self.payload(s.bad);
-        let before = opts.id.as_ref().and_then(|id| self.store.get(id).unwrap());
+        let before = opts.id.as_ref().and_then(|id| self.sched.get(id).unwrap());
         let (writes, running) = (self.alarm.writes(), self.handler_running());
         let when = s.when.when();
         let fut = self.sched.schedule(&self.alarm, self.clock.get(), &when, payload, &opts, || self.new_id());
-        let task = block_on(fut).expect("schedule completes").unwrap();
+        let id = block_on(fut).expect("schedule completes").unwrap();
+        let task = self.sched.get(&id).unwrap().expect("a scheduled task is stored");
         self.note(before, &task);
         self.check_writes(writes, running, "schedule");
     }
 
     pub fn schedule_many(&self, batch: &[Sched]) {
         let befores: BTreeMap<String, Option<Scheduled>> =
-            batch.iter().filter_map(|s| s.id.map(pool_id)).map(|id| (id.clone(), self.store.get(&id).unwrap())).collect();
+            batch.iter().filter_map(|s| s.id.map(pool_id)).map(|id| (id.clone(), self.sched.get(&id).unwrap())).collect();
         let items: Vec<_> = batch.iter().map(|s| (s.when.when(), self.payload(s.bad), Self::options(s))).collect();
         let (writes, running) = (self.alarm.writes(), self.handler_running());
         let fut = self.sched.schedule_many(&self.alarm, self.clock.get(), items, || self.new_id());
@@ -132,7 +134,7 @@ impl<S: Store> Real<S> {
         let mut seen = std::collections::BTreeSet::new();
         for id in ids {
             if seen.insert(id.clone()) {
-                let after = self.store.get(&id).unwrap().expect("a scheduled task is stored");
+                let after = self.sched.get(&id).unwrap().expect("a scheduled task is stored");
                 self.note(befores.get(&id).cloned().flatten(), &after);
             }
         }
@@ -153,12 +155,14 @@ impl<S: Store> Real<S> {
     }
 
     pub fn cancel(&self, id: &str) -> Option<(String, i64)> {
-        let (writes, running) = (self.alarm.writes(), self.handler_running());
-        let removed = block_on(self.sched.cancel(&self.alarm, self.clock.get(), id)).expect("cancel completes").unwrap();
-        self.check_writes(writes, running, "cancel");
+        let writes = self.alarm.writes();
+        let removed = self.sched.cancel(id).unwrap();
+        if self.alarm.writes() != writes {
+            self.violation(format!("cancel({id:?}) wrote the native alarm"));
+        }
         let removed = removed?;
         self.ledger.borrow_mut().get_mut(&(removed.id.clone(), removed.seq)).unwrap().fate = Fate::Cancelled;
-        if self.store.get(id).unwrap().is_some() {
+        if self.sched.get(id).unwrap().is_some() {
             self.violation(format!("cancel({id:?}) returned the task but left it stored"));
         }
         Some((removed.id, removed.seq))
@@ -254,10 +258,11 @@ impl<S: Store> Real<S> {
     fn schedule_id(&self, id: &str, s: &Sched) {
         let opts = Options { id: Some(id.to_owned()), ..Self::options(s) };
         let payload = self.payload(false);
-        let before = self.store.get(id).unwrap();
+        let before = self.sched.get(id).unwrap();
         let when = s.when.when();
         let fut = self.sched.schedule(&self.alarm, self.clock.get(), &when, payload, &opts, || unreachable!());
-        let task = block_on(fut).expect("schedule completes").unwrap();
+        block_on(fut).expect("schedule completes").unwrap();
+        let task = self.sched.get(id).unwrap().expect("a scheduled task is stored");
         self.note(before, &task);
     }
 

@@ -145,7 +145,7 @@ macro_rules! for_each_store {
             $(#[test] fn $name() { super::$name::<lumenize_alarms::core::MemoryStore>() })*
         }
         mod sql {
-            $(#[test] fn $name() { super::$name::<lumenize_alarms::sql::SqlStore<crate::support::Sqlite>>() })*
+            $(#[test] fn $name() { super::$name::<lumenize_alarms::sql::SqlStore<$crate::support::Sqlite>>() })*
         }
     };
 }

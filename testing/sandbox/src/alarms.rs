@@ -4,7 +4,8 @@
 //!
 //! Routes (under `/alarms/<object-name>/`, bodies and answers in JSON):
 //! - `schedule`: `{when: {after_ms|at_ms|cron|every_ms: ..}, task, id?, keep_existing?,
-//!   attempts?, backoff_ms?, burst?}` → the stored task, or 400 with the library's error text.
+//!   attempts?, backoff_ms?, burst?}` → the stored task (read back with `get`), or 400 with
+//!   the library's error text.
 //! - `schedule_raw`: the same with any JSON as the task (a payload `Task` may not decode).
 //! - `burst`: `{n, label, delay_ms?, at_ms?, from?, many?}` schedules `n` `Record` tasks
 //!   labelled `<label>-<from + i>` in one request, one `schedule` each or (`many`) one
@@ -220,7 +221,7 @@ impl AlarmsDO {
             }
             Task::Cancel { label, id } => {
                 self.record(&label, &info)?;
-                alarms.cancel(&id).await?;
+                alarms.cancel(&id)?;
                 Ok(())
             }
             Task::Spawn { label, count } => {
@@ -289,8 +290,9 @@ impl DurableObject for AlarmsDO {
                 let r: ScheduleReq<Task> = body!(req);
                 let opts = r.options();
                 match r.when.into_when() {
+                    // The stored task, as the tests look at it.
                     Ok(when) => match alarms.schedule_with(when, r.task, opts).await {
-                        Ok(task) => json(&task),
+                        Ok(id) => json(&alarms.get(&id)?),
                         Err(e) => lib_error(e),
                     },
                     Err(e) => lib_error(e),
@@ -302,7 +304,7 @@ impl DurableObject for AlarmsDO {
                 let opts = r.options();
                 match r.when.into_when() {
                     Ok(when) => match self.raw.schedule_with(when, r.task, opts).await {
-                        Ok(task) => json(&task),
+                        Ok(id) => json(&alarms.get(&id)?),
                         Err(e) => lib_error(e),
                     },
                     Err(e) => lib_error(e),
@@ -321,7 +323,7 @@ impl DurableObject for AlarmsDO {
                     let mut ids = Vec::with_capacity(r.n as usize);
                     for (when, task) in tasks {
                         match alarms.schedule(when, task).await {
-                            Ok(task) => ids.push(task.id),
+                            Ok(id) => ids.push(id),
                             Err(e) => return lib_error(e),
                         }
                     }
@@ -354,7 +356,7 @@ impl DurableObject for AlarmsDO {
             }
             "cancel" => {
                 let r: IdReq = body!(req);
-                json(&alarms.cancel(&r.id).await?)
+                json(&alarms.cancel(&r.id)?)
             }
             "requeue" => {
                 let r: IdReq = body!(req);

@@ -1,13 +1,14 @@
 //! `CallerDO` and `RemoteDO`: lumenize-call over HTTP. The caller records every
-//! continuation in a `continuations` table; the remote counts the side effects of its
-//! operations in an `effects` table, every application of an operation in `applied`, and
-//! every call request it receives (with its answer's status) in `received`, so tests can
-//! check "exactly once" on both sides and replay captured requests.
+//! continuation in a `continuations` table and every invocation of its `alarm()` in
+//! `alarm_runs`; the remote counts the side effects of its operations in an `effects`
+//! table, every application of an operation in `applied`, and every call request it
+//! receives (with its answer's status) in `received`, so tests can check "exactly once" on
+//! both sides, replay captured requests, and see what a call leaves armed.
 
 use std::time::Duration;
 
-use lumenize_alarms::Filter;
-use lumenize_call::{CallError, CallOptions, CallTask, Calls, Ctx, Dispatch, Target};
+use lumenize_alarms::{Alarms, Filter};
+use lumenize_call::{CallError, CallOptions, CallTask, Calls, Ctx, Dispatch, Operation, Server, Target};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -29,6 +30,11 @@ pub enum Op {
     SlowCount { key: String, ms: u64 },
     /// Reply with a string of `bytes` bytes (a large reply from a small operation).
     Big { bytes: usize },
+}
+
+/// Replies are JSON values: the operations reply with different types.
+impl Operation for Op {
+    type Reply = Value;
 }
 
 impl Op {
@@ -93,8 +99,7 @@ struct CallReq {
     #[serde(default)]
     resume_pad: usize,
     /// Back-date the call by this many ms, as if it had been made that long ago (a caller
-    /// that was down meanwhile). Applied in the same event as `call`, before the request
-    /// leaves: the sandbox rewrites lumenize-call's own record, as only a test may.
+    /// that was down meanwhile), through the test hook `CallOptions::issued_at`.
     #[serde(default)]
     age_ms: Option<i64>,
 }
@@ -122,14 +127,12 @@ fn lib_error(e: impl std::fmt::Display) -> Result<Response> {
 #[durable_object]
 pub struct CallerDO {
     state: State,
-    env: Env,
+    alarms: Alarms<Task>,
+    calls: Calls<Task, Op, Resume>,
 }
 
-impl CallerDO {
-    async fn calls(&self) -> Result<Calls<Task>> {
-        let calls = Calls::<Task>::new(&self.state, &self.env).await?;
-        Ok(calls.on_result(continuation))
-    }
+fn now_ms() -> i64 {
+    i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Records the continuation in the same SQLite, with no await: the record and the call's
@@ -146,8 +149,7 @@ async fn continuation(ctx: Ctx, resume: Resume, result: std::result::Result<Valu
         return Err(Error::RustError(format!("continuation {} fails on purpose", resume.tag)));
     }
     let result = serde_json::to_string(&result).map_err(|e| Error::RustError(e.to_string()))?;
-    let now = Date::now().as_millis() as i64;
-    sql.exec("INSERT INTO continuations (tag, result, at_ms) VALUES (?, ?, ?)", vec![resume.tag.into(), result.into(), now.into()])?;
+    sql.exec("INSERT INTO continuations (tag, result, at_ms) VALUES (?, ?, ?)", vec![resume.tag.into(), result.into(), now_ms().into()])?;
     Ok(())
 }
 
@@ -157,16 +159,16 @@ impl DurableObject for CallerDO {
         for create in [
             "CREATE TABLE IF NOT EXISTS continuations (seq INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT, result TEXT, at_ms INTEGER)",
             "CREATE TABLE IF NOT EXISTS tries (tag TEXT PRIMARY KEY, n INTEGER)",
+            "CREATE TABLE IF NOT EXISTS alarm_runs (seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER, started INTEGER)",
         ] {
             sql.exec(create, None).expect("create caller tables");
         }
-        Self { state, env }
+        let alarms = Alarms::open(&state).expect("a SQLite-backed class");
+        let calls = Calls::open(&state, &env, alarms.clone(), continuation).expect("LUMENIZE_CALL_SECRET is set");
+        Self { state, alarms, calls }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        // Every route opens the calls, as a real object would: after a restart, that is
-        // what re-arms a lost alarm.
-        let calls = self.calls().await?;
         match req.path().trim_start_matches('/') {
             "call" => {
                 let r: CallReq = match decode(&mut req).await {
@@ -181,6 +183,9 @@ impl DurableObject for CallerDO {
                 if let Some(ms) = r.timeout_ms {
                     options = options.timeout(Duration::from_millis(ms));
                 }
+                if let Some(age) = r.age_ms {
+                    options = options.issued_at(now_ms() - age);
+                }
                 let mut made = Vec::new();
                 for i in 0..r.count.unwrap_or(1) {
                     let tag = if r.count.is_some() { format!("{}-{i}", r.tag) } else { r.tag.clone() };
@@ -190,15 +195,8 @@ impl DurableObject for CallerDO {
                         op => op.clone(),
                     };
                     let resume = Resume { tag, fail_times: r.fail_times, pad: "r".repeat(r.resume_pad) };
-                    match calls.call(target.clone(), &op, &resume, options).await {
-                        Ok(id) => {
-                            // No await since `call` returned: the request has not left yet.
-                            if let Some(age) = r.age_ms {
-                                let sql = self.state.storage().sql();
-                                sql.exec("UPDATE _lumenize_calls SET created_ms = created_ms - ? WHERE id = ?", vec![age.into(), id.as_str().into()])?;
-                            }
-                            made.push(json!({ "id": id, "task": calls.alarms().get(&id)? }));
-                        }
+                    match self.calls.call(target.clone(), &op, resume, options).await {
+                        Ok(id) => made.push(json!({ "id": id, "task": self.alarms.get(&id)? })),
                         Err(e) => return lib_error(e),
                     }
                 }
@@ -219,14 +217,27 @@ impl DurableObject for CallerDO {
                     .collect();
                 json_response(&rows)
             }
-            "pending" => json_response(&calls.pending()?),
-            "tasks" => json_response(&calls.alarms().list(&Filter::default())?),
+            "pending" => json_response(&self.calls.pending()?),
+            "tasks" => json_response(&self.alarms.list(&Filter::default())?),
+            // The native alarm's time (Unix ms), or null.
+            "alarm" => json_response(&self.state.storage().get_alarm().await?),
+            // When `alarm()` ran (Unix ms), and how many tasks it started.
+            "alarm_runs" => {
+                #[derive(Serialize, Deserialize)]
+                struct Run {
+                    at_ms: i64,
+                    started: Option<i64>,
+                }
+                let rows: Vec<Run> =
+                    self.state.storage().sql().exec("SELECT at_ms, started FROM alarm_runs ORDER BY seq", None)?.to_array()?;
+                json_response(&rows)
+            }
             "cancel" => {
                 let id: String = match decode(&mut req).await {
                     Ok(id) => id,
                     Err(answer) => return answer,
                 };
-                match calls.cancel(&id).await {
+                match self.calls.cancel(&id).await {
                     Ok(found) => json_response(&found),
                     Err(e) => lib_error(e),
                 }
@@ -236,29 +247,28 @@ impl DurableObject for CallerDO {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let calls = self.calls().await?;
-        let report = calls
-            .alarms()
-            .run_due(|task, info| {
-                let calls = calls.clone();
-                async move {
-                    match task {
-                        Task::Call(task) => calls.run(task, &info).await,
-                    }
-                }
+        let sql = self.state.storage().sql();
+        sql.exec("INSERT INTO alarm_runs (at_ms) VALUES (?)", vec![now_ms().into()])?;
+        let report = self
+            .alarms
+            .run_due(async |task, info| match task {
+                Task::Call(task) => self.calls.run(task, &info).await,
             })
             .await?;
+        let started = i64::from(report.started);
+        sql.exec("UPDATE alarm_runs SET started = ? WHERE seq = (SELECT MAX(seq) FROM alarm_runs)", vec![started.into()])?;
         json_response(&report)
     }
 }
 
 /// A Durable Object that serves calls. Its routes other than `effects`, `applied`,
 /// `received`, `id`, `tasks`, `results`, `sql_limits` and `run_at` all go to
-/// [`Calls::serve`], as a catch-all would forward them.
+/// [`Server::serve`], as a catch-all would forward them.
 #[durable_object]
 pub struct RemoteDO {
     state: State,
-    env: Env,
+    alarms: Alarms<CallTask>,
+    server: Server,
 }
 
 impl RemoteDO {
@@ -290,10 +300,10 @@ impl RemoteDO {
         }
     }
 
-    /// Hands a call request to [`Calls::serve`], recording it (body and signature if the
+    /// Hands a call request to [`Server::serve`], recording it (body and signature if the
     /// body is under 64 KiB, its size, and the status of the answer) so tests can count
     /// sends and replay a captured request.
-    async fn serve(&self, calls: &Calls<CallTask>, mut req: Request) -> Result<Response> {
+    async fn serve(&self, mut req: Request) -> Result<Response> {
         let body = req.text().await?;
         let signature = req.headers().get("x-lumenize-signature")?;
         let mut init = RequestInit::new();
@@ -302,7 +312,7 @@ impl RemoteDO {
             init.with_body(Some(body.as_str().into()));
         }
         let inner = Request::new_with_init(req.url()?.as_ref(), &init)?;
-        let response = calls.serve(inner, |op: Op| self.apply(op)).await?;
+        let response = self.server.serve(inner, async |op: Op| self.apply(op).await).await?;
         let kept = (body.len() <= 64 * 1024).then_some(body.as_str());
         let bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
         self.state.storage().sql().exec(
@@ -362,11 +372,12 @@ impl DurableObject for RemoteDO {
         ] {
             sql.exec(create, None).expect("create remote tables");
         }
-        Self { state, env }
+        let alarms = Alarms::open(&state).expect("a SQLite-backed class");
+        let server = Server::open(&state, &env, alarms.clone()).expect("LUMENIZE_CALL_SECRET is set");
+        Self { state, alarms, server }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let calls = Calls::<CallTask>::new(&self.state, &self.env).await?;
         match req.path().trim_start_matches('/') {
             "effects" => {
                 #[derive(Serialize, Deserialize)]
@@ -400,7 +411,7 @@ impl DurableObject for RemoteDO {
             }
             "id" => Response::ok(self.state.id().to_string()),
             "sql_limits" => json_response(&sql_limits(&self.state.storage().sql())?),
-            "tasks" => json_response(&calls.alarms().list(&Filter::default())?),
+            "tasks" => json_response(&self.alarms.list(&Filter::default())?),
             "results" => {
                 #[derive(Serialize, Deserialize)]
                 struct Count {
@@ -416,21 +427,15 @@ impl DurableObject for RemoteDO {
                     Ok(now_ms) => now_ms,
                     Err(answer) => return answer,
                 };
-                let report = calls
-                    .alarms()
-                    .run_due_at(now_ms, |task, info| {
-                        let calls = calls.clone();
-                        async move { calls.run(task, &info).await }
-                    })
-                    .await?;
+                let report = self.alarms.run_due_at(now_ms, async |task, info| self.server.run(task, &info).await).await?;
                 json_response(&report)
             }
-            _ => self.serve(&calls, req).await,
+            _ => self.serve(req).await,
         }
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let report = Calls::<CallTask>::new(&self.state, &self.env).await?.run_due().await?;
+        let report = self.alarms.run_due(async |task, info| self.server.run(task, &info).await).await?;
         json_response(&report)
     }
 }

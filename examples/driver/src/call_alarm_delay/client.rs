@@ -24,6 +24,10 @@ pub enum Mode {
     Direct,
     /// A plain awaited `stub.fetch` (the floor).
     Raw,
+    /// A plain awaited `stub.fetch` with the three durable writes a call needs: a row at
+    /// the origin before sending, one at the remote before replying, a write at the origin
+    /// before reporting (the durable floor).
+    RawDurable,
     /// `Dispatch::Alarm`, its task run at once through the test hook (no native alarm).
     AlarmNow,
     /// `Dispatch::Direct`, due tasks run at once through the test hook (a no-op normally).
@@ -32,7 +36,7 @@ pub enum Mode {
 
 impl Mode {
     /// Every mode, in the order tables list them.
-    pub const ALL: [Mode; 5] = [Mode::Alarm, Mode::Direct, Mode::Raw, Mode::AlarmNow, Mode::DirectNow];
+    pub const ALL: [Mode; 6] = [Mode::Alarm, Mode::Direct, Mode::Raw, Mode::RawDurable, Mode::AlarmNow, Mode::DirectNow];
 
     /// The name used on the command line, in tables and in JSON.
     pub fn name(self) -> &'static str {
@@ -40,6 +44,7 @@ impl Mode {
             Mode::Alarm => "alarm",
             Mode::Direct => "direct",
             Mode::Raw => "raw",
+            Mode::RawDurable => "raw-durable",
             Mode::AlarmNow => "alarm-now",
             Mode::DirectNow => "direct-now",
         }
@@ -51,6 +56,7 @@ impl Mode {
             Mode::Alarm => ("alarm", false),
             Mode::Direct => ("direct", false),
             Mode::Raw => ("raw", false),
+            Mode::RawDurable => ("raw-durable", false),
             Mode::AlarmNow => ("alarm", true),
             Mode::DirectNow => ("direct", true),
         };
@@ -187,6 +193,8 @@ mod tests {
     fn messages_and_answers() {
         let m: Value = serde_json::from_str(&Mode::AlarmNow.message(7)).unwrap();
         assert_eq!(m, serde_json::json!({"action": "test-call", "mode": "alarm", "id": 7, "run_due_now": true}));
+        let m: Value = serde_json::from_str(&Mode::RawDurable.message(8)).unwrap();
+        assert_eq!(m, serde_json::json!({"action": "test-call", "mode": "raw-durable", "id": 8, "run_due_now": false}));
         assert_eq!(Answer::parse(r#"{"type":"call-complete","id":3}"#), Answer::Complete(3));
         assert_eq!(Answer::parse(r#"{"type":"call-error","id":4,"error":"x"}"#), Answer::Failed(4, "x".into()));
         assert!(matches!(Answer::parse("nope"), Answer::Other(_)));

@@ -1,5 +1,6 @@
 //! The call-alarm-delay experiment: what does `Dispatch::Alarm` cost against
-//! `Dispatch::Direct`, and each against a plain `stub.fetch` (`raw`)?
+//! `Dispatch::Direct`, and each against a plain `stub.fetch` (`raw`) and the same with the
+//! three durable writes a call needs (`raw-durable`, the durable floor)?
 //!
 //! One WebSocket to a fresh `OriginDO` of `examples/call-alarm-delay`. After a warm-up of
 //! every mode, `--runs` runs each do, per mode in an order that rotates from run to run:
@@ -20,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use lumenize_harness::{workspace_root, WorkerOptions};
 
 pub use client::{Answer, Client, Mode};
-pub use report::{Comparison, Kind, ModeResult, Report, SegmentRecord, Targets};
+pub use report::{Comparison, Kind, ModeResult, Report, SegmentRecord, Targets, ALARM_PATH_MAX_MS, DIRECT_OVER_RAW_DURABLE_MAX};
 pub use segment::{Outcome, Segment};
 
 use crate::output::{OutputArgs, RunInfo};
@@ -54,10 +55,11 @@ pub struct Args {
     /// Latency mode: at most this many operations outstanding.
     #[arg(long, default_value_t = 1)]
     pub in_flight: u64,
-    /// The modes to compare (comma-separated). `alarm-now` / `direct-now`: the origin runs
-    /// its due tasks through the test hook right after the call instead of waiting for the
-    /// native alarm.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "alarm,direct,raw")]
+    /// The modes to compare (comma-separated). `raw-durable`: `raw` with a call's three
+    /// durable writes. `alarm-now` / `direct-now`: the origin runs its due tasks through the
+    /// test hook right after the call instead of waiting for the native alarm. The default
+    /// measures every target.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "alarm,direct,raw,raw-durable,alarm-now")]
     pub modes: Vec<Mode>,
     /// An operation with no answer after this many seconds is lost.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
@@ -79,7 +81,7 @@ impl Default for Args {
             runs: 5,
             warmup: 50,
             in_flight: 1,
-            modes: vec![Mode::Alarm, Mode::Direct, Mode::Raw],
+            modes: vec![Mode::Alarm, Mode::Direct, Mode::Raw, Mode::RawDurable, Mode::AlarmNow],
             deadline: 30,
             no_batch: false,
             no_latency: false,
@@ -219,7 +221,7 @@ mod tests {
 
     #[test]
     fn plan_interleaves_modes_and_splits_operations() {
-        let args = Args { ops: 10, runs: 3, warmup: 2, ..Args::default() };
+        let args = Args { ops: 10, runs: 3, warmup: 2, modes: vec![Mode::Alarm, Mode::Direct, Mode::Raw], ..Args::default() };
         let plan = plan(&args);
         let warm: Vec<_> = plan.iter().filter(|(r, _, _)| r.is_none()).collect();
         assert_eq!(warm.len(), 3);
@@ -241,6 +243,16 @@ mod tests {
         assert_eq!(ids.len(), n);
         // Batch segments send everything at once.
         assert!(plan.iter().filter(|(_, k, _)| *k == Kind::Batch).all(|(_, _, s)| s.in_flight == s.count));
+    }
+
+    #[test]
+    fn the_default_modes_measure_every_target() {
+        let modes = Args::default().modes;
+        for needed in [Mode::Alarm, Mode::Direct, Mode::Raw, Mode::RawDurable, Mode::AlarmNow] {
+            assert!(modes.contains(&needed), "{needed:?}");
+        }
+        let parsed = <Args as clap::FromArgMatches>::from_arg_matches(&<Args as clap::Args>::augment_args(clap::Command::new("t")).get_matches_from(["t"])).unwrap();
+        assert_eq!(parsed.modes, modes, "the command line's default and Args::default() differ");
     }
 
     #[test]
