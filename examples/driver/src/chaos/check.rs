@@ -208,8 +208,8 @@ pub fn check(model: &Model, fired: &[Vec<Fired>], drained: &Drained) -> (Vec<Vio
         let finals = drained.finals.get(o).map_or(&[][..], Vec::as_slice);
         let one = ObjectCheck::new(object, fired, finals);
         one.strangers(&mut c);
-        for (i, task) in object.tasks.iter().enumerate() {
-            one.task(&mut c, i, task);
+        for task in &object.tasks {
+            one.task(&mut c, task);
         }
         one.fifo(&mut c);
         one.finals(&mut c);
@@ -302,7 +302,7 @@ impl<'a> ObjectCheck<'a> {
     }
 
     /// The checks of one task's firings.
-    fn task(&self, c: &mut Checker<'_>, i: usize, t: &Task) {
+    fn task(&self, c: &mut Checker<'_>, t: &Task) {
         let all = self.firings(&t.label);
         let name = self.name();
         // A spawned child has one id per firing of its parent: each copy is a task.
@@ -326,7 +326,7 @@ impl<'a> ObjectCheck<'a> {
             c.fail(Invariant::RemovedStayRemoved, name, format!("{:?} fired {} times, but its cancel found it pending and never attempted", t.label, all.len()));
         }
         self.recurrence(c, t, &all);
-        self.parentage(c, i, t, &copies);
+        self.parentage(c, t, &copies);
         let mut index = 0;
         for firings in copies.values() {
             self.lives(c, t, firings, &mut index);
@@ -356,7 +356,7 @@ impl<'a> ObjectCheck<'a> {
     }
 
     /// A child runs after its parent; a spawned child runs once per firing of its parent.
-    fn parentage(&self, c: &mut Checker<'_>, _i: usize, t: &Task, copies: &BTreeMap<&str, Vec<&Fired>>) {
+    fn parentage(&self, c: &mut Checker<'_>, t: &Task, copies: &BTreeMap<&str, Vec<&Fired>>) {
         let Some((p, how)) = t.parent else { return };
         let parent = &self.object.tasks[p];
         let parent_firings = self.firings(&parent.label);
