@@ -70,8 +70,8 @@ pub struct Args {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub output: OutputArgs,
-    /// The seed of the plan (default: a fresh one, printed). The same seed and --objects
-    /// give the same steps.
+    /// The seed of the plan (default: a fresh one, printed). The same seed, --objects and
+    /// --no-panics give the same steps.
     #[arg(long)]
     pub seed: Option<u64>,
     /// How long to run steps before the drain: `90s`, `3m`, `10m`, `1h` (a bare number is
