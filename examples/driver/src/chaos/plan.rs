@@ -314,7 +314,8 @@ impl Plan {
         let index = self.next;
         self.next += 1;
         let pause_ms = if self.rng.random_ratio(1, 8) { self.rng.random_range(100..600) } else { self.rng.random_range(0..60) };
-        let action = if index == self.next_kill {
+        // `>=`: when two cadences fall on the same step, the later one comes at the next.
+        let action = if index >= self.next_kill {
             self.next_kill = index + around(&mut self.rng, KILL_EVERY);
             let mid_request = if self.rng.random_bool(0.4) {
                 let object = self.rng.random_range(0..self.objects);
@@ -325,12 +326,12 @@ impl Plan {
                 None
             };
             Action::Kill { mid_request, down_ms: self.rng.random_range(0..2_500) }
-        } else if index == self.next_lose {
+        } else if index >= self.next_lose {
             self.next_lose = index + around(&mut self.rng, LOSE_ALARM_EVERY);
             Action::LoseAlarm { object: self.rng.random_range(0..self.objects) }
         } else {
             let object = self.rng.random_range(0..self.objects);
-            let op = if index == self.next_panic {
+            let op = if index >= self.next_panic {
                 self.next_panic = index + around(&mut self.rng, PANIC_EVERY);
                 if self.panics {
                     self.panic(index, object)
@@ -547,6 +548,13 @@ mod tests {
         let lost = steps.iter().filter(|s| matches!(s.action, Action::LoseAlarm { .. })).count();
         assert!((3..=8).contains(&kills), "{kills} kills in 1,000 steps");
         assert!(lost >= 3, "{lost} lost alarms");
+        // The cadences keep going however often they meet: 20,000 steps hold about 125 kills,
+        // 125 lost alarms and 133 panicking tasks.
+        let long: Vec<Step> = Plan::new(1, 4).take(20_000).collect();
+        let count = |f: &dyn Fn(&Step) -> bool| long.iter().filter(|s| f(s)).count();
+        assert!(count(&|s| matches!(s.action, Action::Kill { .. })) > 100);
+        assert!(count(&|s| matches!(s.action, Action::LoseAlarm { .. })) > 100);
+        assert!(count(&|s| matches!(&s.action, Action::Op { op: Op::Schedule(s), .. } if s.handler == Handler::Panic)) > 100);
         let panics = schedules.iter().filter(|s| s.handler == Handler::Panic).count();
         assert!((4..=12).contains(&panics), "{panics} panicking tasks in 1,000 steps");
         let calm = Plan::new(1, 4).without_panics().take(1_000).filter(|s| matches!(&s.action, Action::Op { op: Op::Schedule(s), .. } if s.handler == Handler::Panic));
