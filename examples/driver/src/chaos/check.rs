@@ -4,19 +4,15 @@
 //! tasks' own firings). Pure: the tests feed it made-up records.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::chaos::faults::Faults;
+use crate::chaos::invariant::{Invariant, Violation};
 use crate::chaos::model::{Child, End, Expect, Model, ObjectModel, Outcome, Role, Task};
 use crate::chaos::plan::Handler;
 use crate::chaos::wire::{Fired, Stored};
-
-/// A request whose answer a panic may have cut off: the panic at most this long before the
-/// request was sent (the panicking object is reset once its writes are durable, and the
-/// wasm instance all objects share is replaced), or while it was in flight.
-pub const PANIC_RESET_MS: i64 = 1_000;
 
 /// What the drain found, per object.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -32,155 +28,6 @@ pub struct Drained {
     /// Per object: what went wrong when checking that it still answers and fires a new
     /// task, if anything.
     pub still_works: Vec<Option<String>>,
-}
-
-/// The invariants, in the order the report lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum Invariant {
-    /// Every task that had to fire fired (and ended as it had to).
-    Delivered,
-    /// No firing started before its time.
-    NeverEarly,
-    /// No task fired twice, except attempts cut short by a kill or a panic.
-    NoDuplicates,
-    /// A task's first attempts run in the order they were scheduled (a burst: FIFO).
-    Fifo,
-    /// Nothing fired after a cancel or an upsert removed it.
-    RemovedStayRemoved,
-    /// Every dead task is one the run meant to kill, and carries its error.
-    DeadExplained,
-    /// The queue drained: only what was meant to remain is left, and it is there.
-    Drained,
-    /// Every invalid input got its typed 4xx.
-    TypedRefusals,
-    /// No request failed (5xx, no answer) except those a kill or a panic cut off.
-    NoServerErrors,
-    /// Nothing ran or was stored that the run did not ask for.
-    NoStrangers,
-    /// Every answer agrees with its request (due times, ids, upserts, cancels, requeues).
-    Answers,
-    /// Every object still answers and fires a new task at the end.
-    StillWorks,
-}
-
-impl Invariant {
-    /// Every invariant.
-    pub const ALL: [Invariant; 12] = [
-        Invariant::Delivered,
-        Invariant::NeverEarly,
-        Invariant::NoDuplicates,
-        Invariant::Fifo,
-        Invariant::RemovedStayRemoved,
-        Invariant::DeadExplained,
-        Invariant::Drained,
-        Invariant::TypedRefusals,
-        Invariant::NoServerErrors,
-        Invariant::NoStrangers,
-        Invariant::Answers,
-        Invariant::StillWorks,
-    ];
-
-    /// What it says.
-    #[must_use]
-    pub fn says(self) -> &'static str {
-        match self {
-            Invariant::Delivered => "every task that had to fire fired, and ended as it had to",
-            Invariant::NeverEarly => "no firing started before its due time",
-            Invariant::NoDuplicates => "no task fired twice, except attempts cut short by a kill or a panic",
-            Invariant::Fifo => "the tasks of a burst first ran in the order they were scheduled",
-            Invariant::RemovedStayRemoved => "nothing fired after a cancel or an upsert removed it",
-            Invariant::DeadExplained => "every dead task is one the run meant to kill, and carries its error",
-            Invariant::Drained => "the queue drained: only what was meant to remain is left, and it is all there",
-            Invariant::TypedRefusals => "every invalid input got its typed 4xx",
-            Invariant::NoServerErrors => "no request failed (5xx, no answer) except those a kill or a panic cut off",
-            Invariant::NoStrangers => "nothing ran or was stored that the run did not ask for",
-            Invariant::Answers => "every answer agrees with its request",
-            Invariant::StillWorks => "every object still answers and fires a new task",
-        }
-    }
-}
-
-impl fmt::Display for Invariant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = format!("{self:?}");
-        let mut out = String::new();
-        for (i, c) in name.chars().enumerate() {
-            if c.is_uppercase() && i > 0 {
-                out.push('-');
-            }
-            out.push(c.to_ascii_lowercase());
-        }
-        f.write_str(&out)
-    }
-}
-
-/// One broken invariant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Violation {
-    /// Which.
-    pub invariant: Invariant,
-    /// The object's name, if it concerns one.
-    pub object: Option<String>,
-    /// What exactly.
-    pub detail: String,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.object {
-            Some(o) => write!(f, "{}: {o}: {}", self.invariant, self.detail),
-            None => write!(f, "{}: {}", self.invariant, self.detail),
-        }
-    }
-}
-
-/// The faults that explain a retry or a failed request.
-#[derive(Debug, Clone, Default)]
-pub struct Faults {
-    /// `(killed, up again)`, driver's clock.
-    pub kills: Vec<(i64, i64)>,
-    /// When each panicking handler ran (runtime clock): the wasm instance was reset then.
-    pub panics: Vec<i64>,
-}
-
-impl Faults {
-    /// The faults of `model`, with the panics its firings show.
-    #[must_use]
-    pub fn of(model: &Model, fired: &[Vec<Fired>]) -> Self {
-        let mut panics: Vec<i64> = model
-            .objects
-            .iter()
-            .zip(fired)
-            .flat_map(|(o, fired)| fired.iter().filter(|f| o.task(&f.label).is_some_and(|(_, t)| t.handler == Handler::Panic)).map(|f| f.fired_ms))
-            .collect();
-        panics.sort_unstable();
-        Faults { kills: model.kills.iter().map(|k| (k.killed_ms, k.up_ms)).collect(), panics }
-    }
-
-    /// A kill or a panic between two firings of a task: the first was cut short.
-    #[must_use]
-    pub fn between(&self, from_ms: i64, to_ms: i64) -> Option<String> {
-        if let Some((k, _)) = self.kills.iter().find(|(k, _)| (from_ms..=to_ms).contains(k)) {
-            return Some(format!("kill at {k}"));
-        }
-        self.panics.iter().find(|p| (from_ms..=to_ms).contains(*p)).map(|p| format!("panic at {p}"))
-    }
-
-    /// A kill or panic that may have cut off a request sent at `sent_ms`, answered (or
-    /// failed) at `done_ms`.
-    #[must_use]
-    pub fn cut_off(&self, sent_ms: i64, done_ms: i64) -> Option<String> {
-        if let Some((k, _)) = self.kills.iter().find(|(k, up)| *k <= done_ms && *up >= sent_ms) {
-            return Some(format!("kill at {k}"));
-        }
-        self.panics.iter().find(|p| (sent_ms - PANIC_RESET_MS..=done_ms).contains(*p)).map(|p| format!("panic at {p}"))
-    }
-
-    /// A kill or panic at or after `ms`.
-    #[must_use]
-    pub fn after(&self, ms: i64) -> Option<String> {
-        self.between(ms, i64::MAX)
-    }
 }
 
 /// What the checks counted on the way (for the report).

@@ -35,7 +35,9 @@
 mod check;
 mod drain;
 mod exec;
+mod faults;
 mod invalid;
+mod invariant;
 mod model;
 mod plan;
 mod report;
@@ -46,7 +48,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lumenize_harness::{workspace_root, WorkerOptions};
 
-pub use check::{check, Drained, Faults, Invariant, Tally, Violation, PANIC_RESET_MS};
+pub use check::{check, Drained, Tally};
+pub use faults::{Faults, PANIC_RESET_MS};
+pub use invariant::{Invariant, Violation};
 pub use invalid::{Invalid, MAX_TIME_MS};
 pub use model::{Child, End, Expect, Kill, Model, ObjectModel, Outcome, Request, Role, Task};
 pub use plan::{Action, Burst, Handler, MidRequest, Op, Plan, Schedule, Step, TaskRef, When, EXPLICIT_IDS, FAR_MS, KILL_EVERY, LOSE_ALARM_EVERY, PANIC_EVERY, RECURRING_IDS};

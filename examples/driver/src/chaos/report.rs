@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::chaos::check::{Drained, Invariant, Tally, Violation};
+use crate::chaos::check::{Drained, Tally};
+use crate::chaos::invariant::{Invariant, Violation};
 use crate::chaos::model::{Kill, Model, Outcome, Request, Task};
 use crate::chaos::wire::Fired;
 use crate::chaos::plan::Handler;
