@@ -54,6 +54,15 @@ impl Client {
         let json = serde_json::to_string(body).map_err(|e| Error::Decode { url: url.to_owned(), reason: e.to_string() })?;
         decode(url, self.agent.post(url).set("content-type", "application/json").send_string(&json))
     }
+
+    /// `POST url` with `body` sent as it is (which may be no valid JSON at all), expecting a
+    /// 2xx answer with a JSON body of type `T`.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn post_text<T: DeserializeOwned>(&self, url: &str, body: &str) -> Result<T> {
+        decode(url, self.agent.post(url).set("content-type", "application/json").send_string(body))
+    }
 }
 
 impl Client {

@@ -5,6 +5,7 @@
 //! cargo run --release -p lumenize-driver -- alarms-robustness  # one experiment
 //! cargo run --release -p lumenize-driver -- alarms-robustness --url https://alarms-robustness.<you>.workers.dev
 //! cargo run --release -p lumenize-driver -- call-alarm-delay   # Alarm vs Direct dispatch of lumenize-call
+//! cargo run --release -p lumenize-driver -- chaos --duration 10m   # random operations and faults, checked
 //! ```
 //!
 //! The pieces every experiment shares have a module each:
@@ -21,10 +22,12 @@
 //! | [`confidence`] | 95% confidence intervals of differences (Welch's t, bootstrap) |
 //!
 //! Each experiment is a module with `Args` (its command-line options), a library entry
-//! point that tests can call, and its report: [`alarms_robustness`], [`call_alarm_delay`].
+//! point that tests can call, and its report: [`alarms_robustness`], [`call_alarm_delay`],
+//! [`chaos`].
 
 pub mod alarms_robustness;
 pub mod call_alarm_delay;
+pub mod chaos;
 pub mod cdf;
 pub mod confidence;
 mod error;

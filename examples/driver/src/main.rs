@@ -3,11 +3,12 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lumenize_driver::{alarms_robustness, call_alarm_delay};
+use lumenize_driver::{alarms_robustness, call_alarm_delay, chaos};
 use lumenize_driver::progress::Progress;
 
 /// Runs lumenize-rs' experiments against a local `wrangler dev` (default) or a deployed
-/// worker (`--url`). With no subcommand, runs every experiment with its default matrix.
+/// worker (`--url`). With no subcommand, runs the two measuring experiments with their
+/// default matrix (`chaos`, a randomised test rather than a measurement, runs on its own).
 #[derive(Debug, Parser)]
 #[command(name = "lumenize-driver", version)]
 struct Cli {
@@ -26,6 +27,10 @@ enum Experiment {
     /// What does lumenize-call's `Dispatch::Alarm` cost against `Dispatch::Direct`, and each
     /// against a plain `stub.fetch`? (examples/call-alarm-delay)
     CallAlarmDelay(call_alarm_delay::Args),
+    /// Random operations from the whole lumenize-alarms API, invalid inputs, kills, restarts,
+    /// lost alarms and panics on the local sandbox worker, checked against the driver's own
+    /// record; seeded (`--seed` replays a run). Exits non-zero if an invariant broke.
+    Chaos(chaos::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
         let outcome = match experiment {
             Experiment::AlarmsRobustness(args) => alarms_robustness::main(&args, &progress).map(|r| r.passed()),
             Experiment::CallAlarmDelay(args) => call_alarm_delay::main(&args, &progress).map(|r| r.passed()),
+            Experiment::Chaos(args) => chaos::main(&args, &progress).map(|r| r.passed()),
         };
         match outcome {
             Ok(ok) => passed &= ok,

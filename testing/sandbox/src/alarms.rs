@@ -1,6 +1,6 @@
 //! `AlarmsDO`: lumenize-alarms over HTTP. Every firing is recorded in a `fired` table and
 //! every native alarm invocation in a `runs` table, which the tests read back; task kinds
-//! exercise success, failure, panic, self-rescheduling and spawning.
+//! exercise success, failure, panic, self-rescheduling, spawning and cancelling others.
 //!
 //! Routes (under `/alarms/<object-name>/`, bodies and answers in JSON):
 //! - `schedule`: `{when: {after_ms|at_ms|cron|every_ms: ..}, task, id?, keep_existing?,
@@ -47,6 +47,9 @@ pub enum Task {
     /// Records `<label>`; on its first attempt then waits `wait_ms` (long enough for a test
     /// to kill the runtime in the middle of the task); records `<label>-done`.
     Slow { label: String, wait_ms: u64 },
+    /// Records, then cancels the task `id` (another task, or none: a cancel that removes
+    /// nothing is no failure).
+    Cancel { label: String, id: String },
 }
 
 #[derive(Deserialize)]
@@ -215,6 +218,11 @@ impl AlarmsDO {
                     Delay::from(Duration::from_millis(wait_ms)).await;
                 }
                 self.record(&format!("{label}-done"), &info)
+            }
+            Task::Cancel { label, id } => {
+                self.record(&label, &info)?;
+                alarms.cancel(&id)?;
+                Ok(())
             }
             Task::Spawn { label, count } => {
                 self.record(&label, &info)?;

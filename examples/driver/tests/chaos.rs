@@ -1,0 +1,32 @@
+//! The chaos experiment in short, in `cargo xtask test`: 400 steps (about 40 s) of random
+//! operations, invalid inputs, kills mid-run and mid-request, restarts and lost alarms on
+//! the sandbox worker (`testing/sandbox` under `wrangler dev`), then the drain and every
+//! invariant. About a minute in all.
+//!
+//! A fresh seed each run, printed with the command that replays it; set
+//! `LUMENIZE_CHAOS_SEED` to run a given one.
+//!
+//! Panicking tasks are left out here (`no_panics`): a panic resets the wasm instance all
+//! objects share, and an alarm event of another object that was waiting at that moment is
+//! never settled, so that object runs nothing for 15 minutes (workerd's alarm timeout).
+//! The full run (`cargo xtask experiments chaos`) keeps them and reports that; see
+//! `examples/alarms-robustness/CHAOS.md`. Put them back (drop `no_panics`) once that is
+//! fixed.
+
+use lumenize_driver::chaos::{self, Args};
+use lumenize_driver::progress::Progress;
+
+#[test]
+fn a_minute_of_chaos_breaks_no_invariant() {
+    let seed = std::env::var("LUMENIZE_CHAOS_SEED").ok().map(|s| s.parse().expect("LUMENIZE_CHAOS_SEED is a number"));
+    let args = Args { seed, steps: Some(400), objects: 3, drain: 60, no_panics: true, ..Args::default() };
+    let mut target = chaos::open_target().expect("start the sandbox worker");
+    let report = chaos::run(&mut target, &args, &Progress::new(true)).expect("run the chaos plan");
+    let text = report.render();
+    println!("{text}");
+    assert!(report.passed(), "{text}");
+    // 400 steps of any seed hold at least this much (the plan's cadences).
+    assert!(report.kills >= 1 && report.lost_alarms >= 1, "{text}");
+    let invalid: u32 = report.requests.iter().filter(|(k, _)| k.starts_with("invalid")).map(|(_, n)| n).sum();
+    assert!(invalid >= 10, "{text}");
+}
