@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::task::{Context, Waker};
 use std::time::Duration;
 
-use lumenize_alarms::core::{Event, NativeAlarm, Scheduler, SimulatedAlarm, Store, MAX_TIME_MS};
+use lumenize_alarms::core::{Event, NativeAlarm, Scheduler, SimulatedAlarm, Store, LEAVE_TO_FIRE_MS, MAX_TIME_MS};
 use lumenize_alarms::sql::Exec;
 use lumenize_alarms::{Error, Filter, MissedTicks, Options, RetryPolicy, RunReport, Scheduled, Status, When};
 use support::{block_on, done, ready, Fresh, HandlerFut};
@@ -419,7 +419,8 @@ fn a_task_the_runtime_refuses_to_arm_goes_dead_and_the_next_is_armed<S: Fresh>()
     assert_eq!(far.status, Status::Dead);
     assert!(far.last_error.as_deref().unwrap().contains("refused to arm"), "{far:?}");
     f.sched(BASE, When::at_unix_ms(BASE + 500), "near", Options::default());
-    assert_eq!(f.alarm.armed(), Some(BASE + 500));
+    // The probe (now + 1) the runtime accepted is left to fire: it is earlier than "near".
+    assert_eq!(f.alarm.armed(), Some(BASE + 1));
     let ran = RefCell::new(Vec::new());
     f.run_at(BASE + 500, 10, |_, t| {
         ran.borrow_mut().push(t.id);
@@ -592,6 +593,26 @@ fn an_alarm_left_by_a_cancel_fires_once_and_leaves_nothing<S: Fresh>() {
     assert_eq!((f.alarm.armed(), f.alarm.writes()), (None, writes), "nothing pending: nothing armed, nothing written");
 }
 
+/// Guarantee 2 and `LEAVE_TO_FIRE_MS`: a run that is not the native alarm's (the test hook)
+/// and leaves nothing pending deletes an alarm armed further ahead, but leaves one due
+/// within a second to fire once, empty: that costs less than a write.
+fn a_run_that_empties_the_queue_leaves_a_near_alarm_to_fire<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    f.sched(BASE, When::at_unix_ms(BASE + 100), "near", Options::default());
+    let writes = f.alarm.writes();
+    let hook = |at: i64| done(f.sched.run_due(&f.alarm, &|| BASE, Some(at), 10, |_: u64, _| ready(Ok(())))).unwrap();
+    assert_eq!(hook(BASE + 100).succeeded, 1);
+    assert_eq!((f.alarm.armed(), f.alarm.writes()), (Some(BASE + 100), writes), "near: left to fire, not written");
+    assert_eq!(f.run_at(BASE + 100, 10, |_, _| ready(Ok(()))).started, 0, "it fires once, empty");
+    assert_eq!((f.alarm.armed(), f.alarm.writes()), (None, writes), "and leaves nothing");
+
+    f.sched(BASE, When::at_unix_ms(BASE + LEAVE_TO_FIRE_MS + 1), "far", Options::default());
+    f.sched.cancel("far").unwrap();
+    assert_eq!(f.alarm.armed(), Some(BASE + LEAVE_TO_FIRE_MS + 1));
+    assert_eq!(hook(BASE).started, 0);
+    assert_eq!(f.alarm.armed(), None, "an alarm further ahead is deleted");
+}
+
 /// A handler that defers its own task keeps it in place, due again at the time it asked,
 /// with one update; `Err` still retries, and deferring a task that is not running is an
 /// error.
@@ -678,6 +699,7 @@ for_each_store!(
     a_lost_alarm_is_noticed_once_its_time_has_passed,
     a_due_alarm_is_left_alone_during_a_long_burst,
     an_alarm_left_by_a_cancel_fires_once_and_leaves_nothing,
+    a_run_that_empties_the_queue_leaves_a_near_alarm_to_fire,
     a_handler_can_run_its_task_again_in_place,
     concurrent_first_reads_arm_once,
 );

@@ -27,7 +27,7 @@ mod task;
 mod time;
 mod when;
 
-pub use arming::{NativeAlarm, SimulatedAlarm};
+pub use arming::{NativeAlarm, SimulatedAlarm, LEAVE_TO_FIRE_MS};
 pub use event::Event;
 pub use memory::MemoryStore;
 pub use options::Options;
