@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{console_error, ScheduledTime, SqlStorage, State, Storage};
 
 use crate::core::{Event, NativeAlarm, Options, RunReport, Scheduled, Scheduler, When};
@@ -336,7 +336,9 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         let _abort_on_panic = AbortOnPanic::for_raw(self.inner.state.clone(), move |message| {
             // Best effort: if this fails, the next run still finds the task running and
             // counts the attempt as cut short.
-            inner.scheduler.fail_in_flight(now_ms(), message);
+            if let Some(at) = inner.scheduler.fail_in_flight(now_ms(), message) {
+                arm_now(&inner.storage, at);
+            }
         });
         let limit = self.inner.batch_limit.get();
         self.inner.scheduler.run_due(&self.alarm(), &now_ms, at_ms, limit, handler).await
@@ -344,6 +346,18 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
 
     fn alarm(&self) -> Runtime<'_> {
         Runtime(&self.inner.storage)
+    }
+}
+
+/// Arms the alarm for `at_ms` without awaiting: the call is issued at once, which is all a
+/// panic hook can do (no wasm runs after it). The write is durable before the object is
+/// reset: the guard waits for `storage.sync()`.
+fn arm_now(storage: &Storage, at_ms: i64) {
+    #[allow(clippy::cast_precision_loss)] // times are below 2^53
+    let at = JsValue::from_f64(at_ms as f64);
+    let raw: &JsValue = storage.as_raw().as_ref();
+    if let Ok(set) = js_sys::Reflect::get(raw, &"setAlarm".into()).and_then(|f| f.dyn_into::<js_sys::Function>().map_err(JsValue::from)) {
+        let _ = set.call1(raw, &at);
     }
 }
 

@@ -202,17 +202,21 @@ fn a_handler_that_does_not_await_is_not_claimed<S: Fresh>() {
 }
 
 /// Guarantee 6 as the adapter's panic hook records it: the running task's attempt fails
-/// with the panic message at once.
+/// with the panic message at once, and the hook learns when to arm the alarm: the task
+/// behind the panic, overdue (now + 1), not the failed alarm event's retry.
 fn the_panic_hook_records_the_running_attempt_as_failed<S: Fresh>() {
     let f = Fixture::<S>::new();
     let policy = RetryPolicy::attempts(2).backoff(Duration::from_millis(100), Duration::from_secs(1));
     f.sched(0, When::at_unix_ms(0), "p", Options::default().retry(policy));
+    f.sched(0, When::at_unix_ms(1), "behind", Options::default());
     let mut run = Box::pin(f.sched.run_due(&f.alarm, &|| 5, None, 5, |_: u64, _| HandlerFut { result: None, yields: 0 }));
     assert!(run.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
-    f.sched.fail_in_flight(7, "boom");
+    assert_eq!(f.sched.fail_in_flight(7, "boom"), Some(8), "arm for the task behind, overdue");
     drop(run);
     let p = f.get("p").unwrap();
     assert_eq!((p.status, p.due_ms, p.last_error.as_deref()), (Status::Pending, 107, Some("the handler panicked: boom")));
+    f.sched.cancel("behind").unwrap();
+    assert_eq!(f.sched.fail_in_flight(8, "again"), Some(107), "then for the retry");
 }
 
 /// Guarantee 6, the other way: a task whose handler is still running in this isolate is not
