@@ -356,7 +356,7 @@ fn arm_now(storage: &Storage, at_ms: i64) {
     #[allow(clippy::cast_precision_loss)] // times are below 2^53
     let at = JsValue::from_f64(at_ms as f64);
     let raw: &JsValue = storage.as_raw().as_ref();
-    if let Ok(set) = js_sys::Reflect::get(raw, &"setAlarm".into()).and_then(|f| f.dyn_into::<js_sys::Function>().map_err(JsValue::from)) {
+    if let Ok(set) = js_sys::Reflect::get(raw, &"setAlarm".into()).and_then(|f| f.dyn_into::<js_sys::Function>()) {
         let _ = set.call1(raw, &at);
     }
 }
