@@ -1,12 +1,12 @@
 //! The chaos experiment in short, in `cargo xtask test`: 400 steps (about 40 s) of random
-//! operations, invalid inputs, kills mid-run and mid-request, restarts and lost alarms on
-//! the sandbox worker (`testing/sandbox` under `wrangler dev`), then the drain and every
-//! invariant. About a minute in all.
+//! scheduler operations and calls in both dispatch modes, invalid inputs, kills mid-run and
+//! mid-request, restarts and lost alarms on the sandbox worker (`testing/sandbox` under
+//! `wrangler dev`), then the drain and every invariant. About a minute in all.
 //!
 //! A fresh seed each run, printed with the command that replays it; set
 //! `LUMENIZE_CHAOS_SEED` to run a given one.
 //!
-//! Panicking tasks are left out here (`no_panics`): a panic resets the wasm instance all
+//! Panicking tasks and panicking remotes are left out here (`no_panics`): a panic resets the wasm instance all
 //! objects share, and an alarm event of another object that was waiting at that moment is
 //! never settled, so that object runs nothing for 15 minutes (workerd's alarm timeout).
 //! The full run (`cargo xtask experiments chaos`) keeps them and reports that; see
@@ -29,4 +29,13 @@ fn a_minute_of_chaos_breaks_no_invariant() {
     assert!(report.kills >= 1 && report.lost_alarms >= 1, "{text}");
     let invalid: u32 = report.requests.iter().filter(|(k, _)| k.starts_with("invalid")).map(|(_, n)| n).sum();
     assert!(invalid >= 10, "{text}");
+    // Calls in both modes, to remotes that answer, fail and are slow, and their continuations.
+    let calls = &report.calls;
+    for mode in ["alarm", "direct"] {
+        assert!(calls.by_mode.get(mode).is_some_and(|n| *n >= 15), "{mode}: {text}");
+    }
+    for does in ["answers", "fails", "slow"] {
+        assert!(calls.by_remote.get(does).is_some_and(|n| *n >= 3), "{does}: {text}");
+    }
+    assert!(calls.tally.continued >= 40 && calls.cancels >= 3, "{text}");
 }

@@ -84,7 +84,7 @@ impl Checker<'_> {
 
     fn requests(&mut self, model: &Model) {
         for r in &model.requests {
-            let name = model.objects.get(r.object).map(|o| o.name.as_str());
+            let name = model.object_name(r);
             let at = format!("step {} ({}, sent at {})", r.step, r.what, r.sent_ms);
             match (&r.expect, &r.outcome) {
                 (Expect::Ok | Expect::OkOr(_), Outcome::Ok) => {}
@@ -575,7 +575,7 @@ mod tests {
     fn requests_need_their_typed_refusal_and_failures_an_explanation() {
         use crate::chaos::model::Request;
         let mut m = model();
-        let req = |expect, outcome, sent_ms| Request { step: 9, object: 0, what: "x".into(), sent_ms, done_ms: sent_ms + 10, expect, outcome };
+        let req = |expect, outcome, sent_ms| Request { step: 9, object: 0, calls: false, what: "x".into(), sent_ms, done_ms: sent_ms + 10, expect, outcome };
         m.requests.push(req(Expect::Refused("bad request body"), Outcome::Refused { status: 400, body: "bad request body: eof".into() }, 0));
         m.requests.push(req(Expect::Refused("is out of range"), Outcome::Ok, 0));
         m.requests.push(req(Expect::Ok, Outcome::Failed { status: 500, body: "boom".into() }, 100));

@@ -233,8 +233,12 @@ fn burst(model: &mut Model, step: u64, object: usize, b: &Burst) -> Prepared {
 
 /// Sends `p` to the object's route at the worker `url`. Bounded by the client's timeout.
 pub(crate) fn send(http: &Client, url: &str, object: &str, p: &Prepared) -> (Outcome, Option<Value>) {
-    let url = format!("{url}/alarms/{object}/{}", p.route);
-    match http.post_text::<Value>(&url, &p.body) {
+    post(http, &format!("{url}/alarms/{object}/{}", p.route), &p.body)
+}
+
+/// Posts `body` to `url`, and classifies the answer. Bounded by the client's timeout.
+pub(crate) fn post(http: &Client, url: &str, body: &str) -> (Outcome, Option<Value>) {
+    match http.post_text::<Value>(url, body) {
         Ok(value) => (Outcome::Ok, Some(value)),
         Err(Error::Status { status, body, .. }) if (400..500).contains(&status) => (Outcome::Refused { status, body: cut(&body) }, None),
         Err(Error::Status { status, body, .. }) => (Outcome::Failed { status, body: cut(&body) }, None),
@@ -274,7 +278,7 @@ pub(crate) fn absorb(model: &mut Model, p: &Prepared, sent_ms: i64, done_ms: i64
         }
         _ => {}
     }
-    model.requests.push(Request { step: p.step, object: p.object, what: p.what.clone(), sent_ms, done_ms, expect: p.expect, outcome });
+    model.requests.push(Request { step: p.step, object: p.object, calls: false, what: p.what.clone(), sent_ms, done_ms, expect: p.expect, outcome });
 }
 
 fn stored(model: &mut Model, p: &Prepared, v: Value) -> Option<Stored> {

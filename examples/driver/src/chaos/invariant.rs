@@ -31,11 +31,21 @@ pub enum Invariant {
     Answers,
     /// Every object still answers and fires a new task at the end.
     StillWorks,
+    /// Every call's continuation ran exactly once (at most once for a call whose request a
+    /// fault cut off), and no call is left pending.
+    ContinuedOnce,
+    /// Every continuation received what the remote's behaviour implies, or what a cancel,
+    /// kill or panic explains.
+    CallOutcomes,
+    /// Every remote effect was applied at most once.
+    AppliedAtMostOnce,
+    /// Every origin still makes calls, in both modes, that complete.
+    CallsStillWork,
 }
 
 impl Invariant {
     /// Every invariant.
-    pub const ALL: [Invariant; 12] = [
+    pub const ALL: [Invariant; 16] = [
         Invariant::Delivered,
         Invariant::NeverEarly,
         Invariant::NoDuplicates,
@@ -48,6 +58,10 @@ impl Invariant {
         Invariant::NoStrangers,
         Invariant::Answers,
         Invariant::StillWorks,
+        Invariant::ContinuedOnce,
+        Invariant::CallOutcomes,
+        Invariant::AppliedAtMostOnce,
+        Invariant::CallsStillWork,
     ];
 
     /// What it says.
@@ -66,6 +80,10 @@ impl Invariant {
             Invariant::NoStrangers => "nothing ran or was stored that the run did not ask for",
             Invariant::Answers => "every answer agrees with its request",
             Invariant::StillWorks => "every object still answers and fires a new task",
+            Invariant::ContinuedOnce => "every call's continuation ran exactly once",
+            Invariant::CallOutcomes => "every continuation got what the remote's behaviour implies (or a cancel or fault explains)",
+            Invariant::AppliedAtMostOnce => "every remote effect was applied at most once",
+            Invariant::CallsStillWork => "every origin still makes calls that complete, in both modes",
         }
     }
 }

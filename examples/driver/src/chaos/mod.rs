@@ -8,15 +8,18 @@
 //! `schedule` each, or one `schedule_many`), `cancel`, `requeue`, `get`, `list`, the test
 //! hook, handlers that fail k times, panic, take long, reschedule themselves, schedule or
 //! cancel other tasks, payloads that do not decode, and invalid inputs that must each get
-//! a typed 4xx. Meanwhile the runtime is SIGKILLed (between requests or in the middle of
+//! a typed 4xx. Mixed in, a quarter of the requests go to call origins (`CallerDO`):
+//! lumenize-call calls in both dispatch modes to remotes (`RemoteDO`) that answer, fail,
+//! panic, are slow, or reply large or too large to store, with timeouts, several to a
+//! request, and cancels. Meanwhile the runtime is SIGKILLed (between requests or in the middle of
 //! one) and restarted on the same storage, and alarms are deleted behind the scheduler's
 //! back.
 //!
 //! The steps come from a seeded [`Plan`]: the same seed (with the same `--objects`) gives
 //! the same steps in the same order, whatever the runtime answers; only the timing varies,
 //! and the checks allow for that by what the answers and the records say, never by slack.
-//! After the last step the run drains (bounded waits everywhere) and [`check`] holds the
-//! record against the invariants; the [`Report`] says what was exercised, which invariants
+//! After the last step the run drains the calls, then the scheduler (bounded waits
+//! everywhere), and [`check`] and [`check_calls`] hold the record against the invariants; the [`Report`] says what was exercised, which invariants
 //! broke, and the command that replays the run.
 //!
 //! ```no_run
@@ -32,6 +35,10 @@
 //! # Ok::<(), lumenize_driver::Error>(())
 //! ```
 
+mod call_check;
+mod call_drain;
+mod call_plan;
+mod calls;
 mod check;
 mod drain;
 mod exec;
@@ -48,13 +55,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lumenize_harness::{workspace_root, WorkerOptions};
 
+pub use call_check::{check_calls, CallTally};
+pub use call_drain::CallsDrained;
+pub use call_plan::{CallOp, Dispatch, MakeCall, Remote, BIG_MAX_BYTES, CALL_EVERY, LONG_TIMEOUT_MS, ORIGINS, REMOTES, TOO_BIG_BYTES};
+pub use calls::{fail_message, Call, Cancel, CallsModel, Continued, Got, Want};
 pub use check::{check, Drained, Tally};
-pub use faults::{Faults, PANIC_RESET_MS};
+pub use faults::{Faults, CALL_PANIC_WITHIN_MS, PANIC_RESET_MS};
 pub use invariant::{Invariant, Violation};
 pub use invalid::{Invalid, MAX_TIME_MS};
 pub use model::{Child, End, Expect, Kill, Model, ObjectModel, Outcome, Request, Role, Task};
 pub use plan::{Action, Burst, Handler, MidRequest, Op, Plan, Schedule, Step, TaskRef, When, EXPLICIT_IDS, FAR_MS, KILL_EVERY, LOSE_ALARM_EVERY, PANIC_EVERY, RECURRING_IDS};
-pub use report::{Answers, ObjectRecords, Records, Report};
+pub use report::{Answers, CallCounts, ObjectRecords, Records, Report};
 pub use wire::{Fired, Stored};
 
 use crate::output::{write_json, OutputArgs, RunInfo};
@@ -147,7 +158,10 @@ fn fresh_seed() -> u64 {
 /// # Errors
 /// [`Error::Harness`] when it does not build or start.
 pub fn open_target() -> Result<Target> {
-    Target::local(&workspace_root().join(WORKER_DIR), WorkerOptions::default())
+    // The secret lumenize-call signs and checks calls with (any value: origins and remotes
+    // are objects of this one worker).
+    let options = WorkerOptions::default().arg("--var").arg(format!("LUMENIZE_CALL_SECRET:chaos-{}", fresh_seed()));
+    Target::local(&workspace_root().join(WORKER_DIR), options)
 }
 
 /// Runs the plan of `args` against `target` (which must be local), drains, checks. The
@@ -194,14 +208,19 @@ pub fn run(target: &mut Target, args: &Args, progress: &Progress) -> Result<Repo
     let operations_s = started.elapsed().as_secs_f64();
     let spinner = progress.spinner("chaos: draining");
     let drain_started = Instant::now();
+    let calls_drained = call_drain::drain(&mut session, Duration::from_secs(args.drain));
     let (drained, fired) = drain::drain(&mut session, Duration::from_secs(args.drain));
     spinner.finish_and_clear();
     let drain_s = drain_started.elapsed().as_secs_f64();
-    let (violations, tally) = check(&session.model, &fired, &drained);
-    let panics = u32::try_from(Faults::of(&session.model, &fired).panics.len()).unwrap_or(u32::MAX);
+    let (mut violations, tally) = check(&session.model, &fired, &drained);
+    let faults = Faults::of(&session.model, &fired);
+    let (call_violations, call_tally) = check_calls(&session.model, &calls_drained, &faults);
+    violations.extend(call_violations);
+    let panics = u32::try_from(faults.panics.len()).unwrap_or(u32::MAX);
     let mut report = Report::new(info, seed, &session.model, session.steps, panics, (operations_s, drain_s), tally, violations);
+    report.calls = CallCounts::new(&session.model, call_tally);
     report.replay = format!("cargo xtask experiments chaos {replay} --steps {}", session.steps);
-    report.records = Records::new(session.model, fired, drained);
+    report.records = Records::new(session.model, fired, drained, calls_drained);
     Ok(report)
 }
 

@@ -6,6 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use crate::chaos::call_plan::{ORIGINS, REMOTES};
+use crate::chaos::calls::CallsModel;
 use crate::chaos::invalid::MAX_TIME_MS;
 use crate::chaos::plan::{Handler, FAR_MS};
 
@@ -331,8 +333,11 @@ impl Outcome {
 pub struct Request {
     /// The step that sent it (drain requests: after the last step).
     pub step: u64,
-    /// The object.
+    /// The object: an index into [`Model::objects`], or into the call origins
+    /// ([`CallsModel::origins`]) for a request to an origin.
     pub object: usize,
+    /// A request to a call origin.
+    pub calls: bool,
     /// What it was, for the counts (`schedule`, `burst-many`, `invalid: bad cron`, ...).
     pub what: String,
     /// When it was sent (driver's clock, Unix ms).
@@ -369,18 +374,41 @@ pub struct Model {
     pub lost_alarms: u32,
     /// Disagreements between an answer and the request, found as answers came.
     pub answer_problems: Vec<(usize, String)>,
+    /// The calls.
+    pub calls: CallsModel,
+    /// Disagreements between an origin's answer and the call request, by origin.
+    pub call_answer_problems: Vec<(usize, String)>,
 }
 
 impl Model {
     /// A model of `objects` objects named `<prefix>-<i>`.
     #[must_use]
     pub fn new(prefix: &str, objects: usize) -> Self {
-        Model { objects: (0..objects).map(|i| ObjectModel::new(format!("{prefix}-{i}"))).collect(), ..Model::default() }
+        Model {
+            objects: (0..objects).map(|i| ObjectModel::new(format!("{prefix}-{i}"))).collect(),
+            calls: CallsModel::new(prefix, ORIGINS, REMOTES),
+            ..Model::default()
+        }
     }
 
     /// Notes an answer that disagrees with its request.
     pub(crate) fn problem(&mut self, object: usize, what: String) {
         self.answer_problems.push((object, what));
+    }
+
+    /// Notes an origin's answer that disagrees with its request.
+    pub(crate) fn problem_calls(&mut self, origin: usize, what: String) {
+        self.call_answer_problems.push((origin, what));
+    }
+
+    /// The name of the object a request went to.
+    #[must_use]
+    pub fn object_name(&self, r: &Request) -> Option<&str> {
+        if r.calls {
+            self.calls.origins.get(r.object).map(String::as_str)
+        } else {
+            self.objects.get(r.object).map(|o| o.name.as_str())
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
+use crate::chaos::call_plan::{CallHistory, CallOp, CALL_EVERY, ORIGINS};
 use crate::chaos::invalid::Invalid;
 
 /// Explicit ids per object that one-shot tasks share (`x0`, `x1`, ...): they collide, so
@@ -59,6 +60,13 @@ pub enum Action {
     LoseAlarm {
         /// Which object.
         object: usize,
+    },
+    /// One request to a call origin (`CallerDO`): make calls, or cancel one.
+    Call {
+        /// Which origin (`0 .. ORIGINS`).
+        origin: usize,
+        /// The request.
+        op: CallOp,
     },
 }
 
@@ -262,6 +270,7 @@ pub struct Plan {
     next_panic: u64,
     next_lose: u64,
     panics: bool,
+    calls: CallHistory,
 }
 
 impl Plan {
@@ -273,7 +282,7 @@ impl Plan {
         let next_kill = around(&mut rng, KILL_EVERY);
         let next_panic = around(&mut rng, PANIC_EVERY);
         let next_lose = around(&mut rng, LOSE_ALARM_EVERY);
-        Plan { rng, objects, next: 0, history: vec![Vec::new(); objects], next_kill, next_panic, next_lose, panics: true }
+        Plan { rng, objects, next: 0, history: vec![Vec::new(); objects], next_kill, next_panic, next_lose, panics: true, calls: CallHistory::new() }
     }
 
     /// The same plan without panicking tasks: where one would come, another request is
@@ -329,6 +338,9 @@ impl Plan {
         } else if index >= self.next_lose {
             self.next_lose = index + around(&mut self.rng, LOSE_ALARM_EVERY);
             Action::LoseAlarm { object: self.rng.random_range(0..self.objects) }
+        } else if self.rng.random_ratio(1, CALL_EVERY) {
+            let origin = self.rng.random_range(0..ORIGINS);
+            Action::Call { origin, op: self.calls.draw(&mut self.rng, index, origin, self.panics) }
         } else {
             let object = self.rng.random_range(0..self.objects);
             let op = if index >= self.next_panic {
@@ -514,6 +526,7 @@ impl Iterator for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chaos::call_plan::{Dispatch, MakeCall, Remote};
 
     #[test]
     fn the_same_seed_gives_the_same_steps_and_another_seed_others() {
@@ -557,6 +570,21 @@ mod tests {
         assert!(count(&|s| matches!(&s.action, Action::Op { op: Op::Schedule(s), .. } if s.handler == Handler::Panic)) > 100);
         let panics = schedules.iter().filter(|s| s.handler == Handler::Panic).count();
         assert!((4..=12).contains(&panics), "{panics} panicking tasks in 1,000 steps");
+        // Calls: both modes, every remote behaviour, several to a request, cancels.
+        let calls: Vec<&CallOp> = steps.iter().filter_map(|s| if let Action::Call { op, .. } = &s.action { Some(op) } else { None }).collect();
+        let made: Vec<&MakeCall> = calls.iter().filter_map(|op| if let CallOp::Make(m) = op { Some(m) } else { None }).collect();
+        assert!((150..=350).contains(&calls.len()), "{} call steps in 1,000", calls.len());
+        for dispatch in [Dispatch::Alarm, Dispatch::Direct] {
+            assert!(made.iter().filter(|m| m.dispatch == dispatch).count() >= 50, "{dispatch:?}");
+        }
+        for does in ["answers", "fails", "panics", "slow", "large reply", "reply too large"] {
+            assert!(made.iter().any(|m| m.does.name() == does), "{does}");
+        }
+        assert!(made.iter().any(|m| m.count.is_some()) && made.iter().any(|m| m.cancel));
+        assert!(made.iter().any(|m| m.timeout_ms.is_some()) && made.iter().any(|m| m.timeout_ms.is_none()));
+        assert!(calls.iter().any(|op| matches!(op, CallOp::Cancel { .. })));
+        let calm_calls = Plan::new(1, 4).without_panics().take(1_000).filter(|s| matches!(&s.action, Action::Call { op: CallOp::Make(m), .. } if m.does == Remote::Panics));
+        assert_eq!(calm_calls.count(), 0);
         let calm = Plan::new(1, 4).without_panics().take(1_000).filter(|s| matches!(&s.action, Action::Op { op: Op::Schedule(s), .. } if s.handler == Handler::Panic));
         assert_eq!(calm.count(), 0);
     }

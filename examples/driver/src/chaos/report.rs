@@ -5,6 +5,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::chaos::call_check::CallTally;
+use crate::chaos::call_drain::CallsDrained;
+use crate::chaos::call_plan::Dispatch;
+use crate::chaos::calls::Call;
 use crate::chaos::check::{Drained, Tally};
 use crate::chaos::invariant::{Invariant, Violation};
 use crate::chaos::model::{Kill, Model, Outcome, Request, Task};
@@ -58,6 +62,8 @@ pub struct Report {
     pub panics: u32,
     /// What the checks counted.
     pub tally: Tally,
+    /// What the calls exercised, and how they ended.
+    pub calls: CallCounts,
     /// The broken invariants.
     pub violations: Vec<Violation>,
     /// The command that replays the run.
@@ -79,6 +85,56 @@ pub struct Records {
     pub kills: Vec<Kill>,
     /// What the drain found.
     pub drained: Drained,
+    /// Every call the run asked for, as the model expects it.
+    pub calls: Vec<Call>,
+    /// What the drain of the calls found.
+    pub calls_drained: CallsDrained,
+}
+
+/// What the calls of a run exercised, and how they ended.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CallCounts {
+    /// Calls made (their request answered), the drain's included.
+    pub made: u32,
+    /// Calls whose request a fault cut off (made or not).
+    pub uncertain: u32,
+    /// Calls made, by dispatch mode.
+    pub by_mode: BTreeMap<String, u32>,
+    /// Calls made, by what the remote does.
+    pub by_remote: BTreeMap<String, u32>,
+    /// Calls made several in one request.
+    pub several: u32,
+    /// Calls made with a timeout.
+    pub with_timeout: u32,
+    /// Cancels sent.
+    pub cancels: u32,
+    /// Of those, cancels that found the call pending.
+    pub cancels_found: u32,
+    /// What the checks counted.
+    pub tally: CallTally,
+}
+
+impl CallCounts {
+    /// The counts of `model`'s calls, with the checks' tally.
+    #[must_use]
+    pub fn new(model: &Model, tally: CallTally) -> Self {
+        let mut c = CallCounts { tally, ..CallCounts::default() };
+        for call in &model.calls.calls {
+            c.uncertain += u32::from(call.uncertain);
+            c.cancels += u32::try_from(call.cancels.len()).unwrap_or(u32::MAX);
+            c.cancels_found += u32::try_from(call.cancels.iter().filter(|k| k.found == Some(true)).count()).unwrap_or(u32::MAX);
+            if !call.made {
+                continue;
+            }
+            c.made += 1;
+            let mode = if call.dispatch == Dispatch::Alarm { "alarm" } else { "direct" };
+            *c.by_mode.entry(mode.to_owned()).or_insert(0) += 1;
+            *c.by_remote.entry(call.does.name().to_owned()).or_insert(0) += 1;
+            c.several += u32::from(call.tag.contains('-') && !call.probe);
+            c.with_timeout += u32::from(call.timeout_ms.is_some());
+        }
+        c
+    }
 }
 
 /// What one object recorded.
@@ -95,9 +151,9 @@ pub struct ObjectRecords {
 impl Records {
     /// The records of a finished run.
     #[must_use]
-    pub fn new(model: Model, fired: Vec<Vec<Fired>>, drained: Drained) -> Self {
+    pub fn new(model: Model, fired: Vec<Vec<Fired>>, drained: Drained, calls_drained: CallsDrained) -> Self {
         let objects = model.objects.into_iter().zip(fired.into_iter().chain(std::iter::repeat_with(Vec::new))).map(|(o, fired)| ObjectRecords { name: o.name, tasks: o.tasks, fired }).collect();
-        Records { objects, requests: model.requests, kills: model.kills, drained }
+        Records { objects, requests: model.requests, kills: model.kills, drained, calls: model.calls.calls, calls_drained }
     }
 }
 
@@ -153,6 +209,7 @@ impl Report {
             lost_alarms: model.lost_alarms,
             panics,
             tally,
+            calls: CallCounts::default(),
             violations,
             replay: format!("cargo xtask experiments chaos --seed {seed} --objects {objects} --steps {steps}"),
             records: Records::default(),
@@ -198,6 +255,28 @@ impl Report {
             self.tally.firings,
             self.tally.cut_short,
             list(self.tally.dead.iter())
+        );
+        let c = &self.calls;
+        let _ = writeln!(
+            out,
+            "calls: {} made ({}; {}), {} several to a request, {} with a timeout, {} cut off by a fault; {} cancels ({} found the call pending)",
+            c.made,
+            list(c.by_mode.iter()),
+            list(c.by_remote.iter()),
+            c.several,
+            c.with_timeout,
+            c.uncertain,
+            c.cancels,
+            c.cancels_found
+        );
+        let _ = writeln!(
+            out,
+            "continuations: {} ({}); {} cancelled by a cancel, {} other outcomes explained by a kill or a panic; {} remote effects applied",
+            c.tally.continued,
+            list(c.tally.outcomes.iter()),
+            c.tally.cancelled,
+            c.tally.explained,
+            c.tally.effects
         );
         let broken: BTreeMap<Invariant, usize> = self.violations.iter().fold(BTreeMap::new(), |mut m, v| {
             *m.entry(v.invariant).or_insert(0) += 1;

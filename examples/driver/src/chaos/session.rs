@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::chaos::call_plan::{CallOp, MakeCall};
+use crate::chaos::calls::{self, CallPrepared};
 use crate::chaos::exec::{self, Prepared};
 use crate::chaos::model::{Kill, Model};
 use crate::chaos::now_ms;
@@ -41,6 +43,56 @@ impl<'t> Session<'t> {
         value
     }
 
+    /// Sends the call request `p` to its origin and takes its answer into the model; the
+    /// answer's JSON, if 2xx.
+    pub(crate) fn send_call(&mut self, p: &CallPrepared) -> Option<Value> {
+        let name = self.model.calls.origins[p.origin].clone();
+        let sent = now_ms();
+        let (outcome, value) = exec::post(&self.http, &format!("{}/calls/{name}/{}", self.target.url(), p.route), &p.body);
+        calls::absorb(&mut self.model, p, sent, now_ms(), outcome, value.as_ref());
+        value
+    }
+
+    /// [`send_call`](Self::send_call) until it gets an answer that is not a failure, at
+    /// most `tries` times.
+    pub(crate) fn send_call_until_answered(&mut self, p: &CallPrepared, tries: u32) -> Option<Value> {
+        for _ in 0..tries.max(1) {
+            let value = self.send_call(p);
+            let failed = self.model.requests.last().is_some_and(|r| r.outcome.cut_off());
+            if !failed {
+                return value;
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+        None
+    }
+
+    /// Reads `route` of remote `remote` (`effects`, `applied`), with a few tries; logged
+    /// like any request.
+    pub(crate) fn read_remote(&mut self, step: u64, remote: usize, route: &str, tries: u32) -> Option<Value> {
+        let name = self.model.calls.remotes[remote].clone();
+        for _ in 0..tries.max(1) {
+            let sent = now_ms();
+            let (outcome, value) = exec::post(&self.http, &format!("{}/remote/{name}/{route}", self.target.url()), "{}");
+            let cut = outcome.cut_off();
+            self.model.requests.push(crate::chaos::model::Request {
+                step,
+                object: remote,
+                calls: true,
+                what: format!("remote: {route} (drain)"),
+                sent_ms: sent,
+                done_ms: now_ms(),
+                expect: crate::chaos::model::Expect::Ok,
+                outcome,
+            });
+            if !cut {
+                return value;
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+        None
+    }
+
     /// Sends `p` until it gets an answer that is not a failure, at most `tries` times
     /// (every try is logged and checked like any request).
     pub(crate) fn send_until_answered(&mut self, p: &Prepared, tries: u32) -> Option<Value> {
@@ -65,6 +117,16 @@ impl<'t> Session<'t> {
             Action::Op { object, op } => {
                 let p = exec::prepare(&mut self.model, step.index, *object, op);
                 self.send(&p);
+            }
+            Action::Call { origin, op } => {
+                let p = calls::prepare(&mut self.model, step.index, *origin, op);
+                self.send_call(&p);
+                if let CallOp::Make(MakeCall { cancel: true, .. }) = op {
+                    let cancel = CallOp::Cancel { step: step.index, index: 0 };
+                    let mut p = calls::prepare(&mut self.model, step.index, *origin, &cancel);
+                    p.what = "call: cancel at once".into();
+                    self.send_call(&p);
+                }
             }
             Action::LoseAlarm { object } => {
                 self.model.lost_alarms += 1;
