@@ -359,7 +359,7 @@ where
         let Some(call) = self.store().call(id)? else { return Ok(()) };
         let row_bytes = machine::json_len(&call.resume).saturating_add(machine::json_len(&call.target));
         let stored = call.result.is_some();
-        let result = machine::first_result(call.result, incoming, row_bytes);
+        let result = machine::first_result(call.result, incoming, row_bytes, call.deadline_ms, now_ms());
         match self.continue_with(id, call.resume, result.clone()).await {
             Ok(()) => {
                 // With the continuation's last writes if it did not await after them: one

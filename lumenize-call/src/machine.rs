@@ -303,21 +303,31 @@ pub fn on_backstop(call: &Pending, now_ms: i64, sending_since: Option<i64>) -> S
     }
 }
 
-/// The result a call's continuation gets, given the result stored with the call (if an
-/// earlier delivery of it failed) and `incoming`, one just in: the first result counts, and
-/// a result that would not fit in the caller's row next to the continuation value and the
-/// target (`row_bytes` of JSON) is [`CallError::TooLarge`] (see [`storable_result`]), so
-/// that a retried continuation gets the same result as the first attempt.
+/// The result a call's continuation gets at `now_ms`, given the result stored with the call
+/// (if an earlier delivery of it failed) and `incoming`, one just in: the first result
+/// counts; once the call's deadline has passed, nothing that comes in counts but
+/// [`CallError::Timeout`] (a reply that arrives after the deadline, before the backstop
+/// that times the call out has run, is a late reply too); and a result that would not fit
+/// in the caller's row next to the continuation value and the target (`row_bytes` of JSON)
+/// is [`CallError::TooLarge`] (see [`storable_result`]), so that a retried continuation gets
+/// the same result as the first attempt.
 ///
 /// ```
 /// use lumenize_call::machine::first_result;
 /// use lumenize_call::CallError;
 /// use serde_json::json;
-/// assert_eq!(first_result(None, Ok(json!(1)), 10), Ok(json!(1)));
-/// assert_eq!(first_result(Some(Err(CallError::Timeout)), Ok(json!(1)), 10), Err(CallError::Timeout));
+/// assert_eq!(first_result(None, Ok(json!(1)), 10, Some(5), 4), Ok(json!(1)));
+/// assert_eq!(first_result(None, Ok(json!(1)), 10, Some(5), 5), Err(CallError::Timeout));
+/// assert_eq!(first_result(Some(Err(CallError::Timeout)), Ok(json!(1)), 10, None, 4), Err(CallError::Timeout));
 /// ```
-pub fn first_result(stored: Option<CallResult>, incoming: CallResult, row_bytes: usize) -> CallResult {
-    stored.unwrap_or_else(|| storable_result(incoming, row_bytes))
+pub fn first_result(stored: Option<CallResult>, incoming: CallResult, row_bytes: usize, deadline_ms: Option<i64>, now_ms: i64) -> CallResult {
+    stored.unwrap_or_else(|| {
+        if deadline_ms.is_some_and(|d| d <= now_ms) {
+            Err(CallError::Timeout)
+        } else {
+            storable_result(incoming, row_bytes)
+        }
+    })
 }
 
 fn transport_error(call: &Pending) -> CallError {
@@ -462,12 +472,17 @@ mod tests {
 
     #[test]
     fn the_first_result_counts_and_is_cut_to_what_the_row_holds() {
-        assert_eq!(first_result(None, Ok(json!(1)), 0), Ok(json!(1)));
-        assert_eq!(first_result(Some(Ok(json!(2))), Ok(json!(1)), 0), Ok(json!(2)));
-        assert_eq!(first_result(Some(Err(CallError::Cancelled)), Err(CallError::Timeout), 0), Err(CallError::Cancelled));
+        assert_eq!(first_result(None, Ok(json!(1)), 0, None, 0), Ok(json!(1)));
+        assert_eq!(first_result(Some(Ok(json!(2))), Ok(json!(1)), 0, None, 0), Ok(json!(2)));
+        assert_eq!(first_result(Some(Err(CallError::Cancelled)), Err(CallError::Timeout), 0, None, 0), Err(CallError::Cancelled));
+        // Past the deadline, a reply (or a cancel) that beat the timing-out backstop is late.
+        assert_eq!(first_result(None, Ok(json!(1)), 0, Some(10), 9), Ok(json!(1)));
+        assert_eq!(first_result(None, Ok(json!(1)), 0, Some(10), 10), Err(CallError::Timeout));
+        assert_eq!(first_result(None, Err(CallError::Cancelled), 0, Some(10), 11), Err(CallError::Timeout));
+        assert_eq!(first_result(Some(Ok(json!(2))), Ok(json!(1)), 0, Some(10), 11), Ok(json!(2)), "a stored result still counts");
         let big = Ok(json!("x".repeat(1_200_000)));
-        assert!(matches!(first_result(None, big.clone(), 1_200_000), Err(CallError::TooLarge { .. })));
-        assert_eq!(first_result(None, big.clone(), 10), big);
+        assert!(matches!(first_result(None, big.clone(), 1_200_000, None, 0), Err(CallError::TooLarge { .. })));
+        assert_eq!(first_result(None, big.clone(), 10, None, 0), big);
     }
 
     #[test]

@@ -20,6 +20,9 @@ enum Event {
     Answer(Option<(u16, String)>),
     /// The backstop fired `after` ms after the previous event.
     Backstop { after: i64 },
+    /// `after` ms pass with no backstop (an alarm late, or the backstop not due yet): an
+    /// answer may come in after the deadline, before the backstop that times the call out.
+    Pass { after: i64 },
     /// The isolate died: the send in flight is lost, and what it knew in memory with it.
     Crash,
     /// The next continuation returns `Err`.
@@ -46,6 +49,7 @@ fn event() -> impl Strategy<Value = Event> {
         4 => answer().prop_map(Event::Answer),
         4 => (0i64..90_000).prop_map(|after| Event::Backstop { after }),
         1 => (0i64..2 * MAX_REQUEST_AGE_MS).prop_map(|after| Event::Backstop { after }),
+        1 => (0i64..90_000).prop_map(|after| Event::Pass { after }),
         1 => Just(Event::Crash),
         1 => Just(Event::FailNextContinuation),
         1 => Just(Event::Cancel),
@@ -72,7 +76,7 @@ impl Life {
         if !self.delivered.is_empty() {
             return;
         }
-        let result = first_result(self.call.result.clone(), incoming, 0);
+        let result = first_result(self.call.result.clone(), incoming, 0, self.call.deadline_ms, self.now);
         self.attempts.push(result.clone());
         if std::mem::take(&mut self.fail_next) {
             self.call.result.get_or_insert(result);
@@ -164,6 +168,7 @@ proptest! {
                     life.now += after;
                     life.backstop(deadline)?;
                 }
+                Event::Pass { after } => life.now += after,
                 Event::Crash => life.sending_since = None,
                 Event::FailNextContinuation => life.fail_next = true,
                 Event::Cancel => life.deliver(Err(CallError::Cancelled)),
@@ -182,7 +187,11 @@ proptest! {
                 Err(CallError::Expired { .. }) if !replies_seen.contains(result) => {
                     prop_assert!(life.now > start + MAX_REQUEST_AGE_MS + MAX_CLOCK_SKEW_MS, "expired early, at {}", life.now - start);
                 }
-                reply => prop_assert!(replies_seen.contains(reply), "delivered {:?}, the remote said {:?}", reply, replies_seen),
+                reply => {
+                    prop_assert!(replies_seen.contains(reply), "delivered {:?}, the remote said {:?}", reply, replies_seen);
+                    // A reply counts only if it came in before the deadline (else: late).
+                    prop_assert!(deadline.is_none_or(|d| life.now < d) || life.call.result.is_some(), "a reply after the deadline ({:?}) was delivered at {}", deadline, life.now);
+                }
             }
         } else {
             // Liveness: with or without a deadline, with a send that never answers or none,
