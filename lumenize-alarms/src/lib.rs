@@ -77,6 +77,10 @@
 //!   ([`Alarms::requeue`] puts it back). A crash or panic in the middle of a handler counts
 //!   as a failed attempt of that task only, and it runs again: make handlers idempotent or
 //!   keep their effect in the same SQLite (whose writes commit or roll back with the task's).
+//!   A panic resets the wasm instance every object of the worker shares: the objects with
+//!   a run in flight are reset too ([`AbortOnPanic`]), so their alarms are retried at once
+//!   instead of hanging for the runtime's 15 minutes (this needs the compatibility flag
+//!   `handle_cross_request_promise_resolution`, the default from 2024-10-14 on).
 //! - **Nothing lost, nothing bricked**: every time, given or computed, is checked against
 //!   what the runtime can arm ([`core::MAX_TIME_MS`], 2262-04-11): a bad time is refused
 //!   before anything is written, and a computed one (a retry, the next cron or interval

@@ -696,6 +696,58 @@ fn panicking_handler_is_retried_then_dead_and_others_still_run() {
     worker.stop().expect("stop the worker");
 }
 
+/// 6: a panic in one object does not stall the alarms of another object of the worker.
+///
+/// The panic resets the wasm instance that every object shares: an alarm event of another
+/// object that was awaiting at that moment (here `B`'s slow handler, waiting 3 s on a
+/// timer) can never finish, and workerd delivers no other alarm to that object until it
+/// gives up on the hung one (about 15 minutes). The panic guard resets every object that has
+/// a run in flight, so `B`'s alarm fails at once and is retried: its slow task runs again
+/// (cut short: a failed attempt) and its other tasks fire, within seconds.
+#[test]
+fn a_panic_in_one_object_does_not_stall_the_alarms_of_another() {
+    let mut worker = own_worker().expect("start the worker for the panic test");
+    let url = worker.url();
+    let a = Obj::new(&url, "panicking");
+    let b = Obj::new(&url, "bystander");
+    b.schedule(&json!({
+        "when": { "after_ms": 0 }, "id": "slow", "attempts": 3, "backoff_ms": 100,
+        "task": { "type": "slow", "label": "slow", "wait_ms": 3_000 }
+    }));
+    b.record("b-1", json!({ "after_ms": 500 }));
+    b.record("b-2", json!({ "after_ms": 1_000 }));
+    b.wait_fired("the slow task starts", Duration::from_secs(20), |f| count(f, "slow") == 1);
+
+    // While B's handler awaits its timer, A panics.
+    a.schedule(&json!({
+        "when": { "after_ms": 0 }, "id": "bomb", "attempts": 1,
+        "task": { "type": "panic", "label": "p" }
+    }));
+    a.wait_fired("A's task panics", Duration::from_secs(20), |f| count(f, "p") == 1);
+    let panicked_at = std::time::Instant::now();
+    let slow_started = b.fired().iter().find(|f| f.label == "slow").map(|f| f.fired_ms);
+    let a_panicked = a.fired().iter().find(|f| f.label == "p").map(|f| f.fired_ms);
+    if let (Some(s), Some(p)) = (slow_started, a_panicked) {
+        assert!(p < s + 3_000, "A panicked {} ms after B's slow handler started: not while it was in flight", p - s);
+    }
+
+    let fired = b.wait_fired("B's tasks all fire after A's panic", Duration::from_secs(30), |f| {
+        ["b-1", "b-2", "slow-done"].iter().all(|l| count(f, l) >= 1)
+    });
+    eprintln!("B's tasks all fired {:.1} s after A's panic", panicked_at.elapsed().as_secs_f64());
+    for label in ["b-1", "b-2", "slow-done"] {
+        assert_eq!(count(&fired, label), 1, "{label}: {:?}", labels(&fired));
+    }
+    assert_never_early(&fired);
+    b.wait("B's queue is empty", Duration::from_secs(10), || {
+        let left = b.list(&json!({}));
+        (left.is_empty().then_some(()), format!("{left:?}"))
+    });
+    b.assert_still_works();
+    a.assert_still_works();
+    worker.stop().expect("stop the worker");
+}
+
 /// 7: a stored payload that no longer deserialises goes dead with a clear error, without
 /// running; the tasks before and after it run.
 #[test]
