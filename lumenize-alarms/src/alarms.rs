@@ -14,7 +14,7 @@ use worker::{console_error, ScheduledTime, SqlStorage, State, Storage};
 
 use crate::core::{Event, NativeAlarm, Options, RunReport, Scheduled, Scheduler, When};
 use crate::error::{Error, Result};
-use crate::panic_abort::AbortOnPanic;
+use crate::panic_abort::{guarded, Panic};
 use crate::sql::SqlStore;
 use crate::Filter;
 
@@ -333,15 +333,22 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
 
     async fn run<E: Display>(&self, at_ms: Option<i64>, handler: impl AsyncFnMut(T, Scheduled) -> std::result::Result<(), E>) -> Result<RunReport> {
         let inner = self.inner.clone();
-        let _abort_on_panic = AbortOnPanic::for_raw(self.inner.state.clone(), move |message| {
+        let on_panic = move |panic: &Panic<'_>| {
+            let error = if panic.here {
+                format!("the handler panicked: {}", panic.message)
+            } else {
+                format!("the attempt was cut short by a panic elsewhere in the isolate: {}", panic.message)
+            };
             // Best effort: if this fails, the next run still finds the task running and
             // counts the attempt as cut short.
-            if let Some(at) = inner.scheduler.fail_in_flight(now_ms(), message) {
+            if let Some(at) = inner.scheduler.fail_in_flight(now_ms(), &error) {
                 arm_now(&inner.storage, at);
             }
-        });
+        };
         let limit = self.inner.batch_limit.get();
-        self.inner.scheduler.run_due(&self.alarm(), &now_ms, at_ms, limit, handler).await
+        let alarm = self.alarm();
+        let run = self.inner.scheduler.run_due(&alarm, &now_ms, at_ms, limit, handler);
+        guarded(self.inner.state.clone(), on_panic, run).await
     }
 
     fn alarm(&self) -> Runtime<'_> {

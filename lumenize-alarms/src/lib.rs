@@ -78,7 +78,7 @@
 //!   as a failed attempt of that task only, and it runs again: make handlers idempotent or
 //!   keep their effect in the same SQLite (whose writes commit or roll back with the task's).
 //!   A panic resets the wasm instance every object of the worker shares: the objects with
-//!   a run in flight are reset too ([`AbortOnPanic`]), so their alarms are retried at once
+//!   a run in flight are reset too ([`abort_on_panic`]), so their alarms are retried at once
 //!   instead of hanging for the runtime's 15 minutes (this needs the compatibility flag
 //!   `handle_cross_request_promise_resolution`, the default from 2024-10-14 on).
 //! - **Nothing lost, nothing bricked**: every time, given or computed, is checked against
@@ -123,4 +123,4 @@ pub mod sql;
 pub use crate::core::{Filter, Kind, MissedTicks, Options, RetryPolicy, RunReport, Schedule, Scheduled, Status, When};
 pub use alarms::{Alarms, DEFAULT_BATCH_LIMIT};
 pub use error::{Error, Result};
-pub use panic_abort::AbortOnPanic;
+pub use panic_abort::{abort_on_panic, Panic};

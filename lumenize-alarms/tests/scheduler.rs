@@ -137,7 +137,7 @@ fn a_panic_before_the_first_await_is_recorded_by_the_panic_hook<S: Fresh>() {
     f.sched(0, When::at_unix_ms(0), "q", Options::default());
     let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         f.run_at(5, 5, |_, _| -> HandlerFut {
-            f.sched.fail_in_flight(5, "handler panics on purpose"); // what the hook does
+            f.sched.fail_in_flight(5, "the handler panicked: handler panics on purpose"); // what the hook does
             panic!("handler panics on purpose")
         })
     }));
@@ -211,12 +211,12 @@ fn the_panic_hook_records_the_running_attempt_as_failed<S: Fresh>() {
     f.sched(0, When::at_unix_ms(1), "behind", Options::default());
     let mut run = Box::pin(f.sched.run_due(&f.alarm, &|| 5, None, 5, |_: u64, _| HandlerFut { result: None, yields: 0 }));
     assert!(run.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
-    assert_eq!(f.sched.fail_in_flight(7, "boom"), Some(8), "arm for the task behind, overdue");
+    assert_eq!(f.sched.fail_in_flight(7, "the handler panicked: boom"), Some(8), "arm for the task behind, overdue");
     drop(run);
     let p = f.get("p").unwrap();
     assert_eq!((p.status, p.due_ms, p.last_error.as_deref()), (Status::Pending, 107, Some("the handler panicked: boom")));
     f.sched.cancel("behind").unwrap();
-    assert_eq!(f.sched.fail_in_flight(8, "again"), Some(107), "then for the retry");
+    assert_eq!(f.sched.fail_in_flight(8, "the handler panicked: again"), Some(107), "then for the retry");
 }
 
 /// Guarantee 6, the other way: a task whose handler is still running in this isolate is not

@@ -9,7 +9,7 @@
 //!   which panics on `wasm32-unknown-unknown`.
 //!
 //! The clock and UUIDv7 helpers of the adapter are tested next to them, in
-//! `src/alarms.rs`. `Alarms` itself and `AbortOnPanic` need a Durable Object's state (and a
+//! `src/alarms.rs`. `Alarms` itself and `abort_on_panic` need a Durable Object's state (and a
 //! panic aborts the test runner's instance): they are tested in workerd by
 //! `testing/harness/tests/alarms.rs`.
 #![cfg(target_arch = "wasm32")]

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::fmt::Display;
 use std::rc::Rc;
 
-use lumenize_alarms::{AbortOnPanic, Alarms, Options, Scheduled, When};
+use lumenize_alarms::{abort_on_panic, Alarms, Panic, Options, Scheduled, When};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use worker::{console_error, Env, Method, Request, Response, State};
@@ -197,15 +197,18 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Server<T> {
         let store = self.inner.store.clone();
         store.start(id, now_ms())?;
         self.inner.applying.borrow_mut().insert(id.to_owned());
-        let guard = {
+        let on_panic = {
             let (store, id) = (store.clone(), id.to_owned());
-            AbortOnPanic::new(&self.inner.state, move |message| {
-                let outcome = Outcome::Err { message: format!("the operation panicked: {message}"), panicked: true };
+            move |panic: &Panic<'_>| {
+                let outcome = if panic.here {
+                    Outcome::Err { message: format!("the operation panicked: {}", panic.message), panicked: true }
+                } else {
+                    Outcome::Err { message: format!("{INTERRUPTED} (a panic elsewhere in its isolate: {})", panic.message), panicked: false }
+                };
                 store.record_outcome(&id, outcome, now_ms());
-            })
+            }
         };
-        let result = apply(op).await;
-        drop(guard);
+        let result = abort_on_panic(&self.inner.state, on_panic, apply(op)).await;
         self.inner.applying.borrow_mut().remove(id);
         let outcome = match result.map(serde_json::to_value) {
             Ok(Ok(value)) => Outcome::Ok(value),

@@ -174,7 +174,7 @@ pub struct StatusReply {
     pub queued: bool,
     /// The dead tasks.
     pub dead: Vec<DeadTask>,
-    /// Panics recorded by the `AbortOnPanic` guard of `alarm()`.
+    /// Panics recorded by the `abort_on_panic` around `run_due` in `alarm()`.
     pub panics: i64,
     /// The native alarm (Unix milliseconds), if armed.
     pub alarm_ms: Option<i64>,

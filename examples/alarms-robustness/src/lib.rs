@@ -18,7 +18,7 @@
 //! first event here, so that objects running a baseline never create its table; a user's
 //! object opens it in `DurableObject::new`), `Alarms::schedule_with` with a `RetryPolicy`
 //! (or one `schedule_many_with` for the `lumenize-many` scheduler), `Alarms::list` with a
-//! `Filter`, `Alarms::run_due` in `alarm()`, and `AbortOnPanic` to record a panic in the
+//! `Filter`, `Alarms::run_due` in `alarm()`, and `abort_on_panic` to record a panic in the
 //! object's own table. `POST /<object>/bench` (`src/bench.rs`) measures the per-task costs
 //! of lumenize-alarms against the floor's in one request.
 //!

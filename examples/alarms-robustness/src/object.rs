@@ -4,7 +4,7 @@
 use std::cell::OnceCell;
 use std::time::Duration;
 
-use lumenize_alarms::{AbortOnPanic, Alarms, Filter, Options, RetryPolicy, Scheduled, Status, When};
+use lumenize_alarms::{abort_on_panic, Alarms, Panic, Filter, Options, RetryPolicy, Scheduled, Status, When};
 use serde::{Deserialize, Serialize};
 use worker::*;
 
@@ -252,13 +252,17 @@ impl DurableObject for RobustnessDO {
             return Response::ok("ran");
         }
         // `run_due` already survives a panicking handler: it records the attempt as failed
-        // and resets the object, and the runtime retries the alarm. This guard of our own
-        // adds a row to `panics` before that reset, so the report can count them.
+        // and resets the object, and the runtime retries the alarm. Running it under
+        // `abort_on_panic` of our own adds a row to `panics` before that reset, so the report
+        // can count the panics of this object's handlers (not those of other objects, which
+        // only cut this run short).
         let sql = self.sql();
-        let _guard = AbortOnPanic::new(&self.state, move |message| {
-            let _ = sql.exec("INSERT INTO panics (at_ms, message) VALUES (?, ?)", vec![now_ms().into(), message.into()]);
-        });
-        self.alarms()?.run_due(async |task, info| self.handle(task, &info)).await?;
+        let on_panic = move |panic: &Panic<'_>| {
+            if panic.here {
+                let _ = sql.exec("INSERT INTO panics (at_ms, message) VALUES (?, ?)", vec![now_ms().into(), panic.message.into()]);
+            }
+        };
+        abort_on_panic(&self.state, on_panic, self.alarms()?.run_due(async |task, info| self.handle(task, &info))).await?;
         Response::ok("ran")
     }
 }

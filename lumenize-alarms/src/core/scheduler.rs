@@ -267,15 +267,15 @@ impl<S: Store> Scheduler<S> {
         Ok(task)
     }
 
-    /// Records a failed attempt for every task whose handler is running now, with `message`
-    /// (a panic's): called from a panic hook, best effort. Returns when the alarm should
+    /// Records a failed attempt for every task whose handler is running now, with `error`
+    /// (what the panic did): called from a panic hook, best effort. Returns when the alarm should
     /// fire next (the earliest pending task, overdue: `now_ms + 1`), for the hook to arm it
     /// before the object is reset: the runtime would otherwise retry the failed alarm event
     /// only after its own backoff (2 s locally), holding back the tasks behind the panic.
-    pub fn fail_in_flight(&self, now_ms: i64, message: &str) -> Option<i64> {
+    pub fn fail_in_flight(&self, now_ms: i64, error: &str) -> Option<i64> {
         let _ = self.flush_completed();
         for (key, task) in self.in_flight.keyed() {
-            let change = after_failure(&task, now_ms, &format!("the handler panicked: {message}"));
+            let change = after_failure(&task, now_ms, error);
             let _ = self.store.change(&key, &change);
         }
         self.store.earliest().ok().flatten().map(|head| head.due_ms.max(now_ms + 1))

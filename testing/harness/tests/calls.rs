@@ -203,7 +203,8 @@ fn hundreds_of_calls_in_one_request_all_complete_once() {
 }
 
 /// Guarantee 4: the remote's `Err` and its panics arrive as typed errors, and the remote
-/// keeps serving after a panic. On a worker of its own: a panic resets the wasm instance
+/// keeps serving after a panic; another operation of the remote that the panic cut short
+/// ends as interrupted, not as a panic. On a worker of its own: a panic resets the wasm instance
 /// that every object of the worker runs in, which would cut short other tests' requests.
 #[test]
 fn remote_errors_and_panics_arrive_as_typed_errors() -> Result<()> {
@@ -211,8 +212,17 @@ fn remote_errors_and_panics_arrive_as_typed_errors() -> Result<()> {
     let url = worker.url();
     let base = url.as_str();
     let (caller, remote) = (unique("caller"), unique("remote"));
+    // A slow operation of the same remote, being applied when the panic happens: the panic
+    // cuts it short, and it must not be reported as a panic of its own.
+    let bystander = unique("bystander");
+    call(base, &bystander, json!({"name": remote, "op": {"type": "slow_count", "key": "k", "ms": 3000}, "tag": "slow", "dispatch": "alarm"}));
+    poll_until(Duration::from_secs(5), Duration::from_millis(20), || applied(base, &remote).contains_key("slow_count").then_some(()))
+        .expect("the slow operation is being applied");
     call(base, &caller, json!({"name": remote, "op": {"type": "fail", "message": "nope"}, "tag": "fail", "dispatch": "direct"}));
     call(base, &caller, json!({"name": remote, "op": {"type": "panic"}, "tag": "panic", "dispatch": "direct"}));
+    let slow = &wait_continuations(base, &bystander, 1, Duration::from_secs(30))[0]["result"]["Err"];
+    assert_eq!(slow["panicked"], false, "the slow call was cut short, it did not panic: {slow}");
+    assert!(slow["message"].as_str().unwrap_or("").contains(lumenize_call::machine::INTERRUPTED), "{slow}");
     let done = by_tag(&wait_continuations(base, &caller, 2, Duration::from_secs(30)));
     assert_eq!(done["fail"], vec![json!({"Err": {"kind": "remote", "message": "nope", "panicked": false}})]);
     let panicked = &done["panic"][0]["Err"];

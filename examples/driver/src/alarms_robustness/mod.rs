@@ -441,7 +441,7 @@ impl Report {
                     ));
                 }
                 if s.panics > 0 {
-                    notes.push(format!("{name}: {} panics recorded by the object's AbortOnPanic guard", s.panics));
+                    notes.push(format!("{name}: {} panics recorded by the object's abort_on_panic", s.panics));
                 }
             }
         }
