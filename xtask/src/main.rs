@@ -354,14 +354,14 @@ fn test() -> ExitCode {
     let started = Instant::now();
     let mut native = Suite::new("native");
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace"]);
+    cmd.args(["test", "--no-fail-fast", "--workspace"]);
     for p in INTEGRATION {
         cmd.args(["--exclude", p]);
     }
     native.run(cmd);
     // The optional features' own tests: cron in a time zone (daylight saving time).
     let mut cmd = cargo();
-    cmd.args(["test", "-p", "lumenize-alarms", "--features", "timezone", "--lib"]);
+    cmd.args(["test", "--no-fail-fast", "-p", "lumenize-alarms", "--features", "timezone", "--lib"]);
     native.run(cmd);
     native.duration = started.elapsed();
     suites.push(native);
@@ -370,7 +370,7 @@ fn test() -> ExitCode {
     let started = Instant::now();
     let mut wasm = Suite::new("wasm");
     let mut cmd = cargo();
-    cmd.args(["test", "--target", WASM_TARGET]);
+    cmd.args(["test", "--no-fail-fast", "--target", WASM_TARGET]);
     for p in WASM_TESTED {
         cmd.args(["-p", p]);
     }
@@ -395,7 +395,8 @@ fn test() -> ExitCode {
         }
     };
     let mut cmd = cargo();
-    cmd.arg("test");
+    // Every test binary runs even after one fails, so a run reports every failure.
+    cmd.args(["test", "--no-fail-fast"]);
     for p in INTEGRATION {
         cmd.args(["-p", p]);
     }
