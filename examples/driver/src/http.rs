@@ -52,7 +52,7 @@ impl Client {
     /// As [`get`](Self::get).
     pub fn post<B: Serialize, T: DeserializeOwned>(&self, url: &str, body: &B) -> Result<T> {
         let json = serde_json::to_string(body).map_err(|e| Error::Decode { url: url.to_owned(), reason: e.to_string() })?;
-        decode(url, self.agent.post(url).set("content-type", "application/json").send_string(&json))
+        self.post_text(url, &json)
     }
 
     /// `POST url` with `body` sent as it is (which may be no valid JSON at all), expecting a

@@ -197,22 +197,11 @@ impl CallChecker<'_> {
             return;
         };
         for (kind, n) in applied {
-            let sent = calls.iter().filter(|c| kind_of(c.does) == kind).count();
+            let sent = calls.iter().filter(|c| c.does.op_kind() == kind).count();
             if usize::try_from(*n).unwrap_or(usize::MAX) > sent {
                 self.fail(Invariant::AppliedAtMostOnce, object, format!("operations of kind {kind:?} were applied {n} times, for {sent} calls"));
             }
         }
-    }
-}
-
-/// The sandbox's name of the operation a remote behaviour sends.
-fn kind_of(does: Remote) -> &'static str {
-    match does {
-        Remote::Answers => "count",
-        Remote::Fails => "fail",
-        Remote::Panics => "panic",
-        Remote::Slow { .. } => "slow_count",
-        Remote::Big { .. } | Remote::TooBig { .. } => "big",
     }
 }
 

@@ -37,6 +37,17 @@ pub enum Dispatch {
     Direct,
 }
 
+impl Dispatch {
+    /// Its name in requests, tags and the report.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Dispatch::Alarm => "alarm",
+            Dispatch::Direct => "direct",
+        }
+    }
+}
+
 /// What the remote does with a call (the sandbox's remote `Op`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Remote {
@@ -75,6 +86,18 @@ impl Remote {
             Remote::Slow { .. } => "slow",
             Remote::Big { .. } => "large reply",
             Remote::TooBig { .. } => "reply too large",
+        }
+    }
+
+    /// The `type` of the sandbox's remote operation it sends.
+    #[must_use]
+    pub fn op_kind(self) -> &'static str {
+        match self {
+            Remote::Answers => "count",
+            Remote::Fails => "fail",
+            Remote::Panics => "panic",
+            Remote::Slow { .. } => "slow_count",
+            Remote::Big { .. } | Remote::TooBig { .. } => "big",
         }
     }
 }

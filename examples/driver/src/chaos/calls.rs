@@ -168,7 +168,7 @@ pub(crate) fn prepare(model: &mut Model, step: u64, origin: usize, op: &CallOp) 
 
 /// A call the drain makes to see that `origin` still works: the remote answers.
 pub(crate) fn probe(model: &mut Model, step: u64, origin: usize, dispatch: Dispatch) -> CallPrepared {
-    let tag = format!("probe-c{origin}-{}", if dispatch == Dispatch::Alarm { "alarm" } else { "direct" });
+    let tag = format!("probe-c{origin}-{}", dispatch.name());
     let m = MakeCall { tag, remote: 0, dispatch, does: Remote::Answers, timeout_ms: Some(super::call_plan::LONG_TIMEOUT_MS), count: None, cancel: false };
     let mut p = make(model, step, origin, &m, true);
     p.what = "call (drain probe)".into();
@@ -206,13 +206,14 @@ fn make(model: &mut Model, step: u64, origin: usize, m: &MakeCall, probe: bool) 
         };
         model.calls.add(call, u32::try_from(i).unwrap_or(u32::MAX));
     }
-    let op = match m.does {
-        Remote::Answers => json!({ "type": "count", "key": m.tag }),
-        Remote::Fails => json!({ "type": "fail", "message": fail_message(&m.tag) }),
-        Remote::Panics => json!({ "type": "panic" }),
-        Remote::Slow { ms } => json!({ "type": "slow_count", "key": m.tag, "ms": ms }),
-        Remote::Big { bytes } | Remote::TooBig { bytes } => json!({ "type": "big", "bytes": bytes }),
+    let mut op = match m.does {
+        Remote::Answers => json!({ "key": m.tag }),
+        Remote::Fails => json!({ "message": fail_message(&m.tag) }),
+        Remote::Panics => json!({}),
+        Remote::Slow { ms } => json!({ "key": m.tag, "ms": ms }),
+        Remote::Big { bytes } | Remote::TooBig { bytes } => json!({ "bytes": bytes }),
     };
+    op["type"] = json!(m.does.op_kind());
     let mut body = json!({ "name": model.calls.remotes[m.remote], "op": op, "tag": m.tag, "dispatch": m.dispatch });
     if let Some(t) = m.timeout_ms {
         body["timeout_ms"] = json!(t);
@@ -220,7 +221,7 @@ fn make(model: &mut Model, step: u64, origin: usize, m: &MakeCall, probe: bool) 
     if let Some(n) = m.count {
         body["count"] = json!(n);
     }
-    let mode = if m.dispatch == Dispatch::Alarm { "alarm" } else { "direct" };
+    let mode = m.dispatch.name();
     let what = format!("call: {mode}, {}{}", m.does.name(), if m.count.is_some() { ", several" } else { "" });
     CallPrepared { step, origin, route: "call", body: body.to_string(), what, effect: CallEffect::Make { first, n: tags.len() } }
 }

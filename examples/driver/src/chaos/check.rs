@@ -45,9 +45,8 @@ pub struct Tally {
 
 /// Checks everything; the violations, and what was counted.
 #[must_use]
-pub fn check(model: &Model, fired: &[Vec<Fired>], drained: &Drained) -> (Vec<Violation>, Tally) {
-    let faults = Faults::of(model, fired);
-    let mut c = Checker { faults: &faults, drained, violations: Vec::new(), tally: Tally::default() };
+pub fn check(model: &Model, fired: &[Vec<Fired>], drained: &Drained, faults: &Faults) -> (Vec<Violation>, Tally) {
+    let mut c = Checker { faults, drained, violations: Vec::new(), tally: Tally::default() };
     c.requests(model);
     for (o, object) in model.objects.iter().enumerate() {
         let fired = fired.get(o).map_or(&[][..], Vec::as_slice);
@@ -503,7 +502,8 @@ mod tests {
 
     fn broken(m: &Model, f: Vec<Fired>) -> Vec<Invariant> {
         let drained = Drained { finals: vec![Vec::new()], recurred: vec![HashSet::new()], still_works: vec![None], ..Drained::default() };
-        check(m, &[f], &drained).0.into_iter().map(|v| v.invariant).collect()
+        let fired = [f];
+        check(m, &fired, &drained, &Faults::of(m, &fired)).0.into_iter().map(|v| v.invariant).collect()
     }
 
     #[test]
@@ -564,7 +564,7 @@ mod tests {
             created_ms: 0,
         };
         let drained = |finals| Drained { finals: vec![finals], recurred: vec![HashSet::new()], still_works: vec![None], ..Drained::default() };
-        let v = |finals| check(&m, &[good()], &drained(finals)).0.into_iter().map(|v| v.invariant).collect::<Vec<_>>();
+        let v = |finals| check(&m, &[good()], &drained(finals), &Faults::of(&m, &[good()])).0.into_iter().map(|v| v.invariant).collect::<Vec<_>>();
         assert_eq!(v(vec![stored("s3", "far", "pending")]), []);
         assert_eq!(v(vec![]), [Invariant::Drained], "the far task is gone");
         assert_eq!(v(vec![stored("s3", "far", "pending"), stored("s1", "a", "pending")]), [Invariant::Drained]);

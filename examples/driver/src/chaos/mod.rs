@@ -212,14 +212,14 @@ pub fn run(target: &mut Target, args: &Args, progress: &Progress) -> Result<Repo
     let (drained, fired) = drain::drain(&mut session, Duration::from_secs(args.drain));
     spinner.finish_and_clear();
     let drain_s = drain_started.elapsed().as_secs_f64();
-    let (mut violations, tally) = check(&session.model, &fired, &drained);
     let faults = Faults::of(&session.model, &fired);
+    let (mut violations, tally) = check(&session.model, &fired, &drained, &faults);
     let (call_violations, call_tally) = check_calls(&session.model, &calls_drained, &faults);
     violations.extend(call_violations);
     let panics = u32::try_from(faults.panics.len()).unwrap_or(u32::MAX);
-    let mut report = Report::new(info, seed, &session.model, session.steps, panics, (operations_s, drain_s), tally, violations);
-    report.calls = CallCounts::new(&session.model, call_tally);
-    report.replay = format!("cargo xtask experiments chaos {replay} --steps {}", session.steps);
+    let calls = CallCounts::new(&session.model, call_tally);
+    let replay = format!("cargo xtask experiments chaos {replay} --steps {}", session.steps);
+    let mut report = Report::new(info, seed, &session.model, session.steps, panics, (operations_s, drain_s), (tally, calls), violations, replay);
     report.records = Records::new(session.model, fired, drained, calls_drained);
     Ok(report)
 }

@@ -505,7 +505,7 @@ impl Plan {
                 Op::List { kind, status }
             }
             87..=90 => Op::RunAt { behind_ms: self.rng.random_range(0..2_000) },
-            _ => Op::Invalid(Invalid::draw(&mut self.rng, index)),
+            _ => Op::Invalid(Invalid::draw(&mut self.rng)),
         }
     }
 }

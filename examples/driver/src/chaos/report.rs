@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use crate::chaos::call_check::CallTally;
 use crate::chaos::call_drain::CallsDrained;
-use crate::chaos::call_plan::Dispatch;
 use crate::chaos::calls::Call;
 use crate::chaos::check::{Drained, Tally};
 use crate::chaos::invariant::{Invariant, Violation};
@@ -127,7 +126,7 @@ impl CallCounts {
                 continue;
             }
             c.made += 1;
-            let mode = if call.dispatch == Dispatch::Alarm { "alarm" } else { "direct" };
+            let mode = call.dispatch.name();
             *c.by_mode.entry(mode.to_owned()).or_insert(0) += 1;
             *c.by_remote.entry(call.does.name().to_owned()).or_insert(0) += 1;
             c.several += u32::from(call.tag.contains('-') && !call.probe);
@@ -158,10 +157,11 @@ impl Records {
 }
 
 impl Report {
-    /// The report of a run of `model` with `steps` steps of the plan of `seed`.
+    /// The report of a run of `model` with `steps` steps of the plan of `seed`, replayed by
+    /// `replay`; its records are added by the caller, which owns the model.
     #[must_use]
     #[allow(clippy::too_many_arguments)]
-    pub fn new(info: RunInfo, seed: u64, model: &Model, steps: u64, panics: u32, timing: (f64, f64), tally: Tally, violations: Vec<Violation>) -> Self {
+    pub fn new(info: RunInfo, seed: u64, model: &Model, steps: u64, panics: u32, timing: (f64, f64), (tally, calls): (Tally, CallCounts), violations: Vec<Violation>, replay: String) -> Self {
         let mut requests = BTreeMap::new();
         let mut answers = Answers::default();
         for r in &model.requests {
@@ -209,9 +209,9 @@ impl Report {
             lost_alarms: model.lost_alarms,
             panics,
             tally,
-            calls: CallCounts::default(),
+            calls,
             violations,
-            replay: format!("cargo xtask experiments chaos --seed {seed} --objects {objects} --steps {steps}"),
+            replay,
             records: Records::default(),
         }
     }

@@ -56,8 +56,14 @@ impl<'t> Session<'t> {
     /// [`send_call`](Self::send_call) until it gets an answer that is not a failure, at
     /// most `tries` times.
     pub(crate) fn send_call_until_answered(&mut self, p: &CallPrepared, tries: u32) -> Option<Value> {
+        self.until_answered(tries, |s| s.send_call(p))
+    }
+
+    /// Runs `send` (which logs one request) until its request was not cut off, at most
+    /// `tries` times, half a second apart; the last answer.
+    fn until_answered(&mut self, tries: u32, mut send: impl FnMut(&mut Self) -> Option<Value>) -> Option<Value> {
         for _ in 0..tries.max(1) {
-            let value = self.send_call(p);
+            let value = send(self);
             let failed = self.model.requests.last().is_some_and(|r| r.outcome.cut_off());
             if !failed {
                 return value;
@@ -71,11 +77,10 @@ impl<'t> Session<'t> {
     /// like any request.
     pub(crate) fn read_remote(&mut self, step: u64, remote: usize, route: &str, tries: u32) -> Option<Value> {
         let name = self.model.calls.remotes[remote].clone();
-        for _ in 0..tries.max(1) {
+        self.until_answered(tries, |s| {
             let sent = now_ms();
-            let (outcome, value) = exec::post(&self.http, &format!("{}/remote/{name}/{route}", self.target.url()), "{}");
-            let cut = outcome.cut_off();
-            self.model.requests.push(crate::chaos::model::Request {
+            let (outcome, value) = exec::post(&s.http, &format!("{}/remote/{name}/{route}", s.target.url()), "{}");
+            s.model.requests.push(crate::chaos::model::Request {
                 step,
                 object: remote,
                 calls: true,
@@ -85,26 +90,14 @@ impl<'t> Session<'t> {
                 expect: crate::chaos::model::Expect::Ok,
                 outcome,
             });
-            if !cut {
-                return value;
-            }
-            thread::sleep(Duration::from_millis(500));
-        }
-        None
+            value
+        })
     }
 
     /// Sends `p` until it gets an answer that is not a failure, at most `tries` times
     /// (every try is logged and checked like any request).
     pub(crate) fn send_until_answered(&mut self, p: &Prepared, tries: u32) -> Option<Value> {
-        for _ in 0..tries.max(1) {
-            let value = self.send(p);
-            let failed = self.model.requests.last().is_some_and(|r| r.outcome.cut_off());
-            if !failed {
-                return value;
-            }
-            thread::sleep(Duration::from_millis(500));
-        }
-        None
+        self.until_answered(tries, |s| s.send(p))
     }
 
     /// Runs one step of the plan, then pauses as the plan says.
