@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsValue;
 use worker::{console_error, ScheduledTime, SqlStorage, State, Storage};
 
 use crate::core::{Event, NativeAlarm, Options, RunReport, Scheduled, Scheduler, When};
@@ -102,9 +102,7 @@ impl NativeAlarm for Runtime<'_> {
     }
 
     async fn set(&self, at_ms: i64) -> Result<()> {
-        #[allow(clippy::cast_precision_loss)] // times are below 2^53
-        let date = js_sys::Date::new(&JsValue::from_f64(at_ms as f64));
-        self.0.set_alarm(ScheduledTime::new(date)).await.map_err(storage_error)
+        self.0.set_alarm(ScheduledTime::new(js_date(at_ms))).await.map_err(storage_error)
     }
 
     async fn delete(&self) -> Result<()> {
@@ -360,12 +358,13 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
 /// panic hook can do (no wasm runs after it). The write is durable before the object is
 /// reset: the guard waits for `storage.sync()`.
 fn arm_now(storage: &Storage, at_ms: i64) {
+    let _ = storage.as_raw().set_alarm(js_date(at_ms), js_sys::Object::new());
+}
+
+/// `at_ms` (Unix milliseconds) as a JavaScript `Date`.
+fn js_date(at_ms: i64) -> js_sys::Date {
     #[allow(clippy::cast_precision_loss)] // times are below 2^53
-    let at = JsValue::from_f64(at_ms as f64);
-    let raw: &JsValue = storage.as_raw().as_ref();
-    if let Ok(set) = js_sys::Reflect::get(raw, &"setAlarm".into()).and_then(|f| f.dyn_into::<js_sys::Function>()) {
-        let _ = set.call1(raw, &at);
-    }
+    js_sys::Date::new(&JsValue::from_f64(at_ms as f64))
 }
 
 fn encode<T: Serialize>(task: &T) -> Result<String> {

@@ -127,6 +127,12 @@ impl NativeAlarm for SimulatedAlarm {
 /// ahead, so the next run goes on).
 const MAX_REFUSALS: usize = 16;
 
+/// When to arm the alarm for a task due at `due_ms`: then, or for an overdue one `now + 1 ms`
+/// (an alarm set for "now" from inside `alarm()` may be dropped).
+pub(crate) fn arm_time(due_ms: i64, now_ms: i64) -> i64 {
+    due_ms.max(now_ms + 1)
+}
+
 /// An alarm due within this long is left to fire empty rather than deleted, when nothing is
 /// pending any more: writing the alarm costs the object more (about 2 ms locally) than one
 /// empty invocation.
@@ -166,7 +172,7 @@ impl<S: Store> Scheduler<S> {
         // Lost, or later than the earliest task (a run cut short by a crash may have stored
         // tasks it never armed for), or, on the first read after a start, in the past (a
         // past-due alarm may never fire after a restart): arm exactly.
-        let wanted = self.store.earliest()?.map(|head| head.due_ms.max(now_ms + 1));
+        let wanted = self.store.earliest()?.map(|head| arm_time(head.due_ms, now_ms));
         let stale = match (armed, wanted) {
             (_, None) => false,
             (None, Some(_)) => true,
@@ -190,7 +196,7 @@ impl<S: Store> Scheduler<S> {
         if self.running() {
             return Ok(());
         }
-        let at = due_ms.max(now_ms + 1);
+        let at = arm_time(due_ms, now_ms);
         if self.armed(alarm, now_ms).await?.is_some_and(|t| t <= at) {
             return Ok(());
         }
@@ -243,7 +249,7 @@ impl<S: Store> Scheduler<S> {
                 }
                 return Ok(());
             };
-            let at = head.due_ms.max(now_ms + 1);
+            let at = arm_time(head.due_ms, now_ms);
             let refusal = match alarm.set(at).await {
                 Ok(()) => {
                     self.remember(Some(at), now_ms);

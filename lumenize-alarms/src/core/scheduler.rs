@@ -6,7 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::core::arming::NativeAlarm;
+use crate::core::arming::{arm_time, NativeAlarm};
 use crate::core::event::Event;
 use crate::core::options::Options;
 use crate::core::queue::{self, after_failure};
@@ -278,7 +278,7 @@ impl<S: Store> Scheduler<S> {
             let change = after_failure(&task, now_ms, error);
             let _ = self.store.change(&key, &change);
         }
-        self.store.earliest().ok().flatten().map(|head| head.due_ms.max(now_ms + 1))
+        self.store.earliest().ok().flatten().map(|head| arm_time(head.due_ms, now_ms))
     }
 
     /// Applies `change` to the stored task `key`, seen as `task`, and reports it; whether it
