@@ -148,8 +148,13 @@ pub fn check_tools() -> Result<Tools> {
     Ok(Tools { worker_build, wasm_bindgen, wasm_bindgen_test_runner, wrangler })
 }
 
-/// The directory the harness writes logs and run directories into.
-pub(crate) fn harness_target_dir() -> PathBuf {
+/// Where the harness keeps its builds' logs, its runs and its scratch copies:
+/// `<target>/lumenize-harness`, under `CARGO_TARGET_DIR` if set.
+///
+/// ```
+/// assert!(lumenize_harness::harness_target_dir().ends_with("lumenize-harness"));
+/// ```
+pub fn harness_target_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));

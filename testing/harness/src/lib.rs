@@ -87,7 +87,7 @@ mod procs;
 mod worker;
 
 pub use build::{
-    build_worker, check_tools, find_tool, lock_package_version, wasm_bindgen_version,
+    build_worker, check_tools, find_tool, harness_target_dir, lock_package_version, wasm_bindgen_version,
     worker_build_version, workspace_root, Tools,
 };
 pub use http::{get, poll_until, post, post_json};

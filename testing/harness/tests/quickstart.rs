@@ -1,11 +1,10 @@
 //! The quickstart (`examples/quickstart`) is what the README shows, it works on the real
 //! runtime, and it builds as a crate of its own outside this workspace.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use lumenize_harness::{get, poll_until, workspace_root, Worker, WorkerOptions};
+use lumenize_harness::{get, harness_target_dir, poll_until, workspace_root, Worker, WorkerOptions};
 
 /// The README's blocks marked `<!-- quickstart: <file> -->` ... `<!-- /quickstart -->`, with
 /// the file each names.
@@ -62,7 +61,7 @@ fn the_quickstart_runs_its_tasks_and_its_call_on_workerd() {
 #[test]
 fn the_quickstart_builds_outside_the_workspace() {
     let root = workspace_root();
-    let copy = root.join("target/lumenize-harness/quickstart-copy");
+    let copy = harness_target_dir().join("quickstart-copy");
     let _ = std::fs::remove_dir_all(&copy);
     std::fs::create_dir_all(copy.join("src")).expect("create the copy");
     let manifest = std::fs::read_to_string(root.join("examples/quickstart/Cargo.toml")).expect("Cargo.toml");
@@ -80,12 +79,8 @@ fn the_quickstart_builds_outside_the_workspace() {
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["check", "--quiet", "--target", "wasm32-unknown-unknown"])
         .current_dir(&copy)
-        .env("CARGO_TARGET_DIR", target_dir(&root))
+        .env("CARGO_TARGET_DIR", harness_target_dir().parent().expect("the target directory"))
         .status()
         .expect("run cargo");
     assert!(status.success(), "the copied quickstart does not build: cargo check in {}", copy.display());
-}
-
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
