@@ -16,7 +16,7 @@ use rusqlite::{params_from_iter, Connection};
 /// SQLite in a Durable Object refuses a string, blob or row over 2 MB; so does this one.
 pub const DURABLE_OBJECT_MAX_LENGTH: i32 = 2_000_000;
 
-/// A native in-memory SQLite, as an [`Exec`].
+/// A native in-memory SQLite, as an [`Exec`], binding values as a Durable Object does.
 pub struct Sqlite(pub Connection);
 
 impl Sqlite {
@@ -31,9 +31,17 @@ fn storage(e: rusqlite::Error) -> Error {
     Error::Storage(e.to_string())
 }
 
+/// The largest integer a JavaScript number holds exactly (2^53 - 1).
+pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// Binds as a Durable Object does: every integer crosses to SQLite as a JavaScript number, so
+/// one beyond [`MAX_SAFE_INTEGER`] arrives as a float (and a column of it then reads back as
+/// `9.22e18`, not as the integer written).
 fn bind(args: Vec<Value>) -> impl Iterator<Item = SqliteValue> {
     args.into_iter().map(|v| match v {
         Value::Null => SqliteValue::Null,
+        #[allow(clippy::cast_precision_loss)]
+        Value::Integer(i) if i.unsigned_abs() > MAX_SAFE_INTEGER.unsigned_abs() => SqliteValue::Real(i as f64),
         Value::Integer(i) => SqliteValue::Integer(i),
         Value::Text(s) => SqliteValue::Text(s),
     })
