@@ -11,7 +11,7 @@ mod support;
 use std::rc::Rc;
 use std::time::Duration;
 
-use lumenize_alarms::core::{Scheduler, SimulatedAlarm, MAX_TIME_MS};
+use lumenize_alarms::core::{Scheduler, SimulatedAlarm, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_CRON_BYTES, MAX_FACTOR, MAX_ID_BYTES, MAX_TIME_MS, MAX_ZONE_BYTES};
 use lumenize_alarms::sql::{Exec, SqlStore, Value};
 use lumenize_alarms::{Error, Filter, Kind, Options, RetryPolicy, Scheduled, Status, When};
 use support::{done, ready, Sqlite};
@@ -95,9 +95,15 @@ fn extreme_retry_policies_are_stored_in_range_and_read_back() {
         o.schedule(BASE, &when, Options::id(&id).retry(policy.clone())).unwrap_or_else(|e| panic!("{policy:?}: {e}"));
         o.check();
     }
+    let stored = |i: usize| o.sched.get(&format!("p{i}")).unwrap().unwrap().retry;
+    assert_eq!(stored(0), RetryPolicy { max_attempts: MAX_ATTEMPTS, initial_backoff_ms: MAX_BACKOFF_MS, factor: 2, max_backoff_ms: MAX_BACKOFF_MS });
+    assert_eq!(stored(3), RetryPolicy { max_attempts: MAX_ATTEMPTS, initial_backoff_ms: MAX_BACKOFF_MS, factor: MAX_FACTOR, max_backoff_ms: MAX_BACKOFF_MS });
+    assert_eq!(stored(4), RetryPolicy { max_attempts: 1, initial_backoff_ms: 0, factor: 1, max_backoff_ms: 0 });
     // They all run and fail: each is retried (its backoff clamped) or dies with the reason.
     let report = done(o.sched.run_due(&o.alarm, &|| BASE, None, usize::MAX, |_: u64, _| ready(Err("no".into())))).unwrap();
-    assert_eq!(report.started, 6);
+    // p5's wait is capped at its max_backoff_ms of -1, clamped to 0: its seven attempts run
+    // at once, one after another; each other task runs once.
+    assert_eq!(report.started, 6 + 6, "{report:?}");
     for t in o.check() {
         assert!(t.status == Status::Dead || (t.status == Status::Pending && t.due_ms >= BASE), "{t:?}");
         assert!(t.last_error.is_some(), "{t:?}");
@@ -209,4 +215,23 @@ fn extreme_filters_and_limits_work() {
     let report = done(o.sched.run_due(&o.alarm, &|| BASE + 10, None, usize::MAX, |_: u64, _| ready(Ok(())))).unwrap();
     assert_eq!((report.succeeded, report.more_due), (5, false));
     o.check();
+}
+
+/// Strings that are stored have byte limits, checked before anything is written; a lookup
+/// by an id no task can have finds nothing.
+#[test]
+fn stored_strings_have_byte_limits() {
+    let o = Object::new();
+    let long_cron = format!("0 3 * * *{}", " ".repeat(MAX_CRON_BYTES));
+    assert!(matches!(When::cron(&long_cron), Err(Error::TooLarge { what: "cron expression", .. })));
+    assert!(matches!(When::cron_in("0 3 * * *", &"Z".repeat(MAX_ZONE_BYTES + 1)), Err(Error::TooLarge { what: "time zone", .. })));
+    let long_id = "i".repeat(MAX_ID_BYTES + 1);
+    let refused = o.schedule(BASE, &When::at_unix_ms(BASE), Options::id(&long_id));
+    assert!(matches!(refused, Err(Error::TooLarge { what: "id", .. })), "{refused:?}");
+    let huge_id = "i".repeat(3_000_000); // over what SQLite in a Durable Object binds
+    assert_eq!(o.sched.get(&huge_id).unwrap(), None);
+    assert_eq!(o.sched.cancel(&huge_id).unwrap(), None);
+    assert!(matches!(done(o.sched.requeue(&o.alarm, BASE, &huge_id)), Err(Error::NotFound(_))));
+    assert!(matches!(o.sched.defer(&huge_id, BASE), Err(Error::NotFound(_))));
+    assert!(o.check().is_empty());
 }
