@@ -61,7 +61,8 @@ impl When {
     /// # use lumenize_alarms::{Error, Options, When};
     /// # let (scheduler, alarm) = (Scheduler::new(MemoryStore::default()), SimulatedAlarm::default());
     /// # let schedule = |when: When| {
-    /// #     let mut f = std::pin::pin!(scheduler.schedule(&alarm, 1_000, &when, "0".into(), &Options::id("a"), || unreachable!()));
+    /// #     let opts = Options::id("a");
+    /// #     let mut f = std::pin::pin!(scheduler.schedule(&alarm, 1_000, &when, "0".into(), &opts, || unreachable!()));
     /// #     match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
     /// #         std::task::Poll::Ready(out) => out,
     /// #         std::task::Poll::Pending => unreachable!(),
