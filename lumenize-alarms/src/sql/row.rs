@@ -53,13 +53,14 @@ impl Read {
     }
 }
 
-/// Reads a row from the JSON array of its columns (as text).
-pub(crate) fn read_json(json: &str) -> Read {
+/// Reads a row from the JSON array of its columns (as text), read on its own with its `seq`
+/// and `id`, which stand in if the array does not parse.
+pub(crate) fn read_json(json: &str, seq: i64, id: String) -> Read {
     match serde_json::from_str::<Vec<Json>>(json) {
         Ok(values) => read(values),
         Err(e) => {
-            let (task, _) = Row { values: Vec::new(), problems: Vec::new() }.task();
-            unreadable(task, None, &[format!("the row is not a JSON array: {e}")])
+            let (task, _) = Row { values: vec![seq.into(), id.into()], problems: Vec::new() }.task();
+            unreadable(task, None, &[format!("its columns do not parse as JSON ({e}): a float out of range (SQLite's Inf) or a broken value")])
         }
     }
 }
@@ -83,6 +84,8 @@ fn unreadable(task: Scheduled, stored_status: Option<String>, problems: &[String
     let reason = problems.join("; ");
     let error = Error::Unreadable { id: task.id.clone(), reason: reason.clone() }.to_string();
     let last_error = match &task.last_error {
+        // Written by the quarantine (see `SqlStore`), whose message this is.
+        Some(last) if last.starts_with(&error) => last.clone(),
         Some(last) => format!("{error} (its last error: {last})"),
         None => error,
     };
@@ -300,8 +303,8 @@ mod tests {
         let Read::Unreadable { live, task, .. } = read(row) else { panic!("decoded") };
         assert!(!live, "already dead: nothing to mark");
         assert_eq!(task.schedule, Schedule::Cron { expr: "5".into(), zone: None });
-        let Read::Unreadable { task, reason, .. } = read_json("[1, 2") else { panic!("decoded") };
-        assert_eq!((task.seq, task.id.as_str()), (0, ""));
-        assert!(reason.contains("not a JSON array"), "{reason}");
+        let Read::Unreadable { task, reason, .. } = read_json("[1, Inf]", 7, "x".into()) else { panic!("decoded") };
+        assert_eq!((task.seq, task.id.as_str()), (7, "x"));
+        assert!(reason.contains("do not parse as JSON"), "{reason}");
     }
 }

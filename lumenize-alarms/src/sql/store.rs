@@ -58,23 +58,25 @@ DROP TABLE _lumenize_alarms_v1;
 UPDATE _lumenize_alarms_meta SET value = 2 WHERE key = 'schema_version';
 ";
 
-/// A task's columns as one JSON array, in the order of [`row::COLUMNS`], as a literal for
-/// [`TASK`] and [`EACH`].
-macro_rules! task_json {
-    () => {
-        "json_array(seq, id, kind, cron, zone, every_ms, due_ms, tick_ms, payload, status, attempts, \
-         max_attempts, backoff_ms, backoff_factor, max_backoff_ms, missed, last_error, created_ms)"
-    };
-}
-
 /// A task's columns as one JSON array, in the order [`row::read`] reads them: a row crosses
 /// from SQLite to Rust as one string (in a Durable Object, every value read is a JavaScript
 /// call). Its size is bounded: every character of the row escapes to at most two.
-const TASK: &str = task_json!();
+const TASK: &str = "json_array(seq, id, kind, cron, zone, every_ms, due_ms, tick_ms, payload, status, attempts, \
+                    max_attempts, backoff_ms, backoff_factor, max_backoff_ms, missed, last_error, created_ms)";
 
-/// A task's row on its own: its `seq` and `id` (known even when the rest does not parse),
-/// then [`TASK`].
-const EACH: &str = concat!("seq, id, ", task_json!());
+/// A column as JSON can hold it: a BLOB (which `json_array` refuses, failing the whole
+/// statement) as `{"blob": "<hex>"}`, which reads as a problem in any column.
+fn json_safe(column: &str) -> String {
+    format!("CASE typeof({column}) WHEN 'blob' THEN json_object('blob', hex({column})) ELSE {column} END")
+}
+
+/// A task's row on its own, for a statement whose rows are read one by one: its `seq` and
+/// `id` (which stand in when the rest does not parse), then its columns as [`TASK`] lists
+/// them, each [`json_safe`], so that no stored value fails the statement.
+fn each() -> String {
+    let columns: Vec<String> = row::COLUMNS.iter().map(|c| json_safe(c)).collect();
+    format!("seq, CAST(id AS TEXT), json_array({})", columns.join(", "))
+}
 
 /// The columns a new task sets (status, attempts and error are those of a new task).
 const NEW: &str = "id, kind, cron, zone, every_ms, due_ms, tick_ms, payload, status, attempts, \
@@ -149,8 +151,9 @@ impl<E: Exec> SqlStore<E> {
     /// column list) returns, each read on its own ([`row::read`]): a row that does not decode
     /// never stops the others. They cross from SQLite as one JSON string (in a Durable
     /// Object, every value read is a JavaScript call); if that string would be over what
-    /// SQLite allows (payloads of a megabyte), or does not parse (a float SQLite writes as
-    /// `Inf`), one string per row. Sorted by `(due_ms, seq)`.
+    /// SQLite allows (payloads of a megabyte), or cannot be made (a BLOB) or does not parse
+    /// (a float SQLite writes as `Inf`), one string per row ([`each`]). Sorted by
+    /// `(due_ms, seq)`.
     fn select(&self, from: &str, args: Vec<Value>) -> Result<Vec<Read>> {
         let all = format!("SELECT json_group_array({TASK}) FROM (SELECT * {from})");
         let batch = match self.with_table(|| self.exec.query(&all, args.clone())) {
@@ -158,13 +161,15 @@ impl<E: Exec> SqlStore<E> {
                 let json = rows.into_iter().next().map(|row| Columns::new(row).text()).transpose()?.unwrap_or_default();
                 serde_json::from_str::<Vec<Vec<serde_json::Value>>>(&json).ok().map(|rows| rows.into_iter().map(row::read).collect())
             }
-            Err(Error::Storage(message)) if message.contains("too big") => None,
+            // Too big, or a value JSON cannot hold: row by row (if storage itself fails, so
+            // does that).
+            Err(Error::Storage(_)) => None,
             Err(e) => return Err(e),
         };
         let mut reads = match batch {
             Some(reads) => reads,
             None => {
-                let each = format!("SELECT {EACH} {from}");
+                let each = format!("SELECT {} {from}", each());
                 self.with_table(|| self.exec.query(&each, args.clone()))?.into_iter().map(read_each).collect::<Result<Vec<_>>>()?
             }
         };
@@ -176,26 +181,30 @@ impl<E: Exec> SqlStore<E> {
     }
 
     /// [`select`](Self::select), with every row that does not decode and is not dead yet
-    /// quarantined: marked dead in storage (one conditional `UPDATE` each, none when every
-    /// row decodes), so that the queue and the alarm pass it by from then on.
+    /// quarantined: marked dead in storage with the reason as its last error (one
+    /// conditional `UPDATE` each, none when every row decodes), so that the queue and the
+    /// alarm pass it by from then on.
     fn select_quarantining(&self, from: &str, args: Vec<Value>) -> Result<Vec<Read>> {
         let reads = self.select(from, args)?;
         for read in &reads {
             if let Read::Unreadable { task, live: true, .. } = read {
-                self.quarantine(task.seq)?;
+                self.quarantine(task.seq, task.last_error.as_deref())?;
             }
         }
         Ok(reads)
     }
 
-    /// Marks the row `seq` dead if it is not; whether it was live.
-    fn quarantine(&self, seq: i64) -> Result<bool> {
-        Ok(self.write("UPDATE _lumenize_alarms SET status = 'dead' WHERE seq = ? AND status != 'dead'", vec![seq.into()])? > 0)
+    /// Marks the row `seq` dead if it is not, with `error` as its last error if given (the
+    /// reason it is unreadable, which also keeps its previous last error); whether it was
+    /// live.
+    fn quarantine(&self, seq: i64, error: Option<&str>) -> Result<bool> {
+        let sql = "UPDATE _lumenize_alarms SET status = 'dead', last_error = coalesce(?, last_error) WHERE seq = ? AND status != 'dead'";
+        Ok(self.write(sql, vec![error.into(), seq.into()])? > 0)
     }
 
     /// The row a `... RETURNING` statement (`sql` without its `RETURNING`) changed, if any.
     fn returning(&self, sql: &str, args: Vec<Value>) -> Result<Option<Read>> {
-        let sql = format!("{sql} RETURNING {EACH}");
+        let sql = format!("{sql} RETURNING {}", each());
         let rows = self.with_table(|| self.exec.query(&sql, args.clone()))?;
         rows.into_iter().next().map(read_each).transpose()
     }
@@ -283,14 +292,11 @@ fn missed_name(m: MissedTicks) -> &'static str {
     }
 }
 
-/// Reads a row of [`EACH`]: its `seq` and `id` stand in when the rest does not parse.
+/// Reads a row of [`each`]: its `seq` and `id` stand in when the rest does not parse.
 fn read_each(row: Vec<Value>) -> Result<Read> {
     let mut c = Columns::new(row);
     let (seq, id, json) = (c.int()?, c.text().unwrap_or_default(), c.text()?);
-    Ok(match row::read_json(&json) {
-        Read::Unreadable { task, live, reason } if task.seq == 0 && task.id.is_empty() => Read::Unreadable { task: Scheduled { seq, id, ..task }, live, reason },
-        read => read,
-    })
+    Ok(row::read_json(&json, seq, id))
 }
 
 /// The largest integer a Durable Object binds exactly, 2^53 - 1: a larger one crosses to
@@ -399,9 +405,14 @@ impl<E: Exec> Store for SqlStore<E> {
         // The key's columns only, as JSON (a float where an integer belongs stays a float).
         // A row whose key does not decode is quarantined and the next one read; a row with
         // a good key and another bad column is quarantined when it is due.
-        let sql = "SELECT seq, json_array(id, status, due_ms) FROM _lumenize_alarms WHERE status != 'dead' ORDER BY due_ms, seq LIMIT 1";
+        let sql = format!(
+            "SELECT seq, json_array({}, {}, {}) FROM _lumenize_alarms WHERE status != 'dead' ORDER BY due_ms, seq LIMIT 1",
+            json_safe("id"),
+            json_safe("status"),
+            json_safe("due_ms")
+        );
         loop {
-            let Some(row) = self.with_table(|| self.exec.query(sql, vec![]))?.into_iter().next() else { return Ok(None) };
+            let Some(row) = self.with_table(|| self.exec.query(&sql, vec![]))?.into_iter().next() else { return Ok(None) };
             let mut c = Columns::new(row);
             let (seq, json) = (c.int()?, c.text()?);
             if let Ok((id, status, due_ms)) = serde_json::from_str::<(String, String, i64)>(&json) {
@@ -409,8 +420,10 @@ impl<E: Exec> Store for SqlStore<E> {
                     return Ok(Some(Key { id, seq, status, due_ms }));
                 }
             }
-            if !self.quarantine(seq)? {
-                return Err(Error::Storage(format!("row {seq} of _lumenize_alarms does not decode and could not be marked dead")));
+            // Read the whole row once, to quarantine it with the reason a read gives.
+            let reads = self.select_quarantining("FROM _lumenize_alarms WHERE seq = ?", vec![seq.into()])?;
+            if !reads.iter().any(|r| matches!(r, Read::Unreadable { live: true, .. })) {
+                return Err(Error::Storage(format!("row {seq} of _lumenize_alarms has a key that does not decode ({json}), yet the row does")));
             }
         }
     }
@@ -425,7 +438,7 @@ impl<E: Exec> Store for SqlStore<E> {
             Some(Read::Task(task)) => Ok(Some(task)),
             Some(Read::Unreadable { task, reason, .. }) => {
                 // Still unreadable after the repair: back to dead, and say why.
-                self.quarantine(task.seq)?;
+                self.quarantine(task.seq, task.last_error.as_deref())?;
                 Err(Error::Unreadable { id: task.id, reason })
             }
         }
@@ -479,7 +492,7 @@ impl<E: Exec> Store for SqlStore<E> {
 /// argument, repairing what can be repaired: every number out of its range or not an
 /// integer is clamped back into its range (or, when it is not a number, replaced by its
 /// default: the time of the requeue, or the default retry policy's), an unknown missed-tick
-/// policy becomes `skip`, an error that is not text becomes text. A good row is left as it
+/// policy becomes `skip`, an error that is not text becomes its SQL literal. A good row is left as it
 /// is but for its status, attempts and due time. Arguments: the due time three times, then
 /// the id.
 fn requeue_sql() -> String {
@@ -492,7 +505,7 @@ fn requeue_sql() -> String {
          every_ms = CASE WHEN kind = 'every' THEN {every} ELSE every_ms END, max_attempts = {attempts}, backoff_ms = {backoff}, \
          backoff_factor = {factor}, max_backoff_ms = {max_backoff}, \
          missed = CASE WHEN missed IN ('skip', 'burst') THEN missed ELSE 'skip' END, \
-         last_error = CASE WHEN last_error IS NULL OR typeof(last_error) = 'text' THEN last_error ELSE CAST(last_error AS TEXT) END \
+         last_error = CASE typeof(last_error) WHEN 'null' THEN NULL WHEN 'text' THEN last_error ELSE quote(last_error) END \
          WHERE id = ? AND status NOT IN ('pending', 'running')",
         tick = clamp("tick_ms", 0, MAX_TIME_MS, "?"),
         created = clamp("created_ms", 0, MAX_TIME_MS, "?"),
