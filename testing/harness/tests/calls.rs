@@ -691,6 +691,12 @@ fn sandbox_routes_answer_400_for_bodies_that_do_not_decode() {
     }
 }
 
+/// Runs `statement` through the sandbox's `sql` test hook at `url`; checks that it wrote.
+fn poison(url: &str, statement: &str) {
+    let written = ok_json(post_json(url, &json!(statement)).expect("sql"));
+    assert!(written.as_u64().is_some_and(|n| n > 0), "{statement}: wrote {written}");
+}
+
 /// `lumenize_alarms::core::MAX_TIME_MS`: the latest time lumenize-call stores.
 const MAX_TIME_MS: i64 = 9_223_372_036_854;
 
@@ -809,8 +815,7 @@ fn a_poisoned_call_row_is_quarantined_while_other_calls_complete() {
     let (caller, remote) = (unique("caller"), unique("remote"));
     let made = call(base, &caller, json!({"name": remote, "op": {"type": "slow_count", "key": "slow", "ms": 2_000}, "tag": "poisoned", "dispatch": "direct"}));
     let id = made[0]["id"].as_str().unwrap().to_owned();
-    let poison = format!("UPDATE _lumenize_calls SET deadline_ms = 9.3e18 WHERE id = '{id}'");
-    assert_eq!(ok_json(post_json(&format!("{base}/calls/{caller}/sql"), &json!(poison)).unwrap()), json!(1));
+    poison(&format!("{base}/calls/{caller}/sql"), &format!("UPDATE _lumenize_calls SET deadline_ms = 9.3e18 WHERE id = '{id}'"));
     for dispatch in ["direct", "alarm"] {
         call(base, &caller, json!({"name": remote, "op": {"type": "count", "key": dispatch}, "tag": dispatch, "dispatch": dispatch}));
     }
@@ -847,8 +852,7 @@ fn a_poisoned_result_row_is_answered_with_a_typed_error_and_cleaned_up() {
     let body = envelope("poisoned", &to, json!({"type": "count", "key": "k"}));
     let send = || post(&at, &body, &[(SIGNATURE_HEADER, &sign(secret(), body.as_bytes()))]).unwrap();
     assert_eq!(ok_json(send())["ok"], 1);
-    let poison = "UPDATE _lumenize_call_results SET outcome = '{not json', done_ms = 9.3e18 WHERE id = 'poisoned'";
-    assert_eq!(ok_json(post_json(&format!("{base}/remote/{remote}/sql"), &json!(poison)).unwrap()), json!(1));
+    poison(&format!("{base}/remote/{remote}/sql"), "UPDATE _lumenize_call_results SET outcome = '{not json', done_ms = 9.3e18 WHERE id = 'poisoned'");
     let again = ok_json(send());
     assert!(again["unstored"]["message"].as_str().is_some_and(|m| m.contains("does not decode")), "{again}");
     assert_eq!(effects(base, &remote)["k"], 1, "applied again");
