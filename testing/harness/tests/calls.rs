@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lumenize_call::envelope::{sign, MAX_CLOCK_SKEW_MS, MAX_REQUEST_AGE_MS, SIGNATURE_HEADER};
-use lumenize_call::SQLITE_MAX_BYTES;
+use lumenize_call::{MAX_TIMEOUT_MS, SQLITE_MAX_BYTES};
 use lumenize_harness::{get, poll_until, post, post_json, workspace_root, Result, Worker, WorkerOptions};
 use serde_json::{json, Value};
 
@@ -691,10 +691,17 @@ fn sandbox_routes_answer_400_for_bodies_that_do_not_decode() {
     }
 }
 
-/// Runs `statement` through the sandbox's `sql` test hook at `url`; checks that it wrote.
-fn poison(url: &str, statement: &str) {
+/// Runs `statement` through the sandbox's `sql` test hook at `url`; the rows it wrote (index
+/// entries included).
+fn sql(url: &str, statement: &str) -> u64 {
     let written = ok_json(post_json(url, &json!(statement)).expect("sql"));
-    assert!(written.as_u64().is_some_and(|n| n > 0), "{statement}: wrote {written}");
+    written.as_u64().unwrap_or_else(|| panic!("{statement}: wrote {written}"))
+}
+
+/// Writes a row the library would not write, through the `sql` test hook; checks that it
+/// wrote.
+fn poison(url: &str, statement: &str) {
+    assert!(sql(url, statement) > 0, "{statement}: wrote nothing");
 }
 
 /// `lumenize_alarms::core::MAX_TIME_MS`: the latest time lumenize-call stores.
@@ -718,7 +725,8 @@ fn a_timeout_of_duration_max_is_clamped_and_the_call_completes() {
     let slow_id = slow[0]["id"].clone();
     let row = listed.as_array().unwrap().iter().find(|c| c["id"] == slow_id).cloned().unwrap_or_else(|| panic!("the slow call is not pending: {listed}"));
     let deadline = row["deadline_ms"].as_i64().unwrap_or_else(|| panic!("no integer deadline: {row}"));
-    assert!(deadline > now_ms() && deadline <= now_ms() + 24 * 3_600_000, "deadline {deadline} ({row})");
+    let made_at = slow[0]["task"]["created_ms"].as_i64().expect("the call's task");
+    assert!((deadline - made_at - MAX_TIMEOUT_MS).abs() < 1_000, "deadline {deadline}, not made at {made_at} + MAX_TIMEOUT_MS ({row})");
     let (status, text) = post_json(&format!("{base}/calls/{caller}/cancel"), &slow_id).unwrap();
     assert_eq!((status, text.as_str()), (200, "true"), "cancel");
     let done = by_tag(&wait_continuations(base, &caller, 3, Duration::from_secs(15)));
@@ -863,4 +871,37 @@ fn a_poisoned_result_row_is_answered_with_a_typed_error_and_cleaned_up() {
     assert_eq!(ok_json(get(&format!("{base}/remote/{remote}/results")).unwrap()), json!(0), "the poisoned result outlived the cleanup");
     let cleanup = ok_json(get(&format!("{base}/remote/{remote}/tasks")).unwrap());
     assert!(cleanup.as_array().unwrap().iter().all(|t| t["status"] != "dead"), "{cleanup}");
+}
+
+/// Issue 18, item 5: the remote's results of schema version 1 (keyed by the call id alone,
+/// no meta table) are migrated on open: kept, and answered to any origin as before (a
+/// re-dispatch of a call applied before the upgrade is not applied again); results stored
+/// after it answer only their origin.
+#[test]
+fn results_of_schema_version_1_are_migrated_and_kept_reachable() {
+    let base = url();
+    let remote = unique("remote");
+    let (at, to) = (format!("{base}/remote/{remote}/"), remote_id(base, &remote));
+    let hook = format!("{base}/remote/{remote}/sql");
+    sql(&hook, "DROP TABLE _lumenize_call_meta; DROP TABLE _lumenize_call_results");
+    let v1 = format!(
+        "CREATE TABLE _lumenize_call_results (id TEXT PRIMARY KEY, outcome TEXT, done_ms INTEGER NOT NULL); \
+         INSERT INTO _lumenize_call_results VALUES ('legacy', '{{\"ok\":\"stored by version 1\"}}', {})",
+        now_ms()
+    );
+    poison(&hook, &v1);
+    assert_eq!(ok_json(post(&format!("{base}/remote/{remote}/reopen"), "", &[]).unwrap()), json!(2), "the schema version after the migration");
+    let from = |origin: char, id: &str| {
+        let body = json!({"v": 2, "id": id, "to": {"binding": "REMOTE", "object": to}, "from": origin.to_string().repeat(64), "issued_ms": now_ms(), "op": {"type": "count", "key": "k"}}).to_string();
+        post(&at, &body, &[(SIGNATURE_HEADER, &sign(secret(), body.as_bytes()))]).unwrap()
+    };
+    for origin in ['a', 'b'] {
+        assert_eq!(ok_json(from(origin, "legacy"))["ok"], "stored by version 1", "origin {origin}");
+    }
+    assert!(effects(base, &remote).is_empty(), "a call applied before the upgrade was applied again");
+    assert_eq!(ok_json(from('a', "new"))["ok"], 1);
+    assert_eq!(from('b', "new").0, 403);
+    // Opening again finds version 2 and keeps everything.
+    assert_eq!(ok_json(post(&format!("{base}/remote/{remote}/reopen"), "", &[]).unwrap()), json!(2));
+    assert_eq!(ok_json(get(&format!("{base}/remote/{remote}/results")).unwrap()), json!(2));
 }

@@ -291,11 +291,12 @@ impl DurableObject for CallerDO {
 }
 
 /// A Durable Object that serves calls. Its routes other than `effects`, `applied`,
-/// `received`, `id`, `sql`, `tasks`, `results`, `sql_limits` and `run_at` all go to
+/// `received`, `id`, `sql`, `reopen`, `tasks`, `results`, `sql_limits` and `run_at` all go to
 /// [`Server::serve`], as a catch-all would forward them.
 #[durable_object]
 pub struct RemoteDO {
     state: State,
+    env: Env,
     alarms: Alarms<CallTask>,
     server: Server,
 }
@@ -403,11 +404,25 @@ impl DurableObject for RemoteDO {
         }
         let alarms = Alarms::open(&state).expect("a SQLite-backed class");
         let server = Server::open(&state, &env, alarms.clone()).expect("LUMENIZE_CALL_SECRET is set");
-        Self { state, alarms, server }
+        Self { state, env, alarms, server }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         match req.path().trim_start_matches('/') {
+            // The test hook: open lumenize-call's tables again, as a new isolate of this
+            // object would (creating or migrating them); answers the schema version found.
+            "reopen" if req.method() == Method::Post => {
+                if let Err(e) = Server::open(&self.state, &self.env, self.alarms.clone()) {
+                    return lib_error(e);
+                }
+                #[derive(Serialize, Deserialize)]
+                struct Version {
+                    value: i64,
+                }
+                let rows: Vec<Version> =
+                    self.state.storage().sql().exec("SELECT value FROM _lumenize_call_meta WHERE key = 'schema_version'", None)?.to_array()?;
+                json_response(&rows.first().map(|v| v.value))
+            }
             "effects" => {
                 #[derive(Serialize, Deserialize)]
                 struct Effect {
