@@ -14,7 +14,7 @@ use worker::{console_error, Env, Headers, Method, Request, RequestInit, State};
 
 use crate::envelope::{self, CallRequest, Recipient, SIGNATURE_HEADER, VERSION};
 use crate::machine::{self, Answer, CallResult, Step, FIRST_RETRY_DELAY_MS};
-use crate::runtime::{millis, new_id, now_ms, own};
+use crate::runtime::{new_id, now_ms, own};
 use crate::store::{PendingCall, Store};
 use crate::{CallError, CallOptions, CallTask, Dispatch, Error, Object, Operation, Result, Server, Target};
 
@@ -123,13 +123,24 @@ where
     /// [`Error::Encode`] if `op` or `resume` do not encode; [`Error::TooLarge`] if `op` is
     /// over [`MAX_OPERATION_BYTES`](crate::MAX_OPERATION_BYTES), `resume` over
     /// [`MAX_CONTINUATION_BYTES`](crate::MAX_CONTINUATION_BYTES), or both with the target
-    /// over a row; storage errors. Nothing is stored then.
+    /// over a row; [`Error::KeyTooLong`] if the target's binding or object is over
+    /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES); [`Error::OutOfRange`] for an issue time
+    /// ([`CallOptions::issued_at`]) outside `0 ..=`
+    /// [`MAX_TIME_MS`](lumenize_alarms::core::MAX_TIME_MS) (see
+    /// [`call_times`](machine::call_times)); storage errors. Nothing is stored then.
     pub async fn call(&self, target: Target, op: &Op, resume: R, opts: CallOptions) -> Result<CallId> {
+        let object = match &target.object {
+            Object::Name(name) => ("the target's name", name),
+            Object::Id(hex) => ("the target's id", hex),
+        };
+        for (what, key) in [("the target's binding", &target.binding), object] {
+            machine::check_key(what, key).map_err(|o| Error::KeyTooLong { what: o.what, bytes: o.bytes, limit: o.limit })?;
+        }
         let op = serde_json::to_value(op).map_err(|source| Error::Encode { what: "the operation", source })?;
         let resume = serde_json::to_value(&resume).map_err(|source| Error::Encode { what: "the continuation", source })?;
         machine::check_call_size(machine::json_len(&op), machine::json_len(&resume), machine::json_len(&target))?;
         let now = now_ms();
-        let deadline_ms = opts.timeout.map(|t| now.saturating_add(millis(t)));
+        let (issued_ms, deadline_ms) = machine::call_times(now, opts.issued_ms, opts.timeout)?;
         let first = match opts.dispatch {
             Dispatch::Alarm => now,
             Dispatch::Direct => machine::backstop_at(now, 0, deadline_ms),
@@ -144,7 +155,8 @@ where
             failures: 0,
             last_error: None,
             result: None,
-            created_ms: opts.issued_ms.unwrap_or(now),
+            created_ms: issued_ms,
+            unreadable: None,
         };
         // The call's row and its task commit together: `schedule_with` inserts the task
         // synchronously when it is first polled, and nothing awaits between the two
@@ -163,7 +175,9 @@ where
         Ok(id)
     }
 
-    /// The calls whose continuation has not completed, oldest first.
+    /// The calls whose continuation has not completed, oldest first. A call whose stored
+    /// row does not decode is listed too, quarantined, with the reason in
+    /// [`PendingCall::unreadable`]: it never stops the others being listed.
     ///
     /// # Errors
     /// Storage errors.
@@ -176,11 +190,20 @@ where
     /// may still apply the operation if the request already left. Returns whether the call
     /// was pending.
     ///
+    /// A quarantined call (its row does not decode: [`PendingCall::unreadable`]) is removed
+    /// with its task, without running the continuation: what it would be given cannot be
+    /// read.
+    ///
     /// # Errors
     /// The continuation's error (the call stays pending and its task retries it); storage
     /// errors.
     pub async fn cancel(&self, id: &str) -> Result<bool> {
         let Some(call) = self.store().call(id)? else { return Ok(false) };
+        if call.unreadable.is_some() {
+            self.store().remove_call(id)?;
+            self.alarms().cancel(id)?;
+            return Ok(true);
+        }
         if self.inner.delivering.borrow().contains(id) {
             return Ok(true); // its result is in, and its continuation is running
         }
@@ -215,7 +238,10 @@ where
     /// if no result came back, backing off while a send is still in flight
     /// ([`in_flight_wait_ms`](machine::in_flight_wait_ms)), and runs the continuation with
     /// a timeout, an expiry, the last transport error, or a result whose continuation
-    /// failed before. The cleanup task is [`Server::run`]'s.
+    /// failed before. The cleanup task is [`Server::run`]'s. The task of a quarantined call
+    /// (its row does not decode) fails with [`Error::Unreadable`]: lumenize-alarms retries
+    /// it per its policy, then keeps it dead with that error; the call stays listed until
+    /// [`cancel`](Self::cancel) removes it.
     ///
     /// # Errors
     /// A continuation that failed, storage errors: lumenize-alarms retries the task.
@@ -235,7 +261,7 @@ where
             self.alarms().defer(id, now.saturating_add(FIRST_RETRY_DELAY_MS))?;
             return Ok(());
         }
-        let Some(call) = self.store().call(id)? else { return Ok(()) };
+        let Some(call) = readable(self.store().call(id)?)? else { return Ok(()) };
         let sending_since = self.inner.sending.borrow().get(id).copied();
         match machine::on_backstop(&call.state(), now, sending_since) {
             Step::Deliver(result) => self.deliver(id, result, true).await,
@@ -356,7 +382,7 @@ where
     }
 
     async fn deliver_once(&self, id: &str, incoming: CallResult, in_task: bool) -> Result<()> {
-        let Some(call) = self.store().call(id)? else { return Ok(()) };
+        let Some(call) = readable(self.store().call(id)?)? else { return Ok(()) };
         let row_bytes = machine::json_len(&call.resume).saturating_add(machine::json_len(&call.target));
         let stored = call.result.is_some();
         let result = machine::first_result(call.result, incoming, row_bytes, call.deadline_ms, now_ms());
@@ -398,5 +424,14 @@ where
 
     fn store(&self) -> &Store {
         self.server().store()
+    }
+}
+
+/// `call`, unless its row does not decode: then [`Error::Unreadable`] (a quarantined call
+/// is neither sent nor continued).
+fn readable(call: Option<PendingCall>) -> Result<Option<PendingCall>> {
+    match call {
+        Some(PendingCall { id, unreadable: Some(reason), .. }) => Err(Error::Unreadable { id, reason }),
+        call => Ok(call),
     }
 }

@@ -12,9 +12,10 @@
 //!  or {"v":2,"id":"…","too_large":{"bytes":…,"limit":…}}    the reply did not fit (applied once)
 //!  or {"v":2,"id":"…","unstored":{"message":"…"}}           storing the outcome failed (applied once)
 //! 409 the call is being applied right now (ask again later)
+//! 403 the call id belongs to another origin's call
 //! 410 issued longer ago than MAX_REQUEST_AGE_MS: refused, never to be re-sent
 //! 401 missing or wrong signature, addressed to another object, or issued in the future
-//! 400 malformed envelope or unknown version
+//! 400 malformed envelope, unknown version, or a key (call id, origin, target) too long
 //! ```
 //!
 //! The signature covers the whole body, so every field is bound: a request captured on
@@ -24,7 +25,11 @@
 //! that `to.object` is its own id (`state.id().to_string()`), then the issue time against
 //! its clock ([`MAX_REQUEST_AGE_MS`], [`MAX_CLOCK_SKEW_MS`]). `to.binding` and `from` are
 //! bound but not checked: the remote cannot know the binding name the origin used, nor
-//! tell who the origin is except by the signed `from`.
+//! tell who the origin is except by the signed `from`. The remote keeps a call's result
+//! for its origin (`from`) alone: another origin that sends the same call id is refused
+//! with 403 ([`OTHER_ORIGIN_STATUS`](crate::machine::OTHER_ORIGIN_STATUS)). A call id, an
+//! origin or a target over [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES)(crate::machine::MAX_KEY_BYTES) is refused
+//! with 400 before anything is stored.
 //!
 //! A remote accepts [`Secrets::current`] and, during a rotation, [`Secrets::previous`];
 //! an origin signs with the current one (see the crate docs for the rotation procedure).
@@ -34,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::machine::RESULT_RETENTION_MS;
+use crate::machine::{check_key, RESULT_RETENTION_MS};
 
 /// The envelope version this release speaks. Version 1 (no target, origin or issue time)
 /// is refused with 400.
@@ -152,6 +157,17 @@ pub enum Refusal {
     /// A version this release does not speak.
     #[error("unsupported call envelope version {0} (this remote speaks {VERSION})")]
     UnsupportedVersion(u64),
+    /// A call id, origin or target over [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES): the remote would have to store
+    /// it (the call id and origin key its stored result).
+    #[error("{what} is too long: {bytes} bytes, over the limit of {limit}")]
+    KeyTooLong {
+        /// What is too long.
+        what: &'static str,
+        /// Its length.
+        bytes: usize,
+        /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES).
+        limit: usize,
+    },
     /// Signed, but for another object: a captured request replayed elsewhere.
     #[error("this call is addressed to another object ({to}), not to this one ({here})")]
     WrongTarget {
@@ -189,7 +205,7 @@ impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
             Refusal::BadSignature | Refusal::WrongTarget { .. } | Refusal::FromTheFuture { .. } => 401,
-            Refusal::Malformed(_) | Refusal::UnsupportedVersion(_) => 400,
+            Refusal::Malformed(_) | Refusal::UnsupportedVersion(_) | Refusal::KeyTooLong { .. } => 400,
             Refusal::Expired { .. } => EXPIRED_STATUS,
         }
     }
@@ -278,7 +294,8 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 
 /// Checks and parses a request body that object `here` (its hex id) received at `now_ms`
 /// (its clock): the signature first (nothing of an unsigned body is even parsed), then the
-/// version and the shape, then the target, then the issue time.
+/// version and the shape, then the length of every key (at most [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES)), then
+/// the target, then the issue time.
 ///
 /// # Errors
 /// The [`Refusal`] to answer with.
@@ -293,6 +310,9 @@ pub fn parse_request(secrets: &Secrets, body: &str, signature: Option<&str>, her
         None => return Err(Refusal::Malformed("no numeric `v` field".into())),
     }
     let request: CallRequest = serde_json::from_value(value).map_err(|e| Refusal::Malformed(e.to_string()))?;
+    for (what, key) in [("the call id", &request.id), ("the origin", &request.from), ("the target's binding", &request.to.binding), ("the target object", &request.to.object)] {
+        check_key(what, key).map_err(|o| Refusal::KeyTooLong { what: o.what, bytes: o.bytes, limit: o.limit })?;
+    }
     if request.to.object != here {
         return Err(Refusal::WrongTarget { to: request.to.object, here: here.to_owned() });
     }
@@ -335,6 +355,7 @@ pub fn signed_request(secret: &str, request: &CallRequest) -> (String, String) {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+    use crate::MAX_KEY_BYTES;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -393,6 +414,26 @@ mod tests {
         extra["more"] = json!(1);
         assert!(matches!(signed(&extra.to_string()), Err(Refusal::Malformed(_))));
         assert_eq!(Refusal::UnsupportedVersion(2).status(), 400);
+    }
+
+    #[test]
+    fn keys_over_the_limit_are_400_before_the_target_is_checked() {
+        let k = Secrets::new("k");
+        let long = "x".repeat(MAX_KEY_BYTES + 1);
+        let fits = "x".repeat(MAX_KEY_BYTES);
+        let id = request(&long, json!(1));
+        let from = CallRequest { from: long.clone(), ..request("c", json!(1)) };
+        let binding = CallRequest { to: Recipient { binding: long.clone(), object: HERE.into() }, ..request("c", json!(1)) };
+        let object = CallRequest { to: Recipient { binding: "B".into(), object: long.clone() }, ..request("c", json!(1)) };
+        for (req, what) in [(id, "the call id"), (from, "the origin"), (binding, "the target's binding"), (object, "the target object")] {
+            let (body, sig) = signed_request("k", &req);
+            let refusal = parse(&k, &body, Some(&sig)).unwrap_err();
+            assert_eq!(refusal, Refusal::KeyTooLong { what, bytes: MAX_KEY_BYTES + 1, limit: MAX_KEY_BYTES });
+            assert_eq!(refusal.status(), 400);
+            assert!(refusal.to_string().len() < 200, "{refusal}");
+        }
+        let (body, sig) = signed_request("k", &CallRequest { from: fits.clone(), ..request(&fits, json!(1)) });
+        assert!(parse(&k, &body, Some(&sig)).is_ok());
     }
 
     #[test]

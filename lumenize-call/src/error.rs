@@ -112,6 +112,45 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A number outside its accepted range (see
+    /// [`call_times`](crate::machine::call_times)): the issue time of
+    /// [`CallOptions::issued_at`](crate::CallOptions::issued_at), or a deadline past
+    /// 2262-04-11. Nothing was stored.
+    #[error("{what} {value} is out of range: accepted {min} ..= {max}")]
+    OutOfRange {
+        /// What it is.
+        what: &'static str,
+        /// The value given or computed.
+        value: i64,
+        /// The smallest accepted.
+        min: i64,
+        /// The largest accepted.
+        max: i64,
+    },
+    /// The target's binding or object name (or id) is over
+    /// [`MAX_KEY_BYTES`](crate::machine::MAX_KEY_BYTES). Nothing was stored.
+    #[error("{what} is too long: {bytes} bytes, over the limit of {limit}")]
+    KeyTooLong {
+        /// What is too long.
+        what: &'static str,
+        /// Its length.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The stored row of a call does not decode (written by hand, by a bug or by an older
+    /// release: a float where an integer belongs, text that is not JSON). The call is
+    /// quarantined: [`Calls::pending`](crate::Calls::pending) lists it with this reason in
+    /// [`PendingCall::unreadable`](crate::PendingCall::unreadable), its task fails with
+    /// this error (and is kept dead after its retries), and
+    /// [`Calls::cancel`](crate::Calls::cancel) removes it. Other calls are not affected.
+    #[error("the stored row of call {id} does not decode: {reason}")]
+    Unreadable {
+        /// The call.
+        id: String,
+        /// Which columns, and why.
+        reason: String,
+    },
     /// A stored continuation value no longer deserialises as the continuation type `R` of
     /// [`Calls`](crate::Calls) (the type changed under a pending call). The call stays
     /// pending with its result; its task retries, then is kept dead with this error.
@@ -142,6 +181,12 @@ pub enum Error {
 impl From<crate::machine::Oversize> for Error {
     fn from(o: crate::machine::Oversize) -> Self {
         Error::TooLarge { what: o.what, bytes: o.bytes, limit: o.limit }
+    }
+}
+
+impl From<crate::machine::OutOfRange> for Error {
+    fn from(o: crate::machine::OutOfRange) -> Self {
+        Error::OutOfRange { what: o.what, value: o.value, min: o.min, max: o.max }
     }
 }
 

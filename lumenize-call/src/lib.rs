@@ -177,6 +177,17 @@
 //! - A reply that does not decode as the operation's [`Reply`](Operation::Reply) (the two
 //!   objects run different versions of the type) reaches the continuation as
 //!   [`CallError::BadReply`].
+//! - Every number a call stores is in range: a timeout is clamped to
+//!   [`MAX_TIMEOUT_MS`] (23 h 5 min: `Duration::MAX` is "as long as a call lives"), the
+//!   test hook's issue time must be in `0 ..=`
+//!   [`MAX_TIME_MS`](lumenize_alarms::core::MAX_TIME_MS) ([`Error::OutOfRange`]).
+//! - A stored row that does not decode (written by hand, by a bug or by an older release)
+//!   is quarantined: [`Calls::pending`] lists it with the reason
+//!   ([`PendingCall::unreadable`]), [`Calls::cancel`] removes it, its task goes dead with
+//!   [`Error::Unreadable`], and no other call is affected. At the remote, a stored result
+//!   that does not decode is answered as [`CallError::Storage`], never applied again.
+//! - A stored result goes back only to the origin that made the call: another origin's
+//!   request with the same call id is refused (403), neither applied nor answered.
 //! - Every call ends, with or without a timeout: with the reply, or with a typed
 //!   [`CallError`] at its timeout, after [`MAX_TRANSPORT_ATTEMPTS`] transient failures, or
 //!   at the latest 23 h 5 min after it was made ([`CallError::Expired`]). A result too
@@ -216,6 +227,7 @@
 //! | operation + continuation value + target | [`SQLITE_MAX_BYTES`] − [`ROW_RESERVE_BYTES`](machine::ROW_RESERVE_BYTES) (2,183,616) | the same |
 //! | the remote's outcome (`{"ok":<reply>}` or its error) | [`MAX_REPLY_BYTES`] (2,000,000) | the remote stores and answers a small "too large" outcome in its place; the continuation gets [`CallError::TooLarge`] |
 //! | result + continuation value + target, at the caller | 2,183,616 | the continuation gets [`CallError::TooLarge`] |
+//! | a call id, an origin's id, the target's binding, name or id | [`MAX_KEY_BYTES`] (512) | [`Calls::call`] returns [`Error::KeyTooLong`]; a remote answers 400 (the call gets [`CallError::Rejected`]); nothing is stored |
 //!
 //! In the last two cases the operation was applied, once, and its reply is lost; a
 //! re-dispatch is answered from the small outcome. Any other failure to store an outcome
@@ -251,6 +263,7 @@ mod error;
 pub mod machine;
 mod operation;
 mod options;
+mod row;
 mod runtime;
 mod server;
 mod store;
@@ -261,7 +274,7 @@ pub use operation::Operation;
 pub use runtime::{SECRET, SECRET_PREVIOUS};
 pub use server::{CallTask, Server};
 pub use error::{CallError, Error, Result};
-pub use machine::{MAX_CONTINUATION_BYTES, MAX_OPERATION_BYTES, MAX_REPLY_BYTES, MAX_TRANSPORT_ATTEMPTS, SQLITE_MAX_BYTES};
+pub use machine::{MAX_CONTINUATION_BYTES, MAX_KEY_BYTES, MAX_OPERATION_BYTES, MAX_REPLY_BYTES, MAX_TIMEOUT_MS, MAX_TRANSPORT_ATTEMPTS, SQLITE_MAX_BYTES};
 pub use options::{CallOptions, Dispatch};
 pub use store::PendingCall;
 pub use target::{Object, Target};

@@ -2,6 +2,9 @@
 //! how a remote treats a call id it has seen before, and what fits in a row. No clock, no
 //! `worker` types: time, sizes and stored rows come in as arguments.
 
+use std::time::Duration;
+
+use lumenize_alarms::core::MAX_TIME_MS;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -67,6 +70,24 @@ pub const ROW_RESERVE_BYTES: usize = 16 * 1024;
 /// failed fetch, a 5xx body) are cut to this many bytes.
 pub const MAX_ERROR_BYTES: usize = 4 * 1024;
 
+/// The longest key lumenize-call stores, in bytes: a call id, the origin's id, the target's
+/// binding and its name or hex id. [`Calls::call`](crate::Calls::call) refuses a longer
+/// target with [`Error::KeyTooLong`](crate::Error::KeyTooLong), and a remote refuses a
+/// request whose call id, origin or target is longer with 400
+/// ([`Refusal::KeyTooLong`](crate::envelope::Refusal::KeyTooLong)), before anything is
+/// stored. Call ids are UUIDs (36 bytes) and object ids 64 hex digits: 512 leaves room for
+/// any name a binding or an object would sensibly have, and keeps a key far below what a
+/// row holds.
+pub const MAX_KEY_BYTES: usize = 512;
+
+/// The longest timeout a call keeps, in ms: 23 h 5 min, the send horizon
+/// ([`send_horizon_ms`]: [`MAX_REQUEST_AGE_MS`] plus [`MAX_CLOCK_SKEW_MS`]). Every call
+/// ends by then anyway (with [`CallError::Expired`] if nothing else ended it), so a longer
+/// timeout could never fire: it is clamped to this (see [`deadline_ms`]). A timeout of
+/// `Duration::MAX` reads as "as long as a call can live", and its deadline stays an integer
+/// the store gives back (a deadline of 2^53 ms or more would be stored as a float).
+pub const MAX_TIMEOUT_MS: i64 = MAX_REQUEST_AGE_MS + MAX_CLOCK_SKEW_MS;
+
 const _: () = assert!(MAX_REPLY_BYTES + ROW_RESERVE_BYTES <= SQLITE_MAX_BYTES);
 const _: () = assert!(MAX_OPERATION_BYTES + ROW_RESERVE_BYTES <= SQLITE_MAX_BYTES);
 const _: () = assert!(MAX_CONTINUATION_BYTES + ROW_RESERVE_BYTES <= SQLITE_MAX_BYTES);
@@ -84,6 +105,73 @@ pub struct Oversize {
     pub bytes: usize,
     /// The most that fits.
     pub limit: usize,
+}
+
+/// A number outside its accepted range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfRange {
+    /// What it is ("the issue time", ...).
+    pub what: &'static str,
+    /// The value given (or computed).
+    pub value: i64,
+    /// The smallest accepted.
+    pub min: i64,
+    /// The largest accepted.
+    pub max: i64,
+}
+
+/// The times a new call stores, made at `now_ms` with the test hook's issue time
+/// `issued_ms` (`None`: now) and `timeout`: its issue time and its deadline.
+///
+/// - The issue time must be in `0 ..=` [`MAX_TIME_MS`] (lumenize-alarms' range: what the
+///   runtime can arm). It is signed into every request of the call and stored.
+/// - The timeout is clamped to [`MAX_TIMEOUT_MS`] (any `Duration`, `Duration::MAX`
+///   included, is accepted; below a millisecond counts as 0: the call times out at once),
+///   and the deadline, `now_ms` plus that, must be in the same range (it is not only
+///   when the clock itself is within 23 h of 2262-04-11).
+///
+/// # Errors
+/// [`OutOfRange`] for the issue time, `now_ms` or the deadline; nothing is stored then.
+///
+/// ```
+/// use std::time::Duration;
+/// use lumenize_call::machine::{call_times, MAX_TIMEOUT_MS};
+/// let now = 1_800_000_000_000;
+/// assert_eq!(call_times(now, None, None), Ok((now, None)));
+/// assert_eq!(call_times(now, Some(5), Some(Duration::from_secs(1))), Ok((5, Some(now + 1_000))));
+/// assert_eq!(call_times(now, None, Some(Duration::MAX)), Ok((now, Some(now + MAX_TIMEOUT_MS))));
+/// assert!(call_times(now, Some(i64::MAX), None).is_err());
+/// assert!(call_times(now, Some(-1), None).is_err());
+/// ```
+pub fn call_times(now_ms: i64, issued_ms: Option<i64>, timeout: Option<Duration>) -> Result<(i64, Option<i64>), OutOfRange> {
+    let in_range = |what: &'static str, value: i64| {
+        if (0..=MAX_TIME_MS).contains(&value) {
+            Ok(value)
+        } else {
+            Err(OutOfRange { what, value, min: 0, max: MAX_TIME_MS })
+        }
+    };
+    let now = in_range("the clock (Unix ms)", now_ms)?;
+    let issued = in_range("the issue time (CallOptions::issued_at, Unix ms)", issued_ms.unwrap_or(now))?;
+    let deadline = match timeout {
+        None => None,
+        Some(t) => {
+            let ms = i64::try_from(t.as_millis()).unwrap_or(i64::MAX).min(MAX_TIMEOUT_MS);
+            Some(in_range("the deadline (now + CallOptions::timeout, Unix ms)", now.saturating_add(ms))?)
+        }
+    };
+    Ok((issued, deadline))
+}
+
+/// Whether `key` (`what`: "the call id", ...) is at most [`MAX_KEY_BYTES`] long.
+///
+/// # Errors
+/// [`Oversize`] with its length.
+pub fn check_key(what: &'static str, key: &str) -> Result<(), Oversize> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Oversize { what, bytes: key.len(), limit: MAX_KEY_BYTES });
+    }
+    Ok(())
 }
 
 /// Whether a call whose operation, continuation value and target take these many bytes of
@@ -376,13 +464,13 @@ pub fn read_answer(id: &str, status: u16, body: &str) -> Answer {
 /// and the result to deliver if it was the last attempt.
 #[must_use]
 pub fn after_failure(call: &Pending, error: String) -> (Pending, Option<CallResult>) {
-    let next = Pending { failures: call.failures + 1, last_error: Some(clip(error)), ..call.clone() };
+    let next = Pending { failures: call.failures.saturating_add(1), last_error: Some(clip(error)), ..call.clone() };
     let give_up = next.failures >= MAX_TRANSPORT_ATTEMPTS;
     let result = give_up.then(|| Err(transport_error(&next)));
     (next, result)
 }
 
-/// What the remote has stored for a call id.
+/// How far the remote got with a call id.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seen {
     /// Started, no outcome yet.
@@ -390,6 +478,22 @@ pub enum Seen {
     /// Applied, with this outcome.
     Done(Outcome),
 }
+
+/// What the remote has stored for a call id: the origin that made the call (the signed
+/// `from` of its first request) and how far it got. A record written before origins were
+/// stored (schema version 1) has the origin [`ANY_ORIGIN`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The origin's id, as hex.
+    pub origin: String,
+    /// How far it got.
+    pub seen: Seen,
+}
+
+/// The origin of a record stored before origins were (schema version 1, migrated on open):
+/// it answers a request from any origin, as it did then, until it is forgotten with the
+/// other results a day after it was stored.
+pub const ANY_ORIGIN: &str = "";
 
 /// What the remote does with a request for a call id.
 #[derive(Debug, Clone, PartialEq)]
@@ -402,17 +506,29 @@ pub enum Serve {
     Busy,
     /// It was being applied when the remote was reset: store and answer [`INTERRUPTED`].
     Interrupted,
+    /// Another origin made a call with this id: refuse ([`OTHER_ORIGIN_STATUS`]); its
+    /// result goes back only to that origin, and the request is not applied.
+    OtherOrigin,
 }
 
-/// How the remote treats a request, given what it stored and whether this isolate is
-/// applying that id right now.
+/// The status a remote refuses a request with when its call id belongs to another origin
+/// ([`Serve::OtherOrigin`]): 403. Call ids are UUIDv7s, so no two origins' calls share
+/// one: a request that reuses one was forged by a holder of the secret, or is a bug.
+pub const OTHER_ORIGIN_STATUS: u16 = 403;
+
+/// How the remote treats a request from origin `from`, given what it stored for the call id
+/// and whether this isolate is applying that id right now. A stored result goes back only
+/// to the origin that made the call.
 #[must_use]
-pub fn serve(seen: Option<Seen>, applying_here: bool) -> Serve {
+pub fn serve(record: Option<Record>, from: &str, applying_here: bool) -> Serve {
+    let Some(Record { origin, seen }) = record else { return Serve::Apply };
+    if origin != from && origin != ANY_ORIGIN {
+        return Serve::OtherOrigin;
+    }
     match seen {
-        None => Serve::Apply,
-        Some(Seen::Done(outcome)) => Serve::Replay(outcome),
-        Some(Seen::Running) if applying_here => Serve::Busy,
-        Some(Seen::Running) => Serve::Interrupted,
+        Seen::Done(outcome) => Serve::Replay(outcome),
+        Seen::Running if applying_here => Serve::Busy,
+        Seen::Running => Serve::Interrupted,
     }
 }
 
@@ -644,10 +760,70 @@ mod tests {
     #[test]
     fn a_remote_applies_each_id_at_most_once() {
         let done = Outcome::Ok(json!(2));
-        assert_eq!(serve(None, false), Serve::Apply);
-        assert_eq!(serve(Some(Seen::Done(done.clone())), false), Serve::Replay(done.clone()));
-        assert_eq!(serve(Some(Seen::Done(done.clone())), true), Serve::Replay(done));
-        assert_eq!(serve(Some(Seen::Running), true), Serve::Busy);
-        assert_eq!(serve(Some(Seen::Running), false), Serve::Interrupted);
+        let by = |origin: &str, seen: Seen| Some(Record { origin: origin.into(), seen });
+        assert_eq!(serve(None, "a", false), Serve::Apply);
+        assert_eq!(serve(by("a", Seen::Done(done.clone())), "a", false), Serve::Replay(done.clone()));
+        assert_eq!(serve(by("a", Seen::Done(done.clone())), "a", true), Serve::Replay(done.clone()));
+        assert_eq!(serve(by("a", Seen::Running), "a", true), Serve::Busy);
+        assert_eq!(serve(by("a", Seen::Running), "a", false), Serve::Interrupted);
+        // A record written before origins were stored answers any origin, as it did then.
+        assert_eq!(serve(by(ANY_ORIGIN, Seen::Done(done.clone())), "b", false), Serve::Replay(done));
+    }
+
+    #[test]
+    fn a_stored_result_goes_back_only_to_the_origin_that_made_the_call() {
+        let done = Outcome::Ok(json!("a's secret"));
+        let by_a = |seen: Seen| Some(Record { origin: "a".into(), seen });
+        // Neither answered with a's result, nor applied, nor told to wait, nor interrupted.
+        for (seen, applying) in [(Seen::Done(done), false), (Seen::Running, true), (Seen::Running, false)] {
+            assert_eq!(serve(by_a(seen), "b", applying), Serve::OtherOrigin);
+        }
+        assert_eq!(serve(by_a(Seen::Running), "", false), Serve::OtherOrigin, "an empty origin is not a wildcard in a request");
+    }
+
+    #[test]
+    fn call_times_are_refused_or_clamped_into_the_range() {
+        let now = 1_800_000_000_000;
+        let max = Some(now + MAX_TIMEOUT_MS);
+        // Timeouts: any Duration, clamped; the deadline is always an integer in range.
+        for (timeout, deadline) in [
+            (Duration::ZERO, Some(now)),
+            (Duration::from_nanos(999_999), Some(now)),
+            (Duration::from_millis(1), Some(now + 1)),
+            (Duration::from_millis(MAX_TIMEOUT_MS as u64), max),
+            (Duration::from_millis(MAX_TIMEOUT_MS as u64 + 1), max),
+            (Duration::from_millis(1 << 53), max),
+            (Duration::from_millis(u64::MAX), max),
+            (Duration::MAX, max),
+        ] {
+            assert_eq!(call_times(now, None, Some(timeout)), Ok((now, deadline)), "{timeout:?}");
+        }
+        // Issue times: 0 ..= MAX_TIME_MS, else refused.
+        for issued in [0, 1, now, MAX_TIME_MS] {
+            assert_eq!(call_times(now, Some(issued), None), Ok((issued, None)));
+        }
+        for issued in [i64::MIN, -1, MAX_TIME_MS + 1, 1 << 53, i64::MAX] {
+            let err = call_times(now, Some(issued), None).unwrap_err();
+            assert_eq!((err.value, err.min, err.max), (issued, 0, MAX_TIME_MS), "{issued}");
+            assert!(err.what.contains("issue time"), "{err:?}");
+        }
+        // A clock within a timeout of the end of the range: the deadline is refused.
+        assert_eq!(call_times(MAX_TIME_MS, None, Some(Duration::ZERO)), Ok((MAX_TIME_MS, Some(MAX_TIME_MS))));
+        assert!(call_times(MAX_TIME_MS, None, Some(Duration::from_millis(1))).unwrap_err().what.contains("deadline"));
+        assert!(call_times(-5, None, None).unwrap_err().what.contains("clock"));
+    }
+
+    #[test]
+    fn keys_over_the_limit_are_refused() {
+        assert_eq!(check_key("the call id", &"k".repeat(MAX_KEY_BYTES)), Ok(()));
+        let err = check_key("the call id", &"é".repeat(MAX_KEY_BYTES)).unwrap_err();
+        assert_eq!(err, Oversize { what: "the call id", bytes: 2 * MAX_KEY_BYTES, limit: MAX_KEY_BYTES });
+    }
+
+    #[test]
+    fn failures_counted_from_any_stored_count_do_not_overflow() {
+        let (next, give_up) = after_failure(&Pending { failures: u32::MAX, ..pending() }, "e".into());
+        assert_eq!(next.failures, u32::MAX);
+        assert!(give_up.is_some());
     }
 }

@@ -53,12 +53,27 @@ pub struct CallOptions {
     pub dispatch: Dispatch,
     /// How long to wait for the result before the continuation gets
     /// [`CallError::Timeout`](crate::CallError::Timeout). `None`: no deadline (transport
-    /// failures still end the call after [`MAX_TRANSPORT_ATTEMPTS`](crate::MAX_TRANSPORT_ATTEMPTS)).
+    /// failures still end the call after [`MAX_TRANSPORT_ATTEMPTS`](crate::MAX_TRANSPORT_ATTEMPTS),
+    /// and every call ends 23 h 5 min after it was made).
+    ///
+    /// Range: any `Duration`; whole milliseconds count (less than 1 ms times out at once),
+    /// and a timeout over [`MAX_TIMEOUT_MS`](crate::MAX_TIMEOUT_MS) (23 h 5 min) is clamped
+    /// to it. No call lives longer than that (it ends with
+    /// [`CallError::Expired`](crate::CallError::Expired)), so a longer timeout could never
+    /// fire; clamping lets `Duration::MAX` mean "as long as a call can live", and keeps the
+    /// stored deadline an integer the store gives back (a Durable Object's SQLite returns
+    /// integers of 2^53 and more as floats).
     pub timeout: Option<Duration>,
     /// The test hook: the call counts as made at this Unix time in milliseconds (the issue
     /// time every request of it carries, from which the remote judges its age), as if the
     /// caller had made it then; `None`, the default: now. The timeout still counts from
     /// now. Tests use it to make calls that are too old for a remote.
+    ///
+    /// Range: `0 ..=` [`MAX_TIME_MS`](lumenize_alarms::core::MAX_TIME_MS) (2262-04-11, what
+    /// the runtime arms); [`Calls::call`](crate::Calls::call) refuses a time outside it with
+    /// [`Error::OutOfRange`](crate::Error::OutOfRange) before storing anything. A time more
+    /// than 23 h 5 min ago ends the call as expired without sending it; one more than
+    /// 5 min ahead of the remote's clock is refused by the remote (401).
     pub issued_ms: Option<i64>,
 }
 
@@ -69,13 +84,23 @@ impl CallOptions {
         CallOptions { dispatch, ..self }
     }
 
-    /// With this timeout.
+    /// With this timeout (clamped to [`MAX_TIMEOUT_MS`](crate::MAX_TIMEOUT_MS): see
+    /// [`timeout`](Self::timeout)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lumenize_call::CallOptions;
+    /// // Any Duration is accepted: `call` keeps at most 23 h 5 min of it.
+    /// let longest = CallOptions::default().timeout(Duration::MAX);
+    /// assert_eq!(longest.timeout, Some(Duration::MAX));
+    /// ```
     #[must_use]
     pub fn timeout(self, timeout: Duration) -> Self {
         CallOptions { timeout: Some(timeout), ..self }
     }
 
-    /// The test hook: made at `unix_ms` (see [`issued_ms`](Self::issued_ms)).
+    /// The test hook: made at `unix_ms`, in `0 ..=`
+    /// [`MAX_TIME_MS`](lumenize_alarms::core::MAX_TIME_MS) (see [`issued_ms`](Self::issued_ms)).
     #[must_use]
     pub fn issued_at(self, unix_ms: i64) -> Self {
         CallOptions { issued_ms: Some(unix_ms), ..self }

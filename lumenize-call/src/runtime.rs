@@ -1,8 +1,6 @@
 //! What lumenize-call takes from the runtime: the secrets, the clock, call ids, and an
 //! owned handle on the object's state.
 
-use std::time::Duration;
-
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{Env, State};
 
@@ -35,10 +33,6 @@ pub(crate) fn secrets(env: &Env) -> Result<Secrets> {
 /// An owned handle on the same `DurableObjectState` (worker's `State` is not `Clone`).
 pub(crate) fn own(state: &State) -> State {
     State::from(AsRef::<JsValue>::as_ref(state.as_raw()).clone().unchecked_into::<worker::worker_sys::DurableObjectState>())
-}
-
-pub(crate) fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The runtime's clock, Unix milliseconds.
@@ -89,7 +83,6 @@ mod wasm_tests {
         let js = js_sys::Date::now() as i64;
         let ours = now_ms();
         assert!((ours - js).abs() < 1_000, "now_ms {ours} vs Date.now {js}");
-        assert_eq!(millis(Duration::from_secs(2)), 2_000);
     }
 
     #[wasm_bindgen_test]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use worker::{console_error, Env, Method, Request, Response, State};
 
 use crate::envelope::{self, CallReply, Outcome, Secrets, SIGNATURE_HEADER, VERSION};
-use crate::machine::{self, Serve, INTERRUPTED, RESULT_RETENTION_MS};
+use crate::machine::{self, Serve, INTERRUPTED, OTHER_ORIGIN_STATUS, RESULT_RETENTION_MS};
 use crate::runtime::{now_ms, own, secrets};
 use crate::store::Store;
 use crate::{Error, Operation, Result};
@@ -143,7 +143,12 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Server<T> {
     /// future than the clock-skew allowance; 410 if issued more than
     /// [`MAX_REQUEST_AGE_MS`](crate::envelope::MAX_REQUEST_AGE_MS) ago; 400 for a malformed
     /// envelope, an unknown version or an operation that does not decode as `Op`; 405 for
-    /// anything but `POST`.
+    /// anything but `POST`; 400 too for a call id, origin or target over
+    /// [`MAX_KEY_BYTES`](crate::machine::MAX_KEY_BYTES). A stored result goes back only to
+    /// the origin that made the call (the signed `from` of its first request): a request
+    /// from another origin with the same call id is refused with 403, and not applied.
+    /// A stored result that does not decode (written by hand or by a bug) is answered as
+    /// [`CallError::Storage`](crate::CallError::Storage), and the call is not applied again.
     ///
     /// An outcome over [`MAX_REPLY_BYTES`](crate::MAX_REPLY_BYTES), or one that cannot be
     /// stored, is stored and answered as a small error outcome in its place (the caller
@@ -171,17 +176,18 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Server<T> {
             Ok(request) => request,
             Err(refusal) => return refuse(&refusal.to_string(), refusal.status()),
         };
-        let id = request.id;
+        let (id, origin) = (request.id, request.from);
         let applying = self.inner.applying.borrow().contains(&id);
-        let outcome = match machine::serve(self.inner.store.seen(&id)?, applying) {
+        let outcome = match machine::serve(self.inner.store.record(&id)?, &origin, applying) {
             Serve::Replay(outcome) => outcome,
             Serve::Busy => return refuse("lumenize-call: this call is being applied; ask again later", 409),
+            Serve::OtherOrigin => return refuse("lumenize-call: this call id belongs to a call of another origin", OTHER_ORIGIN_STATUS),
             Serve::Interrupted => {
                 let outcome = Outcome::Err { message: INTERRUPTED.into(), panicked: false };
-                self.inner.store.record_outcome(&id, outcome, now_ms())
+                self.inner.store.record_outcome(&origin, &id, outcome, now_ms())
             }
             Serve::Apply => match serde_json::from_value::<Op>(request.op) {
-                Ok(op) => self.apply(&id, op, apply).await?,
+                Ok(op) => self.apply(&origin, &id, op, apply).await?,
                 Err(e) => return refuse(&format!("lumenize-call: unknown operation: {e}"), 400),
             },
         };
@@ -189,23 +195,23 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Server<T> {
         Ok(Response::from_json(&reply)?)
     }
 
-    async fn apply<Op, E>(&self, id: &str, op: Op, apply: impl AsyncFnOnce(Op) -> std::result::Result<Op::Reply, E>) -> Result<Outcome>
+    async fn apply<Op, E>(&self, origin: &str, id: &str, op: Op, apply: impl AsyncFnOnce(Op) -> std::result::Result<Op::Reply, E>) -> Result<Outcome>
     where
         Op: Operation,
         E: Display,
     {
         let store = self.inner.store.clone();
-        store.start(id, now_ms())?;
+        store.start(origin, id, now_ms())?;
         self.inner.applying.borrow_mut().insert(id.to_owned());
         let on_panic = {
-            let (store, id) = (store.clone(), id.to_owned());
+            let (store, origin, id) = (store.clone(), origin.to_owned(), id.to_owned());
             move |panic: &Panic<'_>| {
                 let outcome = if panic.here {
                     Outcome::Err { message: format!("the operation panicked: {}", panic.message), panicked: true }
                 } else {
                     Outcome::Err { message: format!("{INTERRUPTED} (a panic elsewhere in its isolate: {})", panic.message), panicked: false }
                 };
-                store.record_outcome(&id, outcome, now_ms());
+                store.record_outcome(&origin, &id, outcome, now_ms());
             }
         };
         let result = abort_on_panic(&self.inner.state, on_panic, apply(op)).await;
@@ -215,7 +221,7 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Server<T> {
             Ok(Err(e)) => Outcome::Err { message: format!("the reply could not be encoded: {e}"), panicked: false },
             Err(e) => Outcome::Err { message: e.to_string(), panicked: false },
         };
-        let outcome = store.record_outcome(id, outcome, now_ms());
+        let outcome = store.record_outcome(origin, id, outcome, now_ms());
         // The outcome is stored: a failure from here on must not turn it into a 500 (the
         // next call served tries again).
         if let Err(e) = self.schedule_cleanup().await {
@@ -262,7 +268,7 @@ impl<T: Serialize + DeserializeOwned + From<CallTask> + 'static> Server<T> {
     }
 
     fn cleanup(&self, id: &str, now: i64) -> Result<()> {
-        match self.inner.store.forget_results(now.saturating_sub(RESULT_RETENTION_MS))? {
+        match self.inner.store.forget_results(now.saturating_sub(RESULT_RETENTION_MS), now)? {
             Some(oldest) => {
                 let at = oldest.saturating_add(RESULT_RETENTION_MS).max(now);
                 self.inner.alarms.defer(id, at)?;

@@ -2,14 +2,30 @@
 //! the remote's results. Opened after [`Alarms::open`](lumenize_alarms::Alarms::open), which
 //! has already checked that the object has SQLite.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use worker::{SqlStorage, SqlStorageValue as V};
 
 use crate::envelope::Outcome;
-use crate::machine::{self, CallResult, Pending, Seen};
+use crate::machine::{self, CallResult, Pending, Record};
+use crate::row::{decode_call, decode_record, Column, CALL_COLUMNS};
 use crate::{Dispatch, Error, Result, Target};
 
+/// The schema version this release writes, in `_lumenize_call_meta`. Version 1 (no meta
+/// table, results keyed by the call id alone) is migrated on open: each stored result gets
+/// the origin column, empty for the rows already there
+/// ([`ANY_ORIGIN`](crate::machine::ANY_ORIGIN): they answer any origin, as they did, until
+/// the cleanup forgets them a day after they were stored). They are kept, not dropped: a
+/// re-dispatch of a call applied just before the upgrade must still find its result, or
+/// the operation would be applied twice.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+
+const META: &str = "CREATE TABLE IF NOT EXISTS _lumenize_call_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)";
+
+/// The tables as this release writes them. A result row belongs to the origin that made
+/// the call (`origin`, the signed `from` of its first request): it answers that origin
+/// alone. The call id stays the key: ids are UUIDv7s, so another origin's request with the
+/// same id is refused, not stored beside it.
 const CREATE: &str = "
 CREATE TABLE IF NOT EXISTS _lumenize_calls (
     id TEXT PRIMARY KEY,
@@ -26,9 +42,26 @@ CREATE TABLE IF NOT EXISTS _lumenize_calls (
 CREATE TABLE IF NOT EXISTS _lumenize_call_results (
     id TEXT PRIMARY KEY,
     outcome TEXT,
-    done_ms INTEGER NOT NULL
+    done_ms INTEGER NOT NULL,
+    origin TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS _lumenize_call_results_done ON _lumenize_call_results (done_ms);
+";
+
+/// Version 1's tables (created first when no version is stored, so that the migration
+/// below runs on an old object and a new one alike).
+const CREATE_V1: &str = "
+CREATE TABLE IF NOT EXISTS _lumenize_call_results (
+    id TEXT PRIMARY KEY,
+    outcome TEXT,
+    done_ms INTEGER NOT NULL
+);
+";
+
+/// From version 1: the results get their origin (empty for the rows already there).
+const MIGRATE_FROM_1: &str = "
+ALTER TABLE _lumenize_call_results ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+INSERT INTO _lumenize_call_meta (key, value) VALUES ('schema_version', 2);
 ";
 
 /// A call this object made that has not completed: its continuation has not run yet.
@@ -54,6 +87,13 @@ pub struct PendingCall {
     pub result: Option<CallResult>,
     /// When it was made, Unix ms.
     pub created_ms: i64,
+    /// Why its stored row does not decode, if it does not (written by hand, by a bug or by
+    /// an older release): the call is quarantined. It is listed here with this reason and
+    /// the fields that could be read (the others at their defaults: an empty target, `null`
+    /// values, no deadline, 0 failures, made at 0); its continuation does not run; its task
+    /// fails with [`Error::Unreadable`] and is kept dead after its retries;
+    /// [`Calls::cancel`](crate::Calls::cancel) removes it. Other calls are not affected.
+    pub unreadable: Option<String>,
 }
 
 impl PendingCall {
@@ -69,45 +109,6 @@ impl PendingCall {
     }
 }
 
-#[derive(Deserialize)]
-struct CallRow {
-    id: String,
-    target: String,
-    op: String,
-    resume: String,
-    dispatch: String,
-    deadline_ms: Option<i64>,
-    failures: u32,
-    last_error: Option<String>,
-    result: Option<String>,
-    created_ms: i64,
-}
-
-impl CallRow {
-    fn into_call(self) -> Result<PendingCall> {
-        let corrupt = |what: &str| Error::Runtime(format!("call {}: unreadable {what} column", self.id));
-        Ok(PendingCall {
-            target: serde_json::from_str(&self.target).map_err(|_| corrupt("target"))?,
-            // Emptied when the result came in.
-            op: match self.op.as_str() {
-                "" => None,
-                text => Some(serde_json::from_str(text).map_err(|_| corrupt("op"))?),
-            },
-            resume: serde_json::from_str(&self.resume).map_err(|_| corrupt("resume"))?,
-            dispatch: serde_json::from_str(&self.dispatch).map_err(|_| corrupt("dispatch"))?,
-            result: match &self.result {
-                None => None,
-                Some(text) => Some(serde_json::from_str(text).map_err(|_| corrupt("result"))?),
-            },
-            deadline_ms: self.deadline_ms,
-            failures: self.failures,
-            last_error: self.last_error,
-            created_ms: self.created_ms,
-            id: self.id,
-        })
-    }
-}
-
 fn json(value: &impl serde::Serialize) -> V {
     V::String(serde_json::to_string(value).unwrap_or_default())
 }
@@ -118,9 +119,17 @@ pub(crate) struct Store {
 }
 
 impl Store {
+    /// Opens the tables, creating them on first use and migrating those of an earlier
+    /// release (see [`SCHEMA_VERSION`]).
     pub(crate) fn open(sql: SqlStorage) -> Result<Self> {
         let store = Store { sql };
-        store.exec(CREATE, vec![])?;
+        store.exec(META, vec![])?;
+        let version = store.rows("SELECT value FROM _lumenize_call_meta WHERE key = 'schema_version'", vec![])?;
+        match version.into_iter().next().and_then(|row| row.into_iter().next()) {
+            None => store.exec(&format!("{CREATE_V1}{MIGRATE_FROM_1}{CREATE}"), vec![])?,
+            Some(Column::Integer(SCHEMA_VERSION)) => store.exec(CREATE, vec![])?,
+            Some(found) => return Err(Error::Runtime(format!("lumenize-call's tables are at schema version {found:?}, written by a newer release; this one reads up to {SCHEMA_VERSION}"))),
+        };
         Ok(store)
     }
 
@@ -128,8 +137,11 @@ impl Store {
         self.sql.exec(query, bindings).map_err(Error::from)
     }
 
-    fn query<R: for<'de> Deserialize<'de>>(&self, query: &str, bindings: Vec<V>) -> Result<Vec<R>> {
-        self.exec(query, bindings)?.to_array().map_err(Error::from)
+    /// The rows of a query, each its values in order: read one at a time, so that no
+    /// value of one row can stop the others being read.
+    fn rows(&self, query: &str, bindings: Vec<V>) -> Result<Vec<Vec<Column>>> {
+        let cursor = self.exec(query, bindings)?;
+        cursor.raw().map(|row| row.map(|values| values.into_iter().map(column).collect()).map_err(Error::from)).collect()
     }
 
     // The caller's side.
@@ -151,14 +163,17 @@ impl Store {
         Ok(())
     }
 
+    /// Call `id`, decoded; quarantined (see [`PendingCall::unreadable`]) if its row does
+    /// not decode.
     pub(crate) fn call(&self, id: &str) -> Result<Option<PendingCall>> {
-        let rows: Vec<CallRow> = self.query("SELECT * FROM _lumenize_calls WHERE id = ?", vec![id.into()])?;
-        rows.into_iter().next().map(CallRow::into_call).transpose()
+        let rows = self.rows(&format!("SELECT {CALL_COLUMNS} FROM _lumenize_calls WHERE id = ?"), vec![id.into()])?;
+        Ok(rows.into_iter().next().map(decode_call))
     }
 
+    /// Every call, oldest first; those whose row does not decode quarantined.
     pub(crate) fn calls(&self) -> Result<Vec<PendingCall>> {
-        let rows: Vec<CallRow> = self.query("SELECT * FROM _lumenize_calls ORDER BY created_ms, id", vec![])?;
-        rows.into_iter().map(CallRow::into_call).collect()
+        let rows = self.rows(&format!("SELECT {CALL_COLUMNS} FROM _lumenize_calls ORDER BY created_ms, id"), vec![])?;
+        Ok(rows.into_iter().map(decode_call).collect())
     }
 
     pub(crate) fn record_failure(&self, id: &str, state: &Pending) -> Result<()> {
@@ -191,27 +206,25 @@ impl Store {
 
     // The remote's side.
 
-    pub(crate) fn seen(&self, id: &str) -> Result<Option<Seen>> {
-        #[derive(Deserialize)]
-        struct Row {
-            outcome: Option<String>,
-        }
-        let rows: Vec<Row> = self.query("SELECT outcome FROM _lumenize_call_results WHERE id = ?", vec![id.into()])?;
-        rows.into_iter()
-            .next()
-            .map(|row| match row.outcome {
-                None => Ok(Seen::Running),
-                Some(text) => serde_json::from_str(&text)
-                    .map(Seen::Done)
-                    .map_err(|_| Error::Runtime(format!("call result {id}: unreadable outcome"))),
-            })
-            .transpose()
+    /// What is stored for call `id`: its origin and how far it got (an outcome that does
+    /// not decode is answered as a storage error: see [`decode_record`]).
+    pub(crate) fn record(&self, id: &str) -> Result<Option<Record>> {
+        let rows = self.rows("SELECT origin, outcome FROM _lumenize_call_results WHERE id = ?", vec![id.into()])?;
+        Ok(rows.into_iter().next().map(|row| {
+            let mut row = row.into_iter();
+            let mut next = || row.next().unwrap_or(Column::Null);
+            let origin = next();
+            decode_record(origin, next())
+        }))
     }
 
-    /// Records that `id` is being applied (`done_ms` holds the start until it finishes, so a
-    /// row left behind by a reset is cleaned up too).
-    pub(crate) fn start(&self, id: &str, now_ms: i64) -> Result<()> {
-        self.exec("INSERT INTO _lumenize_call_results (id, outcome, done_ms) VALUES (?, NULL, ?)", vec![id.into(), now_ms.into()])?;
+    /// Records that `origin`'s call `id` is being applied (`done_ms` holds the start until
+    /// it finishes, so a row left behind by a reset is cleaned up too).
+    pub(crate) fn start(&self, origin: &str, id: &str, now_ms: i64) -> Result<()> {
+        self.exec(
+            "INSERT INTO _lumenize_call_results (id, origin, outcome, done_ms) VALUES (?, ?, NULL, ?)",
+            vec![id.into(), origin.into(), now_ms.into()],
+        )?;
         Ok(())
     }
 
@@ -221,13 +234,13 @@ impl Store {
     /// Should even that fail, the row stays "running" (a re-dispatch then gets
     /// [`INTERRUPTED`](crate::machine::INTERRUPTED)); the small outcome is returned all the
     /// same, to answer this request with.
-    pub(crate) fn record_outcome(&self, id: &str, outcome: Outcome, now_ms: i64) -> Outcome {
+    pub(crate) fn record_outcome(&self, origin: &str, id: &str, outcome: Outcome, now_ms: i64) -> Outcome {
         let outcome = machine::storable_outcome(outcome);
-        match self.finish(id, &outcome, now_ms) {
+        match self.finish(origin, id, &outcome, now_ms) {
             Ok(()) => outcome,
             Err(e) => {
                 let fallback = machine::unstored_outcome(e.to_string());
-                if let Err(again) = self.finish(id, &fallback, now_ms) {
+                if let Err(again) = self.finish(origin, id, &fallback, now_ms) {
                     worker::console_error!("lumenize-call: call {id}: its outcome could not be stored ({e}), nor the error in its place ({again})");
                 }
                 fallback
@@ -235,26 +248,41 @@ impl Store {
         }
     }
 
-    pub(crate) fn finish(&self, id: &str, outcome: &Outcome, now_ms: i64) -> Result<()> {
+    fn finish(&self, origin: &str, id: &str, outcome: &Outcome, now_ms: i64) -> Result<()> {
         self.exec(
-            "INSERT OR REPLACE INTO _lumenize_call_results (id, outcome, done_ms) VALUES (?, ?, ?)",
-            vec![id.into(), json(outcome), now_ms.into()],
+            "INSERT OR REPLACE INTO _lumenize_call_results (id, origin, outcome, done_ms) VALUES (?, ?, ?, ?)",
+            vec![id.into(), origin.into(), json(outcome), now_ms.into()],
         )?;
         Ok(())
     }
 
     /// Deletes results finished at or before `before_ms`; returns the oldest remaining
-    /// finish time.
-    pub(crate) fn forget_results(&self, before_ms: i64) -> Result<Option<i64>> {
-        #[derive(Deserialize)]
-        struct Oldest {
-            done_ms: i64,
-        }
-        self.exec("DELETE FROM _lumenize_call_results WHERE done_ms <= ?", vec![before_ms.into()])?;
-        let rows: Vec<Oldest> = self.query(
-            "SELECT done_ms FROM _lumenize_call_results ORDER BY done_ms LIMIT 1",
-            vec![],
+    /// finish time. A result whose finish time is not an integer in `0 ..=`
+    /// [`MAX_TIME_MS`](lumenize_alarms::core::MAX_TIME_MS) (written by hand or by a bug)
+    /// gets `now_ms` as its finish time first: it is kept a day from now, like a result
+    /// just stored, then forgotten.
+    pub(crate) fn forget_results(&self, before_ms: i64, now_ms: i64) -> Result<Option<i64>> {
+        self.exec(
+            "UPDATE _lumenize_call_results SET done_ms = ? WHERE typeof(done_ms) != 'integer' OR done_ms < 0 OR done_ms > ?",
+            vec![now_ms.into(), lumenize_alarms::core::MAX_TIME_MS.into()],
         )?;
-        Ok(rows.first().map(|r| r.done_ms))
+        self.exec("DELETE FROM _lumenize_call_results WHERE done_ms <= ?", vec![before_ms.into()])?;
+        let rows = self.rows("SELECT done_ms FROM _lumenize_call_results ORDER BY done_ms LIMIT 1", vec![])?;
+        Ok(rows.into_iter().flatten().find_map(|c| match c {
+            Column::Integer(ms) => Some(ms),
+            _ => None,
+        }))
+    }
+}
+
+/// A value as the runtime gives it back.
+fn column(value: V) -> Column {
+    match value {
+        V::Null => Column::Null,
+        V::Integer(v) => Column::Integer(v),
+        V::Boolean(b) => Column::Integer(i64::from(b)),
+        V::Float(v) => Column::Float(v),
+        V::String(v) => Column::Text(v),
+        V::Blob(_) => Column::Blob,
     }
 }

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lumenize_call::envelope::{sign, MAX_CLOCK_SKEW_MS, MAX_REQUEST_AGE_MS, SIGNATURE_HEADER};
-use lumenize_call::SQLITE_MAX_BYTES;
+use lumenize_call::{MAX_TIMEOUT_MS, SQLITE_MAX_BYTES};
 use lumenize_harness::{get, poll_until, post, post_json, workspace_root, Result, Worker, WorkerOptions};
 use serde_json::{json, Value};
 
@@ -689,4 +689,219 @@ fn sandbox_routes_answer_400_for_bodies_that_do_not_decode() {
         assert_eq!(status, 400, "{route}: {text}");
         assert!(text.contains("bad request body"), "{route}: {text}");
     }
+}
+
+/// Runs `statement` through the sandbox's `sql` test hook at `url`; the rows it wrote (index
+/// entries included).
+fn sql(url: &str, statement: &str) -> u64 {
+    let written = ok_json(post_json(url, &json!(statement)).expect("sql"));
+    written.as_u64().unwrap_or_else(|| panic!("{statement}: wrote {written}"))
+}
+
+/// Writes a row the library would not write, through the `sql` test hook; checks that it
+/// wrote.
+fn poison(url: &str, statement: &str) {
+    assert!(sql(url, statement) > 0, "{statement}: wrote nothing");
+}
+
+/// `lumenize_alarms::core::MAX_TIME_MS`: the latest time lumenize-call stores.
+const MAX_TIME_MS: i64 = 9_223_372_036_854;
+
+/// Issue 18, input 2: a timeout of `Duration::MAX` (or of `u64::MAX` ms) is stored as a
+/// deadline the caller can read back: the call completes with its reply in both dispatches,
+/// a slow one is listed by `pending()` with a deadline within the range and cancelled, and
+/// nothing is left behind.
+#[test]
+fn a_timeout_of_duration_max_is_clamped_and_the_call_completes() {
+    let base = url();
+    let (caller, remote) = (unique("caller"), unique("remote"));
+    let echo = |value: &str| json!({"type": "echo", "value": value});
+    call(base, &caller, json!({"name": remote, "op": echo("max"), "tag": "max", "dispatch": "direct", "timeout_max": true}));
+    call(base, &caller, json!({"name": remote, "op": echo("u64"), "tag": "u64", "dispatch": "alarm", "timeout_ms": u64::MAX}));
+    let slow = call(base, &caller, json!({"name": remote, "op": {"type": "slow_count", "key": "k", "ms": 3_000}, "tag": "slow", "dispatch": "direct", "timeout_max": true}));
+    let (status, listed) = get(&format!("{base}/calls/{caller}/pending")).unwrap();
+    assert_eq!(status, 200, "pending() with a timeout of Duration::MAX: {listed}");
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let slow_id = slow[0]["id"].clone();
+    let row = listed.as_array().unwrap().iter().find(|c| c["id"] == slow_id).cloned().unwrap_or_else(|| panic!("the slow call is not pending: {listed}"));
+    let deadline = row["deadline_ms"].as_i64().unwrap_or_else(|| panic!("no integer deadline: {row}"));
+    let made_at = slow[0]["task"]["created_ms"].as_i64().expect("the call's task");
+    assert!((deadline - made_at - MAX_TIMEOUT_MS).abs() < 1_000, "deadline {deadline}, not made at {made_at} + MAX_TIMEOUT_MS ({row})");
+    let (status, text) = post_json(&format!("{base}/calls/{caller}/cancel"), &slow_id).unwrap();
+    assert_eq!((status, text.as_str()), (200, "true"), "cancel");
+    let done = by_tag(&wait_continuations(base, &caller, 3, Duration::from_secs(15)));
+    assert_eq!(done["max"], vec![json!({"Ok": "max"})]);
+    assert_eq!(done["u64"], vec![json!({"Ok": "u64"})]);
+    assert_eq!(done["slow"], vec![json!({"Err": {"kind": "cancelled"}})]);
+    assert!(pending(base, &caller).is_empty());
+    assert_eq!(tasks(base, &caller), json!([]));
+}
+
+/// Issue 18, input 2: the issue-time test hook takes `0 ..= MAX_TIME_MS`; `i64::MAX`,
+/// `i64::MIN`, -1 and `MAX_TIME_MS + 1` are refused by `call` with a typed error before
+/// anything is stored, and the object keeps working.
+#[test]
+fn issue_times_outside_the_range_are_refused_before_anything_is_stored() {
+    let base = url();
+    let (caller, remote) = (unique("caller"), unique("remote"));
+    for issued in [i64::MAX, i64::MIN, -1, MAX_TIME_MS + 1] {
+        let body = json!({"name": remote, "op": {"type": "count", "key": "k"}, "tag": "t", "dispatch": "direct", "issued_ms": issued});
+        let (status, text) = post_json(&format!("{base}/calls/{caller}/call"), &body).unwrap();
+        assert_eq!(status, 400, "issued at {issued}: {text}");
+        assert!(text.contains("out of range"), "issued at {issued}: {text}");
+        let (status, listed) = get(&format!("{base}/calls/{caller}/pending")).unwrap();
+        assert_eq!((status, listed.as_str()), (200, "[]"), "issued at {issued}");
+        assert_eq!(tasks(base, &caller), json!([]), "issued at {issued}");
+    }
+    assert!(received(base, &remote).is_empty(), "a refused call was sent");
+    // The ends of the range are accepted: the epoch is past the send horizon (expired, never
+    // sent); MAX_TIME_MS is in the remote's future (refused with 401).
+    call(base, &caller, json!({"name": remote, "op": {"type": "count", "key": "k"}, "tag": "epoch", "dispatch": "direct", "issued_ms": 0}));
+    call(base, &caller, json!({"name": remote, "op": {"type": "count", "key": "k"}, "tag": "end", "dispatch": "alarm", "issued_ms": MAX_TIME_MS}));
+    let done = by_tag(&wait_continuations(base, &caller, 2, Duration::from_secs(15)));
+    assert_eq!(done["epoch"][0]["Err"]["kind"], "expired", "{:?}", done["epoch"]);
+    assert_eq!((done["end"][0]["Err"]["kind"].as_str(), done["end"][0]["Err"]["status"].as_u64()), (Some("rejected"), Some(401)), "{:?}", done["end"]);
+    assert!(effects(base, &remote).is_empty());
+    assert!(pending(base, &caller).is_empty());
+}
+
+/// Issue 18, input 3: a signed call whose id (or origin) is 2.5 MB is refused with 400 and
+/// a typed reason: nothing is applied or stored, and the remote keeps serving.
+#[test]
+fn a_call_id_over_the_key_limit_is_refused_with_400_and_nothing_applied() {
+    let base = url();
+    let remote = unique("remote");
+    let (at, to) = (format!("{base}/remote/{remote}/"), remote_id(base, &remote));
+    let op = json!({"type": "count", "key": "k"});
+    let huge = "i".repeat(2_500_000);
+    let long_id = envelope(&huge, &to, op.clone());
+    let long_origin = json!({"v": 2, "id": "c", "to": {"binding": "REMOTE", "object": to}, "from": huge, "issued_ms": now_ms(), "op": op}).to_string();
+    let long_binding = json!({"v": 2, "id": "c", "to": {"binding": huge, "object": to}, "from": "0".repeat(64), "issued_ms": now_ms(), "op": op}).to_string();
+    for (body, what) in [(long_id, "id"), (long_origin, "origin"), (long_binding, "binding")] {
+        let (status, text) = post(&at, &body, &[(SIGNATURE_HEADER, &sign(secret(), body.as_bytes()))]).unwrap();
+        assert_eq!(status, 400, "a {what} of 2.5 MB: {}", short(&json!(text)));
+        assert!(text.contains("too long") && text.len() < 1_000, "a {what} of 2.5 MB: {}", short(&json!(text)));
+    }
+    assert!(applied(base, &remote).is_empty(), "a refused call was applied");
+    assert_eq!(ok_json(get(&format!("{base}/remote/{remote}/results")).unwrap()), json!(0), "a refused call left a result row");
+    let body = envelope("after", &to, op);
+    assert_eq!(ok_json(post(&at, &body, &[(SIGNATURE_HEADER, &sign(secret(), body.as_bytes()))]).unwrap())["ok"], 1);
+}
+
+/// Issue 18, item 5: a stored result goes back only to the origin that made the call. A
+/// second origin that sends a correctly signed request re-using a call id the remote served
+/// is refused (403): it is neither applied nor answered with the first origin's reply. The
+/// first origin's re-dispatch is still answered from the stored result.
+#[test]
+fn another_origin_reusing_a_served_call_id_is_refused() {
+    let base = url();
+    let remote = unique("remote");
+    let (at, to) = (format!("{base}/remote/{remote}/"), remote_id(base, &remote));
+    let from = |origin: char, id: &str, value: &str| {
+        let body = json!({"v": 2, "id": id, "to": {"binding": "REMOTE", "object": to}, "from": origin.to_string().repeat(64), "issued_ms": now_ms(), "op": {"type": "echo", "value": value}}).to_string();
+        post(&at, &body, &[(SIGNATURE_HEADER, &sign(secret(), body.as_bytes()))]).unwrap()
+    };
+    assert_eq!(ok_json(from('a', "shared", "secret of a"))["ok"], "secret of a");
+    let (status, text) = from('b', "shared", "b's own");
+    assert_eq!(status, 403, "another origin re-using the id: {text}");
+    assert!(!text.contains("secret of a"), "answered with the other origin's result: {text}");
+    assert_eq!(applied(base, &remote).get("echo"), Some(&1), "the other origin's request was applied");
+    // The first origin still gets its stored result, without applying again.
+    assert_eq!(ok_json(from('a', "shared", "ignored"))["ok"], "secret of a");
+    assert_eq!(applied(base, &remote).get("echo"), Some(&1));
+    // Other ids of the second origin are served.
+    assert_eq!(ok_json(from('b', "its-own", "b's own"))["ok"], "b's own");
+}
+
+/// Issue 18, item 2: a call row that does not decode (a REAL in `deadline_ms`, as an older
+/// release stored `Duration::MAX`) is quarantined: `pending()` lists it with the decode
+/// error, its task goes dead with that error (no endless retries), the other calls complete,
+/// and `cancel` removes it (without a continuation: its row cannot be trusted).
+#[test]
+fn a_poisoned_call_row_is_quarantined_while_other_calls_complete() {
+    let base = url();
+    let (caller, remote) = (unique("caller"), unique("remote"));
+    let made = call(base, &caller, json!({"name": remote, "op": {"type": "slow_count", "key": "slow", "ms": 2_000}, "tag": "poisoned", "dispatch": "direct"}));
+    let id = made[0]["id"].as_str().unwrap().to_owned();
+    poison(&format!("{base}/calls/{caller}/sql"), &format!("UPDATE _lumenize_calls SET deadline_ms = 9.3e18 WHERE id = '{id}'"));
+    for dispatch in ["direct", "alarm"] {
+        call(base, &caller, json!({"name": remote, "op": {"type": "count", "key": dispatch}, "tag": dispatch, "dispatch": dispatch}));
+    }
+    let done = by_tag(&wait_continuations(base, &caller, 2, Duration::from_secs(15)));
+    assert_eq!((done["direct"].clone(), done["alarm"].clone()), (vec![json!({"Ok": 1})], vec![json!({"Ok": 1})]));
+    let (status, listed) = get(&format!("{base}/calls/{caller}/pending")).unwrap();
+    assert_eq!(status, 200, "pending() with a poisoned row: {listed}");
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert!(listed[0]["unreadable"].as_str().is_some_and(|e| e.contains("deadline_ms")), "{listed}");
+    // Its task fails with the decode error and, after its retries, is kept dead.
+    let task = poll_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        tasks(base, &caller).as_array().and_then(|t| t.iter().find(|t| t["id"] == id.as_str() && t["status"] == "dead").cloned())
+    })
+    .unwrap_or_else(|e| panic!("the poisoned call's task is not dead: {e}; {}", tasks(base, &caller)));
+    assert!(task["last_error"].as_str().is_some_and(|e| e.contains("deadline_ms")), "{task}");
+    assert_eq!(effects(base, &remote).get("slow"), Some(&1), "the call was sent once, before the poison");
+    let (status, text) = post_json(&format!("{base}/calls/{caller}/cancel"), &json!(id)).unwrap();
+    assert_eq!((status, text.as_str()), (200, "true"), "cancel of the poisoned call");
+    assert!(pending(base, &caller).is_empty());
+    assert_eq!(tasks(base, &caller), json!([]));
+    assert_eq!(continuations(base, &caller).len(), 2, "the poisoned call was continued");
+}
+
+/// Issue 18, item 2 at the remote: a stored result that does not decode (bad JSON in
+/// `outcome`, a REAL in `done_ms`) is answered as a typed storage error, never applied
+/// again, and the cleanup still runs and forgets it.
+#[test]
+fn a_poisoned_result_row_is_answered_with_a_typed_error_and_cleaned_up() {
+    let base = url();
+    let remote = unique("remote");
+    let (at, to) = (format!("{base}/remote/{remote}/"), remote_id(base, &remote));
+    let body = envelope("poisoned", &to, json!({"type": "count", "key": "k"}));
+    let send = || post(&at, &body, &[(SIGNATURE_HEADER, &sign(secret(), body.as_bytes()))]).unwrap();
+    assert_eq!(ok_json(send())["ok"], 1);
+    poison(&format!("{base}/remote/{remote}/sql"), "UPDATE _lumenize_call_results SET outcome = '{not json', done_ms = 9.3e18 WHERE id = 'poisoned'");
+    let again = ok_json(send());
+    assert!(again["unstored"]["message"].as_str().is_some_and(|m| m.contains("does not decode")), "{again}");
+    assert_eq!(effects(base, &remote)["k"], 1, "applied again");
+    // The cleanup forgets it a day later, like any other result.
+    let day = 24 * 3_600_000;
+    ok_json(post_json(&format!("{base}/remote/{remote}/run_at"), &json!(now_ms() + 2 * day)).unwrap());
+    ok_json(post_json(&format!("{base}/remote/{remote}/run_at"), &json!(now_ms() + 3 * day)).unwrap());
+    assert_eq!(ok_json(get(&format!("{base}/remote/{remote}/results")).unwrap()), json!(0), "the poisoned result outlived the cleanup");
+    let cleanup = ok_json(get(&format!("{base}/remote/{remote}/tasks")).unwrap());
+    assert!(cleanup.as_array().unwrap().iter().all(|t| t["status"] != "dead"), "{cleanup}");
+}
+
+/// Issue 18, item 5: the remote's results of schema version 1 (keyed by the call id alone,
+/// no meta table) are migrated on open: kept, and answered to any origin as before (a
+/// re-dispatch of a call applied before the upgrade is not applied again); results stored
+/// after it answer only their origin.
+#[test]
+fn results_of_schema_version_1_are_migrated_and_kept_reachable() {
+    let base = url();
+    let remote = unique("remote");
+    let (at, to) = (format!("{base}/remote/{remote}/"), remote_id(base, &remote));
+    let hook = format!("{base}/remote/{remote}/sql");
+    sql(&hook, "DROP TABLE _lumenize_call_meta; DROP TABLE _lumenize_call_results");
+    let v1 = format!(
+        "CREATE TABLE _lumenize_call_results (id TEXT PRIMARY KEY, outcome TEXT, done_ms INTEGER NOT NULL); \
+         INSERT INTO _lumenize_call_results VALUES ('legacy', '{{\"ok\":\"stored by version 1\"}}', {})",
+        now_ms()
+    );
+    poison(&hook, &v1);
+    assert_eq!(ok_json(post(&format!("{base}/remote/{remote}/reopen"), "", &[]).unwrap()), json!(2), "the schema version after the migration");
+    let from = |origin: char, id: &str| {
+        let body = json!({"v": 2, "id": id, "to": {"binding": "REMOTE", "object": to}, "from": origin.to_string().repeat(64), "issued_ms": now_ms(), "op": {"type": "count", "key": "k"}}).to_string();
+        post(&at, &body, &[(SIGNATURE_HEADER, &sign(secret(), body.as_bytes()))]).unwrap()
+    };
+    for origin in ['a', 'b'] {
+        assert_eq!(ok_json(from(origin, "legacy"))["ok"], "stored by version 1", "origin {origin}");
+    }
+    assert!(effects(base, &remote).is_empty(), "a call applied before the upgrade was applied again");
+    assert_eq!(ok_json(from('a', "new"))["ok"], 1);
+    assert_eq!(from('b', "new").0, 403);
+    // Opening again finds version 2 and keeps everything.
+    assert_eq!(ok_json(post(&format!("{base}/remote/{remote}/reopen"), "", &[]).unwrap()), json!(2));
+    assert_eq!(ok_json(get(&format!("{base}/remote/{remote}/results")).unwrap()), json!(2));
 }

@@ -90,8 +90,12 @@ struct CallReq {
     #[serde(default)]
     fail_times: u32,
     dispatch: Dispatch,
+    /// `CallOptions::timeout` in ms (any `u64`, `u64::MAX` included).
     #[serde(default)]
     timeout_ms: Option<u64>,
+    /// `CallOptions::timeout(Duration::MAX)` (overrides `timeout_ms`).
+    #[serde(default)]
+    timeout_max: bool,
     /// Make this many calls (tags `<tag>-<i>`), all in this one request.
     #[serde(default)]
     count: Option<u32>,
@@ -102,6 +106,10 @@ struct CallReq {
     /// that was down meanwhile), through the test hook `CallOptions::issued_at`.
     #[serde(default)]
     age_ms: Option<i64>,
+    /// The test hook `CallOptions::issued_at` with this Unix time in ms, as given (any
+    /// `i64`; overrides `age_ms`).
+    #[serde(default)]
+    issued_ms: Option<i64>,
 }
 
 fn remote_binding() -> String {
@@ -121,6 +129,20 @@ async fn decode<T: DeserializeOwned>(req: &mut Request) -> std::result::Result<T
 
 fn lib_error(e: impl std::fmt::Display) -> Result<Response> {
     Response::error(e.to_string(), 400)
+}
+
+/// The test hook `sql`: runs the statement posted as a JSON string on the object's SQLite
+/// (tests poison a stored row with it, as a bug or an older release could have written it)
+/// and answers the rows it wrote; 400 with SQLite's message if it fails.
+async fn sql_route(state: &State, req: &mut Request) -> Result<Response> {
+    let statement: String = match decode(req).await {
+        Ok(statement) => statement,
+        Err(answer) => return answer,
+    };
+    match state.storage().sql().exec(&statement, None) {
+        Ok(cursor) => json_response(&cursor.rows_written()),
+        Err(e) => lib_error(e),
+    }
 }
 
 /// A Durable Object that makes calls.
@@ -183,8 +205,14 @@ impl DurableObject for CallerDO {
                 if let Some(ms) = r.timeout_ms {
                     options = options.timeout(Duration::from_millis(ms));
                 }
+                if r.timeout_max {
+                    options = options.timeout(Duration::MAX);
+                }
                 if let Some(age) = r.age_ms {
-                    options = options.issued_at(now_ms() - age);
+                    options = options.issued_at(now_ms().saturating_sub(age));
+                }
+                if let Some(at) = r.issued_ms {
+                    options = options.issued_at(at);
                 }
                 let mut made = Vec::new();
                 for i in 0..r.count.unwrap_or(1) {
@@ -232,6 +260,7 @@ impl DurableObject for CallerDO {
                     self.state.storage().sql().exec("SELECT at_ms, started FROM alarm_runs ORDER BY seq", None)?.to_array()?;
                 json_response(&rows)
             }
+            "sql" if req.method() == Method::Post => sql_route(&self.state, &mut req).await,
             "cancel" => {
                 let id: String = match decode(&mut req).await {
                     Ok(id) => id,
@@ -262,11 +291,12 @@ impl DurableObject for CallerDO {
 }
 
 /// A Durable Object that serves calls. Its routes other than `effects`, `applied`,
-/// `received`, `id`, `tasks`, `results`, `sql_limits` and `run_at` all go to
+/// `received`, `id`, `sql`, `reopen`, `tasks`, `results`, `sql_limits` and `run_at` all go to
 /// [`Server::serve`], as a catch-all would forward them.
 #[durable_object]
 pub struct RemoteDO {
     state: State,
+    env: Env,
     alarms: Alarms<CallTask>,
     server: Server,
 }
@@ -374,11 +404,25 @@ impl DurableObject for RemoteDO {
         }
         let alarms = Alarms::open(&state).expect("a SQLite-backed class");
         let server = Server::open(&state, &env, alarms.clone()).expect("LUMENIZE_CALL_SECRET is set");
-        Self { state, alarms, server }
+        Self { state, env, alarms, server }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         match req.path().trim_start_matches('/') {
+            // The test hook: open lumenize-call's tables again, as a new isolate of this
+            // object would (creating or migrating them); answers the schema version found.
+            "reopen" if req.method() == Method::Post => {
+                if let Err(e) = Server::open(&self.state, &self.env, self.alarms.clone()) {
+                    return lib_error(e);
+                }
+                #[derive(Serialize, Deserialize)]
+                struct Version {
+                    value: i64,
+                }
+                let rows: Vec<Version> =
+                    self.state.storage().sql().exec("SELECT value FROM _lumenize_call_meta WHERE key = 'schema_version'", None)?.to_array()?;
+                json_response(&rows.first().map(|v| v.value))
+            }
             "effects" => {
                 #[derive(Serialize, Deserialize)]
                 struct Effect {
@@ -410,6 +454,7 @@ impl DurableObject for RemoteDO {
                 json_response(&rows)
             }
             "id" => Response::ok(self.state.id().to_string()),
+            "sql" if req.method() == Method::Post => sql_route(&self.state, &mut req).await,
             "sql_limits" => json_response(&sql_limits(&self.state.storage().sql())?),
             "tasks" => json_response(&self.alarms.list(&Filter::default())?),
             "results" => {
