@@ -17,13 +17,13 @@
 
 use std::time::Duration;
 
-use lumenize_alarms::core::{MAX_ID_BYTES, MAX_TIME_MS};
+use lumenize_alarms::core::MAX_TIME_MS;
 use lumenize_call::envelope::{parse_request, MAX_CLOCK_SKEW_MS, MAX_REQUEST_AGE_MS, sign, signed_request, CallRequest, Outcome, Recipient, Refusal, Secrets, VERSION};
 use lumenize_call::machine::{
     after_failure, backstop_at, check_call_size, clip, first_result, in_flight_wait_ms, read_answer, retry_delay_ms, send_horizon_ms, storable_outcome,
-    storable_result, Answer, CallResult, Pending, Step, MAX_ERROR_BYTES,
+    storable_result, call_times, Answer, CallResult, OutOfRange, Pending, Step, MAX_ERROR_BYTES,
 };
-use lumenize_call::{CallError, CallOptions, MAX_TRANSPORT_ATTEMPTS};
+use lumenize_call::{CallError, CallOptions, MAX_KEY_BYTES, MAX_TIMEOUT_MS, MAX_TRANSPORT_ATTEMPTS};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::Config;
@@ -99,13 +99,35 @@ fn any_usize() -> impl Strategy<Value = usize> {
     prop_oneof![3 => select(vec![0, 1, 2_000_000, 2_183_616, 2_200_000, usize::MAX / 2, usize::MAX - 1, usize::MAX]), 1 => any::<usize>()]
 }
 
+/// A value whose `Debug` is cut to its first 80 characters (with its length), so a failing
+/// case with a 2.5 MB string still prints readably.
+#[derive(Clone)]
+struct Short<T>(T);
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Short<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let full = format!("{:?}", self.0);
+        match full.char_indices().nth(80) {
+            Some((cut, _)) => write!(f, "{}... ({} bytes of Debug)", &full[..cut], full.len()),
+            None => f.write_str(&full),
+        }
+    }
+}
+
+fn short<S: Strategy>(strategy: S) -> impl Strategy<Value = Short<S::Value>>
+where
+    S::Value: std::fmt::Debug,
+{
+    strategy.prop_map(Short)
+}
+
 /// Text of any size and any unicode: empty, the key limit and one past it, 2.5 MB.
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![
         12 => "\\PC{0,16}",
         3 => select(vec!["", "\0", "c", "é", "🦀", "\u{202e}", "\"", "\\"]).prop_map(String::from),
-        2 => select(vec![MAX_ID_BYTES, MAX_ID_BYTES + 1, 100_000]).prop_map(|n| "k".repeat(n)),
-        2 => select(vec![MAX_ID_BYTES / 2, MAX_ID_BYTES / 2 + 1]).prop_map(|n| "é".repeat(n)),
+        2 => select(vec![MAX_KEY_BYTES, MAX_KEY_BYTES + 1, 100_000]).prop_map(|n| "k".repeat(n)),
+        2 => select(vec![MAX_KEY_BYTES / 2, MAX_KEY_BYTES / 2 + 1]).prop_map(|n| "é".repeat(n)),
         1 => Just("x".repeat(2_500_000)),
     ]
 }
@@ -134,15 +156,6 @@ fn call_result() -> impl Strategy<Value = CallResult> {
     prop_oneof![json_value().prop_map(Ok), call_error().prop_map(Err)]
 }
 
-/// The times a call made at `now` with `opts` stores: its issue time and its deadline, as
-/// `Calls::call` computes them (`None`: the call is refused). `Calls::call` does this
-/// itself, in private code (`now.saturating_add(millis(timeout))`, `issued_ms.unwrap_or(now)`):
-/// the copy here is what it does, to check what it stores.
-fn call_times(now: i64, opts: CallOptions) -> Option<(i64, Option<i64>)> {
-    let deadline = opts.timeout.map(|t| now.saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)));
-    Some((opts.issued_ms.unwrap_or(now), deadline))
-}
-
 fn in_range(what: &str, ms: i64) -> Result<(), TestCaseError> {
     prop_assert!((0..=MAX_TIME_MS).contains(&ms), "{} is {} ms, outside 0 ..= MAX_TIME_MS", what, ms);
     Ok(())
@@ -151,19 +164,30 @@ fn in_range(what: &str, ms: i64) -> Result<(), TestCaseError> {
 proptest! {
     #![proptest_config(config(256))]
 
-    /// A call made with any options stores an issue time and a deadline in range, or is
-    /// refused.
+    /// A call made with any options (at any clock) stores an issue time and a deadline in
+    /// range, the deadline at most `MAX_TIMEOUT_MS` ahead, or is refused with the number
+    /// that is out of range.
     #[test]
     fn call_times_are_stored_in_range(
-        now in clock(),
+        now in prop_oneof![3 => clock(), 1 => any_i64()],
         issued in prop::option::weighted(0.5, any_i64()),
         timeout in prop::option::weighted(0.7, duration()),
     ) {
         let opts = CallOptions { timeout, issued_ms: issued, ..CallOptions::default() };
-        if let Some((issued_ms, deadline_ms)) = call_times(now, opts) {
-            in_range("the issue time", issued_ms)?;
-            if let Some(d) = deadline_ms {
-                in_range("the deadline", d)?;
+        match call_times(now, opts.issued_ms, opts.timeout) {
+            Ok((issued_ms, deadline_ms)) => {
+                in_range("the clock", now)?;
+                in_range("the issue time", issued_ms)?;
+                prop_assert_eq!(issued_ms, issued.unwrap_or(now));
+                if let Some(d) = deadline_ms {
+                    in_range("the deadline", d)?;
+                    prop_assert!((now..=now + MAX_TIMEOUT_MS).contains(&d), "deadline {} for a call made at {}", d, now);
+                }
+                prop_assert_eq!(deadline_ms.is_some(), timeout.is_some());
+            }
+            Err(OutOfRange { what, value, min, max }) => {
+                prop_assert_eq!((min, max), (0, MAX_TIME_MS));
+                prop_assert!(!(min..=max).contains(&value), "{} {} refused, but in range", what, value);
             }
         }
     }
@@ -178,8 +202,9 @@ proptest! {
         later in prop_oneof![0i64..120_000, 0..3 * DAY_MS, Just(DAY_MS - 1)],
         failures in any_u32(),
         in_flight in prop::option::weighted(0.4, prop_oneof![any_i64(), 0i64..120_000]),
-        result in prop::option::weighted(0.2, call_result()),
+        result in short(prop::option::weighted(0.2, call_result())),
     ) {
+        let result = result.0;
         let deadline_ms = timeout.map(|t| now.saturating_add(t).min(MAX_TIME_MS));
         let issued_ms = issued.min(now + MAX_CLOCK_SKEW_MS);
         let call = Pending { issued_ms, deadline_ms, failures, last_error: None, result };
@@ -204,7 +229,8 @@ proptest! {
     /// A transient failure counts from any stored count, never overflows, and keeps a
     /// bounded error.
     #[test]
-    fn failures_count_from_any_stored_count(failures in any_u32(), error in text()) {
+    fn failures_count_from_any_stored_count(failures in any_u32(), error in short(text())) {
+        let error = error.0;
         let call = Pending { issued_ms: 0, deadline_ms: None, failures, last_error: None, result: None };
         let (next, give_up) = after_failure(&call, error);
         prop_assert!(next.failures >= call.failures);
@@ -222,14 +248,15 @@ proptest! {
     /// sizes; outcomes are stored as themselves or as a small `TooLarge`.
     #[test]
     fn results_and_outcomes_fit_or_become_typed_errors(
-        stored in prop::option::weighted(0.3, call_result()),
-        incoming in call_result(),
+        stored in short(prop::option::weighted(0.3, call_result())),
+        incoming in short(call_result()),
         row_bytes in any_usize(),
         deadline in prop::option::weighted(0.5, any_i64()),
         now in clock(),
         sizes in (any_usize(), any_usize(), any_usize()),
-        message in text(),
+        message in short(text()),
     ) {
+        let (stored, incoming, message) = (stored.0, incoming.0, message.0);
         let result = first_result(stored.clone(), incoming.clone(), row_bytes, deadline, now);
         if stored.is_none() {
             let stored_size = serde_json::to_string(&result).map(|s| s.len()).unwrap_or(usize::MAX);
@@ -246,12 +273,13 @@ proptest! {
     /// and only a correctly signed envelope is accepted.
     #[test]
     fn any_bytes_are_refused_or_parsed(
-        body in prop_oneof![text(), json_value().prop_map(|v| v.to_string()), "\\{\"v\":2,\"id\":\"\\PC{0,8}\"\\}"],
-        signature in prop::option::of(prop_oneof![text(), "[0-9a-f]{64}", Just("é".repeat(32))]),
+        body in short(prop_oneof![text(), json_value().prop_map(|v| v.to_string()), "\\{\"v\":2,\"id\":\"\\PC{0,8}\"\\}"]),
+        signature in short(prop::option::of(prop_oneof![text(), "[0-9a-f]{64}", Just("é".repeat(32))])),
         sign_it in any::<bool>(),
-        here in text(),
+        here in short(text()),
         now in any_i64(),
     ) {
+        let (body, signature, here) = (body.0, signature.0, here.0);
         let secrets = Secrets::new("k");
         let signature = if sign_it { Some(sign("k", body.as_bytes())) } else { signature };
         match parse_request(&secrets, &body, signature.as_deref(), &here, now) {
@@ -261,27 +289,28 @@ proptest! {
     }
 
     /// A correctly signed request with any id, origin, target and issue time is accepted
-    /// only if every key is within the id limit (the remote stores them: the call id and
+    /// only if every key is within `MAX_KEY_BYTES` (the remote stores them: the call id and
     /// origin key its result) and it was issued within the accepted window of the remote's
     /// clock; a refusal is a 4xx with a short text.
     #[test]
     fn signed_requests_with_any_keys_and_times(
-        id in text(),
-        from in text(),
-        binding in text(),
-        here in prop_oneof![Just("aa11".to_owned()), text()],
+        id in short(text()),
+        from in short(text()),
+        binding in short(text()),
+        here in short(prop_oneof![Just("aa11".to_owned()), text()]),
         issued in prop_oneof![3 => (-MAX_REQUEST_AGE_MS - 1..=MAX_CLOCK_SKEW_MS + 1).prop_map(Ok), 1 => any_i64().prop_map(Err)],
         now in clock(),
-        op in json_value(),
+        op in short(json_value()),
     ) {
+        let (id, from, binding, here, op) = (id.0, from.0, binding.0, here.0, op.0);
         // Relative to the remote's clock (within the window, mostly), or anywhere.
-        let issued_ms = issued.unwrap_or_else(|absolute| absolute - now) + now;
+        let issued_ms = issued.map_or_else(|absolute| absolute, |relative| now + relative);
         let request = CallRequest { v: VERSION, id, to: Recipient { binding, object: here.clone() }, from, issued_ms, op };
         let (body, signature) = signed_request("k", &request);
         match parse_request(&Secrets::new("k"), &body, Some(&signature), &here, now) {
             Ok(parsed) => {
                 for (what, key) in [("the call id", &parsed.id), ("the origin", &parsed.from), ("the binding", &parsed.to.binding), ("the target", &parsed.to.object)] {
-                    prop_assert!(key.len() <= MAX_ID_BYTES, "{} of {} bytes accepted", what, key.len());
+                    prop_assert!(key.len() <= MAX_KEY_BYTES, "{} of {} bytes accepted", what, key.len());
                 }
                 // The remote stores none of the request's times; it accepts only those within
                 // its window.
@@ -297,14 +326,16 @@ proptest! {
 
     /// Any answer, any status, for any id: classified, with the texts it keeps bounded.
     #[test]
-    fn any_answer_is_classified_with_bounded_texts(id in text(), status in prop_oneof![select(vec![200u16, 409, 410, 400, 401, 403, 404, 500, 503, 0, u16::MAX]), any::<u16>()], body in prop_oneof![
+    fn any_answer_is_classified_with_bounded_texts(id in short(text()), status in prop_oneof![3 => Just(200u16), 2 => select(vec![409u16, 410, 400, 401, 403, 404, 500, 503, 0, u16::MAX]), 1 => any::<u16>()], body in short(prop_oneof![
         text(),
         json_value().prop_map(|v| v.to_string()),
+        Just(Value::String("y".repeat(100_000)).to_string()),
         (text(), json_value()).prop_map(|(id, v)| json!({"v": 2, "id": id, "ok": v}).to_string()),
         (text(), text()).prop_map(|(id, m)| json!({"v": 2, "id": id, "err": {"message": m, "panicked": false}}).to_string()),
         (any::<u64>(), any::<u64>()).prop_map(|(b, l)| json!({"v": 2, "id": "c", "too_large": {"bytes": b, "limit": l}}).to_string()),
         text().prop_map(|k| format!("{{\"v\":2,\"id\":\"c\",{}:1}}", Value::String(k))),
-    ]) {
+    ])) {
+        let (id, body) = (id.0, body.0);
         match read_answer(&id, status, &body) {
             Answer::Done(Err(CallError::Rejected { message, .. } | CallError::Expired { message } | CallError::Storage { message })) | Answer::Failed(message) => {
                 prop_assert!(message.len() <= MAX_ERROR_BYTES, "a kept text of {} bytes", message.len());

@@ -216,7 +216,7 @@ impl WhenSpec {
             WhenSpec::CronIn(expr, zone) => {
                 let when = When::cron_in(&expr.0, &zone.0);
                 #[cfg(not(feature = "timezone"))]
-                assert!(matches!(when, Err(lumenize_alarms::Error::InvalidCron { .. } | lumenize_alarms::Error::InvalidZone { .. })), "a zone without the `timezone` feature: {when:?}");
+                assert!(when.is_err(), "a zone without the `timezone` feature: {when:?}");
                 when
             }
         }
