@@ -83,7 +83,7 @@ pub const MAX_KEY_BYTES: usize = 512;
 /// The longest timeout a call keeps, in ms: 23 h 5 min, the send horizon
 /// ([`send_horizon_ms`]: [`MAX_REQUEST_AGE_MS`] plus [`MAX_CLOCK_SKEW_MS`]). Every call
 /// ends by then anyway (with [`CallError::Expired`] if nothing else ended it), so a longer
-/// timeout could never fire: it is clamped to this (see [`deadline_ms`]). A timeout of
+/// timeout could never fire: it is clamped to this (see [`call_times`]). A timeout of
 /// `Duration::MAX` reads as "as long as a call can live", and its deadline stays an integer
 /// the store gives back (a deadline of 2^53 ms or more would be stored as a float).
 pub const MAX_TIMEOUT_MS: i64 = MAX_REQUEST_AGE_MS + MAX_CLOCK_SKEW_MS;
