@@ -21,8 +21,9 @@
 //! - the native alarm, if armed, is within `0 ..= MAX_TIME_MS`.
 //!
 //! [`Alarms`] adds one parameter the scheduler does not see: `Alarms::batch_limit`, which
-//! raises 0 to 1; the scheduler takes any limit, so the runs here draw it from
-//! `0 ..= usize::MAX` at that level. The clock is the runtime's (`Date.now()`), never a
+//! clamps the limit into `1 ..= MAX_BATCH_LIMIT`; the scheduler takes any limit (and clamps
+//! it to `MAX_BATCH_LIMIT` itself), so the runs here draw it from `0 ..= usize::MAX` at that
+//! level. The clock is the runtime's (`Date.now()`), never a
 //! user's value: it stays in `0 ..= MAX_TIME_MS - 1`; times given by users (`at_unix_ms`,
 //! `run_due_at`, `defer`, filters) go anywhere.
 //!

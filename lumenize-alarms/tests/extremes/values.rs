@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use lumenize_alarms::core::{FETCH, MAX_ID_BYTES, MAX_PAYLOAD_BYTES, MAX_TIME_MS};
+use lumenize_alarms::core::{FETCH, MAX_BATCH_LIMIT, MAX_ID_BYTES, MAX_PAYLOAD_BYTES, MAX_TIME_MS};
 use lumenize_alarms::{Filter, Kind, MissedTicks, Options, RetryPolicy, Status, When, DEFAULT_BATCH_LIMIT};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -127,7 +127,7 @@ pub fn any_usize() -> impl Strategy<Value = usize> {
     let max_i64 = usize::try_from(i64::MAX).unwrap_or(usize::MAX);
     let two_53 = usize::try_from(TWO_53).unwrap_or(usize::MAX);
     prop_oneof![
-        3 => select(vec![0, 1, 2, 3, FETCH, FETCH + 1, DEFAULT_BATCH_LIMIT, usize::MAX, usize::MAX - 1, max_i64, max_i64 + 1, two_53 - 1, two_53, two_53 + 1]),
+        3 => select(vec![0, 1, 2, 3, FETCH, FETCH + 1, DEFAULT_BATCH_LIMIT, MAX_BATCH_LIMIT, MAX_BATCH_LIMIT + 1, usize::MAX, usize::MAX - 1, max_i64, max_i64 + 1, two_53 - 1, two_53, two_53 + 1]),
         1 => any::<usize>(),
     ]
 }
@@ -341,8 +341,10 @@ pub fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Where the clock starts: usually now-ish, sometimes at either end of the range the
-/// runtime can arm. (The clock is the runtime's, never a user's input: it stays below
-/// `MAX_TIME_MS`, where "an overdue task: arm it 1 ms from now" would be past the range.)
+/// runtime can arm. The clock is the runtime's (`Date.now()`), never a user's input: it
+/// stays below `MAX_TIME_MS` (2262-04-11), where "arm an overdue task 1 ms from now" is past
+/// what the runtime arms (at a clock of exactly `MAX_TIME_MS`, `Scheduler::armed` and
+/// `schedule` then answer the runtime's refusal as `Error::Storage`).
 pub fn start() -> impl Strategy<Value = i64> {
     prop_oneof![4 => Just(BASE), 1 => select(vec![0, 1, MAX_TIME_MS - 86_400_000, MAX_TIME_MS - 1])]
 }
