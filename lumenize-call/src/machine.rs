@@ -451,7 +451,7 @@ pub fn read_answer(id: &str, status: u16, body: &str) -> Answer {
                 status,
                 message: clip(format!("a reply for call {} (version {}), not {id}", reply.id, reply.v)),
             })),
-            Err(e) => Answer::Done(Err(CallError::Rejected { status, message: format!("not a call reply: {e}") })),
+            Err(e) => Answer::Done(Err(CallError::Rejected { status, message: clip(format!("not a call reply: {e}")) })),
         },
         409 => Answer::Busy,
         EXPIRED_STATUS => Answer::Done(Err(CallError::Expired { message: text() })),
