@@ -24,7 +24,7 @@
 //! clamps the limit into `1 ..= MAX_BATCH_LIMIT`; the scheduler takes any limit (and clamps
 //! it to `MAX_BATCH_LIMIT` itself), so the runs here draw it from `0 ..= usize::MAX` at that
 //! level. The clock is the runtime's (`Date.now()`), never a user's value: it stays in
-//! `0 ..= MAX_TIME_MS - 1`; times given by users (`at_unix_ms`, `run_due_at`, `defer`,
+//! `0 ..= MAX_TIME_MS`; times given by users (`at_unix_ms`, `run_due_at`, `defer`,
 //! filters) go anywhere.
 //!
 //! 64 cases of up to 40 steps by default (`PROPTEST_CASES` to change it).

@@ -35,6 +35,7 @@ use std::cell::Cell;
 
 use crate::core::scheduler::Scheduler;
 use crate::core::store::{Change, Key, Store};
+use crate::core::time::MAX_TIME_MS;
 use crate::error::{Error, Result};
 
 /// The object's one native alarm. [`Alarms`](crate::Alarms) implements it over
@@ -135,9 +136,10 @@ const MAX_REFUSALS: usize = 16;
 /// When to arm the alarm for a task due at `due_ms`: then, or for an overdue one `now + 1 ms`
 /// (an alarm set for "now" from inside `alarm()` may be dropped). The scheduler arms no
 /// earlier than the end of a failure's backoff ([`backoff`](crate::core::backoff)): see
-/// [`Scheduler::arm_at`].
+/// [`Scheduler::arm_at`]. Never after [`MAX_TIME_MS`]: at the very end of the range (a clock
+/// in 2262) an overdue task is armed for that last millisecond itself.
 pub(crate) fn arm_time(due_ms: i64, now_ms: i64) -> i64 {
-    due_ms.max(now_ms.saturating_add(1))
+    due_ms.max(now_ms.saturating_add(1)).min(MAX_TIME_MS)
 }
 
 /// An alarm due within this long is left to fire empty rather than deleted, when nothing is
@@ -285,14 +287,14 @@ impl<S: Store> Scheduler<S> {
     /// for an overdue one, and never before the end of the backoff of a failure that lasts
     /// ([`backoff`](crate::core::backoff)).
     pub(crate) fn arm_at(&self, due_ms: i64, now_ms: i64) -> i64 {
-        self.backoff.floor(arm_time(due_ms, now_ms))
+        self.backoff.floor(arm_time(due_ms, now_ms)).min(MAX_TIME_MS)
     }
 
     /// After a run that failed at `now_ms`: arms the alarm for the end of the failure's
     /// backoff, best effort (if the alarm cannot be written either, the runtime retries the
     /// failed alarm event on its own schedule).
     pub(crate) async fn rearm_after_failure<A: NativeAlarm>(&self, alarm: &A, now_ms: i64) {
-        let at = self.backoff.failed(now_ms);
+        let at = self.backoff.failed(now_ms).min(MAX_TIME_MS);
         match alarm.set(at).await {
             Ok(()) => self.remember(Some(at), now_ms),
             Err(_) => self.forget_alarm(),
@@ -302,5 +304,18 @@ impl<S: Store> Scheduler<S> {
     /// Drops what is remembered of the alarm: the next event reads it again.
     pub(crate) fn forget_alarm(&self) {
         self.known_alarm.set(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arm_times_stay_within_the_range_the_runtime_arms() {
+        assert_eq!(arm_time(500, 100), 500, "a future task: its own time");
+        assert_eq!(arm_time(50, 100), 101, "an overdue one: just ahead of now");
+        assert_eq!(arm_time(MAX_TIME_MS, MAX_TIME_MS), MAX_TIME_MS, "the last millisecond, never one past it");
+        assert_eq!(arm_time(0, i64::MAX), MAX_TIME_MS, "a clock past the range cannot push the alarm out of it");
     }
 }
