@@ -12,7 +12,7 @@ use serde::Serialize;
 use wasm_bindgen::JsValue;
 use worker::{console_error, ScheduledTime, SqlStorage, State, Storage};
 
-use crate::core::{Event, NativeAlarm, Options, RunReport, Scheduled, Scheduler, When};
+use crate::core::{Event, NativeAlarm, Options, RunReport, Scheduled, Scheduler, When, MAX_BATCH_LIMIT};
 use crate::error::{Error, Result};
 use crate::panic_abort::{guarded, Panic};
 use crate::sql::SqlStore;
@@ -147,10 +147,11 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
 
     /// Sets how many tasks one [`run_due`](Self::run_due) runs before it re-arms the alarm
     /// for the rest and returns (default [`DEFAULT_BATCH_LIMIT`]), so that one alarm
-    /// invocation stays within the runtime's limits however many tasks are due.
+    /// invocation stays within the runtime's limits however many tasks are due. The limit is
+    /// clamped to `1 ..=` [`MAX_BATCH_LIMIT`](crate::core::MAX_BATCH_LIMIT).
     #[must_use]
     pub fn batch_limit(self, limit: usize) -> Self {
-        self.inner.batch_limit.set(limit.max(1));
+        self.inner.batch_limit.set(limit.clamp(1, MAX_BATCH_LIMIT));
         self
     }
 
@@ -228,7 +229,8 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         self.inner.scheduler.schedule_many(&self.alarm(), now, tasks, || new_id(now)).await
     }
 
-    /// The task with this id, if any.
+    /// The task with this id, if any. A stored row that does not decode is returned as a
+    /// dead task whose last error says why (it is quarantined: see [`run_due`](Self::run_due)).
     ///
     /// # Errors
     /// Storage errors.
@@ -237,7 +239,8 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     }
 
     /// The tasks that pass `filter` (pending, running and dead ones alike unless filtered),
-    /// by due time then insertion order.
+    /// by due time then insertion order. Rows that do not decode are listed as dead tasks
+    /// whose last error says why; they never make `list` fail.
     ///
     /// # Errors
     /// Storage errors.
@@ -245,7 +248,8 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         self.inner.scheduler.list(filter)
     }
 
-    /// Removes the task with this id, pending or dead, and returns what was removed.
+    /// Removes the task with this id, pending or dead (a quarantined one too), and returns
+    /// what was removed.
     /// Cancelling a running task lets its handler finish, but nothing is recorded after it.
     /// The native alarm is not written: if it was armed for the removed task, it fires once
     /// with nothing to run, and leaves no alarm behind when nothing else is pending.
@@ -278,10 +282,13 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         self.inner.scheduler.defer(id, at_ms)
     }
 
-    /// Puts a dead task back in the queue, due now, with its attempts reset.
+    /// Puts a dead task back in the queue, due now, with its attempts reset. A quarantined
+    /// task (its row did not decode) is repaired first as far as it can be: numbers out of
+    /// their range are clamped back into it.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::NotDead`], storage errors.
+    /// [`Error::NotFound`], [`Error::NotDead`], [`Error::Unreadable`] for a row that still
+    /// does not decode (it stays dead); storage errors.
     pub async fn requeue(&self, id: &str) -> Result<Scheduled> {
         self.inner.scheduler.requeue(&self.alarm(), now_ms(), id).await
     }
@@ -300,8 +307,16 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// task in storage, and the next run counts that attempt as failed and retries it. Make
     /// handlers idempotent, or record their effect in the same SQLite.
     ///
+    /// A stored row that does not decode never fails the run: it is quarantined (marked
+    /// dead, listed with the reason) and the others run. A run that fails all the same (a
+    /// storage error, an alarm write the runtime refuses) returns the error and re-arms the
+    /// native alarm after a backoff, 1 s doubling to a minute while runs keep failing, never
+    /// for "now", and nothing arms it earlier until then: a failing object runs its alarm at
+    /// most once per backoff instead of spinning, and leaves its worker to the other
+    /// objects ([`core::backoff`](crate::core::backoff)). The first good run ends the backoff.
+    ///
     /// # Errors
-    /// Storage errors only: handler errors are recorded on their tasks.
+    /// Storage and alarm errors only: handler errors are recorded on their tasks.
     pub async fn run_due<E: Display>(&self, handler: impl AsyncFnMut(T, Scheduled) -> std::result::Result<(), E>) -> Result<RunReport> {
         self.run(None, handler).await
     }

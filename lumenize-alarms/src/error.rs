@@ -31,7 +31,8 @@ pub enum Error {
         after_ms: i64,
     },
     /// A time outside what the runtime can arm: before the Unix epoch, or after
-    /// 2262-04-11 ([`MAX_TIME_MS`](crate::core::MAX_TIME_MS)), or a delay that overflows.
+    /// 2262-04-11 ([`MAX_TIME_MS`](crate::core::MAX_TIME_MS)), or a delay that overflows; also
+    /// an interval longer than that whole range.
     #[error("time {ms} ms is out of range: the runtime arms 0 ..= {max} Unix milliseconds (up to 2262-04-11)", max = crate::core::MAX_TIME_MS)]
     TimeOutOfRange {
         /// The offending time in Unix milliseconds (saturated when it overflowed).
@@ -45,11 +46,14 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
-    /// A payload or id over its limit ([`MAX_PAYLOAD_BYTES`](crate::core::MAX_PAYLOAD_BYTES),
-    /// [`MAX_ID_BYTES`](crate::core::MAX_ID_BYTES)); nothing was stored.
+    /// A payload, id, cron expression or time zone over its limit
+    /// ([`MAX_PAYLOAD_BYTES`](crate::core::MAX_PAYLOAD_BYTES),
+    /// [`MAX_ID_BYTES`](crate::core::MAX_ID_BYTES),
+    /// [`MAX_CRON_BYTES`](crate::core::MAX_CRON_BYTES),
+    /// [`MAX_ZONE_BYTES`](crate::core::MAX_ZONE_BYTES)); nothing was stored.
     #[error("the task's {what} is {bytes} bytes, over the limit of {limit}")]
     TooLarge {
-        /// `"payload"` or `"id"`.
+        /// `"payload"`, `"id"`, `"cron expression"` or `"time zone"`.
         what: &'static str,
         /// Its size.
         bytes: usize,
@@ -69,6 +73,18 @@ pub enum Error {
         /// The task's id.
         id: String,
         /// What serde said.
+        reason: String,
+    },
+    /// A stored task whose row does not decode (written by an older release, by hand, or by
+    /// a bug: a float where an integer belongs, an unknown status, a missing value). Such a
+    /// row is quarantined: kept, marked dead, listed with this error as its last error,
+    /// cancellable by id, and it never stops the other tasks. [`Alarms::requeue`](crate::Alarms::requeue)
+    /// answers this when the row still does not decode after what can be repaired was.
+    #[error("the stored row of task {id:?} is unreadable: {reason}")]
+    Unreadable {
+        /// The task's id (as far as it could be read).
+        id: String,
+        /// What does not decode, column by column.
         reason: String,
     },
     /// No task has this id.

@@ -17,6 +17,11 @@
 //!   dead with the runtime's error, and the next one is armed: no stored row can make the
 //!   object unusable.
 //!
+//! - A run that fails (storage or alarm errors) arms the alarm for the end of a backoff
+//!   that grows while the failures go on (1 s doubling to a minute,
+//!   [`backoff`](crate::core::backoff)), never for "now": and until that time no write of
+//!   the alarm arms it earlier. A good run ends the backoff.
+//!
 //! The memory is dropped when the object restarts (a new isolate), after any error of a
 //! run or of the alarm, and looked at again when the remembered time has been past for
 //! [`RECHECK_AFTER_MS`] without being read (it should have fired, and its run should have
@@ -128,9 +133,11 @@ impl NativeAlarm for SimulatedAlarm {
 const MAX_REFUSALS: usize = 16;
 
 /// When to arm the alarm for a task due at `due_ms`: then, or for an overdue one `now + 1 ms`
-/// (an alarm set for "now" from inside `alarm()` may be dropped).
+/// (an alarm set for "now" from inside `alarm()` may be dropped). The scheduler arms no
+/// earlier than the end of a failure's backoff ([`backoff`](crate::core::backoff)): see
+/// [`Scheduler::arm_at`].
 pub(crate) fn arm_time(due_ms: i64, now_ms: i64) -> i64 {
-    due_ms.max(now_ms + 1)
+    due_ms.max(now_ms.saturating_add(1))
 }
 
 /// An alarm due within this long is left to fire empty rather than deleted, when nothing is
@@ -172,7 +179,7 @@ impl<S: Store> Scheduler<S> {
         // Lost, or later than the earliest task (a run cut short by a crash may have stored
         // tasks it never armed for), or, on the first read after a start, in the past (a
         // past-due alarm may never fire after a restart): arm exactly.
-        let wanted = self.store.earliest()?.map(|head| arm_time(head.due_ms, now_ms));
+        let wanted = self.store.earliest()?.map(|head| self.arm_at(head.due_ms, now_ms));
         let stale = match (armed, wanted) {
             (_, None) => false,
             (None, Some(_)) => true,
@@ -196,7 +203,7 @@ impl<S: Store> Scheduler<S> {
         if self.running() {
             return Ok(());
         }
-        let at = arm_time(due_ms, now_ms);
+        let at = self.arm_at(due_ms, now_ms);
         if self.armed(alarm, now_ms).await?.is_some_and(|t| t <= at) {
             return Ok(());
         }
@@ -249,7 +256,7 @@ impl<S: Store> Scheduler<S> {
                 }
                 return Ok(());
             };
-            let at = arm_time(head.due_ms, now_ms);
+            let at = self.arm_at(head.due_ms, now_ms);
             let refusal = match alarm.set(at).await {
                 Ok(()) => {
                     self.remember(Some(at), now_ms);
@@ -258,8 +265,9 @@ impl<S: Store> Scheduler<S> {
                 Err(e) => e,
             };
             // Can the runtime arm anything? If not, the alarm itself fails: say so.
-            alarm.set(now_ms + 1).await.map_err(|_| Error::Storage(refusal.to_string()))?;
-            self.remember(Some(now_ms + 1), now_ms);
+            let ahead = self.arm_at(now_ms, now_ms);
+            alarm.set(ahead).await.map_err(|_| Error::Storage(refusal.to_string()))?;
+            self.remember(Some(ahead), now_ms);
             self.kill_unarmable(&head, at, &refusal)?;
         }
         Err(Error::Storage(format!("the runtime refused to arm {MAX_REFUSALS} tasks in a row; an alarm is set just ahead to go on")))
@@ -270,6 +278,24 @@ impl<S: Store> Scheduler<S> {
         match self.store.get(&head.id)? {
             Some(task) if Key::of(&task) == *head => self.apply(head, &task, &Change::Kill { error, attempts: task.attempts }).map(drop),
             _ => Ok(()),
+        }
+    }
+
+    /// When to arm the alarm for a task due at `due_ms`, seen at `now_ms`: then, or `now + 1`
+    /// for an overdue one, and never before the end of the backoff of a failure that lasts
+    /// ([`backoff`](crate::core::backoff)).
+    pub(crate) fn arm_at(&self, due_ms: i64, now_ms: i64) -> i64 {
+        self.backoff.floor(arm_time(due_ms, now_ms))
+    }
+
+    /// After a run that failed at `now_ms`: arms the alarm for the end of the failure's
+    /// backoff, best effort (if the alarm cannot be written either, the runtime retries the
+    /// failed alarm event on its own schedule).
+    pub(crate) async fn rearm_after_failure<A: NativeAlarm>(&self, alarm: &A, now_ms: i64) {
+        let at = self.backoff.failed(now_ms);
+        match alarm.set(at).await {
+            Ok(()) => self.remember(Some(at), now_ms),
+            Err(_) => self.forget_alarm(),
         }
     }
 

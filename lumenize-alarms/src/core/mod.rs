@@ -10,12 +10,15 @@
 //! | file | what it holds |
 //! | --- | --- |
 //! | `when.rs`, `options.rs`, `policy.rs`, `cron.rs`, `time.rs` | what users say, and the accepted time range |
+//! | `limits.rs` | the byte limits of what a task stores |
 //! | `task.rs`, `store.rs`, `memory.rs` | the stored task, the [`Store`] intents, the reference store |
-//! | `queue.rs`, `run.rs`, `arming.rs`, `scheduler.rs`, `event.rs` | transitions, the run loop, when to arm, the operations, lifecycle events |
+//! | `queue.rs`, `run.rs`, `arming.rs`, `backoff.rs`, `scheduler.rs`, `event.rs` | transitions, the run loop, when to arm (and how long to wait after a failed run), the operations, lifecycle events |
 
 pub mod arming;
+pub mod backoff;
 pub(crate) mod cron;
 mod event;
+mod limits;
 mod memory;
 mod options;
 mod policy;
@@ -31,9 +34,10 @@ pub use arming::{NativeAlarm, SimulatedAlarm, LEAVE_TO_FIRE_MS};
 pub use event::Event;
 pub use memory::MemoryStore;
 pub use options::Options;
-pub use policy::{MissedTicks, RetryPolicy};
-pub use queue::{MAX_ERROR_BYTES, MAX_ID_BYTES, MAX_PAYLOAD_BYTES};
-pub use run::{InFlight, RunReport, FETCH};
+pub use policy::{MissedTicks, RetryPolicy, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_FACTOR};
+pub(crate) use limits::bounded;
+pub use limits::{MAX_CRON_BYTES, MAX_ERROR_BYTES, MAX_ID_BYTES, MAX_PAYLOAD_BYTES, MAX_ZONE_BYTES};
+pub use run::{InFlight, RunReport, FETCH, MAX_BATCH_LIMIT};
 pub use scheduler::Scheduler;
 pub use store::{Change, Filter, Key, Store};
 pub use task::{Scheduled, Status};

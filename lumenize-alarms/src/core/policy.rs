@@ -4,33 +4,72 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::time::{ceil_ms, MAX_TIME_MS};
+
 /// How a task whose handler returns `Err` (or panics, or is cut short by a crash) is retried.
 ///
 /// Attempt `n` that fails is retried after `initial_backoff * factor^(n-1)`, capped at
 /// `max_backoff`. After `max_attempts` the task is kept as dead, with its last error, until
 /// [`Alarms::requeue`](crate::Alarms::requeue) or [`Alarms::cancel`](crate::Alarms::cancel).
 ///
+/// Every field has a stated range. The builders clamp into it, and since the fields are
+/// public, a policy is also clamped ([`normalized`](Self::normalized)) when a task is
+/// scheduled with it, before anything is written, and when a stored task is read:
+///
+/// | field | range | why |
+/// | --- | --- | --- |
+/// | `max_attempts` | `1 ..=` [`MAX_ATTEMPTS`] | at least the first attempt; nothing retries forever |
+/// | `initial_backoff_ms` | `0 ..=` [`MAX_BACKOFF_MS`] | a wait is a span of the time range |
+/// | `factor` | `1 ..=` [`MAX_FACTOR`] | 1 keeps the wait constant; the wait never shrinks |
+/// | `max_backoff_ms` | `0 ..=` [`MAX_BACKOFF_MS`] | as `initial_backoff_ms` |
+///
+/// A wait that puts the retry after [`MAX_TIME_MS`] (2262-04-11) makes the task dead with
+/// that reason instead of storing a time the runtime cannot arm.
+///
 /// ```
 /// use std::time::Duration;
 /// use lumenize_alarms::RetryPolicy;
+/// use lumenize_alarms::core::{MAX_ATTEMPTS, MAX_BACKOFF_MS};
 ///
 /// let policy = RetryPolicy::attempts(4).backoff(Duration::from_millis(100), Duration::from_secs(1));
 /// assert_eq!(policy.delay_after(1), 100);
 /// assert_eq!(policy.delay_after(2), 200);
 /// assert_eq!(policy.delay_after(5), 1_000); // capped
 /// assert_eq!(RetryPolicy::default().max_attempts, 3);
+///
+/// // Extremes are clamped, never stored as they are.
+/// let extreme = RetryPolicy::attempts(u32::MAX).backoff(Duration::MAX, Duration::MAX);
+/// assert_eq!((extreme.max_attempts, extreme.max_backoff_ms), (MAX_ATTEMPTS, MAX_BACKOFF_MS));
+/// let written = RetryPolicy { max_attempts: 0, initial_backoff_ms: -5, factor: 0, max_backoff_ms: i64::MAX };
+/// assert_eq!(written.normalized(), RetryPolicy { max_attempts: 1, initial_backoff_ms: 0, factor: 1, max_backoff_ms: MAX_BACKOFF_MS });
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included (at least 1).
+    /// Attempts in all, the first included: `1 ..=` [`MAX_ATTEMPTS`].
     pub max_attempts: u32,
-    /// Wait after the first failure, in milliseconds.
+    /// Wait after the first failure, in milliseconds: `0 ..=` [`MAX_BACKOFF_MS`].
     pub initial_backoff_ms: i64,
-    /// Growth of the wait after each further failure.
+    /// Growth of the wait after each further failure: `1 ..=` [`MAX_FACTOR`].
     pub factor: u32,
-    /// The longest wait, in milliseconds.
+    /// The longest wait, in milliseconds: `0 ..=` [`MAX_BACKOFF_MS`].
     pub max_backoff_ms: i64,
 }
+
+/// The most attempts a task makes (the first included) before it is dead: 1,000, so that
+/// nothing retries forever. [`RetryPolicy`] clamps `max_attempts` to it.
+pub const MAX_ATTEMPTS: u32 = 1_000;
+
+/// The largest growth factor of a retry's wait. [`RetryPolicy`] clamps `factor` into
+/// `1 ..= MAX_FACTOR`.
+pub const MAX_FACTOR: u32 = 1_000;
+
+/// The longest wait between two attempts, in milliseconds: [`MAX_TIME_MS`], the whole
+/// accepted time range. A longer wait would put the retry after the last time the runtime
+/// can arm, whenever it started, so it has no other meaning; a shorter cap (a year, say)
+/// would silently change what a user asked for. [`RetryPolicy`] clamps both waits into
+/// `0 ..= MAX_BACKOFF_MS`; a retry that still lands past the range makes its task dead with
+/// the reason.
+pub const MAX_BACKOFF_MS: i64 = MAX_TIME_MS;
 
 impl Default for RetryPolicy {
     /// Three attempts, waiting 1 s then 2 s (doubling, capped at 5 minutes).
@@ -40,10 +79,10 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// `n` attempts in all (at least one) with the default backoff.
+    /// `n` attempts in all, clamped to `1 ..=` [`MAX_ATTEMPTS`], with the default backoff.
     #[must_use]
     pub fn attempts(n: u32) -> Self {
-        RetryPolicy { max_attempts: n.max(1), ..RetryPolicy::default() }
+        RetryPolicy { max_attempts: n, ..RetryPolicy::default() }.normalized()
     }
 
     /// One attempt: a failure makes the task dead at once.
@@ -52,25 +91,55 @@ impl RetryPolicy {
         RetryPolicy::attempts(1)
     }
 
-    /// Exponential backoff (doubling) from `initial`, capped at `max`, rounded up to whole
-    /// milliseconds.
+    /// Exponential backoff from `initial` (growing by the policy's `factor`: doubling unless
+    /// [`factor`](Self::factor) says otherwise), capped at `max` (at least `initial`), rounded
+    /// up to whole milliseconds; both clamped to [`MAX_BACKOFF_MS`].
     #[must_use]
     pub fn backoff(self, initial: Duration, max: Duration) -> Self {
-        let ms = |d: Duration| i64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX);
-        RetryPolicy { initial_backoff_ms: ms(initial), max_backoff_ms: ms(max).max(ms(initial)), ..self }
+        let (initial, max) = (ceil_ms(initial), ceil_ms(max));
+        RetryPolicy { initial_backoff_ms: initial, max_backoff_ms: max.max(initial), ..self }.normalized()
     }
 
-    /// The wait in milliseconds after failed attempt `attempt` (1-based).
+    /// Sets the growth of the wait after each further failure (2 doubles it, 1 keeps it
+    /// constant), clamped to `1 ..=` [`MAX_FACTOR`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lumenize_alarms::RetryPolicy;
+    /// let steady = RetryPolicy::attempts(5).backoff(Duration::from_secs(1), Duration::from_secs(60)).factor(1);
+    /// assert_eq!((steady.delay_after(1), steady.delay_after(4)), (1_000, 1_000));
+    /// assert_eq!(RetryPolicy::default().factor(0).factor, 1);
+    /// ```
+    #[must_use]
+    pub fn factor(self, factor: u32) -> Self {
+        RetryPolicy { factor, ..self }.normalized()
+    }
+
+    /// This policy with every field clamped into its stated range (see the table above).
+    /// A task is always stored with the normalized policy.
+    #[must_use]
+    pub fn normalized(&self) -> Self {
+        RetryPolicy {
+            max_attempts: self.max_attempts.clamp(1, MAX_ATTEMPTS),
+            initial_backoff_ms: self.initial_backoff_ms.clamp(0, MAX_BACKOFF_MS),
+            factor: self.factor.clamp(1, MAX_FACTOR),
+            max_backoff_ms: self.max_backoff_ms.clamp(0, MAX_BACKOFF_MS),
+        }
+    }
+
+    /// The wait in milliseconds after failed attempt `attempt` (1-based), computed on the
+    /// [`normalized`](Self::normalized) policy: in `0 ..=` [`MAX_BACKOFF_MS`].
     #[must_use]
     pub fn delay_after(&self, attempt: u32) -> i64 {
-        let mut delay = self.initial_backoff_ms.max(0);
+        let p = self.normalized();
+        let mut delay = p.initial_backoff_ms;
         for _ in 1..attempt {
-            if delay >= self.max_backoff_ms {
+            if delay >= p.max_backoff_ms {
                 break;
             }
-            delay = delay.saturating_mul(i64::from(self.factor));
+            delay = delay.saturating_mul(i64::from(p.factor));
         }
-        delay.min(self.max_backoff_ms)
+        delay.min(p.max_backoff_ms)
     }
 }
 
@@ -101,5 +170,21 @@ mod tests {
         assert_eq!(delays[11], 300_000);
         assert_eq!(RetryPolicy::attempts(0).max_attempts, 1);
         assert_eq!(RetryPolicy::none().backoff(Duration::ZERO, Duration::ZERO).delay_after(3), 0);
+    }
+
+    #[test]
+    fn every_field_is_clamped_into_its_stated_range() {
+        let huge = RetryPolicy::attempts(u32::MAX).backoff(Duration::MAX, Duration::MAX).factor(u32::MAX);
+        assert_eq!(huge, RetryPolicy { max_attempts: MAX_ATTEMPTS, initial_backoff_ms: MAX_BACKOFF_MS, factor: MAX_FACTOR, max_backoff_ms: MAX_BACKOFF_MS });
+        assert_eq!(huge.delay_after(u32::MAX), MAX_BACKOFF_MS);
+        let written = RetryPolicy { max_attempts: u32::MAX, initial_backoff_ms: i64::MIN, factor: 0, max_backoff_ms: i64::MIN };
+        assert_eq!(written.normalized(), RetryPolicy { max_attempts: MAX_ATTEMPTS, initial_backoff_ms: 0, factor: 1, max_backoff_ms: 0 });
+        assert_eq!(written.delay_after(1), 0, "a negative wait is no wait, never a time in the past");
+        let inverted = RetryPolicy { initial_backoff_ms: 500, max_backoff_ms: 100, ..RetryPolicy::default() };
+        assert_eq!(inverted.delay_after(1), 100, "the cap wins");
+        assert_eq!(RetryPolicy::default().normalized(), RetryPolicy::default());
+        // The builder keeps `max` at least `initial`.
+        let b = RetryPolicy::default().backoff(Duration::from_secs(10), Duration::from_secs(1));
+        assert_eq!((b.initial_backoff_ms, b.max_backoff_ms), (10_000, 10_000));
     }
 }

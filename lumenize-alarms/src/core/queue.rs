@@ -3,32 +3,26 @@
 //! transition is a [`Change`] for the store.
 
 use crate::core::cron;
+use crate::core::limits::{bounded, check_size, MAX_ID_BYTES, MAX_PAYLOAD_BYTES};
 use crate::core::options::Options;
 use crate::core::policy::MissedTicks;
 use crate::core::store::Change;
 use crate::core::task::{Scheduled, Status};
-use crate::core::time::later;
+use crate::core::time::{check_time, later};
 use crate::core::when::{Schedule, When};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// The largest payload a task may carry, in bytes of JSON. SQLite in a Durable Object refuses
-/// a string or a row over 2 MB; a task's row holds its payload beside a few small columns.
-pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
-
-/// The longest explicit id, in bytes.
-pub const MAX_ID_BYTES: usize = 512;
-
-/// The longest error text kept with a task (a handler's longer `Err` is cut here), in bytes.
-pub const MAX_ERROR_BYTES: usize = 4_096;
-
-/// A new pending task due per `when`, seen from `now_ms`, with the id `id`.
+/// A new pending task due per `when`, seen from `now_ms`, with the id `id`: the one place a
+/// task is built from what a user says, so every number it will store is checked or clamped
+/// here, before anything is written (the retry policy is [normalized](crate::RetryPolicy::normalized)).
 ///
 /// # Errors
-/// [`Error::TimeOutOfRange`], [`Error::CronNeverFires`], [`Error::TooLarge`] for a payload
-/// or id over its limit.
+/// [`Error::TimeOutOfRange`] (a `now_ms` out of range too: it is stored as the creation
+/// time), [`Error::CronNeverFires`], [`Error::TooLarge`] for a payload or id over its limit.
 pub(crate) fn new_task(now_ms: i64, when: &When, payload: String, opts: &Options, id: String) -> Result<Scheduled> {
     check_size("payload", payload.len(), MAX_PAYLOAD_BYTES)?;
     check_size("id", id.len(), MAX_ID_BYTES)?;
+    check_time(now_ms)?;
     let (schedule, due_ms) = when.resolve(now_ms)?;
     Ok(Scheduled {
         id,
@@ -39,18 +33,11 @@ pub(crate) fn new_task(now_ms: i64, when: &When, payload: String, opts: &Options
         payload,
         status: Status::Pending,
         attempts: 0,
-        retry: opts.retry.clone(),
+        retry: opts.retry.normalized(),
         missed: opts.missed,
         last_error: None,
         created_ms: now_ms,
     })
-}
-
-fn check_size(what: &'static str, bytes: usize, limit: usize) -> Result<()> {
-    if bytes > limit {
-        return Err(Error::TooLarge { what, bytes, limit });
-    }
-    Ok(())
 }
 
 /// What becomes of `ran` when its handler succeeded at `now_ms`: a one-shot task is removed,
@@ -78,15 +65,6 @@ pub(crate) fn after_failure(ran: &Scheduled, now_ms: i64, error: &str) -> Change
     }
 }
 
-/// `error`, cut to [`MAX_ERROR_BYTES`] at a character boundary.
-pub(crate) fn bounded(error: &str) -> String {
-    if error.len() <= MAX_ERROR_BYTES {
-        return error.to_owned();
-    }
-    let cut = (0..=MAX_ERROR_BYTES - 3).rev().find(|&i| error.is_char_boundary(i)).unwrap_or(0);
-    format!("{}...", &error[..cut])
-}
-
 /// The next due time of a recurring task that ran for its tick at `task.tick_ms`, or `None`
 /// for a one-shot task.
 fn next_tick(task: &Scheduled, now_ms: i64) -> Result<Option<i64>> {
@@ -109,8 +87,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::core::limits::MAX_ERROR_BYTES;
     use crate::core::policy::RetryPolicy;
     use crate::core::time::MAX_TIME_MS;
+    use crate::error::Error;
 
     fn task(when: When, opts: &Options, now: i64) -> Scheduled {
         new_task(now, &when, "null".into(), opts, "x".into()).unwrap()

@@ -23,6 +23,11 @@ use crate::error::Result;
 /// many are due.
 pub const FETCH: usize = 128;
 
+/// The most tasks one run may be asked to run: a larger limit is clamped to it, so one
+/// alarm invocation stays bounded whatever it is given (ten times the default
+/// [`DEFAULT_BATCH_LIMIT`](crate::DEFAULT_BATCH_LIMIT)).
+pub const MAX_BATCH_LIMIT: usize = 10_000;
+
 /// What one call of [`run_due`](crate::Alarms::run_due) did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunReport {
@@ -164,6 +169,14 @@ impl<S: Store> Scheduler<S> {
     /// the queue (a handler scheduled, cancelled or requeued) or a task stays due, so those
     /// changes are seen in order.
     ///
+    /// `limit` is clamped to [`MAX_BATCH_LIMIT`] (0 runs nothing, and only re-arms).
+    ///
+    /// A run that fails (a storage error, an alarm write refused) does not arm the earliest
+    /// task, which would be overdue and fail again at once: it arms the alarm for the end
+    /// of a backoff that doubles from 1 s to a minute while runs keep failing, and no other
+    /// write arms it earlier until then ([`backoff`](crate::core::backoff)); the first good
+    /// run ends it. Rows that do not decode never fail a run: the store quarantines them.
+    ///
     /// # Errors
     /// [`Error::TimeOutOfRange`](crate::Error::TimeOutOfRange) for an `at_ms` outside the
     /// accepted range (before anything runs); storage and alarm errors. Handler errors are
@@ -189,19 +202,29 @@ impl<S: Store> Scheduler<S> {
             // Called by the native alarm, which the runtime has just spent: nothing is armed.
             None => self.remember(None, clock()),
         }
+        let limit = limit.min(MAX_BATCH_LIMIT);
         let now = || at_ms.unwrap_or_else(clock);
         let running = Running::new(&self.runs);
         let mut report = RunReport::default();
         let ran = self.run_batches(&now, limit, &mut handler, &mut report).await;
         let ran = ran.and(self.flush_completed());
         drop(running);
-        let armed = self.arm_after_run(alarm, clock).await;
-        if ran.is_err() {
-            self.forget_alarm();
+        // Only a good run arms the earliest task: after a failure that would be an overdue
+        // task, armed for now + 1 ms, failing again at once (see `backoff`).
+        let armed = match ran {
+            Ok(()) => self.arm_after_run(alarm, clock).await,
+            Err(e) => Err(e),
+        };
+        match armed {
+            Ok(()) => {
+                self.backoff.succeeded();
+                Ok(report)
+            }
+            Err(e) => {
+                self.rearm_after_failure(alarm, clock()).await;
+                Err(e)
+            }
         }
-        ran?;
-        armed?;
-        Ok(report)
     }
 
     async fn run_batches<T, F, E>(&self, now: &dyn Fn() -> i64, limit: usize, handler: &mut F, report: &mut RunReport) -> Result<()>
@@ -249,7 +272,7 @@ impl<S: Store> Scheduler<S> {
         if task.status == Status::Running {
             report.interrupted += 1;
             let at = now();
-            self.emit(Event::CutShort { task: &task, lateness_ms: at - task.due_ms });
+            self.emit(Event::CutShort { task: &task, lateness_ms: at.saturating_sub(task.due_ms) });
             let error = format!("attempt {} was cut short: the object crashed or the handler panicked", task.attempts);
             let change = after_failure(&task, at, &error);
             return self.finish(&key, &task, &change, false, at, report);
@@ -263,10 +286,10 @@ impl<S: Store> Scheduler<S> {
         };
         let task = Scheduled { status: Status::Running, attempts: task.attempts + 1, ..task };
         let started = now();
-        let lateness_ms = started - task.due_ms;
+        let lateness_ms = started.saturating_sub(task.due_ms);
         report.started += 1;
         report.max_lateness_ms = report.max_lateness_ms.max(lateness_ms);
-        report.total_lateness_ms += lateness_ms;
+        report.total_lateness_ms = report.total_lateness_ms.saturating_add(lateness_ms);
         self.emit(Event::Started { task: &task, lateness_ms });
         let entry = Entry::new(&self.in_flight, &task, key.clone());
         // The attempt is claimed in storage (running, one more attempt) only if the handler

@@ -6,13 +6,15 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::core::arming::{arm_time, NativeAlarm};
+use crate::core::arming::NativeAlarm;
+use crate::core::backoff::Backoff;
 use crate::core::event::Event;
 use crate::core::options::Options;
 use crate::core::queue::{self, after_failure};
 use crate::core::run::InFlight;
 use crate::core::store::{Change, Key, Store};
-use crate::core::task::Scheduled;
+use crate::core::limits::MAX_ID_BYTES;
+use crate::core::task::{Scheduled, Status};
 use crate::core::time::{check_time, MAX_TIME_MS};
 use crate::core::when::When;
 use crate::error::{Error, Result};
@@ -69,6 +71,8 @@ pub struct Scheduler<S> {
     /// One-shot tasks a run completed whose rows are not deleted yet: deleted in one
     /// statement before anything else reads or writes the store, and before any await.
     pub(crate) completed: RefCell<Vec<Key>>,
+    /// The runs that failed in a row, and until when the alarm is not armed because of them.
+    pub(crate) backoff: Backoff,
     observer: RefCell<Option<Observer>>,
 }
 
@@ -85,6 +89,7 @@ impl<S: Store> Scheduler<S> {
             changes: Cell::new(0),
             recreated: Cell::new(0),
             completed: RefCell::new(Vec::new()),
+            backoff: Backoff::default(),
             observer: RefCell::new(None),
         }
     }
@@ -95,11 +100,16 @@ impl<S: Store> Scheduler<S> {
         &self.store
     }
 
-    /// The task with this id.
+    /// The task with this id. A stored row that does not decode is returned as a dead task
+    /// whose last error says why (see [`Store`]). An id over
+    /// [`MAX_ID_BYTES`](crate::core::MAX_ID_BYTES) names no task: `None`, without a statement.
     ///
     /// # Errors
     /// Storage errors.
     pub fn get(&self, id: &str) -> Result<Option<Scheduled>> {
+        if id.len() > MAX_ID_BYTES {
+            return Ok(None);
+        }
         self.flush_completed()?;
         self.store.get(id)
     }
@@ -223,9 +233,15 @@ impl<S: Store> Scheduler<S> {
     /// the object about 2 ms locally: disarming at each cancel, and arming again at the next
     /// schedule, would cost more than one empty invocation.)
     ///
+    /// A row that does not decode is removed too, and returned as a dead task whose last
+    /// error says why. An id over [`MAX_ID_BYTES`](crate::core::MAX_ID_BYTES) names no task.
+    ///
     /// # Errors
     /// Storage errors.
     pub fn cancel(&self, id: &str) -> Result<Option<Scheduled>> {
+        if id.len() > MAX_ID_BYTES {
+            return Ok(None);
+        }
         self.flush_completed()?;
         let removed = self.store.remove(id)?;
         self.changed();
@@ -236,6 +252,8 @@ impl<S: Store> Scheduler<S> {
     /// handler returns `Ok`: it stays in place (one update instead of its removal, or its
     /// next tick), instead of being scheduled anew. A handler that returns `Err` is retried
     /// as usual. lumenize-call keeps a call's dispatch task as its backstop this way.
+    ///
+    /// `at_ms` is a time in `0 ..=` [`MAX_TIME_MS`].
     ///
     /// # Errors
     /// [`Error::NotFound`] if no handler of that id is running in this isolate;
@@ -250,17 +268,29 @@ impl<S: Store> Scheduler<S> {
     }
 
     /// Puts a dead task back in the queue, due at `now_ms`, with its attempts reset (its
-    /// last error stays until it next succeeds), and arms the alarm for it.
+    /// last error stays until it next succeeds), and arms the alarm for it. A quarantined
+    /// row (one that did not decode) is repaired first as far as it can be: numbers out of
+    /// their range are clamped back into it (see [`Store::requeue`]).
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::NotDead`], storage and alarm errors.
+    /// [`Error::TimeOutOfRange`] for a `now_ms` out of range, [`Error::NotFound`] (an id
+    /// over [`MAX_ID_BYTES`](crate::core::MAX_ID_BYTES) included), [`Error::NotDead`],
+    /// [`Error::Unreadable`] for a row that still does not decode (it stays dead); storage
+    /// and alarm errors.
     pub async fn requeue<A: NativeAlarm>(&self, alarm: &A, now_ms: i64, id: &str) -> Result<Scheduled> {
+        check_time(now_ms)?;
+        if id.len() > MAX_ID_BYTES {
+            return Err(Error::NotFound(id.to_owned()));
+        }
         self.flush_completed()?;
-        let Some(task) = self.store.requeue(id, now_ms)? else {
-            return Err(match self.store.get(id)? {
-                Some(_) => Error::NotDead(id.to_owned()),
-                None => Error::NotFound(id.to_owned()),
-            });
+        let task = match self.store.requeue(id, now_ms)? {
+            Some(task) => task,
+            None => match self.store.get(id)? {
+                // Not dead until this read found its row undecodable, and quarantined it.
+                Some(found) if found.status == Status::Dead => self.store.requeue(id, now_ms)?.ok_or_else(|| Error::NotDead(id.to_owned()))?,
+                Some(_) => return Err(Error::NotDead(id.to_owned())),
+                None => return Err(Error::NotFound(id.to_owned())),
+            },
         };
         self.changed();
         self.arm_for(alarm, task.due_ms, now_ms).await?;
@@ -269,7 +299,8 @@ impl<S: Store> Scheduler<S> {
 
     /// Records a failed attempt for every task whose handler is running now, with `error`
     /// (what the panic did): called from a panic hook, best effort. Returns when the alarm should
-    /// fire next (the earliest pending task, overdue: `now_ms + 1`), for the hook to arm it
+    /// fire next (the earliest pending task, overdue: `now_ms + 1`, not before the end of a
+    /// failure's [backoff](crate::core::backoff)), for the hook to arm it
     /// before the object is reset: the runtime would otherwise retry the failed alarm event
     /// only after its own backoff (2 s locally), holding back the tasks behind the panic.
     pub fn fail_in_flight(&self, now_ms: i64, error: &str) -> Option<i64> {
@@ -278,7 +309,7 @@ impl<S: Store> Scheduler<S> {
             let change = after_failure(&task, now_ms, error);
             let _ = self.store.change(&key, &change);
         }
-        self.store.earliest().ok().flatten().map(|head| arm_time(head.due_ms, now_ms))
+        self.store.earliest().ok().flatten().map(|head| self.arm_at(head.due_ms, now_ms))
     }
 
     /// Applies `change` to the stored task `key`, seen as `task`, and reports it; whether it
@@ -295,6 +326,13 @@ impl<S: Store> Scheduler<S> {
             }
         }
         Ok(applied)
+    }
+
+    /// How many runs failed in a row (storage or alarm errors), so far: each re-armed the
+    /// alarm after a longer [backoff](crate::core::backoff). 0 after a good run.
+    #[must_use]
+    pub fn failed_runs(&self) -> u32 {
+        self.backoff.failures()
     }
 
     /// Whether any task is running or a run is under way.

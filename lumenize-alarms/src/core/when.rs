@@ -5,7 +5,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::core::cron;
-use crate::core::time::{ceil_ms, check_time, later};
+use crate::core::limits::{check_size, MAX_CRON_BYTES, MAX_ZONE_BYTES};
+use crate::core::time::{ceil_ms, check_time, later, MAX_TIME_MS};
 use crate::error::{Error, Result};
 
 /// When a task runs: after a delay, at an absolute time, on a cron expression (UTC, or a
@@ -13,8 +14,17 @@ use crate::error::{Error, Result};
 ///
 /// Times have millisecond precision and a task never runs before its time: a delay with a
 /// sub-millisecond part is rounded up. Every time must be within what the runtime can arm
-/// (`0 ..=` [`MAX_TIME_MS`](crate::core::MAX_TIME_MS), 2262-04-11): a time beyond it is
-/// refused with [`Error::TimeOutOfRange`] before anything is stored.
+/// (`0 ..=` [`MAX_TIME_MS`], 2262-04-11): a time beyond it is refused with
+/// [`Error::TimeOutOfRange`] before anything is stored. The ranges, each checked before
+/// anything is written:
+///
+/// | parameter | accepted |
+/// | --- | --- |
+/// | [`after`](Self::after)`(delay)` | any `Duration` such that now + delay `<=` [`MAX_TIME_MS`] |
+/// | [`at_unix_ms`](Self::at_unix_ms)`(ms)` | `0 ..=` [`MAX_TIME_MS`] |
+/// | [`every`](Self::every)`(interval)` | `1 ms ..=` [`MAX_TIME_MS`] ms, and its first tick (now + interval) in range |
+/// | [`cron`](Self::cron)`(expr)` | up to [`MAX_CRON_BYTES`]; each occurrence in range (else the task is dead with the reason) |
+/// | [`cron_in`](Self::cron_in)`(expr, zone)` | as `cron`; `zone` up to [`MAX_ZONE_BYTES`] |
 ///
 /// ```
 /// use std::time::Duration;
@@ -41,7 +51,26 @@ enum Spec {
 
 impl When {
     /// Once, `delay` from now. `Duration::ZERO` means as soon as possible: the native alarm
-    /// is armed for it at once.
+    /// is armed for it at once. Any `Duration` is accepted here; when scheduled, now + delay
+    /// must be at most [`MAX_TIME_MS`], else [`Error::TimeOutOfRange`] (`Duration::MAX`
+    /// included) and nothing is written.
+    ///
+    /// ```
+    /// # use std::{future::Future, time::Duration};
+    /// # use lumenize_alarms::core::{MemoryStore, Scheduler, SimulatedAlarm};
+    /// # use lumenize_alarms::{Error, Options, When};
+    /// # let (scheduler, alarm) = (Scheduler::new(MemoryStore::default()), SimulatedAlarm::default());
+    /// # let schedule = |when: When| {
+    /// #     let opts = Options::id("a");
+    /// #     let mut f = std::pin::pin!(scheduler.schedule(&alarm, 1_000, &when, "0".into(), &opts, || unreachable!()));
+    /// #     match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+    /// #         std::task::Poll::Ready(out) => out,
+    /// #         std::task::Poll::Pending => unreachable!(),
+    /// #     }
+    /// # };
+    /// assert!(matches!(schedule(When::after(Duration::MAX)), Err(Error::TimeOutOfRange { .. })));
+    /// assert!(schedule(When::after(Duration::from_secs(60))).is_ok());
+    /// ```
     #[must_use]
     pub fn after(delay: Duration) -> Self {
         When(Spec::After(delay))
@@ -56,17 +85,26 @@ impl When {
 
     /// On every occurrence of a cron expression, evaluated in UTC. Five fields
     /// (`minute hour day-of-month month day-of-week`) or six with leading seconds; `L`, `W`
-    /// and `#` are supported.
+    /// and `#` are supported. The expression is stored: at most [`MAX_CRON_BYTES`].
+    ///
+    /// ```
+    /// use lumenize_alarms::{core::MAX_CRON_BYTES, Error, When};
+    /// let long = format!("0 3 * * *{}", " ".repeat(MAX_CRON_BYTES));
+    /// assert!(matches!(When::cron(&long), Err(Error::TooLarge { what: "cron expression", .. })));
+    /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidCron`] when the expression does not parse.
+    /// [`Error::InvalidCron`] when the expression does not parse; [`Error::TooLarge`] over
+    /// [`MAX_CRON_BYTES`].
     pub fn cron(expr: &str) -> Result<Self> {
+        check_size("cron expression", expr.len(), MAX_CRON_BYTES)?;
         cron::parse(expr)?;
         Ok(When(Spec::Cron { expr: expr.trim().to_owned(), zone: None }))
     }
 
     /// On every occurrence of a cron expression read in the IANA time zone `zone` (such as
-    /// `"Europe/Paris"`), daylight saving time included. Needs the `timezone` feature.
+    /// `"Europe/Paris"`), daylight saving time included. Needs the `timezone` feature. The
+    /// zone is stored: at most [`MAX_ZONE_BYTES`] (the expression: [`MAX_CRON_BYTES`]).
     ///
     /// Around a change of the clocks (the rules of `croner`): a time that the change to
     /// summer time skips (02:30 on a night that jumps from 02:00 to 03:00) runs at the first
@@ -87,21 +125,40 @@ impl When {
     ///
     /// # Errors
     /// [`Error::InvalidCron`], and [`Error::InvalidZone`] for a zone this build does not know
-    /// (every zone, without the `timezone` feature).
+    /// (every zone, without the `timezone` feature); [`Error::TooLarge`] for an expression or
+    /// a zone over its limit.
     pub fn cron_in(expr: &str, zone: &str) -> Result<Self> {
+        check_size("cron expression", expr.len(), MAX_CRON_BYTES)?;
+        check_size("time zone", zone.len(), MAX_ZONE_BYTES)?;
         cron::parse(expr)?;
         cron::check_zone(zone)?;
         Ok(When(Spec::Cron { expr: expr.trim().to_owned(), zone: Some(zone.to_owned()) }))
     }
 
     /// Every `interval`, first one `interval` from now. Ticks advance from their scheduled
-    /// time, not from when they ran, so they do not drift.
+    /// time, not from when they ran, so they do not drift. The interval is `1 ms ..=`
+    /// [`MAX_TIME_MS`] ms (rounded up to whole milliseconds), and its first tick must be in
+    /// range when scheduled ([`Error::TimeOutOfRange`]); a tick that would leave the range
+    /// later makes the task dead with the reason.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lumenize_alarms::{Error, When};
+    /// assert!(matches!(When::every(Duration::ZERO), Err(Error::ZeroInterval)));
+    /// assert!(matches!(When::every(Duration::MAX), Err(Error::TimeOutOfRange { .. })));
+    /// assert!(When::every(Duration::from_micros(1_500)).is_ok()); // every 2 ms
+    /// ```
     ///
     /// # Errors
-    /// [`Error::ZeroInterval`] for an interval under one millisecond.
+    /// [`Error::ZeroInterval`] for an interval under one millisecond,
+    /// [`Error::TimeOutOfRange`] for one over [`MAX_TIME_MS`] milliseconds.
     pub fn every(interval: Duration) -> Result<Self> {
         if interval < Duration::from_millis(1) {
             return Err(Error::ZeroInterval);
+        }
+        let ms = ceil_ms(interval);
+        if ms > MAX_TIME_MS {
+            return Err(Error::TimeOutOfRange { ms });
         }
         Ok(When(Spec::Every(interval)))
     }
@@ -183,7 +240,6 @@ impl Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::time::MAX_TIME_MS;
 
     #[test]
     fn delays_round_up_to_the_millisecond() {
@@ -198,8 +254,22 @@ mod tests {
         assert!(When::at_unix_ms(MAX_TIME_MS + 1).resolve(0).is_err());
         assert!(When::after(Duration::from_secs(u64::MAX)).resolve(0).is_err());
         // About 300 years: past what the runtime can arm.
-        let centuries = When::every(Duration::from_secs(300 * 365 * 86_400)).unwrap();
+        assert!(matches!(When::every(Duration::from_secs(300 * 365 * 86_400)), Err(Error::TimeOutOfRange { .. })));
+        // About 250 years: a valid interval, whose first tick is past what the runtime can arm.
+        let centuries = When::every(Duration::from_secs(250 * 365 * 86_400)).unwrap();
         assert!(matches!(centuries.resolve(1_700_000_000_000), Err(Error::TimeOutOfRange { .. })));
+    }
+
+    #[test]
+    fn stored_strings_and_intervals_have_limits() {
+        let long = "*".repeat(MAX_CRON_BYTES + 1);
+        assert!(matches!(When::cron(&long), Err(Error::TooLarge { what: "cron expression", .. })));
+        assert!(matches!(When::cron_in(&long, "UTC"), Err(Error::TooLarge { what: "cron expression", .. })));
+        let zone = "Z".repeat(MAX_ZONE_BYTES + 1);
+        assert!(matches!(When::cron_in("0 3 * * *", &zone), Err(Error::TooLarge { what: "time zone", .. })));
+        let max = Duration::from_millis(u64::try_from(MAX_TIME_MS).unwrap());
+        assert_eq!(When::every(max).unwrap().resolve(0).unwrap(), (Schedule::Every { interval_ms: MAX_TIME_MS }, MAX_TIME_MS));
+        assert!(matches!(When::every(max + Duration::from_nanos(1)), Err(Error::TimeOutOfRange { ms }) if ms == MAX_TIME_MS + 1));
     }
 
     #[test]

@@ -41,6 +41,10 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 /// rows read by position. Implemented for `worker::SqlStorage`; the tests implement it over
 /// a native SQLite.
 ///
+/// A value read that is not exactly an integer, text or NULL (a float, a blob) must be read
+/// as [`Value::Null`], never rounded to an integer: the store reads its numbers through JSON,
+/// where a float is seen as one, and a row holding one is quarantined rather than misread.
+///
 /// ```
 /// use lumenize_alarms::sql::{Exec, Value};
 /// use lumenize_alarms::Result;
@@ -84,6 +88,7 @@ impl Columns {
         self.0.next().unwrap_or(Value::Null)
     }
 
+    /// An integer (`seq` and the schema version: the numbers of a task are read through JSON).
     pub(crate) fn int(&mut self) -> Result<i64> {
         match self.next() {
             Value::Integer(v) => Ok(v),

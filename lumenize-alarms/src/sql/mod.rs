@@ -3,6 +3,7 @@
 //! the same statements on a native SQLite.
 
 mod exec;
+mod row;
 mod store;
 mod worker_exec;
 

@@ -7,9 +7,10 @@
 
 use std::cell::Cell;
 
-use crate::core::{Change, Filter, Key, MissedTicks, RetryPolicy, Schedule, Scheduled, Status, Store};
+use crate::core::{Change, Filter, Key, MissedTicks, RetryPolicy, Schedule, Scheduled, Status, Store, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_FACTOR, MAX_TIME_MS};
 use crate::error::{Error, Result};
 use crate::sql::exec::{Columns, Exec, Value};
+use crate::sql::row::{self, Read};
 
 /// The schema version this release writes. Version 1 (JSON columns for the schedule, the
 /// retry policy and the missed-tick policy) is migrated on open.
@@ -57,11 +58,25 @@ DROP TABLE _lumenize_alarms_v1;
 UPDATE _lumenize_alarms_meta SET value = 2 WHERE key = 'schema_version';
 ";
 
-/// A task's columns as one JSON array, in the order [`Row`] reads them: a row crosses from
-/// SQLite to Rust as one string (in a Durable Object, every value read is a JavaScript call).
-/// Its size is bounded: every character of the row escapes to at most two.
+/// A task's columns as one JSON array, in the order [`row::read`] reads them: a row crosses
+/// from SQLite to Rust as one string (in a Durable Object, every value read is a JavaScript
+/// call). Its size is bounded: every character of the row escapes to at most two.
 const TASK: &str = "json_array(seq, id, kind, cron, zone, every_ms, due_ms, tick_ms, payload, status, attempts, \
                     max_attempts, backoff_ms, backoff_factor, max_backoff_ms, missed, last_error, created_ms)";
+
+/// A column as JSON can hold it: a BLOB (which `json_array` refuses, failing the whole
+/// statement) as `{"blob": "<hex>"}`, which reads as a problem in any column.
+fn json_safe(column: &str) -> String {
+    format!("CASE typeof({column}) WHEN 'blob' THEN json_object('blob', hex({column})) ELSE {column} END")
+}
+
+/// A task's row on its own, for a statement whose rows are read one by one: its `seq` and
+/// `id` (which stand in when the rest does not parse), then its columns as [`TASK`] lists
+/// them, each [`json_safe`], so that no stored value fails the statement.
+fn each() -> String {
+    let columns: Vec<String> = row::COLUMNS.iter().map(|c| json_safe(c)).collect();
+    format!("seq, CAST(id AS TEXT), json_array({})", columns.join(", "))
+}
 
 /// The columns a new task sets (status, attempts and error are those of a new task).
 const NEW: &str = "id, kind, cron, zone, every_ms, due_ms, tick_ms, payload, status, attempts, \
@@ -132,37 +147,66 @@ impl<E: Exec> SqlStore<E> {
         }
     }
 
-    /// The tasks a `SELECT ... FROM _lumenize_alarms ...` (`from`: everything after `SELECT`'s
-    /// column list) returns, in `(due_ms, seq)` order. They cross from SQLite as one JSON
-    /// string (in a Durable Object, every value read is a JavaScript call); if that string
-    /// would be over what SQLite allows (payloads of a megabyte), one string per task.
-    fn select(&self, from: &str, args: Vec<Value>) -> Result<Vec<Scheduled>> {
+    /// The rows a `SELECT ... FROM _lumenize_alarms ...` (`from`: everything after `SELECT`'s
+    /// column list) returns, each read on its own ([`row::read`]): a row that does not decode
+    /// never stops the others. They cross from SQLite as one JSON string (in a Durable
+    /// Object, every value read is a JavaScript call); if that string would be over what
+    /// SQLite allows (payloads of a megabyte), or cannot be made (a BLOB) or does not parse
+    /// (a float SQLite writes as `Inf`), one string per row ([`each`]). Sorted by
+    /// `(due_ms, seq)`.
+    fn select(&self, from: &str, args: Vec<Value>) -> Result<Vec<Read>> {
         let all = format!("SELECT json_group_array({TASK}) FROM (SELECT * {from})");
-        let mut tasks = match self.with_table(|| self.exec.query(&all, args.clone())) {
+        let batch = match self.with_table(|| self.exec.query(&all, args.clone())) {
             Ok(rows) => {
                 let json = rows.into_iter().next().map(|row| Columns::new(row).text()).transpose()?.unwrap_or_default();
-                serde_json::from_str::<Vec<Row>>(&json)
-                    .map_err(|e| Error::Storage(format!("unreadable rows of _lumenize_alarms: {e}")))?
-                    .into_iter()
-                    .map(Row::into_task)
-                    .collect::<Result<Vec<_>>>()?
+                serde_json::from_str::<Vec<Vec<serde_json::Value>>>(&json).ok().map(|rows| rows.into_iter().map(row::read).collect())
             }
-            Err(Error::Storage(message)) if message.contains("too big") => {
-                let each = format!("SELECT {TASK} {from}");
-                let rows = self.with_table(|| self.exec.query(&each, args.clone()))?;
-                rows.into_iter().map(|row| parse_row(&Columns::new(row).text()?)).collect::<Result<Vec<_>>>()?
-            }
+            // Too big, or a value JSON cannot hold: row by row (if storage itself fails, so
+            // does that).
+            Err(Error::Storage(_)) => None,
             Err(e) => return Err(e),
         };
-        tasks.sort_by_key(|t| (t.due_ms, t.seq));
-        Ok(tasks)
+        let mut reads = match batch {
+            Some(reads) => reads,
+            None => {
+                let each = format!("SELECT {} {from}", each());
+                self.with_table(|| self.exec.query(&each, args.clone()))?.into_iter().map(read_each).collect::<Result<Vec<_>>>()?
+            }
+        };
+        reads.sort_by_key(|r| {
+            let (Read::Task(t) | Read::Unreadable { task: t, .. }) = r;
+            (t.due_ms, t.seq)
+        });
+        Ok(reads)
     }
 
-    /// The task a `... RETURNING` statement (`sql` without its `RETURNING`) changed, if any.
-    fn returning(&self, sql: &str, args: Vec<Value>) -> Result<Option<Scheduled>> {
-        let sql = format!("{sql} RETURNING {TASK}");
+    /// [`select`](Self::select), with every row that does not decode and is not dead yet
+    /// quarantined: marked dead in storage with the reason as its last error (one
+    /// conditional `UPDATE` each, none when every row decodes), so that the queue and the
+    /// alarm pass it by from then on.
+    fn select_quarantining(&self, from: &str, args: Vec<Value>) -> Result<Vec<Read>> {
+        let reads = self.select(from, args)?;
+        for read in &reads {
+            if let Read::Unreadable { task, live: true, .. } = read {
+                self.quarantine(task.seq, task.last_error.as_deref())?;
+            }
+        }
+        Ok(reads)
+    }
+
+    /// Marks the row `seq` dead if it is not, with `error` as its last error if given (the
+    /// reason it is unreadable, which also keeps its previous last error); whether it was
+    /// live.
+    fn quarantine(&self, seq: i64, error: Option<&str>) -> Result<bool> {
+        let sql = "UPDATE _lumenize_alarms SET status = 'dead', last_error = coalesce(?, last_error) WHERE seq = ? AND status != 'dead'";
+        Ok(self.write(sql, vec![error.into(), seq.into()])? > 0)
+    }
+
+    /// The row a `... RETURNING` statement (`sql` without its `RETURNING`) changed, if any.
+    fn returning(&self, sql: &str, args: Vec<Value>) -> Result<Option<Read>> {
+        let sql = format!("{sql} RETURNING {}", each());
         let rows = self.with_table(|| self.exec.query(&sql, args.clone()))?;
-        rows.into_iter().next().map(|row| parse_row(&Columns::new(row).text()?)).transpose()
+        rows.into_iter().next().map(read_each).transpose()
     }
 
     fn write(&self, sql: &str, args: Vec<Value>) -> Result<usize> {
@@ -248,74 +292,27 @@ fn missed_name(m: MissedTicks) -> &'static str {
     }
 }
 
-fn corrupt(id: &str, what: &str) -> Error {
-    Error::Storage(format!("task {id:?}: unreadable {what} column"))
+/// Reads a row of [`each`]: its `seq` and `id` stand in when the rest does not parse.
+fn read_each(row: Vec<Value>) -> Result<Read> {
+    let mut c = Columns::new(row);
+    let (seq, id, json) = (c.int()?, c.text().unwrap_or_default(), c.text()?);
+    Ok(row::read_json(&json, seq, id))
 }
 
-/// A task as [`TASK`] writes it.
-#[derive(serde::Deserialize)]
-struct Row(
-    i64,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    i64,
-    i64,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    String,
-    Option<String>,
-    i64,
-);
+/// The largest integer a Durable Object binds exactly, 2^53 - 1: a larger one crosses to
+/// SQLite as a float. The bounds of a read are clamped to `-MAX_SAFE_INTEGER ..=
+/// MAX_SAFE_INTEGER` before binding (no stored time is near them), and a limit above it is
+/// no limit.
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
-fn parse_row(json: &str) -> Result<Scheduled> {
-    serde_json::from_str::<Row>(json).map_err(|e| Error::Storage(format!("unreadable row of _lumenize_alarms: {e}")))?.into_task()
+/// A bound of a read, bound as an integer the store compares exactly.
+fn bound(ms: i64) -> Value {
+    ms.clamp(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER).into()
 }
 
-impl Row {
-    fn into_task(self) -> Result<Scheduled> {
-        let Row(seq, id, kind, cron, zone, every, due_ms, tick_ms, payload, status, attempts, max_attempts, backoff, factor, max_backoff, missed, last_error, created_ms) =
-            self;
-        let schedule = match (kind.as_str(), cron, every) {
-            ("once", _, _) => Schedule::Once,
-            ("cron", Some(expr), _) => Schedule::Cron { expr, zone },
-            ("every", _, Some(interval_ms)) if interval_ms > 0 => Schedule::Every { interval_ms },
-            _ => return Err(corrupt(&id, "schedule")),
-        };
-        let count = |v: i64, what: &str| u32::try_from(v).map_err(|_| corrupt(&id, what));
-        let retry = RetryPolicy {
-            max_attempts: count(max_attempts, "max_attempts")?,
-            initial_backoff_ms: backoff,
-            factor: count(factor, "backoff_factor")?,
-            max_backoff_ms: max_backoff,
-        };
-        let missed = match missed.as_str() {
-            "skip" => MissedTicks::Skip,
-            "burst" => MissedTicks::Burst,
-            _ => return Err(corrupt(&id, "missed")),
-        };
-        Ok(Scheduled {
-            status: Status::parse(&status).ok_or_else(|| corrupt(&id, "status"))?,
-            attempts: count(attempts, "attempts")?,
-            seq,
-            schedule,
-            due_ms,
-            tick_ms,
-            payload,
-            retry,
-            missed,
-            last_error,
-            created_ms,
-            id,
-        })
-    }
+/// A `LIMIT`: `-1` (none) for one beyond [`MAX_SAFE_INTEGER`].
+fn limit(n: usize) -> Value {
+    i64::try_from(n).ok().filter(|&n| n <= MAX_SAFE_INTEGER).unwrap_or(-1).into()
 }
 
 /// `WHERE` of a conditional change, and its arguments: `seq` is the row id (never reused).
@@ -358,7 +355,7 @@ impl<E: Exec> Store for SqlStore<E> {
     }
 
     fn get(&self, id: &str) -> Result<Option<Scheduled>> {
-        Ok(self.select("FROM _lumenize_alarms WHERE id = ?", vec![id.into()])?.into_iter().next())
+        Ok(self.select_quarantining("FROM _lumenize_alarms WHERE id = ?", vec![id.into()])?.into_iter().next().map(Read::into_task))
     }
 
     fn list(&self, filter: &Filter) -> Result<Vec<Scheduled>> {
@@ -375,43 +372,76 @@ impl<E: Exec> Store for SqlStore<E> {
             clause(" AND status = ?", status.as_str().into());
         }
         if let Some(from) = filter.due_from {
-            clause(" AND due_ms >= ?", from.into());
+            clause(" AND due_ms >= ?", bound(from));
         }
         if let Some(before) = filter.due_before {
-            clause(" AND due_ms < ?", before.into());
+            clause(" AND due_ms < ?", bound(before));
         }
-        let limit = filter.limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         sql.push_str(" ORDER BY due_ms, seq LIMIT ?");
-        args.push(limit.into());
-        self.select(&sql, args)
+        args.push(filter.limit.map_or(Value::Integer(-1), limit));
+        let reads = self.select_quarantining(&sql, args)?;
+        // A quarantined row is dead now: listed only where dead tasks are.
+        let shown = |r: Read| match r {
+            Read::Task(task) => Some(task),
+            Read::Unreadable { task, .. } => filter.status.is_none_or(|s| s == Status::Dead).then_some(task),
+        };
+        Ok(reads.into_iter().filter_map(shown).collect())
     }
 
-    fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Scheduled>> {
+    fn due(&self, now_ms: i64, limit_n: usize) -> Result<Vec<Scheduled>> {
         let from = "FROM _lumenize_alarms WHERE status != 'dead' AND due_ms <= ? ORDER BY due_ms, seq LIMIT ?";
-        self.select(from, vec![now_ms.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()])
+        loop {
+            let reads = self.select_quarantining(from, vec![bound(now_ms), limit(limit_n)])?;
+            let read = reads.len();
+            let due: Vec<Scheduled> = reads.into_iter().filter_map(|r| if let Read::Task(t) = r { Some(t) } else { None }).collect();
+            // A batch of quarantined rows only: they are dead now, read what follows them.
+            if !due.is_empty() || read == 0 {
+                return Ok(due);
+            }
+        }
     }
 
     fn earliest(&self) -> Result<Option<Key>> {
-        let sql = "SELECT id, seq, status, due_ms FROM _lumenize_alarms WHERE status != 'dead' ORDER BY due_ms, seq LIMIT 1";
-        let rows = self.with_table(|| self.exec.query(sql, vec![]))?;
-        rows.into_iter()
-            .next()
-            .map(|row| {
-                let mut c = Columns::new(row);
-                let (id, seq, status) = (c.text()?, c.int()?, c.text()?);
-                let status = Status::parse(&status).ok_or_else(|| corrupt(&id, "status"))?;
-                Ok(Key { id, seq, status, due_ms: c.int()? })
-            })
-            .transpose()
+        // The key's columns only, as JSON (a float where an integer belongs stays a float).
+        // A row whose key does not decode is quarantined and the next one read; a row with
+        // a good key and another bad column is quarantined when it is due.
+        let sql = format!(
+            "SELECT seq, json_array({}, {}, {}) FROM _lumenize_alarms WHERE status != 'dead' ORDER BY due_ms, seq LIMIT 1",
+            json_safe("id"),
+            json_safe("status"),
+            json_safe("due_ms")
+        );
+        loop {
+            let Some(row) = self.with_table(|| self.exec.query(&sql, vec![]))?.into_iter().next() else { return Ok(None) };
+            let mut c = Columns::new(row);
+            let (seq, json) = (c.int()?, c.text()?);
+            if let Ok((id, status, due_ms)) = serde_json::from_str::<(String, String, i64)>(&json) {
+                if let Some(status) = Status::parse(&status) {
+                    return Ok(Some(Key { id, seq, status, due_ms }));
+                }
+            }
+            // Read the whole row once, to quarantine it with the reason a read gives.
+            let reads = self.select_quarantining("FROM _lumenize_alarms WHERE seq = ?", vec![seq.into()])?;
+            if !reads.iter().any(|r| matches!(r, Read::Unreadable { live: true, .. })) {
+                return Err(Error::Storage(format!("row {seq} of _lumenize_alarms has a key that does not decode ({json}), yet the row does")));
+            }
+        }
     }
 
     fn remove(&self, id: &str) -> Result<Option<Scheduled>> {
-        self.returning("DELETE FROM _lumenize_alarms WHERE id = ?", vec![id.into()])
+        Ok(self.returning("DELETE FROM _lumenize_alarms WHERE id = ?", vec![id.into()])?.map(Read::into_task))
     }
 
     fn requeue(&self, id: &str, due_ms: i64) -> Result<Option<Scheduled>> {
-        let sql = "UPDATE _lumenize_alarms SET status = 'pending', attempts = 0, due_ms = ? WHERE id = ? AND status = 'dead'";
-        self.returning(sql, vec![due_ms.into(), id.into()])
+        match self.returning(&requeue_sql(), vec![due_ms.into(), due_ms.into(), due_ms.into(), id.into()])? {
+            None => Ok(None),
+            Some(Read::Task(task)) => Ok(Some(task)),
+            Some(Read::Unreadable { task, reason, .. }) => {
+                // Still unreadable after the repair: back to dead, and say why.
+                self.quarantine(task.seq, task.last_error.as_deref())?;
+                Err(Error::Unreadable { id: task.id, reason })
+            }
+        }
     }
 
     fn change(&self, key: &Key, change: &Change) -> Result<bool> {
@@ -449,13 +479,42 @@ impl<E: Exec> Store for SqlStore<E> {
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {
         self.write(
             "UPDATE _lumenize_alarms SET status = 'dead', last_error = ? WHERE status != 'dead' AND due_ms > ?",
-            vec![error.into(), max_ms.into()],
+            vec![error.into(), bound(max_ms)],
         )
     }
 
     fn recreated(&self) -> u64 {
         self.recreated.get()
     }
+}
+
+/// Requeues a dead row (or one whose status is not a status at all), due at the first
+/// argument, repairing what can be repaired: every number out of its range or not an
+/// integer is clamped back into its range (or, when it is not a number, replaced by its
+/// default: the time of the requeue, or the default retry policy's), an unknown missed-tick
+/// policy becomes `skip`, an error that is not text becomes its SQL literal. A good row is left as it
+/// is but for its status, attempts and due time. Arguments: the due time three times, then
+/// the id.
+fn requeue_sql() -> String {
+    let d = RetryPolicy::default();
+    let clamp = |column: &str, lo: i64, hi: i64, default: &str| {
+        format!("CASE WHEN typeof({column}) IN ('integer', 'real') THEN MIN(MAX(CAST({column} AS INTEGER), {lo}), {hi}) ELSE {default} END")
+    };
+    format!(
+        "UPDATE _lumenize_alarms SET status = 'pending', attempts = 0, due_ms = ?, tick_ms = {tick}, created_ms = {created}, \
+         every_ms = CASE WHEN kind = 'every' THEN {every} ELSE every_ms END, max_attempts = {attempts}, backoff_ms = {backoff}, \
+         backoff_factor = {factor}, max_backoff_ms = {max_backoff}, \
+         missed = CASE WHEN missed IN ('skip', 'burst') THEN missed ELSE 'skip' END, \
+         last_error = CASE typeof(last_error) WHEN 'null' THEN NULL WHEN 'text' THEN last_error ELSE quote(last_error) END \
+         WHERE id = ? AND status NOT IN ('pending', 'running')",
+        tick = clamp("tick_ms", 0, MAX_TIME_MS, "?"),
+        created = clamp("created_ms", 0, MAX_TIME_MS, "?"),
+        every = clamp("every_ms", 1, MAX_TIME_MS, "NULL"),
+        attempts = clamp("max_attempts", 1, MAX_ATTEMPTS.into(), &d.max_attempts.to_string()),
+        backoff = clamp("backoff_ms", 0, MAX_BACKOFF_MS, &d.initial_backoff_ms.to_string()),
+        factor = clamp("backoff_factor", 1, MAX_FACTOR.into(), &d.factor.to_string()),
+        max_backoff = clamp("max_backoff_ms", 0, MAX_BACKOFF_MS, &d.max_backoff_ms.to_string()),
+    )
 }
 
 impl<E: Exec> SqlStore<E> {
@@ -467,5 +526,16 @@ impl<E: Exec> SqlStore<E> {
         json.clear();
         json.push('[');
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_task_json_lists_the_columns_in_the_order_rows_are_read() {
+        let listed: String = TASK.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(listed, format!("json_array({})", row::COLUMNS.join(", ")));
     }
 }

@@ -24,10 +24,10 @@ fn read(v: SqlStorageValue) -> Value {
         SqlStorageValue::Integer(i) => Value::Integer(i),
         SqlStorageValue::String(s) => Value::Text(s),
         SqlStorageValue::Boolean(b) => Value::Integer(i64::from(b)),
-        // JavaScript numbers outside the safe-integer range; the scheduler's fit inside it.
-        #[allow(clippy::cast_possible_truncation)]
-        SqlStorageValue::Float(f) => Value::Integer(f as i64),
-        SqlStorageValue::Null | SqlStorageValue::Blob(_) => Value::Null,
+        // A number that is not a safe integer (a REAL, or an integer beyond 2^53): never read
+        // as an integer it is not. The scheduler reads its numbers through JSON (where a
+        // float stays a float, and its row is quarantined); a direct read sees no value.
+        SqlStorageValue::Float(_) | SqlStorageValue::Null | SqlStorageValue::Blob(_) => Value::Null,
     }
 }
 

@@ -51,9 +51,12 @@ fn read(v: ValueRef<'_>) -> Value {
     match v {
         ValueRef::Integer(i) => Value::Integer(i),
         ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-        #[allow(clippy::cast_possible_truncation)]
-        ValueRef::Real(f) => Value::Integer(f as i64),
-        ValueRef::Null | ValueRef::Blob(_) => Value::Null,
+        // As in a Durable Object: a REAL that is a safe integer arrives as a JavaScript number
+        // workers-rs reads as an integer; any other arrives as a float, which the store's
+        // executor reads as NULL (never as an integer it is not).
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        ValueRef::Real(f) if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER as f64 => Value::Integer(f as i64),
+        ValueRef::Real(_) | ValueRef::Null | ValueRef::Blob(_) => Value::Null,
     }
 }
 
