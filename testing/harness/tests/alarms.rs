@@ -1164,9 +1164,13 @@ fn schedule_many_with_explicit_ids_duplicates_and_options_per_task() {
     assert_eq!((status, answer), (200, json!([])));
 }
 
+/// The ranges of `RetryPolicy` (`lumenize_alarms::core::MAX_ATTEMPTS`, `MAX_FACTOR`).
+const MAX_ATTEMPTS: u32 = 1_000;
+const MAX_FACTOR: u32 = 1_000;
+
 /// `RetryPolicy` at its extremes: every attempt there is (`u32::MAX`), no backoff, the
-/// largest factor: the task is retried at once and succeeds at its third attempt; the
-/// numbers read back as given.
+/// largest factor: stored clamped into their ranges; the task is retried at once and
+/// succeeds at its third attempt.
 #[test]
 fn retry_policy_at_its_extremes_reads_back_and_retries() {
     let obj = Obj::new(&shared(), "retry-extremes");
@@ -1175,7 +1179,7 @@ fn retry_policy_at_its_extremes_reads_back_and_retries() {
         "retry": { "max_attempts": u32::MAX, "initial_backoff_ms": 0, "max_backoff_ms": 0, "factor": u32::MAX },
         "task": { "type": "fail", "label": "r", "times": 2 }
     }));
-    assert_eq!(task["retry"], json!({ "max_attempts": u32::MAX, "initial_backoff_ms": 0, "factor": u32::MAX, "max_backoff_ms": 0 }), "{task}");
+    assert_eq!(task["retry"], json!({ "max_attempts": MAX_ATTEMPTS, "initial_backoff_ms": 0, "factor": MAX_FACTOR, "max_backoff_ms": 0 }), "{task}");
     let fired = obj.wait_fired("three attempts", Duration::from_secs(20), |f| count(f, "r") >= 3);
     assert_eq!(fired.iter().map(|f| f.attempt).collect::<Vec<_>>(), [1, 2, 3]);
     obj.wait("the task completes", Duration::from_secs(10), || {
@@ -1192,6 +1196,7 @@ fn retry_policy_at_its_extremes_reads_back_and_retries() {
         ((t["status"] == "dead").then(|| t.clone()), t.to_string())
     });
     assert_eq!(dead["attempts"], 1, "{dead}");
+    assert_eq!(dead["retry"], json!({ "max_attempts": 1, "initial_backoff_ms": 3_600_000, "factor": 1, "max_backoff_ms": 3_600_000 }), "{dead}");
 }
 
 /// `MissedTicks`: after the test hook jumps five hours ahead, an hourly task with `burst`

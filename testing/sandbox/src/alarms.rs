@@ -123,12 +123,9 @@ impl RetryReq {
     fn policy(&self) -> RetryPolicy {
         let default = RetryPolicy::default();
         let ms = |v: Option<u64>, d: i64| v.map_or(Duration::from_millis(u64::try_from(d).unwrap_or(0)), Duration::from_millis);
-        let mut policy = RetryPolicy::attempts(self.max_attempts.unwrap_or(default.max_attempts))
-            .backoff(ms(self.initial_backoff_ms, default.initial_backoff_ms), ms(self.max_backoff_ms, default.max_backoff_ms));
-        if let Some(factor) = self.factor {
-            policy.factor = factor;
-        }
-        policy
+        RetryPolicy::attempts(self.max_attempts.unwrap_or(default.max_attempts))
+            .backoff(ms(self.initial_backoff_ms, default.initial_backoff_ms), ms(self.max_backoff_ms, default.max_backoff_ms))
+            .factor(self.factor.unwrap_or(default.factor))
     }
 }
 

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::chaos::invalid::MAX_TIME_MS;
-use crate::chaos::model::{End, Expect, Model, Outcome, Request, Task};
+use crate::chaos::model::{End, Expect, Model, Outcome, Request, Task, MAX_ATTEMPTS};
 use crate::chaos::plan::{Burst, Handler, Many, Op, Retry, Schedule, TaskRef, When, FAR_MS};
 use crate::chaos::wire::Stored;
 use crate::chaos::now_ms;
@@ -197,7 +197,7 @@ fn schedule(model: &mut Model, step: u64, object: usize, s: &Schedule) -> Prepar
         // The sandbox applies `backoff_ms` (default 100) only with explicit attempts, capped
         // at 8 times it.
         let backoff = s.backoff_ms.unwrap_or(100);
-        (task.attempts, task.backoff_ms, task.max_backoff_ms) = (a.max(1), backoff, backoff.saturating_mul(8));
+        (task.attempts, task.backoff_ms, task.max_backoff_ms) = (a.clamp(1, MAX_ATTEMPTS), backoff, backoff.saturating_mul(8));
     }
     if let Some(r) = &s.retry {
         apply_retry(&mut task, r);
@@ -229,9 +229,10 @@ fn schedule(model: &mut Model, step: u64, object: usize, s: &Schedule) -> Prepar
     }
 }
 
-/// A whole retry policy, as the library keeps it (attempts at least 1).
+/// A whole retry policy, as the library keeps it (attempts in `1 ..= MAX_ATTEMPTS`; the
+/// backoffs and the factor are clamped where the delays are computed, `Task::delay_after`).
 fn apply_retry(task: &mut Task, r: &Retry) {
-    (task.attempts, task.backoff_ms, task.max_backoff_ms, task.factor) = (r.max_attempts.max(1), r.initial_backoff_ms, r.max_backoff_ms, r.factor);
+    (task.attempts, task.backoff_ms, task.max_backoff_ms, task.factor) = (r.max_attempts.clamp(1, MAX_ATTEMPTS), r.initial_backoff_ms, r.max_backoff_ms, r.factor);
 }
 
 /// `schedule_many` of far tasks under explicit ids, some repeated: each task is in the model;

@@ -157,8 +157,8 @@ impl Task {
 
 impl Task {
     /// The wait after failed attempt `attempt` (1-based), as the library computes it from the
-    /// policy once it is in range: every backoff at most [`MAX_BACKOFF_MS`], the factor at
-    /// least 1, the maximum at least the first wait.
+    /// policy once it is in range: every backoff at most [`MAX_BACKOFF_MS`], the factor in
+    /// `1 ..= MAX_FACTOR`, the maximum at least the first wait.
     #[must_use]
     pub fn delay_after(&self, attempt: u32) -> i64 {
         let clamp = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX).min(MAX_BACKOFF_MS);
@@ -169,15 +169,21 @@ impl Task {
             if delay >= max {
                 break;
             }
-            delay = delay.saturating_mul(i64::from(self.factor.max(1)));
+            delay = delay.saturating_mul(i64::from(self.factor.clamp(1, MAX_FACTOR)));
         }
         delay.min(max)
     }
 }
 
 /// The longest backoff the library stores (it clamps longer ones): the latest time the
-/// runtime arms, so that a retry after it falls after the range and its task dies.
+/// runtime arms, so that a retry after it falls after the range and its task dies
+/// (`lumenize_alarms::core::MAX_BACKOFF_MS`).
 pub(crate) const MAX_BACKOFF_MS: i64 = MAX_TIME_MS;
+/// The most attempts a task makes (`lumenize_alarms::core::MAX_ATTEMPTS`): more are clamped.
+pub(crate) const MAX_ATTEMPTS: u32 = 1_000;
+/// The largest growth factor of a backoff (`lumenize_alarms::core::MAX_FACTOR`): a larger
+/// one is clamped, and 0 is 1.
+pub(crate) const MAX_FACTOR: u32 = 1_000;
 
 /// What a label the run used stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
