@@ -261,7 +261,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     }
 
     /// From inside the running handler of task `id`: run it again at `at_ms` (Unix
-    /// milliseconds) once the handler returns `Ok`, in place, instead of removing it (or
+    /// milliseconds, `0 ..=` [`MAX_TIME_MS`](crate::core::MAX_TIME_MS)) once the handler returns `Ok`, in place, instead of removing it (or
     /// advancing a recurring task). A poll, a backstop or a lease renews itself this way
     /// with one update.
     ///

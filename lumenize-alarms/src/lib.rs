@@ -91,7 +91,14 @@
 //!   tasks, then re-arms for the rest; the first event after a start re-arms an alarm the
 //!   runtime lost.
 //! - **Bounded input**: payloads up to [`core::MAX_PAYLOAD_BYTES`], ids up to
-//!   [`core::MAX_ID_BYTES`]; a handler's error is kept up to [`core::MAX_ERROR_BYTES`].
+//!   [`core::MAX_ID_BYTES`], cron expressions and zones up to [`core::MAX_CRON_BYTES`] and
+//!   [`core::MAX_ZONE_BYTES`]; a handler's error is kept up to [`core::MAX_ERROR_BYTES`].
+//!   Every number a parameter takes has a stated range (documented where it is declared),
+//!   clamped or refused before anything is written, so every stored number reads back as
+//!   written: [`RetryPolicy`] is clamped field by field ([`RetryPolicy::normalized`]).
+//! - **One bad row never stops the rest**: a stored row that does not decode is quarantined
+//!   (listed as dead with the reason, cancellable and requeueable by id); a run that fails
+//!   re-arms the alarm after a backoff (1 s doubling to a minute), never in a tight loop.
 //! - **Idempotent ids**: [`Options::id`] upserts (or keeps the existing task, with
 //!   [`Options::keep_existing`]); generated ids are UUIDv7. [`Alarms::cancel`] returns what
 //!   it removed.

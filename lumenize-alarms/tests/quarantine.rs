@@ -87,8 +87,11 @@ impl Object {
     }
 }
 
+/// A bad row: its id, the columns it holds (SQL literals), and the column its reason names.
+type BadRow = (&'static str, &'static [(&'static str, &'static str)], &'static str);
+
 /// What each bad row holds, and the column its reason names.
-const BAD: [(&str, &[(&str, &str)], &str); 10] = [
+const BAD: [BadRow; 10] = [
     ("real-backoff", &[("max_backoff_ms", "9.3e18")], "max_backoff_ms"),
     ("real-due", &[("due_ms", "1.5")], "due_ms"),
     ("inf-due", &[("due_ms", "1e999")], "due_ms"),

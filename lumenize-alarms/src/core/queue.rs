@@ -47,7 +47,7 @@ pub(crate) fn after_success(ran: &Scheduled, now_ms: i64) -> Change {
     match next_tick(ran, now_ms) {
         Ok(None) => Change::Remove,
         Ok(Some(due_ms)) => Change::Advance { due_ms },
-        Err(e) => Change::Kill { error: e.to_string(), attempts: ran.attempts },
+        Err(e) => Change::Kill { error: bounded(&e.to_string()), attempts: ran.attempts },
     }
 }
 
@@ -61,7 +61,7 @@ pub(crate) fn after_failure(ran: &Scheduled, now_ms: i64, error: &str) -> Change
     }
     match later(now_ms, ran.retry.delay_after(attempts)) {
         Ok(due_ms) => Change::Retry { due_ms, error, attempts },
-        Err(range) => Change::Kill { error: format!("{error} (no retry: {range})"), attempts },
+        Err(range) => Change::Kill { error: bounded(&format!("{error} (no retry: {range})")), attempts },
     }
 }
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::arming::NativeAlarm;
 use crate::core::event::Event;
+use crate::core::limits::bounded;
 use crate::core::queue::{after_failure, after_success};
 use crate::core::scheduler::{still_due, Scheduler};
 use crate::core::store::{Change, Key, Store};
@@ -280,7 +281,8 @@ impl<S: Store> Scheduler<S> {
         let payload: T = match task.payload() {
             Ok(payload) => payload,
             Err(e) => {
-                let change = Change::Kill { error: e.to_string(), attempts: task.attempts };
+                // Bounded: serde quotes what it did not expect, which may be most of a payload.
+                let change = Change::Kill { error: bounded(&e.to_string()), attempts: task.attempts };
                 return self.finish(&key, &task, &change, false, now(), report);
             }
         };

@@ -11,6 +11,16 @@ use crate::error::Result;
 /// Implemented by [`SqlStore`](crate::sql::SqlStore) (the same statements in a Durable
 /// Object and over native SQLite in tests) and by [`MemoryStore`](crate::core::MemoryStore),
 /// the reference. Both pass one conformance suite (`tests/conformance.rs`).
+///
+/// A store whose rows can be unreadable (the SQL store: a row written by an older release,
+/// by hand or by a bug) reads them one by one and quarantines those that do not decode:
+/// [`get`](Self::get) and [`list`](Self::list) return such a row as a dead task whose last
+/// error says why ([`Error::Unreadable`](crate::Error::Unreadable)'s message), and mark it
+/// dead in storage, as [`due`](Self::due) and [`earliest`](Self::earliest) do with those they
+/// meet (which they then pass by); [`remove`](Self::remove) removes and returns it;
+/// [`requeue`](Self::requeue) repairs it as far as it can (numbers clamped back into their
+/// range) or answers [`Error::Unreadable`](crate::Error::Unreadable), leaving it dead. No
+/// such row ever makes an operation on the others fail.
 pub trait Store {
     /// Stores `task` under a fresh sequence number, higher than any this store gave before
     /// (its `seq` field is ignored). A stored task with the same id is replaced; with
@@ -30,7 +40,8 @@ pub trait Store {
     /// Removes the task with this id and returns it.
     fn remove(&self, id: &str) -> Result<Option<Scheduled>>;
     /// Makes the dead task `id` pending again, due at `due_ms`, with no attempts, and returns
-    /// it; `None` if there is no dead task with this id.
+    /// it; `None` if there is no dead task with this id. A quarantined row is repaired first
+    /// (see above); one that still does not decode stays dead: [`Error::Unreadable`](crate::Error::Unreadable).
     fn requeue(&self, id: &str, due_ms: i64) -> Result<Option<Scheduled>>;
     /// Applies `change` to the task `key.id` if it is still exactly what `key` says (same
     /// instance, status and due time); whether it was.
@@ -111,11 +122,18 @@ pub enum Change {
 /// Which tasks [`Alarms::list`](crate::Alarms::list) returns. The default lists all, by due
 /// time then insertion order.
 ///
+/// Every value is accepted: stored due times are in `0 ..=`
+/// [`MAX_TIME_MS`](crate::core::MAX_TIME_MS), so a bound far outside it (`i64::MIN`,
+/// `i64::MAX`) simply includes or excludes everything, and a limit as large as `usize::MAX`
+/// is no limit (the SQL store binds bounds within ±(2^53 − 1), which a Durable Object binds
+/// exactly, and a limit over 2^53 − 1 as none).
+///
 /// ```
 /// use lumenize_alarms::{Filter, Kind, Status};
 /// let dead_crons = Filter::default().kind(Kind::Cron).status(Status::Dead).limit(10);
 /// let next_hour = Filter::default().due_between(0, 3_600_000);
-/// # let _ = (dead_crons, next_hour);
+/// let everything = Filter::default().due_between(i64::MIN, i64::MAX).limit(usize::MAX);
+/// # let _ = (dead_crons, next_hour, everything);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -123,11 +141,11 @@ pub struct Filter {
     pub kind: Option<Kind>,
     /// Only tasks in this status.
     pub status: Option<Status>,
-    /// Only tasks due at or after this time (Unix milliseconds).
+    /// Only tasks due at or after this time (Unix milliseconds; any `i64`).
     pub due_from: Option<i64>,
-    /// Only tasks due before this time (Unix milliseconds).
+    /// Only tasks due before this time (Unix milliseconds; any `i64`).
     pub due_before: Option<i64>,
-    /// At most this many.
+    /// At most this many (any `usize`; 0 lists nothing).
     pub limit: Option<usize>,
 }
 
