@@ -958,3 +958,399 @@ fn sigkill_with_tasks_pending_then_restart_every_task_fires() {
     });
     worker.stop().expect("stop the worker");
 }
+
+// ---------------------------------------------------------------------------------------
+// 15, 16. Issue 18: extreme values, poisoned rows, one object cannot starve the others.
+
+/// The latest time the runtime arms (`MAX_TIME_MS`), far below 2^53.
+const MAX_TIME_MS: i64 = 9_223_372_036_854;
+
+/// The invocations of the object's native alarm recorded between two readings of `runs`.
+fn alarm_rate(obj: &Obj, window: Duration) -> (usize, f64) {
+    let before = obj.runs().len();
+    thread::sleep(window);
+    let n = obj.runs().len() - before;
+    #[allow(clippy::cast_precision_loss)]
+    let per_s = n as f64 / window.as_secs_f64();
+    (n, per_s)
+}
+
+/// 15, issue 18 input 1: `RetryPolicy::backoff(initial, max)` with `max` (or both) of 2^53 ms
+/// or more (`u64::MAX` ms, which the library turns into what `Duration::MAX` gives) once
+/// answered an error and stored the row anyway; from then on every read of the object
+/// failed and its alarm looped. Now the schedule is refused with a 4xx, or clamped and
+/// stored with numbers that read back; either way `get`, `list` and `cancel` of the other
+/// tasks work, the alarm does not loop, another object answers, and a zero-delay task
+/// scheduled after it fires. A worker of its own: on the old code the whole worker could stop
+/// answering. What each policy did is printed before the verdict.
+#[test]
+fn a_backoff_of_2_53_ms_or_more_cannot_poison_the_object() {
+    const TWO_53: u64 = 9_007_199_254_740_992;
+    let mut worker = own_worker().expect("start the worker for the backoff test");
+    let url = worker.url();
+    let bystander = Obj::new(&url, "backoff-bystander");
+    let policies = [
+        json!({ "max_attempts": 3, "initial_backoff_ms": 1_000, "max_backoff_ms": u64::MAX }),
+        json!({ "max_attempts": 3, "initial_backoff_ms": 1_000, "max_backoff_ms": TWO_53 }),
+        json!({ "max_attempts": 3, "initial_backoff_ms": TWO_53, "max_backoff_ms": TWO_53 }),
+        json!({ "max_attempts": u32::MAX, "initial_backoff_ms": u64::MAX, "max_backoff_ms": u64::MAX, "factor": u32::MAX }),
+    ];
+    let mut problems = Vec::new();
+    for (i, retry) in policies.iter().enumerate() {
+        let obj = Obj::new(&url, &format!("backoff-2-53-{i}"));
+        let later = now_ms() + 3_600_000;
+        for id in ["other-1", "other-2"] {
+            obj.schedule(&json!({ "when": { "at_ms": later }, "id": id, "task": { "type": "record", "label": id } }));
+        }
+        let body = json!({ "when": { "after_ms": 0 }, "id": "huge", "retry": retry, "task": { "type": "fail", "label": "huge", "times": 1 } });
+        let (status, answer) = obj.post("schedule", &body);
+        let mut problem = |what: String| problems.push(format!("{retry}: {what}"));
+        match status {
+            400..=499 if answer.as_str().is_some_and(|t| !t.is_empty()) => {
+                if !obj.post("get", &json!({ "id": "huge" })).1.is_null() {
+                    problem("refused, yet stored".into());
+                }
+            }
+            200 => {
+                for field in ["initial_backoff_ms", "max_backoff_ms"] {
+                    match answer["retry"][field].as_i64() {
+                        Some(ms) if (0..=MAX_TIME_MS).contains(&ms) => {}
+                        other => problem(format!("{field} stored as {other:?}, not an integer in the time range: {answer}")),
+                    }
+                }
+            }
+            _ => problem(format!("schedule answered {status}: {answer}")),
+        }
+        // Every read of the object works.
+        let reads = [("get", json!({ "id": "other-1" })), ("list", json!({})), ("cancel", json!({ "id": "other-1" }))];
+        let answers: Vec<(u16, Value)> = reads.iter().map(|(route, body)| obj.post(route, body)).collect();
+        for ((route, _), (status, answer)) in reads.iter().zip(&answers) {
+            if *status != 200 {
+                problem(format!("{route} of another task answered {status}: {answer}"));
+            }
+        }
+        // Its alarm does not loop, and what it runs has no error; another object answers.
+        let (n, per_s) = alarm_rate(&obj, Duration::from_secs(2));
+        let runs = obj.runs();
+        let failed: Vec<&Value> = runs.iter().filter(|r| !r["error"].is_null()).collect();
+        let started = std::time::Instant::now();
+        let other = post_json(&format!("{}/list", bystander.base), &json!({}));
+        let other_ms = started.elapsed().as_millis();
+        let other_status = other.map_or_else(|e| format!("no answer ({e:#})"), |(status, _)| status.to_string());
+        eprintln!(
+            "{retry}: schedule answered {status}; get, list, cancel of another task answered {:?}; \
+             {n} native alarm invocations in 2 s ({per_s:.1}/s), {} of {} in all failed{}; another object answered {other_status} in {other_ms} ms",
+            answers.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            failed.len(),
+            runs.len(),
+            failed.first().map(|r| format!(" (first: {})", r["error"])).unwrap_or_default(),
+        );
+        if per_s > 3.0 {
+            problem(format!("{n} native alarm invocations in 2 s"));
+        }
+        if !failed.is_empty() {
+            problem(format!("{} failed alarm invocations, the first: {}", failed.len(), failed[0]));
+        }
+        if other_status != "200" {
+            problem(format!("another object answered {other_status}"));
+        }
+        if problems.is_empty() {
+            obj.assert_still_works();
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    bystander.assert_still_works();
+    worker.stop().expect("stop the worker");
+}
+
+/// The median of `n` timings of `f`, in milliseconds.
+fn median_ms(n: usize, mut f: impl FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..n)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            f();
+            started.elapsed().as_secs_f64() * 1_000.0
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[n / 2]
+}
+
+/// 15, 16, issue 18 item 3: one object kept failing (two rows poisoned by hand with a REAL,
+/// in `due_ms` and in `max_backoff_ms`, and a due task whose handler always errors, with
+/// zero backoff and every attempt it can have) neither runs its alarm in a tight loop nor
+/// slows another object of the same worker: the other's median latency over 30 requests
+/// stays within a tolerant bound of the same measured just before. The poisoned rows are
+/// quarantined: the object still lists, gets and cancels, and a new task fires.
+#[test]
+fn a_failing_object_neither_spins_nor_starves_another_object() {
+    let mut worker = own_worker().expect("start the worker for the starvation test");
+    let url = worker.url();
+    let failing = Obj::new(&url, "failing");
+    let bystander = Obj::new(&url, "bystander");
+    bystander.record("far", json!({ "at_ms": now_ms() + 3_600_000 }));
+    let probe = || {
+        let (status, answer) = bystander.post("list", &json!({}));
+        assert_eq!(status, 200, "the bystander answered {status}: {answer}");
+    };
+    probe();
+    let before = median_ms(30, probe);
+
+    for column in ["due_ms", "max_backoff_ms"] {
+        failing.ok("poison", &json!({ "id": format!("poisoned-{column}"), "column": column }));
+    }
+    let (status, answer) = failing.post("schedule", &json!({
+        "when": { "after_ms": 0 }, "id": "always-fails",
+        "retry": { "max_attempts": u32::MAX, "initial_backoff_ms": 0, "max_backoff_ms": 0 },
+        "task": { "type": "fail", "label": "always", "times": u32::MAX }
+    }));
+    eprintln!("scheduling the always-failing task answered {status}: {answer}");
+    thread::sleep(Duration::from_secs(1));
+
+    let during = median_ms(30, probe);
+    let (invocations, per_s) = alarm_rate(&failing, Duration::from_secs(4));
+    let handler_runs = count(&failing.fired(), "always");
+    eprintln!(
+        "bystander median {before:.1} ms before, {during:.1} ms while the other object fails; \
+         the failing object: {invocations} native alarm invocations in 4 s ({per_s:.1}/s), {handler_runs} handler runs in all"
+    );
+    assert!(during <= (before * 5.0).max(before + 50.0), "the bystander slowed from {before:.1} ms to {during:.1} ms (median of 30)");
+    assert!(per_s <= 5.0, "the failing object's alarm ran {invocations} times in 4 s: {:?}", failing.runs().iter().rev().take(5).collect::<Vec<_>>());
+
+    // The poisoned rows are quarantined: listed, readable, cancellable by id.
+    let listed = failing.list(&json!({}));
+    for column in ["due_ms", "max_backoff_ms"] {
+        let id = format!("poisoned-{column}");
+        let row = listed.iter().find(|t| t["id"] == id.as_str()).unwrap_or_else(|| panic!("{id} not listed: {listed:?}"));
+        assert_eq!(row["status"], "dead", "{row}");
+        assert!(row["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{row}");
+        assert_eq!(failing.get(&id)["id"], id.as_str());
+        assert_eq!(failing.ok("cancel", &json!({ "id": id }))["id"], id.as_str());
+    }
+    failing.ok("cancel", &json!({ "id": "always-fails" }));
+    failing.assert_still_works();
+    bystander.assert_still_works();
+    worker.stop().expect("stop the worker");
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 18 item 6: the whole public surface, from outside, at its extremes.
+
+/// `When::cron_in` (the `timezone` feature): a zone without daylight saving time puts the
+/// tick at its UTC offset (Asia/Kathmandu, +05:45); a zone the build does not know, an
+/// empty one and a huge one are refused with the typed error.
+#[test]
+fn cron_in_a_time_zone_ticks_at_its_offset_and_unknown_zones_are_refused() {
+    let obj = Obj::new(&shared(), "cron-in");
+    let task = obj.schedule(&json!({
+        "when": { "cron_in": { "expr": "0 8 * * *", "zone": "Asia/Kathmandu" } }, "id": "breakfast",
+        "task": { "type": "record", "label": "breakfast" }
+    }));
+    let due = int(&task, "due_ms");
+    assert_eq!(due.rem_euclid(86_400_000), (2 * 60 + 15) * 60_000, "08:00 in Kathmandu is 02:15 UTC: {task}");
+    assert!(due > int(&task, "created_ms") && due <= int(&task, "created_ms") + 86_400_000, "the next occurrence: {task}");
+    assert_eq!(task["schedule"], json!({ "cron": { "expr": "0 8 * * *", "zone": "Asia/Kathmandu" } }));
+    for zone in ["Mars/Olympus_Mons".to_owned(), String::new(), "Z".repeat(100_000), "Europe/Pärïs\u{1F600}".to_owned()] {
+        let (status, answer) = obj.post("schedule", &json!({ "when": { "cron_in": { "expr": "0 8 * * *", "zone": zone } }, "task": { "type": "record", "label": "x" } }));
+        let shown: String = answer.to_string().chars().take(200).collect();
+        assert_eq!(status, 400, "zone of {} bytes: {shown}", zone.len());
+        assert!(answer.as_str().unwrap_or_default().contains("zone"), "{shown}");
+    }
+    assert_eq!(obj.list(&json!({})).len(), 1);
+}
+
+/// `schedule_many_with`: explicit ids and options per task, in one batch. Duplicate ids in
+/// one batch behave as the same schedules one after another would: the last one that does
+/// not keep the existing task wins, and `keep_existing` keeps it; each task keeps its own
+/// options; a bad task in the batch stores none.
+#[test]
+fn schedule_many_with_explicit_ids_duplicates_and_options_per_task() {
+    let obj = Obj::new(&shared(), "many-with");
+    let later = now_ms() + 3_600_000;
+    let record = |id: &str, label: &str, extra: Value| {
+        let mut t = json!({ "when": { "at_ms": later }, "id": id, "task": { "type": "record", "label": label } });
+        t.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        t
+    };
+    let tasks = json!([
+        record("d", "first", json!({})),
+        record("d", "second", json!({ "retry": { "max_attempts": 7, "initial_backoff_ms": 5, "max_backoff_ms": 50, "factor": 3 } })),
+        record("k", "kept", json!({ "missed": "burst" })),
+        record("d", "third", json!({ "keep_existing": true })),
+        { "when": { "every_ms": 1 }, "id": "\u{1F600}".repeat(128), "missed": "burst", "task": { "type": "record", "label": "emoji" } },
+    ]);
+    let (status, ids) = obj.post("schedule_many", &json!({ "tasks": tasks }));
+    assert_eq!(status, 200, "{ids}");
+    let emoji = "\u{1F600}".repeat(128);
+    assert_eq!(ids, json!(["d", "d", "k", "d", emoji]));
+    let listed = obj.list(&json!({}));
+    assert_eq!(listed.len(), 3, "one task per id: {listed:?}");
+    let d = obj.get("d");
+    assert_eq!(d["payload"], r#"{"type":"record","label":"second"}"#, "{d}");
+    assert_eq!(d["retry"], json!({ "max_attempts": 7, "initial_backoff_ms": 5, "factor": 3, "max_backoff_ms": 50 }), "{d}");
+    assert_eq!(obj.get("k")["missed"], "burst");
+    assert_eq!(obj.get(&emoji)["schedule"], json!({ "every": { "interval_ms": 1 } }));
+    obj.ok("cancel", &json!({ "id": emoji }));
+
+    // One bad task (a time out of range, an id over the limit) refuses the whole batch.
+    for bad in [json!({ "when": { "at_ms": MAX_TIME_MS + 1 }, "task": { "type": "record", "label": "bad" } }), record(&"i".repeat(513), "long", json!({}))] {
+        let (status, answer) = obj.post("schedule_many", &json!({ "tasks": [record("new", "new", json!({})), bad] }));
+        assert_eq!(status, 400, "{answer}");
+        assert!(obj.get("new").is_null(), "a refused batch stored a task");
+    }
+    let (status, answer) = obj.post("schedule_many", &json!({ "tasks": [] }));
+    assert_eq!((status, answer), (200, json!([])));
+}
+
+/// The ranges of `RetryPolicy` (`lumenize_alarms::core::MAX_ATTEMPTS`, `MAX_FACTOR`).
+const MAX_ATTEMPTS: u32 = 1_000;
+const MAX_FACTOR: u32 = 1_000;
+
+/// `RetryPolicy` at its extremes: every attempt there is (`u32::MAX`), no backoff, the
+/// largest factor: stored clamped into their ranges; the task is retried at once and
+/// succeeds at its third attempt.
+#[test]
+fn retry_policy_at_its_extremes_reads_back_and_retries() {
+    let obj = Obj::new(&shared(), "retry-extremes");
+    let task = obj.schedule(&json!({
+        "when": { "after_ms": 0 }, "id": "r",
+        "retry": { "max_attempts": u32::MAX, "initial_backoff_ms": 0, "max_backoff_ms": 0, "factor": u32::MAX },
+        "task": { "type": "fail", "label": "r", "times": 2 }
+    }));
+    assert_eq!(task["retry"], json!({ "max_attempts": MAX_ATTEMPTS, "initial_backoff_ms": 0, "factor": MAX_FACTOR, "max_backoff_ms": 0 }), "{task}");
+    let fired = obj.wait_fired("three attempts", Duration::from_secs(20), |f| count(f, "r") >= 3);
+    assert_eq!(fired.iter().map(|f| f.attempt).collect::<Vec<_>>(), [1, 2, 3]);
+    obj.wait("the task completes", Duration::from_secs(10), || {
+        let t = obj.get("r");
+        (t.is_null().then_some(()), t.to_string())
+    });
+    // One attempt (`max_attempts: 0` is one), an hour's backoff: dead at the first failure.
+    obj.schedule(&json!({
+        "when": { "after_ms": 0 }, "id": "once", "retry": { "max_attempts": 0, "initial_backoff_ms": 3_600_000, "max_backoff_ms": 0, "factor": 0 },
+        "task": { "type": "fail", "label": "once", "times": 1 }
+    }));
+    let dead = obj.wait("the one-attempt task dies", Duration::from_secs(20), || {
+        let t = obj.get("once");
+        ((t["status"] == "dead").then(|| t.clone()), t.to_string())
+    });
+    assert_eq!(dead["attempts"], 1, "{dead}");
+    assert_eq!(dead["retry"], json!({ "max_attempts": 1, "initial_backoff_ms": 3_600_000, "factor": 1, "max_backoff_ms": 3_600_000 }), "{dead}");
+}
+
+/// `MissedTicks`: after the test hook jumps five hours ahead, an hourly task with `burst`
+/// runs every missed tick, one with `skip` (the default) once, and both are next due after
+/// the jump.
+#[test]
+fn missed_ticks_burst_runs_every_missed_tick_and_skip_runs_one() {
+    let obj = Obj::new(&shared(), "missed");
+    let hour = 3_600_000;
+    let burst = obj.schedule(&json!({ "when": { "every_ms": hour }, "id": "burst", "missed": "burst", "task": { "type": "record", "label": "burst" } }));
+    let skip = obj.schedule(&json!({ "when": { "every_ms": hour }, "id": "skip", "missed": "skip", "task": { "type": "record", "label": "skip" } }));
+    assert_eq!((&burst["missed"], &skip["missed"]), (&json!("burst"), &json!("skip")));
+    let jump = int(&burst, "due_ms").max(int(&skip, "due_ms")) + 4 * hour + 1;
+    let mut fired = 0;
+    for _ in 0..10 {
+        let report = obj.ok("run_at", &json!({ "now_ms": jump }));
+        fired += int(&report, "succeeded");
+        if report["succeeded"] == 0 {
+            break;
+        }
+    }
+    let f = obj.fired();
+    assert_eq!((count(&f, "burst"), count(&f, "skip")), (5, 1), "{:?}", labels(&f));
+    assert_eq!(fired, 6);
+    for id in ["burst", "skip"] {
+        assert!(int(&obj.get(id), "due_ms") > jump, "{id} is next due after the jump");
+    }
+}
+
+/// `Filter`: kind, status, a due range (half-open) and a limit, at their extremes (the
+/// widest range, limits 0 and `u64::MAX`).
+#[test]
+fn list_filters_by_kind_status_due_range_and_limit() {
+    let obj = Obj::new(&shared(), "filter");
+    let base = now_ms() + 3_600_000;
+    for i in 0..5 {
+        obj.schedule(&json!({ "when": { "at_ms": base + i * 1_000 }, "id": format!("t{i}"), "task": { "type": "record", "label": "t" } }));
+    }
+    obj.schedule(&json!({ "when": { "every_ms": 3_600_000 }, "id": "e", "task": { "type": "record", "label": "e" } }));
+    let ids = |filter: Value| -> Vec<String> { obj.list(&filter).iter().map(|t| str_of(t, "id")).collect() };
+    assert_eq!(ids(json!({ "due_from": base + 1_000, "due_before": base + 3_000 })), ["t1", "t2"]);
+    assert_eq!(ids(json!({ "due_from": base + 1_000, "limit": 2 })), ["t1", "t2"]);
+    assert_eq!(ids(json!({ "due_from": i64::MIN, "due_before": i64::MAX, "limit": u64::MAX })).len(), 6);
+    assert!(ids(json!({ "limit": 0 })).is_empty());
+    assert!(ids(json!({ "due_from": i64::MAX })).is_empty());
+    assert!(ids(json!({ "due_before": i64::MIN })).is_empty());
+    assert_eq!(ids(json!({ "kind": "every", "status": "pending" })), ["e"]);
+    assert!(ids(json!({ "kind": "cron" })).is_empty());
+    assert!(ids(json!({ "status": "dead" })).is_empty());
+}
+
+/// `defer` from inside a handler runs the task again at the time it gives (here 500 ms after
+/// its due time), once; a time out of range is refused (the attempt fails with the typed
+/// error), and `defer` from outside a handler answers the typed not-found error.
+#[test]
+fn defer_runs_a_task_again_at_its_time_and_refuses_extremes() {
+    let obj = Obj::new(&shared(), "defer");
+    obj.schedule(&json!({ "when": { "after_ms": 0 }, "id": "d", "task": { "type": "defer", "label": "d", "times": 1, "delay_ms": 500 } }));
+    let fired = obj.wait_fired("the deferred task runs again", Duration::from_secs(20), |f| count(f, "d") >= 2);
+    assert_eq!(fired[1].due_ms, fired[0].due_ms + 500, "{fired:?}");
+    assert_never_early(&fired);
+    obj.wait("the task completes", Duration::from_secs(10), || {
+        let t = obj.get("d");
+        (t.is_null().then_some(()), t.to_string())
+    });
+
+    for at in [i64::MAX, i64::MIN, MAX_TIME_MS + 1] {
+        let id = format!("far-{at}");
+        obj.schedule(&json!({ "when": { "after_ms": 0 }, "id": id, "attempts": 1, "task": { "type": "defer", "label": id, "times": 1, "at_ms": at } }));
+        let dead = obj.wait("the refused defer fails its attempt", Duration::from_secs(20), || {
+            let t = obj.get(&id);
+            ((t["status"] == "dead").then(|| t.clone()), t.to_string())
+        });
+        assert!(dead["last_error"].as_str().unwrap_or_default().contains("defer refused"), "{dead}");
+    }
+    let (status, answer) = obj.post("defer", &json!({ "id": "nobody", "at_ms": now_ms() }));
+    assert_eq!(status, 400, "{answer}");
+    obj.assert_still_works();
+}
+
+/// `batch_limit`: with a limit of 1 the test hook runs one due task and reports more due;
+/// a limit of 0 means 1; `u64::MAX` runs the rest at once.
+#[test]
+fn batch_limit_bounds_each_run_at_its_extremes() {
+    let obj = Obj::new(&shared(), "batch-limit");
+    let at = now_ms() + 3_600_000;
+    obj.burst(&json!({ "n": 5, "label": "b", "at_ms": at, "many": true }));
+    for limit in [1_u64, 0] {
+        obj.ok("set_batch_limit", &json!({ "limit": limit }));
+        let report = obj.ok("run_at", &json!({ "now_ms": at }));
+        assert_eq!((&report["succeeded"], &report["more_due"]), (&json!(1), &json!(true)), "limit {limit}: {report}");
+    }
+    obj.ok("set_batch_limit", &json!({ "limit": u64::MAX }));
+    let report = obj.ok("run_at", &json!({ "now_ms": at }));
+    assert_eq!((&report["succeeded"], &report["more_due"]), (&json!(3), &json!(false)), "{report}");
+    assert_eq!(labels(&obj.fired()), ["b-0", "b-1", "b-2", "b-3", "b-4"]);
+}
+
+/// The lifecycle events (`on_event`), as the sandbox records them: scheduled, started,
+/// retrying (with the error and the next time), started again, succeeded; and dead.
+#[test]
+fn lifecycle_events_report_every_step_of_a_task() {
+    let obj = Obj::new(&shared(), "events");
+    obj.schedule(&json!({ "when": { "after_ms": 0 }, "id": "e", "attempts": 2, "backoff_ms": 100, "task": { "type": "fail", "label": "e", "times": 1 } }));
+    obj.schedule(&json!({ "when": { "after_ms": 0 }, "id": "x", "attempts": 1, "task": { "type": "fail", "label": "x", "times": 1 } }));
+    let events = obj.wait("every step is reported", Duration::from_secs(20), || {
+        let events = obj.ok("events", &json!({}));
+        let all = events.as_array().cloned().unwrap_or_default();
+        let done = all.iter().any(|e| e["task_id"] == "e" && e["kind"] == "succeeded") && all.iter().any(|e| e["task_id"] == "x" && e["kind"] == "dead");
+        (done.then_some(all), events.to_string())
+    });
+    let kinds = |id: &str| -> Vec<String> { events.iter().filter(|e| e["task_id"] == id).map(|e| str_of(e, "kind")).collect() };
+    assert_eq!(kinds("e"), ["scheduled", "started", "retrying", "started", "succeeded"]);
+    assert_eq!(kinds("x"), ["scheduled", "started", "dead"]);
+    let retrying = events.iter().find(|e| e["kind"] == "retrying").expect("a retrying event");
+    let detail: Value = serde_json::from_str(&str_of(retrying, "detail")).expect("detail is JSON");
+    assert!(detail["error"].as_str().unwrap_or_default().contains("planned failure 1 of 1"), "{detail}");
+    assert!(detail["next_ms"].as_i64().is_some(), "{detail}");
+}

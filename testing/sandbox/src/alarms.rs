@@ -1,29 +1,50 @@
-//! `AlarmsDO`: lumenize-alarms over HTTP. Every firing is recorded in a `fired` table and
-//! every native alarm invocation in a `runs` table, which the tests read back; task kinds
-//! exercise success, failure, panic, self-rescheduling, spawning and cancelling others.
+//! `AlarmsDO`: lumenize-alarms over HTTP, its whole public surface, for black-box tests.
+//! Every firing is recorded in a `fired` table, every native alarm invocation (failed ones
+//! included) in a `runs` table, and every lifecycle event (`Alarms::on_event`) in an `events`
+//! table, which the tests read back; task kinds exercise success, failure, panic,
+//! self-rescheduling, deferring, spawning and cancelling others.
 //!
-//! Routes (under `/alarms/<object-name>/`, bodies and answers in JSON):
-//! - `schedule`: `{when: {after_ms|at_ms|cron|every_ms: ..}, task, id?, keep_existing?,
-//!   attempts?, backoff_ms?, burst?}` → the stored task (read back with `get`), or 400 with
-//!   the library's error text.
+//! Routes (under `/alarms/<object-name>/`, bodies and answers in JSON). Numbers cross as
+//! JSON: milliseconds of a duration as `u64` (so `u64::MAX` reaches the library), times as
+//! `i64`.
+//! - `schedule`: `{when, task, id?, keep_existing?, attempts?, backoff_ms?, retry?, missed?,
+//!   burst?}` → the stored task (read back with `get`), or 400 with the library's error text.
+//!   `when` is one of `{after_ms: u64}`, `{at_ms: i64}`, `{cron: expr}`, `{cron_in: {expr,
+//!   zone}}` (`When::cron_in`, the `timezone` feature is on), `{every_ms: u64}`. `attempts`
+//!   and `backoff_ms` are the short form of a policy (backoff doubling, capped at 8 times
+//!   it); `retry: {max_attempts?, initial_backoff_ms?, max_backoff_ms?, factor?}` sets every
+//!   field of a `RetryPolicy` (defaults those of `RetryPolicy::default()`). `missed`:
+//!   `"skip"` or `"burst"` (`burst: true` is the same as `"burst"`).
 //! - `schedule_raw`: the same with any JSON as the task (a payload `Task` may not decode).
+//! - `schedule_many`: `{tasks: [<schedule body>, ..]}`, one `schedule_many_with` (explicit
+//!   ids and options per task; duplicate ids in one batch included) → their ids in order.
 //! - `burst`: `{n, label, delay_ms?, at_ms?, from?, many?}` schedules `n` `Record` tasks
 //!   labelled `<label>-<from + i>` in one request, one `schedule` each or (`many`) one
 //!   `schedule_many` → their ids in order.
 //! - `fired`: every recorded firing, in order. `runs`: every native alarm invocation with its
+//!   `RunReport`, or (`error`) why `run_due` failed. `events`: every lifecycle event, in
+//!   order, as `{kind, task_id, detail}`.
+//! - `get {id}`, `list {kind?, status?, due_from?, due_before?, limit?}` (a `Filter`; `limit`
+//!   a `u64`, saturated to `usize`), `cancel {id}`, `requeue {id}`.
+//! - `defer {id, at_ms}`: `Alarms::defer` from outside a handler (the `defer` task calls it
+//!   from inside one).
+//! - `run_at {now_ms}`: the test hook `run_due_at`, runs what is due at `now_ms` → the
 //!   `RunReport`.
-//! - `get {id}`, `list {kind?, status?}`, `cancel {id}`, `requeue {id}`.
-//! - `run_at {now_ms}`: the test hook, runs what is due at `now_ms` → the `RunReport`.
 //! - `alarm`: the native alarm time (`getAlarm`), or null. `lose_alarm`: deletes it behind
 //!   the scheduler's back. `batch_limit`: the library's `DEFAULT_BATCH_LIMIT`, which
-//!   `alarm()` uses.
+//!   `alarm()` uses unless `set_batch_limit {limit}` (a `u64`, saturated to `usize`) set
+//!   another for this instance of the object (until the runtime restarts).
 //! - `brick {id}`: stores, straight in the scheduler's table, a task due at
 //!   9999-12-31 (what a release that accepted such times stored, and then could never arm).
+//! - `poison {id, column}`: stores, straight in the scheduler's table, a due task whose
+//!   `column` (`due_ms` or `max_backoff_ms`) holds a REAL (`now + 0.5`, or 2^63 as stored
+//!   by a release that let `Duration::MAX` through): a row that does not decode.
 //!
 //! A body that does not decode answers 400 with the reason, as a user's worker would.
 
 use std::time::Duration;
 
+use lumenize_alarms::core::Event;
 use lumenize_alarms::{Alarms, Filter, Kind, MissedTicks, Options, RetryPolicy, Scheduled, Status, When};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -50,6 +71,17 @@ pub enum Task {
     /// Records, then cancels the task `id` (another task, or none: a cancel that removes
     /// nothing is no failure).
     Cancel { label: String, id: String },
+    /// Records, then, while this label has been recorded at most `times` times, defers
+    /// itself (`Alarms::defer`) to `at_ms`, or to `delay_ms` after its due time; a defer
+    /// the library refuses fails the attempt with its error.
+    Defer {
+        label: String,
+        times: u32,
+        #[serde(default)]
+        delay_ms: u64,
+        #[serde(default)]
+        at_ms: Option<i64>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -58,6 +90,7 @@ enum WhenReq {
     AfterMs(u64),
     AtMs(i64),
     Cron(String),
+    CronIn { expr: String, zone: String },
     EveryMs(u64),
 }
 
@@ -67,8 +100,32 @@ impl WhenReq {
             WhenReq::AfterMs(ms) => Ok(When::after(Duration::from_millis(ms))),
             WhenReq::AtMs(ms) => Ok(When::at_unix_ms(ms)),
             WhenReq::Cron(expr) => When::cron(&expr),
+            WhenReq::CronIn { expr, zone } => When::cron_in(&expr, &zone),
             WhenReq::EveryMs(ms) => When::every(Duration::from_millis(ms)),
         }
+    }
+}
+
+/// Every field of a `RetryPolicy`, durations in milliseconds as `u64`.
+#[derive(Deserialize)]
+struct RetryReq {
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    #[serde(default)]
+    initial_backoff_ms: Option<u64>,
+    #[serde(default)]
+    max_backoff_ms: Option<u64>,
+    #[serde(default)]
+    factor: Option<u32>,
+}
+
+impl RetryReq {
+    fn policy(&self) -> RetryPolicy {
+        let default = RetryPolicy::default();
+        let ms = |v: Option<u64>, d: i64| v.map_or(Duration::from_millis(u64::try_from(d).unwrap_or(0)), Duration::from_millis);
+        RetryPolicy::attempts(self.max_attempts.unwrap_or(default.max_attempts))
+            .backoff(ms(self.initial_backoff_ms, default.initial_backoff_ms), ms(self.max_backoff_ms, default.max_backoff_ms))
+            .factor(self.factor.unwrap_or(default.factor))
     }
 }
 
@@ -85,21 +142,39 @@ struct ScheduleReq<P> {
     #[serde(default)]
     backoff_ms: Option<u64>,
     #[serde(default)]
+    retry: Option<RetryReq>,
+    #[serde(default)]
+    missed: Option<MissedTicks>,
+    #[serde(default)]
     burst: bool,
 }
 
 impl<P> ScheduleReq<P> {
     fn options(&self) -> Options {
-        let mut opts = Options { id: self.id.clone(), keep_existing: self.keep_existing, ..Options::default() };
+        let mut opts = self.id.clone().map_or_else(Options::default, Options::id);
+        if self.keep_existing {
+            opts = opts.keep_existing();
+        }
         if let Some(n) = self.attempts {
             let backoff = Duration::from_millis(self.backoff_ms.unwrap_or(100));
-            opts = opts.retry(RetryPolicy::attempts(n).backoff(backoff, backoff * 8));
+            opts = opts.retry(RetryPolicy::attempts(n).backoff(backoff, backoff.saturating_mul(8)));
+        }
+        if let Some(retry) = &self.retry {
+            opts = opts.retry(retry.policy());
         }
         if self.burst {
             opts = opts.missed(MissedTicks::Burst);
         }
+        if let Some(missed) = self.missed {
+            opts = opts.missed(missed);
+        }
         opts
     }
+}
+
+#[derive(Deserialize)]
+struct ManyReq {
+    tasks: Vec<ScheduleReq<Task>>,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +199,29 @@ struct BurstReq {
 struct ListReq {
     kind: Option<Kind>,
     status: Option<Status>,
+    #[serde(default)]
+    due_from: Option<i64>,
+    #[serde(default)]
+    due_before: Option<i64>,
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct DeferReq {
+    id: String,
+    at_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct LimitReq {
+    limit: u64,
+}
+
+#[derive(Deserialize)]
+struct PoisonReq {
+    id: String,
+    column: String,
 }
 
 #[derive(Deserialize)]
@@ -146,7 +244,7 @@ struct Fired {
     attempt: i64,
 }
 
-/// One native alarm invocation and what its `run_due` reported.
+/// One native alarm invocation and what its `run_due` reported, or why it failed.
 #[derive(Serialize, Deserialize)]
 struct Run {
     at_ms: i64,
@@ -155,6 +253,36 @@ struct Run {
     died: i64,
     interrupted: i64,
     more_due: i64,
+    error: Option<String>,
+}
+
+/// One lifecycle event, as the `on_event` hook saw it.
+#[derive(Serialize, Deserialize)]
+struct Recorded {
+    kind: String,
+    task_id: String,
+    /// The event's other fields, as JSON.
+    detail: String,
+}
+
+impl Recorded {
+    fn of(event: &Event<'_>) -> Recorded {
+        let (kind, task, detail) = match event {
+            Event::Scheduled(task) => ("scheduled", Some(*task), serde_json::json!({ "due_ms": task.due_ms })),
+            Event::Started { task, lateness_ms } => ("started", Some(*task), serde_json::json!({ "attempt": task.attempts, "lateness_ms": lateness_ms })),
+            Event::Succeeded { task, next_ms } => ("succeeded", Some(*task), serde_json::json!({ "next_ms": next_ms })),
+            Event::Retrying { task, error, next_ms } => ("retrying", Some(*task), serde_json::json!({ "error": error, "next_ms": next_ms })),
+            Event::Dead { task, error } => ("dead", Some(*task), serde_json::json!({ "error": error })),
+            Event::CutShort { task, lateness_ms } => ("cut_short", Some(*task), serde_json::json!({ "lateness_ms": lateness_ms })),
+            other => ("other", None, serde_json::json!({ "debug": format!("{other:?}") })),
+        };
+        Recorded { kind: kind.to_owned(), task_id: task.map(|t| t.id.clone()).unwrap_or_default(), detail: detail.to_string() }
+    }
+}
+
+/// `n` as a `usize`, saturated (on wasm32 a `usize` is 32 bits).
+fn saturate(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// A SQLite-backed object using lumenize-alarms.
@@ -224,6 +352,14 @@ impl AlarmsDO {
                 alarms.cancel(&id)?;
                 Ok(())
             }
+            Task::Defer { label, times, delay_ms, at_ms } => {
+                self.record(&label, &info)?;
+                if self.times_recorded(&label)? <= i64::from(times) {
+                    let at = at_ms.unwrap_or_else(|| info.due_ms.saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX)));
+                    alarms.defer(&info.id, at).map_err(|e| Error::RustError(format!("defer refused: {e}")))?;
+                }
+                Ok(())
+            }
             Task::Spawn { label, count } => {
                 self.record(&label, &info)?;
                 for i in 0..count {
@@ -273,11 +409,22 @@ impl DurableObject for AlarmsDO {
             .storage()
             .sql()
             .exec(
-                "CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER, succeeded INTEGER, retrying INTEGER, died INTEGER, interrupted INTEGER, more_due INTEGER)",
+                "CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER, succeeded INTEGER, retrying INTEGER, died INTEGER, interrupted INTEGER, more_due INTEGER, error TEXT)",
                 None,
             )
             .expect("create runs table");
+        state
+            .storage()
+            .sql()
+            .exec("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, task_id TEXT, detail TEXT)", None)
+            .expect("create events table");
         let alarms = Alarms::open(&state).expect("a SQLite-backed object");
+        let sql = state.storage().sql();
+        alarms.on_event(move |event| {
+            let e = Recorded::of(event);
+            // Best effort: an event that cannot be recorded must not fail the step it reports.
+            let _ = sql.exec("INSERT INTO events (kind, task_id, detail) VALUES (?, ?, ?)", vec![e.kind.into(), e.task_id.into(), e.detail.into()]);
+        });
         let raw = Alarms::open(&state).expect("a SQLite-backed object");
         Self { state, alarms, raw }
     }
@@ -334,6 +481,25 @@ impl DurableObject for AlarmsDO {
                     Err(e) => lib_error(e),
                 }
             }
+            "schedule_many" => {
+                let r: ManyReq = body!(req);
+                let mut tasks = Vec::with_capacity(r.tasks.len());
+                for t in r.tasks {
+                    let opts = t.options();
+                    match t.when.into_when() {
+                        Ok(when) => tasks.push((when, t.task, opts)),
+                        Err(e) => return lib_error(e),
+                    }
+                }
+                match alarms.schedule_many_with(tasks).await {
+                    Ok(ids) => json(&ids),
+                    Err(e) => lib_error(e),
+                }
+            }
+            "events" => {
+                let events: Vec<Recorded> = self.sql().exec("SELECT kind, task_id, detail FROM events ORDER BY seq", None)?.to_array()?;
+                json(&events)
+            }
             "fired" => {
                 let fired: Vec<Fired> = self.sql().exec("SELECT label, task_id, due_ms, fired_ms, attempt FROM fired ORDER BY seq", None)?.to_array()?;
                 json(&fired)
@@ -341,7 +507,7 @@ impl DurableObject for AlarmsDO {
             "runs" => {
                 let runs: Vec<Run> = self
                     .sql()
-                    .exec("SELECT at_ms, succeeded, retrying, died, interrupted, more_due FROM runs ORDER BY seq", None)?
+                    .exec("SELECT at_ms, succeeded, retrying, died, interrupted, more_due, error FROM runs ORDER BY seq", None)?
                     .to_array()?;
                 json(&runs)
             }
@@ -351,7 +517,7 @@ impl DurableObject for AlarmsDO {
             }
             "list" => {
                 let r: ListReq = body!(req);
-                let filter = Filter { kind: r.kind, status: r.status, ..Filter::default() };
+                let filter = Filter { kind: r.kind, status: r.status, due_from: r.due_from, due_before: r.due_before, limit: r.limit.map(saturate) };
                 json(&alarms.list(&filter)?)
             }
             "cancel" => {
@@ -362,6 +528,13 @@ impl DurableObject for AlarmsDO {
                 let r: IdReq = body!(req);
                 match alarms.requeue(&r.id).await {
                     Ok(task) => json(&task),
+                    Err(e) => lib_error(e),
+                }
+            }
+            "defer" => {
+                let r: DeferReq = body!(req);
+                match alarms.defer(&r.id, r.at_ms) {
+                    Ok(()) => json(&"deferred"),
                     Err(e) => lib_error(e),
                 }
             }
@@ -377,6 +550,12 @@ impl DurableObject for AlarmsDO {
             // retrying a failed alarm.
             "lose_alarm" => json(&self.state.storage().delete_alarm().await?),
             "batch_limit" => json(&lumenize_alarms::DEFAULT_BATCH_LIMIT),
+            "set_batch_limit" => {
+                let r: LimitReq = body!(req);
+                // The handle's clones share its settings: this sets the limit `alarm()` uses.
+                let _ = alarms.clone().batch_limit(saturate(r.limit));
+                json(&"set")
+            }
             "brick" => {
                 let r: IdReq = body!(req);
                 self.sql().exec(
@@ -387,14 +566,36 @@ impl DurableObject for AlarmsDO {
                 )?;
                 json(&"stored")
             }
+            "poison" => {
+                let r: PoisonReq = body!(req);
+                let now = Date::now().as_millis() as i64;
+                #[allow(clippy::cast_precision_loss)] // a time is far below 2^53
+                let due: SqlStorageValue = match r.column.as_str() {
+                    "due_ms" => (now as f64 + 0.5).into(),
+                    "max_backoff_ms" => now.into(),
+                    _ => return Response::error(format!("no poison for column {:?}: due_ms or max_backoff_ms", r.column), 400),
+                };
+                let max_backoff: SqlStorageValue = if r.column == "max_backoff_ms" { 9_223_372_036_854_775_807_f64.into() } else { 300_000_i64.into() };
+                self.sql().exec(
+                    "INSERT INTO _lumenize_alarms (id, kind, due_ms, tick_ms, payload, status, attempts, max_attempts, backoff_ms, \
+                     backoff_factor, max_backoff_ms, missed, created_ms) \
+                     VALUES (?, 'once', ?, ?, '{\"type\":\"record\",\"label\":\"poisoned\"}', 'pending', 0, 3, 1000, 2, ?, 'skip', 0)",
+                    vec![r.id.into(), due.clone(), due, max_backoff],
+                )?;
+                json(&"stored")
+            }
             _ => Response::error("not found", 404),
         }
     }
 
+    /// Runs what is due and records the invocation, failed ones too (then fails as before,
+    /// so that the runtime's own retry of a failed alarm is what the tests see).
     async fn alarm(&self) -> Result<Response> {
-        let report = self.alarms.run_due(async |task, info| self.handle(task, info).await).await?;
+        let result = self.alarms.run_due(async |task, info| self.handle(task, info).await).await;
+        let report = result.as_ref().cloned().unwrap_or_default();
+        let error = result.as_ref().err().map(ToString::to_string);
         self.sql().exec(
-            "INSERT INTO runs (at_ms, succeeded, retrying, died, interrupted, more_due) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (at_ms, succeeded, retrying, died, interrupted, more_due, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
             vec![
                 (Date::now().as_millis() as i64).into(),
                 i64::from(report.succeeded).into(),
@@ -402,8 +603,10 @@ impl DurableObject for AlarmsDO {
                 i64::from(report.died).into(),
                 i64::from(report.interrupted).into(),
                 i64::from(report.more_due).into(),
+                error.map_or(SqlStorageValue::Null, SqlStorageValue::from),
             ],
         )?;
+        result?;
         Response::ok("ran")
     }
 }

@@ -5,8 +5,8 @@
 use serde_json::{json, Value};
 
 use crate::chaos::invalid::MAX_TIME_MS;
-use crate::chaos::model::{End, Expect, Model, Outcome, Request, Task};
-use crate::chaos::plan::{Burst, Handler, Op, Schedule, TaskRef, When};
+use crate::chaos::model::{End, Expect, Model, Outcome, Request, Task, MAX_ATTEMPTS};
+use crate::chaos::plan::{Burst, Handler, Many, Op, Retry, Schedule, TaskRef, When, FAR_MS};
 use crate::chaos::wire::Stored;
 use crate::chaos::now_ms;
 use crate::http::Client;
@@ -35,6 +35,9 @@ enum Effect {
     Schedule { task: usize, when: Due, id: Option<String>, keep_existing: bool },
     /// Tasks `first .. first + n` were scheduled in one burst.
     Burst { first: usize, n: u32 },
+    /// Tasks `first .. first + n` were scheduled in one `schedule_many` under `ids`; those
+    /// at `stored` are the ones that must be stored.
+    Many { first: usize, n: u32, ids: Vec<String>, stored: Vec<usize> },
     /// A cancel of `id`.
     Cancel { id: String },
     /// A requeue of `id`.
@@ -72,6 +75,7 @@ pub(crate) fn prepare(model: &mut Model, step: u64, object: usize, op: &Op) -> P
     match op {
         Op::Schedule(s) => schedule(model, step, object, s),
         Op::Burst(b) => burst(model, step, object, b),
+        Op::Many(m) => many(model, step, object, m),
         Op::Cancel(target) => {
             let id = resolve(&model.objects[object], target);
             base("cancel", "cancel".into(), json!({ "id": id }), Expect::Ok, Effect::Cancel { id })
@@ -84,7 +88,13 @@ pub(crate) fn prepare(model: &mut Model, step: u64, object: usize, op: &Op) -> P
             let id = resolve(&model.objects[object], target);
             base("get", "get".into(), json!({ "id": id }), Expect::Ok, Effect::Inspect)
         }
-        Op::List { kind, status } => base("list", "list".into(), json!({ "kind": kind, "status": status }), Expect::Ok, Effect::Inspect),
+        Op::List { kind, status, due, limit } => {
+            let mut body = json!({ "kind": kind, "status": status, "limit": limit });
+            if let Some((from, before)) = due {
+                (body["due_from"], body["due_before"]) = (json!(from), json!(before));
+            }
+            base("list", "list".into(), body, Expect::Ok, Effect::Inspect)
+        }
         Op::RunAt { behind_ms } => {
             let at = now_ms() - i64::try_from(*behind_ms).unwrap_or(0);
             base("run_at", "run_at".into(), json!({ "now_ms": at }), Expect::Ok, Effect::None)
@@ -173,6 +183,9 @@ fn schedule(model: &mut Model, step: u64, object: usize, s: &Schedule) -> Prepar
     if let Some(b) = s.backoff_ms {
         body["backoff_ms"] = json!(b);
     }
+    if let Some(r) = &s.retry {
+        body["retry"] = json!(r);
+    }
     if let Handler::Cancel { target } = &s.handler {
         let target = resolve(o, target);
         o.doom(&target);
@@ -181,8 +194,13 @@ fn schedule(model: &mut Model, step: u64, object: usize, s: &Schedule) -> Prepar
     task.recurring = s.when.recurring();
     task.far = s.when.far();
     if let Some(a) = s.attempts {
-        // The sandbox applies `backoff_ms` (default 100) only with explicit attempts.
-        (task.attempts, task.backoff_ms) = (a.max(1), s.backoff_ms.unwrap_or(100));
+        // The sandbox applies `backoff_ms` (default 100) only with explicit attempts, capped
+        // at 8 times it.
+        let backoff = s.backoff_ms.unwrap_or(100);
+        (task.attempts, task.backoff_ms, task.max_backoff_ms) = (a.clamp(1, MAX_ATTEMPTS), backoff, backoff.saturating_mul(8));
+    }
+    if let Some(r) = &s.retry {
+        apply_retry(&mut task, r);
     }
     let failures = if let Handler::Fail { times } = s.handler { times } else { 0 };
     task.end = End::of(&task, failures);
@@ -209,6 +227,52 @@ fn schedule(model: &mut Model, step: u64, object: usize, s: &Schedule) -> Prepar
         expect: Expect::Ok,
         effect: Effect::Schedule { task, when: due, id: s.id.clone(), keep_existing: s.keep_existing },
     }
+}
+
+/// A whole retry policy, as the library keeps it (attempts in `1 ..= MAX_ATTEMPTS`; the
+/// backoffs and the factor are clamped where the delays are computed, `Task::delay_after`).
+fn apply_retry(task: &mut Task, r: &Retry) {
+    (task.attempts, task.backoff_ms, task.max_backoff_ms, task.factor) = (r.max_attempts.clamp(1, MAX_ATTEMPTS), r.initial_backoff_ms, r.max_backoff_ms, r.factor);
+}
+
+/// `schedule_many` of far tasks under explicit ids, some repeated: each task is in the model;
+/// the one stored under an id is the last that does not keep an earlier one (as one schedule
+/// after another would do), the others are never stored.
+fn many(model: &mut Model, step: u64, object: usize, m: &Many) -> Prepared {
+    let now = now_ms();
+    let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let o = &mut model.objects[object];
+    let first = o.tasks.len();
+    let mut items = Vec::with_capacity(m.items.len());
+    let mut winner: Vec<(String, usize)> = Vec::new();
+    for (i, item) in m.items.iter().enumerate() {
+        let at = match item.when {
+            When::AtMax => MAX_TIME_MS,
+            When::AtFutureMs(d) => now + ms(d),
+            _ => now + ms(FAR_MS),
+        };
+        let label = format!("{}-{i}", m.label);
+        let mut body = json!({ "when": { "at_ms": at }, "id": item.id, "keep_existing": item.keep_existing, "burst": item.burst_missed, "task": { "type": "record", "label": label } });
+        let mut task = Task::new(label, step, Handler::Record, End::Remains, at);
+        task.far = true;
+        task.due_ms = Some(at);
+        if let Some(r) = &item.retry {
+            body["retry"] = json!(r);
+            apply_retry(&mut task, r);
+        }
+        items.push(body);
+        let index = o.add(task);
+        match winner.iter_mut().find(|(id, _)| *id == item.id) {
+            Some(w) if !item.keep_existing => w.1 = index,
+            Some(_) => {}
+            None => winner.push((item.id.clone(), index)),
+        }
+    }
+    let n = u32::try_from(m.items.len()).unwrap_or(u32::MAX);
+    let ids: Vec<String> = m.items.iter().map(|i| i.id.clone()).collect();
+    let stored: Vec<usize> = winner.into_iter().map(|(_, i)| i).collect();
+    let body = json!({ "tasks": items });
+    Prepared { step, object, route: "schedule_many", body: body.to_string(), what: "schedule_many (explicit ids)".into(), expect: Expect::Ok, effect: Effect::Many { first, n, ids, stored } }
 }
 
 fn burst(model: &mut Model, step: u64, object: usize, b: &Burst) -> Prepared {
@@ -262,6 +326,7 @@ pub(crate) fn absorb(model: &mut Model, p: &Prepared, sent_ms: i64, done_ms: i64
                 t.certain = false;
             }
         }
+        (Effect::Many { first, n, ids, stored }, v) => batched(model, p, *first, *n, ids, stored, v.as_ref()),
         (Effect::Cancel { id }, v) => cancelled(model, p, id, v, done_ms),
         (Effect::Requeue { id }, v) => requeued(model, p, id, v, sent_ms, &outcome),
         (Effect::Inspect, Some(v)) => {
@@ -379,6 +444,35 @@ fn bursted(model: &mut Model, p: &Prepared, first: usize, n: u32, v: &Value) {
     let o = &mut model.objects[p.object];
     for (i, id) in ids.iter().enumerate() {
         o.set_id(first + i, id, Some((p.step, u32::try_from(i).unwrap_or(u32::MAX))));
+    }
+}
+
+/// The answer of a `schedule_many`: the ids in order. The tasks it did not store are never
+/// stored; without an answer, none is certain.
+fn batched(model: &mut Model, p: &Prepared, first: usize, n: u32, ids: &[String], stored: &[usize], v: Option<&Value>) {
+    let o = &mut model.objects[p.object];
+    for i in first..first + n as usize {
+        let t = &mut o.tasks[i];
+        if !stored.contains(&i) {
+            t.never_stored = true;
+        }
+        if v.is_none() {
+            t.certain = false;
+        }
+    }
+    let Some(v) = v else { return };
+    let answered: Vec<&str> = v.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    if answered != ids.iter().map(String::as_str).collect::<Vec<_>>() {
+        model.problem(p.object, format!("step {}: schedule_many of ids {ids:?} answered {}", p.step, cut(&v.to_string())));
+        return;
+    }
+    let o = &mut model.objects[p.object];
+    for &w in stored {
+        let id = &ids[w - first];
+        // Every reference of the step to this id names the task stored under it.
+        for (k, _) in ids.iter().enumerate().filter(|(_, other)| *other == id) {
+            o.set_id(w, id, Some((p.step, u32::try_from(k).unwrap_or(u32::MAX))));
+        }
     }
 }
 

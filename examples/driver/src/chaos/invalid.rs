@@ -12,7 +12,7 @@ use serde_json::json;
 pub const MAX_TIME_MS: i64 = 9_223_372_036_854;
 
 /// Routes that decode a JSON body.
-const ROUTES: [&str; 8] = ["schedule", "schedule_raw", "burst", "cancel", "requeue", "get", "list", "run_at"];
+const ROUTES: [&str; 10] = ["schedule", "schedule_raw", "schedule_many", "burst", "cancel", "requeue", "get", "list", "run_at", "defer"];
 
 /// One invalid input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,12 +51,35 @@ pub enum Invalid {
     },
     /// The test hook at a time past the range.
     RunAtAfterMax,
+    /// A time at an edge of `i64` or of what a JavaScript number holds exactly.
+    AtExtreme {
+        /// `i64::MIN`, `i64::MAX`, 2^53 or 2^53 + 1.
+        ms: i64,
+    },
+    /// A delay or an interval of `u64::MAX` milliseconds.
+    DurationMax {
+        /// An interval, rather than a delay.
+        every: bool,
+    },
+    /// The test hook at `i64::MIN`.
+    RunAtMin,
+    /// A cron expression in a time zone no build knows (`When::cron_in`).
+    UnknownZone,
+    /// An explicit id of 513 bytes of multi-byte characters (171 times a 3-byte one).
+    UnicodeIdTooLong,
+    /// A `schedule_many` batch whose last task has a time past the range: none is stored.
+    ManyAfterMax,
+    /// `defer` from outside a handler: no handler of that task is running.
+    DeferOutside,
 }
+
+/// The times [`Invalid::AtExtreme`] draws from.
+const EXTREME_TIMES: [i64; 4] = [i64::MIN, i64::MAX, 1 << 53, (1 << 53) + 1];
 
 impl Invalid {
     /// One drawn at random.
     pub(crate) fn draw(rng: &mut ChaCha8Rng) -> Invalid {
-        match rng.random_range(0..14) {
+        match rng.random_range(0..21) {
             0 => Invalid::BadCron,
             1 => Invalid::CronNeverFires,
             2 => Invalid::AtNegative,
@@ -70,7 +93,14 @@ impl Invalid {
             10 => Invalid::WrongShape,
             11 => Invalid::UnknownTask,
             12 => Invalid::BurstAfterMax { many: rng.random_bool(0.5) },
-            _ => Invalid::RunAtAfterMax,
+            13 => Invalid::RunAtAfterMax,
+            14 => Invalid::AtExtreme { ms: EXTREME_TIMES[rng.random_range(0..EXTREME_TIMES.len())] },
+            15 => Invalid::DurationMax { every: rng.random_bool(0.5) },
+            16 => Invalid::RunAtMin,
+            17 => Invalid::UnknownZone,
+            18 => Invalid::UnicodeIdTooLong,
+            19 => Invalid::ManyAfterMax,
+            _ => Invalid::DeferOutside,
         }
     }
 
@@ -92,6 +122,14 @@ impl Invalid {
             Invalid::UnknownTask => "unknown task variant",
             Invalid::BurstAfterMax { .. } => "burst at MAX+1",
             Invalid::RunAtAfterMax => "test hook at MAX+1",
+            Invalid::AtExtreme { .. } => "time at an i64 or 2^53 edge",
+            Invalid::DurationMax { every: false } => "delay u64::MAX ms",
+            Invalid::DurationMax { every: true } => "interval u64::MAX ms",
+            Invalid::RunAtMin => "test hook at i64::MIN",
+            Invalid::UnknownZone => "unknown time zone",
+            Invalid::UnicodeIdTooLong => "unicode id > 512 bytes",
+            Invalid::ManyAfterMax => "schedule_many with one at MAX+1",
+            Invalid::DeferOutside => "defer outside a handler",
         }
     }
 
@@ -101,7 +139,9 @@ impl Invalid {
         match self {
             Invalid::BadJson { route } => route,
             Invalid::BurstAfterMax { .. } => "burst",
-            Invalid::RunAtAfterMax => "run_at",
+            Invalid::RunAtAfterMax | Invalid::RunAtMin => "run_at",
+            Invalid::ManyAfterMax => "schedule_many",
+            Invalid::DeferOutside => "defer",
             _ => "schedule",
         }
     }
@@ -128,6 +168,18 @@ impl Invalid {
             Invalid::UnknownTask => json!({ "when": { "after_ms": 0 }, "task": { "type": "explode", "label": label } }).to_string(),
             Invalid::BurstAfterMax { many } => json!({ "n": 3, "label": label, "at_ms": MAX_TIME_MS + 1, "many": many }).to_string(),
             Invalid::RunAtAfterMax => json!({ "now_ms": MAX_TIME_MS + 1 }).to_string(),
+            Invalid::AtExtreme { ms } => schedule(json!({ "at_ms": ms })),
+            Invalid::DurationMax { every: false } => schedule(json!({ "after_ms": u64::MAX })),
+            Invalid::DurationMax { every: true } => schedule(json!({ "every_ms": u64::MAX })),
+            Invalid::RunAtMin => json!({ "now_ms": i64::MIN }).to_string(),
+            Invalid::UnknownZone => schedule(json!({ "cron_in": { "expr": "0 8 * * *", "zone": "Mars/Olympus_Mons" } })),
+            Invalid::UnicodeIdTooLong => json!({ "when": { "after_ms": 0 }, "id": "\u{20ac}".repeat(171), "task": task }).to_string(),
+            Invalid::ManyAfterMax => {
+                let ok = json!({ "when": { "after_ms": 0 }, "task": task });
+                let bad = json!({ "when": { "at_ms": MAX_TIME_MS + 1 }, "task": task });
+                json!({ "tasks": [ok, bad] }).to_string()
+            }
+            Invalid::DeferOutside => json!({ "id": label, "at_ms": 0 }).to_string(),
         }
     }
 
@@ -144,6 +196,11 @@ impl Invalid {
             Invalid::PayloadTooLarge => "the task's payload is 1000029 bytes, over the limit of 1000000",
             Invalid::IdTooLong => "the task's id is 513 bytes, over the limit of 512",
             Invalid::BadJson { .. } | Invalid::WrongShape | Invalid::UnknownTask => "bad request body",
+            Invalid::AtExtreme { .. } | Invalid::DurationMax { .. } | Invalid::RunAtMin => "ms is out of range",
+            Invalid::UnknownZone => "invalid time zone \"Mars/Olympus_Mons\"",
+            Invalid::UnicodeIdTooLong => "the task's id is 513 bytes, over the limit of 512",
+            Invalid::ManyAfterMax => "time 9223372036855 ms is out of range",
+            Invalid::DeferOutside => "no task with id",
         }
     }
 }
@@ -158,7 +215,7 @@ mod tests {
     fn every_invalid_input_is_drawn_and_its_body_is_what_it_says() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let drawn: std::collections::BTreeSet<&str> = (0..500).map(|_| Invalid::draw(&mut rng).name()).collect();
-        assert_eq!(drawn.len(), 14, "{drawn:?}");
+        assert_eq!(drawn.len(), 22, "{drawn:?}");
         assert!(serde_json::from_str::<serde_json::Value>(&Invalid::BadJson { route: "get" }.body("l")).is_err());
         assert!(Invalid::PayloadTooLarge.body("l").len() > 1_000_000);
         let v: serde_json::Value = serde_json::from_str(&Invalid::AtAfterMax.body("l")).unwrap();

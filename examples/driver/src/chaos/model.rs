@@ -40,18 +40,22 @@ impl End {
             Handler::Undecodable => End::Dies("no longer deserialises"),
             Handler::Reschedule { delay_ms } if delay_ms >= FAR_MS => End::Dies("is out of range"),
             Handler::Fail { .. } if failures > 0 => {
-                if task.attempts <= 1 {
-                    End::Dies("planned failure")
-                } else if task.backoff_ms > u64::try_from(MAX_TIME_MS / 2).unwrap_or(u64::MAX) {
-                    // The first retry would fall after the range (the plan's huge backoff).
-                    End::Dies("(no retry: ")
-                } else if task.backoff_ms >= FAR_MS {
-                    End::Remains
-                } else if failures >= task.attempts {
-                    End::Dies("planned failure")
-                } else {
-                    End::Succeeds
+                // Attempt k fails (k = 1 ..= failures): the last attempt dies; otherwise its
+                // retry comes after the policy's delay, which may put it after the range
+                // (dies at once) or past the run (remains pending).
+                for k in 1..=failures {
+                    if k >= task.attempts {
+                        return End::Dies("planned failure");
+                    }
+                    let delay = task.delay_after(k);
+                    if delay > MAX_TIME_MS / 2 {
+                        return End::Dies("(no retry: ");
+                    }
+                    if delay >= i64::try_from(FAR_MS).unwrap_or(i64::MAX) {
+                        return End::Remains;
+                    }
                 }
+                End::Succeeds
             }
             _ => End::Succeeds,
         }
@@ -87,6 +91,10 @@ pub struct Task {
     /// The backoff after the first failure, as the sandbox applies it (default 1 s; the
     /// request's `backoff_ms` only with explicit attempts).
     pub backoff_ms: u64,
+    /// The growth of the backoff (default 2).
+    pub factor: u32,
+    /// The longest backoff (default 5 minutes; 8 times `backoff_ms` in the short form).
+    pub max_backoff_ms: u64,
     /// Its interval, for an interval task.
     pub interval_ms: Option<i64>,
     /// Its first due time as the answer gave it.
@@ -129,6 +137,8 @@ impl Task {
             far: false,
             attempts: 3,
             backoff_ms: 1_000,
+            factor: 2,
+            max_backoff_ms: 300_000,
             interval_ms: None,
             due_ms: None,
             not_before_ms,
@@ -144,6 +154,36 @@ impl Task {
         }
     }
 }
+
+impl Task {
+    /// The wait after failed attempt `attempt` (1-based), as the library computes it from the
+    /// policy once it is in range: every backoff at most [`MAX_BACKOFF_MS`], the factor in
+    /// `1 ..= MAX_FACTOR`, the maximum at least the first wait.
+    #[must_use]
+    pub fn delay_after(&self, attempt: u32) -> i64 {
+        let clamp = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX).min(MAX_BACKOFF_MS);
+        let (initial, max) = (clamp(self.backoff_ms), clamp(self.max_backoff_ms));
+        let max = max.max(initial);
+        let mut delay = initial;
+        for _ in 1..attempt {
+            if delay >= max {
+                break;
+            }
+            delay = delay.saturating_mul(i64::from(self.factor.clamp(1, MAX_FACTOR)));
+        }
+        delay.min(max)
+    }
+}
+
+/// The longest backoff the library stores (it clamps longer ones): the latest time the
+/// runtime arms, so that a retry after it falls after the range and its task dies
+/// (`lumenize_alarms::core::MAX_BACKOFF_MS`).
+pub(crate) const MAX_BACKOFF_MS: i64 = MAX_TIME_MS;
+/// The most attempts a task makes (`lumenize_alarms::core::MAX_ATTEMPTS`): more are clamped.
+pub(crate) const MAX_ATTEMPTS: u32 = 1_000;
+/// The largest growth factor of a backoff (`lumenize_alarms::core::MAX_FACTOR`): a larger
+/// one is clamped, and 0 is 1.
+pub(crate) const MAX_FACTOR: u32 = 1_000;
 
 /// What a label the run used stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
 use crate::chaos::call_plan::{CallHistory, CallOp, CALL_EVERY, ORIGINS};
-use crate::chaos::invalid::Invalid;
+use crate::chaos::invalid::{Invalid, MAX_TIME_MS};
 
 /// Explicit ids per object that one-shot tasks share (`x0`, `x1`, ...): they collide, so
 /// scheduling one upserts (or, with `keep_existing`, keeps) the task already there.
@@ -26,6 +26,21 @@ pub const PANIC_EVERY: u64 = 150;
 pub const LOSE_ALARM_EVERY: u64 = 160;
 /// How many tasks of its history per object the plan remembers to act on later.
 const HISTORY: usize = 48;
+/// How many explicit ids at the edges of what the library accepts there are ([`extreme_id`]).
+pub(crate) const EXTREME_IDS: u32 = 4;
+
+/// Explicit id `k` (`0 .. EXTREME_IDS`) at the edges of what the library accepts, shared by
+/// one-shot tasks like the `x` ids: the longest (512 bytes, in ASCII and in four-byte
+/// characters), and unicode of several scripts and directions, with quotes and backslashes.
+#[must_use]
+pub(crate) fn extreme_id(k: u32) -> String {
+    match k % EXTREME_IDS {
+        0 => "\u{1F389}".repeat(128),
+        1 => "x".repeat(512),
+        2 => "t\u{e2}che-\u{65e5}\u{672c}-\u{645}\u{647}\u{645}\u{629} \"quoted\" \\ back/slash".to_owned(),
+        _ => "\u{202e}rtl\u{200b}zero-width\u{fe0f}".to_owned(),
+    }
+}
 
 /// One step of the plan, and how long to pause after it (drawn too: the pace of a run
 /// depends on the seed as well).
@@ -95,12 +110,19 @@ pub enum Op {
     Requeue(TaskRef),
     /// `get`.
     Get(TaskRef),
+    /// `schedule_many`: explicit ids (some repeated in the batch) and options per task.
+    Many(Many),
     /// `list`, with an optional filter.
     List {
         /// `once`, `cron` or `every`.
         kind: Option<&'static str>,
         /// `pending`, `running` or `dead`.
         status: Option<&'static str>,
+        /// Only tasks due in `from .. before` (either end at the edges of `i64`, or of the
+        /// accepted range).
+        due: Option<(i64, i64)>,
+        /// At most this many (0, 1, or `u64::MAX`).
+        limit: Option<u64>,
     },
     /// `run_at` for a time this many milliseconds before now (the test hook runs what is
     /// due, in a request, beside the alarm's runs; never early).
@@ -143,8 +165,49 @@ pub struct Schedule {
     pub attempts: Option<u32>,
     /// Backoff after the first failure (doubling, capped at 8 times it).
     pub backoff_ms: Option<u64>,
+    /// Every field of the retry policy (instead of `attempts` and `backoff_ms`).
+    pub retry: Option<Retry>,
     /// `MissedTicks::Burst` instead of `Skip` (recurring tasks).
     pub burst_missed: bool,
+}
+
+/// A whole `RetryPolicy`, durations in milliseconds as `u64` (the sandbox's `retry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Retry {
+    /// Attempts in all (0 means 1).
+    pub max_attempts: u32,
+    /// The wait after the first failure.
+    pub initial_backoff_ms: u64,
+    /// The longest wait.
+    pub max_backoff_ms: u64,
+    /// The growth of the wait.
+    pub factor: u32,
+}
+
+/// Backoffs at the edges: the largest `u64` and `i64`, 2^53 and its neighbours (where a
+/// JavaScript number stops holding every integer), and the latest time the runtime arms.
+/// Every one of them puts a retry after the accepted range.
+pub(crate) const EXTREME_BACKOFFS: [u64; 6] = [u64::MAX, 9_223_372_036_854_775_807, 1 << 53, (1 << 53) + 1, (1 << 53) - 1, 9_223_372_036_854];
+
+impl Retry {
+    /// A policy with a field or more at its edge: attempts 0, 1 or `u32::MAX`; backoffs 0,
+    /// small, an hour, or beyond every range; factors 0, 1, 2 or `u32::MAX`.
+    fn draw(rng: &mut ChaCha8Rng) -> Retry {
+        let max_attempts = [0, 1, 2, 4, u32::MAX][rng.random_range(0..5)];
+        let initial_backoff_ms = match rng.random_range(0..6) {
+            0 => 0,
+            1 => FAR_MS,
+            2 => EXTREME_BACKOFFS[rng.random_range(0..EXTREME_BACKOFFS.len())],
+            _ => rng.random_range(1..400),
+        };
+        let max_backoff_ms = match rng.random_range(0..4) {
+            0 => 0,
+            1 => EXTREME_BACKOFFS[rng.random_range(0..EXTREME_BACKOFFS.len())],
+            _ => rng.random_range(1..3_000),
+        };
+        let factor = [0, 1, 2, u32::MAX][rng.random_range(0..4)];
+        Retry { max_attempts, initial_backoff_ms, max_backoff_ms, factor }
+    }
 }
 
 /// When a task is due, as the plan says it (the executor reads the clock).
@@ -239,6 +302,31 @@ pub struct Burst {
     pub at_future_ms: Option<u64>,
     /// One `schedule_many` instead of `n` `schedule` calls.
     pub many: bool,
+}
+
+/// One `schedule_many` request: far tasks (they stay pending through the run) under ids of
+/// its own, repeated in the batch, each with its own options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Many {
+    /// Its tasks, in order: the `i`-th records `<label>-<i>`.
+    pub label: String,
+    /// Per task: its id (`m<step>-<k>` or an extreme variant), how far, and its options.
+    pub items: Vec<ManyItem>,
+}
+
+/// One task of a [`Many`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManyItem {
+    /// Its explicit id.
+    pub id: String,
+    /// `AtFutureMs` of an hour or more, or `AtMax`.
+    pub when: When,
+    /// Keep a task stored earlier in the batch under its id.
+    pub keep_existing: bool,
+    /// Its retry policy.
+    pub retry: Option<Retry>,
+    /// `MissedTicks::Burst`.
+    pub burst_missed: bool,
 }
 
 /// What the plan remembers of a task it scheduled, to act on it later.
@@ -378,6 +466,7 @@ impl Plan {
             keep_existing: false,
             attempts: None,
             backoff_ms: None,
+            retry: None,
             burst_missed: false,
         }
     }
@@ -388,6 +477,25 @@ impl Plan {
             1 => self.rng.random_range(1..50),
             _ => self.rng.random_range(50..3_000),
         }
+    }
+
+    /// A `schedule_many` of 1 to 6 far tasks under 1 to 3 ids of this step (so some repeat).
+    fn many(&mut self, index: u64, object: usize) -> Many {
+        let n = self.rng.random_range(1..=6);
+        let ids = self.rng.random_range(1..=3);
+        let items: Vec<ManyItem> = (0..n)
+            .map(|_| {
+                let k = self.rng.random_range(0..ids);
+                let id = if k == 2 { format!("m{index}-{}", extreme_id(2)) } else { format!("m{index}-{k}") };
+                let when = if self.rng.random_ratio(1, 4) { When::AtMax } else { When::AtFutureMs(self.rng.random_range(FAR_MS..365 * 86_400_000)) };
+                let retry = self.rng.random_ratio(1, 2).then(|| Retry::draw(&mut self.rng));
+                ManyItem { id, when, keep_existing: self.rng.random_ratio(1, 4), retry, burst_missed: self.rng.random_bool(0.5) }
+            })
+            .collect();
+        for item in &items {
+            self.remember(object, TaskRef::Id(item.id.clone()), Hint::Far);
+        }
+        Many { label: format!("s{index}"), items }
     }
 
     /// Every kind of request, weighted.
@@ -412,7 +520,11 @@ impl Plan {
             }
             // Explicit ids that collide: upsert, or keep the existing task.
             22..=31 => {
-                let id = format!("x{}", self.rng.random_range(0..EXPLICIT_IDS));
+                let id = if self.rng.random_ratio(1, 4) {
+                    extreme_id(self.rng.random_range(0..EXTREME_IDS))
+                } else {
+                    format!("x{}", self.rng.random_range(0..EXPLICIT_IDS))
+                };
                 let when = if self.rng.random_ratio(1, 5) {
                     When::AtFutureMs(self.rng.random_range(FAR_MS..10 * FAR_MS))
                 } else {
@@ -444,13 +556,23 @@ impl Plan {
                 let attempts = self.rng.random_range(1..=4);
                 let backoff_ms = match self.rng.random_range(0..10) {
                     0 => 10_000_000_000_000, // every retry falls after the range: dies
-                    1 => FAR_MS,             // the retry is pending at the end
+                    1 => EXTREME_BACKOFFS[self.rng.random_range(0..EXTREME_BACKOFFS.len())], // the same
+                    2 => FAR_MS,             // the retry is pending at the end
                     _ => self.rng.random_range(20..600),
                 };
+                let when = When::AfterMs(self.soon());
+                let handler = Handler::Fail { times };
+                if self.rng.random_ratio(1, 3) {
+                    // A whole policy, some of it at the edges.
+                    let retry = Retry::draw(&mut self.rng);
+                    let dies = times >= retry.max_attempts || retry.initial_backoff_ms > FAR_MS || retry.factor == u32::MAX;
+                    self.remember(object, me, if dies { Hint::Dying } else { Hint::Soon });
+                    return Op::Schedule(Schedule { retry: Some(retry), ..Self::schedule(index, when, handler) });
+                }
+                let attempts = if self.rng.random_ratio(1, 8) { u32::MAX } else { attempts };
                 let dies = times >= attempts || backoff_ms > FAR_MS;
                 self.remember(object, me, if dies { Hint::Dying } else { Hint::Soon });
-                let when = When::AfterMs(self.soon());
-                Op::Schedule(Schedule { attempts: Some(attempts), backoff_ms: Some(backoff_ms), ..Self::schedule(index, when, Handler::Fail { times }) })
+                Op::Schedule(Schedule { attempts: Some(attempts), backoff_ms: Some(backoff_ms), ..Self::schedule(index, when, handler) })
             }
             // Long handlers (cut short by kills and panics).
             41..=44 => {
@@ -499,11 +621,14 @@ impl Plan {
             61..=69 => Op::Cancel(self.pick_task(object, Hint::Far)),
             70..=74 => Op::Requeue(self.pick_task(object, Hint::Dying)),
             75..=80 => Op::Get(self.pick_task(object, Hint::Soon)),
-            81..=86 => {
+            81..=84 => {
                 let kind = [None, Some("once"), Some("cron"), Some("every")][self.rng.random_range(0..4)];
                 let status = [None, Some("pending"), Some("running"), Some("dead")][self.rng.random_range(0..4)];
-                Op::List { kind, status }
+                let due = [None, Some((i64::MIN, i64::MAX)), Some((0, MAX_TIME_MS + 1)), Some((i64::MAX, i64::MIN))][self.rng.random_range(0..4)];
+                let limit = [None, None, Some(0), Some(1), Some(u64::MAX)][self.rng.random_range(0..5)];
+                Op::List { kind, status, due, limit }
             }
+            85..=86 => Op::Many(self.many(index, object)),
             87..=90 => Op::RunAt { behind_ms: self.rng.random_range(0..2_000) },
             _ => Op::Invalid(Invalid::draw(&mut self.rng)),
         }
@@ -554,10 +679,14 @@ mod tests {
         assert!(any(&|op| matches!(op, Op::Burst(b) if b.many)) && any(&|op| matches!(op, Op::Burst(b) if !b.many)));
         assert!(any(&|op| matches!(op, Op::Cancel(_))) && any(&|op| matches!(op, Op::Requeue(_))));
         assert!(any(&|op| matches!(op, Op::Get(_))) && any(&|op| matches!(op, Op::List { .. })));
+        // Extremes: ids, retry policies, batches with repeated ids, filters.
+        assert!(has(&|s| s.id.as_ref().is_some_and(|id| id.len() == 512)));
+        assert!(has(&|s| s.retry.is_some_and(|r| r.max_attempts == u32::MAX)) && has(&|s| s.retry.is_some_and(|r| r.factor == 0)));
+        assert!(has(&|s| s.retry.is_some_and(|r| r.initial_backoff_ms >= 1 << 53)) && has(&|s| s.backoff_ms.is_some_and(|b| b >= 1 << 53)));
+        assert!(any(&|op| matches!(op, Op::Many(m) if m.items.iter().enumerate().any(|(i, a)| m.items[..i].iter().any(|b| b.id == a.id)))));
+        assert!(any(&|op| matches!(op, Op::List { limit: Some(u64::MAX), .. })) && any(&|op| matches!(op, Op::List { due: Some((i64::MIN, i64::MAX)), .. })));
         assert!(any(&|op| matches!(op, Op::RunAt { .. })) && any(&|op| matches!(op, Op::Invalid(_))));
         let kills = steps.iter().filter(|s| matches!(s.action, Action::Kill { .. })).count();
-        let cutting = steps.iter().filter(|s| matches!(s.action, Action::Kill { mid_request: Some(_), .. })).count();
-        assert!(cutting >= 1, "no kill in the middle of a request");
         let lost = steps.iter().filter(|s| matches!(s.action, Action::LoseAlarm { .. })).count();
         assert!((3..=8).contains(&kills), "{kills} kills in 1,000 steps");
         assert!(lost >= 3, "{lost} lost alarms");
@@ -566,6 +695,7 @@ mod tests {
         let long: Vec<Step> = Plan::new(1, 4).take(20_000).collect();
         let count = |f: &dyn Fn(&Step) -> bool| long.iter().filter(|s| f(s)).count();
         assert!(count(&|s| matches!(s.action, Action::Kill { .. })) > 100);
+        assert!(count(&|s| matches!(s.action, Action::Kill { mid_request: Some(_), .. })) > 20, "kills in the middle of a request");
         assert!(count(&|s| matches!(s.action, Action::LoseAlarm { .. })) > 100);
         assert!(count(&|s| matches!(&s.action, Action::Op { op: Op::Schedule(s), .. } if s.handler == Handler::Panic)) > 100);
         let panics = schedules.iter().filter(|s| s.handler == Handler::Panic).count();
