@@ -142,6 +142,33 @@ pub(crate) fn arm_time(due_ms: i64, now_ms: i64) -> i64 {
     due_ms.max(now_ms.saturating_add(1)).min(MAX_TIME_MS)
 }
 
+/// What the scheduler knows of the native alarm, as it last read or wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KnownAlarm {
+    /// Not known: not read since the scheduler started, or forgotten (after an error of a
+    /// run or of the alarm, or a wipe of the store). The next event reads it.
+    Unknown,
+    /// Not armed.
+    Disarmed,
+    /// Armed for `at_ms`, as read or written at `checked_ms` (both Unix milliseconds).
+    Armed {
+        /// The armed time.
+        at_ms: i64,
+        /// When it was read or written.
+        checked_ms: i64,
+    },
+}
+
+impl KnownAlarm {
+    /// The armed time, if known to be armed.
+    fn at_ms(self) -> Option<i64> {
+        match self {
+            KnownAlarm::Armed { at_ms, .. } => Some(at_ms),
+            KnownAlarm::Unknown | KnownAlarm::Disarmed => None,
+        }
+    }
+}
+
 /// An alarm due within this long is left to fire empty rather than deleted, when nothing is
 /// pending any more: writing the alarm costs the object more (about 2 ms locally) than one
 /// empty invocation.
@@ -166,18 +193,18 @@ impl<S: Store> Scheduler<S> {
         }
         match self.known_alarm.get() {
             // Armed for a time long past, and not looked at since: the runtime may have lost it.
-            Some(Some(t)) if t < now_ms && now_ms - self.checked_ms.get() > RECHECK_AFTER_MS => {}
-            Some(known) => return Ok(known),
-            None => {}
+            KnownAlarm::Armed { at_ms, checked_ms } if at_ms < now_ms && now_ms - checked_ms > RECHECK_AFTER_MS => {}
+            known @ (KnownAlarm::Armed { .. } | KnownAlarm::Disarmed) => return Ok(known.at_ms()),
+            KnownAlarm::Unknown => {}
         }
         let first = !self.read_once.replace(true);
         self.forget_alarm();
         let armed = alarm.get().await?;
-        if let Some(known) = self.known_alarm.get() {
+        match self.known_alarm.get() {
+            KnownAlarm::Unknown => self.remember(armed, now_ms),
             // Another read or a write finished while this one waited: it knows better.
-            return Ok(known);
+            known @ (KnownAlarm::Armed { .. } | KnownAlarm::Disarmed) => return Ok(known.at_ms()),
         }
-        self.remember(armed, now_ms);
         // Lost, or later than the earliest task (a run cut short by a crash may have stored
         // tasks it never armed for), or, on the first read after a start, in the past (a
         // past-due alarm may never fire after a restart): arm exactly.
@@ -190,13 +217,15 @@ impl<S: Store> Scheduler<S> {
         if stale && !self.running() {
             self.arm_earliest(alarm, now_ms).await?;
         }
-        Ok(self.known_alarm.get().flatten())
+        Ok(self.known_alarm.get().at_ms())
     }
 
     /// Remembers that the alarm is `armed`, as read or written at `now_ms`.
     pub(crate) fn remember(&self, armed: Option<i64>, now_ms: i64) {
-        self.known_alarm.set(Some(armed));
-        self.checked_ms.set(now_ms);
+        self.known_alarm.set(match armed {
+            Some(at_ms) => KnownAlarm::Armed { at_ms, checked_ms: now_ms },
+            None => KnownAlarm::Disarmed,
+        });
     }
 
     /// After tasks were stored whose earliest is due at `due_ms`: arms the alarm for it if
@@ -247,11 +276,11 @@ impl<S: Store> Scheduler<S> {
         for _ in 0..MAX_REFUSALS {
             let Some(head) = self.store.earliest()? else {
                 match self.known_alarm.get() {
-                    Some(None) => {}
+                    KnownAlarm::Disarmed => {}
                     // Due within a second: it fires once with nothing to run, and the
                     // runtime spends it; cheaper than a write (about 2 ms locally).
-                    Some(Some(t)) if t <= now_ms + LEAVE_TO_FIRE_MS => {}
-                    _ => {
+                    KnownAlarm::Armed { at_ms, .. } if at_ms <= now_ms + LEAVE_TO_FIRE_MS => {}
+                    KnownAlarm::Armed { .. } | KnownAlarm::Unknown => {
                         alarm.delete().await?;
                         self.remember(None, now_ms);
                     }
@@ -303,7 +332,7 @@ impl<S: Store> Scheduler<S> {
 
     /// Drops what is remembered of the alarm: the next event reads it again.
     pub(crate) fn forget_alarm(&self) {
-        self.known_alarm.set(None);
+        self.known_alarm.set(KnownAlarm::Unknown);
     }
 }
 
