@@ -29,7 +29,7 @@ impl Store for Failing {
     fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<bool> {
         self.inner.insert(task, keep_existing)
     }
-    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {
+    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<Vec<bool>> {
         self.inner.insert_all(tasks, keep_existing)
     }
     fn get(&self, id: &str) -> Result<Option<Scheduled>> {

@@ -128,10 +128,13 @@ fn a_crash_mid_handler_reruns_the_task_and_counts_the_attempt<S: Fresh>() {
 }
 
 /// Guarantee 6 with a panic instead of a crash, in a handler that has not awaited yet (its
-/// attempt is not claimed in storage): the adapter's panic hook, which runs before the
-/// unwinding (on wasm32, before the abort), records the failed attempt; the task goes dead
-/// per its policy and the others run.
-fn a_panic_before_the_first_await_is_recorded_by_the_panic_hook<S: Fresh>() {
+/// attempt is not claimed in storage): what the adapter's panic hook calls,
+/// `fail_in_flight`, called here by hand at the point of the panic (the hook runs before
+/// the unwinding; on wasm32, before the abort), records the failed attempt; the task goes
+/// dead per its policy and the others run. No hook runs here: the real hook
+/// (`abort_on_panic`, JavaScript promises) runs only in workerd, where
+/// `panicking_handler_is_retried_then_dead_and_others_still_run` (testing/harness) holds it.
+fn fail_in_flight_records_a_panic_before_the_first_await<S: Fresh>() {
     let f = Fixture::<S>::new();
     f.sched(0, When::at_unix_ms(0), "p", Options::default().retry(RetryPolicy::none()));
     f.sched(0, When::at_unix_ms(0), "q", Options::default());
@@ -505,6 +508,32 @@ fn bad_input_is_refused_before_anything_is_written<S: Fresh>() {
     assert_eq!(f.alarm.writes(), 0, "nothing armed");
 }
 
+/// `Event::Scheduled` reports what was stored, as its docs say: `schedule` and
+/// `schedule_many` with `keep_existing` report no task they kept out (its id was stored
+/// already, or came earlier in the burst), without it every task.
+fn scheduled_is_reported_only_for_tasks_stored<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let log = seen.clone();
+    f.sched.on_event(move |e| {
+        if let Event::Scheduled(t) = e {
+            log.borrow_mut().push(t.id.clone());
+        }
+    });
+    f.sched(0, When::at_unix_ms(100), "old", Options::default());
+    f.sched(0, When::at_unix_ms(100), "old", Options::default().keep_existing());
+    let burst = |ids: &[&str], keep: bool| {
+        let tasks = ids.iter().map(|id| {
+            let opts = Options::id(*id);
+            (When::at_unix_ms(100), "0".to_owned(), if keep { opts.keep_existing() } else { opts })
+        });
+        done(f.sched.schedule_many(&f.alarm, 0, tasks.collect::<Vec<_>>(), || unreachable!())).unwrap()
+    };
+    assert_eq!(burst(&["old", "new", "new", "other"], true), ["old", "new", "new", "other"], "every id is returned");
+    burst(&["old", "old"], false);
+    assert_eq!(seen.take(), ["old", "new", "other", "old", "old"]);
+}
+
 /// Lifecycle events: each step of a task is reported, with lateness, and the run's report
 /// sums the lateness.
 fn every_step_of_a_task_is_an_event<S: Fresh>() {
@@ -706,7 +735,7 @@ for_each_store!(
     an_interval_task_stays_on_its_grid_after_a_retry,
     same_time_tasks_run_in_insertion_order_and_never_early,
     a_crash_mid_handler_reruns_the_task_and_counts_the_attempt,
-    a_panic_before_the_first_await_is_recorded_by_the_panic_hook,
+    fail_in_flight_records_a_panic_before_the_first_await,
     a_panic_after_an_await_counts_as_a_cut_short_attempt,
     a_handler_that_does_not_await_is_not_claimed,
     reads_during_a_run_see_its_completions,
@@ -723,6 +752,7 @@ for_each_store!(
     computed_times_past_the_range_make_the_task_dead,
     bad_input_is_refused_before_anything_is_written,
     every_step_of_a_task_is_an_event,
+    scheduled_is_reported_only_for_tasks_stored,
     repair_kills_tasks_due_after_the_range,
     a_lost_alarm_is_noticed_once_its_time_has_passed,
     a_due_alarm_is_left_alone_during_a_long_burst,

@@ -78,7 +78,7 @@ impl<S: Store> Store for Buffered<S> {
         self.flush()?;
         self.store.insert(task, keep_existing)
     }
-    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {
+    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<Vec<bool>> {
         self.flush()?;
         self.store.insert_all(tasks, keep_existing)
     }

@@ -197,8 +197,9 @@ impl<S: Store> Scheduler<S> {
         for run in tasks.chunk_by(|a, b| a.1 == b.1) {
             let keep_existing = run[0].1;
             let run: Vec<Scheduled> = run.iter().map(|(t, _)| t.clone()).collect();
-            self.store.insert_all(&run, keep_existing)?;
-            for task in &run {
+            let stored = self.store.insert_all(&run, keep_existing)?;
+            // Not for a task `keep_existing` kept out (see `Event::Scheduled`).
+            for (task, _) in run.iter().zip(stored).filter(|(_, stored)| *stored) {
                 self.emit(Event::Scheduled(task));
             }
         }
