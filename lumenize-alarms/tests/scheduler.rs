@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use lumenize_alarms::core::{Event, NativeAlarm, Scheduler, SimulatedAlarm, Store, LEAVE_TO_FIRE_MS, MAX_TIME_MS};
 use lumenize_alarms::sql::Exec;
-use lumenize_alarms::{Error, Filter, MissedTicks, Options, RetryPolicy, RunReport, Scheduled, Status, When};
+use lumenize_alarms::{Error, Filter, MissedTicks, Options, RetryPolicy, RunReport, Scheduled, Status, StorageKind, When};
 use support::{block_on, done, ready, Fresh, HandlerFut};
 
 const BASE: i64 = 1_700_000_000_000;
@@ -796,6 +796,22 @@ fn sql_costs_one_statement_per_burst_and_at_most_two_per_task_run() {
     let report = done(sched.run_due(&alarm, &|| BASE, None, 100, |_: u64, _| HandlerFut { result: Some(Ok(())), yields: 1 })).unwrap();
     assert_eq!(report.succeeded, 100);
     assert_eq!(statements() - before, 2 * 100 - 1 + 1 + 1 + 1 + 1);
+}
+
+/// The executor classifies SQLite's failures once, into a kind the store matches on: a
+/// missing table (which the store re-creates after `deleteAll`), a value over the Durable
+/// Object's 2 MB, anything else.
+#[test]
+fn the_executor_classifies_storage_errors_by_kind() {
+    let db = support::Sqlite::new();
+    let kind = |result: lumenize_alarms::Result<Vec<Vec<lumenize_alarms::sql::Value>>>| match result {
+        Err(Error::Storage(e)) => e.kind(),
+        other => panic!("not a storage error: {other:?}"),
+    };
+    assert_eq!(kind(db.query("SELECT * FROM nowhere", vec![])), StorageKind::NoSuchTable);
+    let big = "x".repeat(support::DURABLE_OBJECT_MAX_LENGTH as usize + 1);
+    assert_eq!(kind(db.query("SELECT ?", vec![big.into()])), StorageKind::TooBig);
+    assert_eq!(kind(db.query("SELEKT 1", vec![])), StorageKind::Other);
 }
 
 /// The SQL store migrates a table written by release 0.1 (schema version 1, JSON columns),

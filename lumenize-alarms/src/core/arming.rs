@@ -36,7 +36,7 @@ use std::cell::Cell;
 use crate::core::scheduler::Scheduler;
 use crate::core::store::{Change, Key, Store};
 use crate::core::time::MAX_TIME_MS;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 
 /// The object's one native alarm. [`Alarms`](crate::Alarms) implements it over
 /// `worker::Storage`; [`SimulatedAlarm`] in memory, for tests.
@@ -116,7 +116,7 @@ impl NativeAlarm for SimulatedAlarm {
     }
     async fn set(&self, at_ms: i64) -> Result<()> {
         if at_ms > self.refuse_after {
-            return Err(Error::Storage("This API doesn't support dates after 2189".into()));
+            return Err(StorageError::other("This API doesn't support dates after 2189").into());
         }
         self.writes.set(self.writes.get() + 1);
         self.armed.set(Some(at_ms));
@@ -297,11 +297,14 @@ impl<S: Store> Scheduler<S> {
             };
             // Can the runtime arm anything? If not, the alarm itself fails: say so.
             let ahead = self.arm_at(now_ms, now_ms);
-            alarm.set(ahead).await.map_err(|_| Error::Storage(refusal.to_string()))?;
+            alarm.set(ahead).await.map_err(|_| match &refusal {
+                Error::Storage(e) => Error::Storage(e.clone()),
+                other => StorageError::other(other.to_string()).into(),
+            })?;
             self.remember(Some(ahead), now_ms);
             self.kill_unarmable(&head, at, &refusal)?;
         }
-        Err(Error::Storage(format!("the runtime refused to arm {MAX_REFUSALS} tasks in a row; an alarm is set just ahead to go on")))
+        Err(StorageError::other(format!("the runtime refused to arm {MAX_REFUSALS} tasks in a row; an alarm is set just ahead to go on")).into())
     }
 
     fn kill_unarmable(&self, head: &Key, at_ms: i64, refusal: &Error) -> Result<()> {

@@ -8,7 +8,7 @@
 use std::cell::Cell;
 
 use crate::core::{Change, Filter, Key, MissedTicks, RetryPolicy, Schedule, Scheduled, Status, Store, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_FACTOR, MAX_TIME_MS};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError, StorageKind};
 use crate::sql::exec::{Columns, Exec, Value};
 use crate::sql::row::{self, Read};
 
@@ -138,7 +138,7 @@ impl<E: Exec> SqlStore<E> {
     /// creates it again and runs `op` once more.
     fn with_table<R>(&self, op: impl Fn() -> Result<R>) -> Result<R> {
         match op() {
-            Err(Error::Storage(message)) if message.contains("no such table") => {
+            Err(Error::Storage(e)) if e.kind() == StorageKind::NoSuchTable => {
                 self.create()?;
                 self.recreated.set(self.recreated.get() + 1);
                 op()
@@ -431,7 +431,7 @@ impl<E: Exec> Store for SqlStore<E> {
             // Read the whole row once, to quarantine it with the reason a read gives.
             let reads = self.select_quarantining("FROM _lumenize_alarms WHERE seq = ?", vec![seq.into()])?;
             if !reads.iter().any(|r| matches!(r, Read::Unreadable { live: true, .. })) {
-                return Err(Error::Storage(format!("row {seq} of _lumenize_alarms has a key that does not decode ({json}), yet the row does")));
+                return Err(StorageError::other(format!("row {seq} of _lumenize_alarms has a key that does not decode ({json}), yet the row does")).into());
             }
         }
     }
