@@ -51,7 +51,7 @@ pub trait NativeAlarm {
 }
 
 /// A [`NativeAlarm`] in memory, for tests: like workerd's, it refuses times after
-/// `refuse_after` (default [`MAX_TIME_MS`](crate::core::MAX_TIME_MS)) and counts its writes.
+/// `refuse_after` (default [`MAX_TIME_MS`]) and counts its writes.
 ///
 /// ```
 /// use lumenize_alarms::core::{NativeAlarm, SimulatedAlarm};
