@@ -13,7 +13,7 @@ use wasm_bindgen::JsValue;
 use worker::{console_error, ScheduledTime, SqlStorage, State, Storage};
 
 use crate::core::{Event, NativeAlarm, Options, RunReport, Scheduled, Scheduler, When, MAX_BATCH_LIMIT};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError, StorageKind};
 use crate::panic_abort::{guarded, Panic};
 use crate::sql::SqlStore;
 use crate::Filter;
@@ -129,7 +129,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
             return Err(Error::NoSqlite);
         }
         let store = SqlStore::open(storage.sql()).map_err(|e| match e {
-            Error::Storage(msg) if msg.contains("SQL is not enabled") => Error::NoSqlite,
+            Error::Storage(e) if e.kind() == StorageKind::SqlNotEnabled => Error::NoSqlite,
             e => e,
         })?;
         let scheduler = Scheduler::new(store);
@@ -387,7 +387,7 @@ fn encode<T: Serialize>(task: &T) -> Result<String> {
 }
 
 fn storage_error(e: worker::Error) -> Error {
-    Error::Storage(e.to_string())
+    StorageError::classify(e.to_string()).into()
 }
 
 /// The runtime's clock, Unix milliseconds.

@@ -93,9 +93,9 @@ pub enum Error {
     /// `requeue` was asked for a task that is not dead.
     #[error("task {0:?} is not dead, so it cannot be requeued")]
     NotDead(String),
-    /// The storage below failed.
+    /// The storage below failed: what kind of failure, and the runtime's message.
     #[error("storage error: {0}")]
-    Storage(String),
+    Storage(StorageError),
     /// The Durable Object has no SQLite storage.
     #[error("this Durable Object has no SQLite storage: declare its class in `new_sqlite_classes` of a wrangler.toml migration")]
     NoSqlite,
@@ -107,6 +107,87 @@ pub enum Error {
         /// The newest version this release knows.
         supported: i64,
     },
+}
+
+/// A failure of the storage below (SQLite, or the native alarm): its [`kind`](Self::kind),
+/// as far as this crate tells failures apart, and the runtime's message. The kind is
+/// classified once, where the failure is met (the SQL executor, the alarm's adapter); a
+/// runtime that gives only text (workerd's SQLite errors arrive as JavaScript exceptions) is
+/// read by [`classify`](Self::classify).
+///
+/// ```
+/// use lumenize_alarms::{StorageError, StorageKind};
+/// let e = StorageError::classify("no such table: _lumenize_alarms: SQLITE_ERROR");
+/// assert_eq!(e.kind(), StorageKind::NoSuchTable);
+/// assert_eq!(StorageError::classify("string or blob too big: SQLITE_TOOBIG").kind(), StorageKind::TooBig);
+/// assert_eq!(StorageError::other("disk on fire").to_string(), "disk on fire");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StorageError {
+    kind: StorageKind,
+    message: String,
+}
+
+/// What kind of storage failure a [`StorageError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageKind {
+    /// A table the statement names does not exist (the runtime's `deleteAll` drops them).
+    NoSuchTable,
+    /// A string, blob or row over what SQLite allows (2 MB in a Durable Object:
+    /// `SQLITE_TOOBIG`).
+    TooBig,
+    /// The object has no SQLite storage (its class is not in `new_sqlite_classes`).
+    SqlNotEnabled,
+    /// Any other failure.
+    Other,
+}
+
+impl StorageError {
+    /// A failure of this kind, with this message.
+    pub fn new(kind: StorageKind, message: impl Into<String>) -> Self {
+        StorageError { kind, message: message.into() }
+    }
+
+    /// A failure of no particular kind ([`StorageKind::Other`]).
+    pub fn other(message: impl Into<String>) -> Self {
+        StorageError::new(StorageKind::Other, message)
+    }
+
+    /// A failure known only by its message, as SQLite (in workerd or natively) words it:
+    /// the one place a message is read for its kind.
+    pub fn classify(message: impl Into<String>) -> Self {
+        let message = message.into();
+        let kind = if message.contains("no such table") {
+            StorageKind::NoSuchTable
+        } else if message.contains("SQLITE_TOOBIG") || message.contains("too big") {
+            StorageKind::TooBig
+        } else if message.contains("SQL is not enabled") {
+            StorageKind::SqlNotEnabled
+        } else {
+            StorageKind::Other
+        };
+        StorageError { kind, message }
+    }
+
+    /// What kind of failure it is.
+    #[must_use]
+    pub fn kind(&self) -> StorageKind {
+        self.kind
+    }
+
+    /// The runtime's message.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        Error::Storage(e)
+    }
 }
 
 /// Result with [`Error`].

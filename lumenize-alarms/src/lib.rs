@@ -77,10 +77,16 @@
 //!   ([`Alarms::requeue`] puts it back). A crash or panic in the middle of a handler counts
 //!   as a failed attempt of that task only, and it runs again: make handlers idempotent or
 //!   keep their effect in the same SQLite (whose writes commit or roll back with the task's).
-//!   A panic resets the wasm instance every object of the worker shares: the objects with
-//!   a run in flight are reset too ([`abort_on_panic`]), so their alarms are retried at once
-//!   instead of hanging for the runtime's 15 minutes (this needs the compatibility flag
-//!   `handle_cross_request_promise_resolution`, the default from 2024-10-14 on).
+//!   A panic resets the wasm instance every object of the worker shares. In the panicking
+//!   object, the panic hook records the attempt as failed and arms the alarm for the tasks
+//!   behind it (overdue: now + 1 ms) before the object is reset, so they run at once. The
+//!   other objects with a run in flight are reset too ([`abort_on_panic`]): their alarm
+//!   event fails and the runtime retries it on its own schedule (about 2 s later locally)
+//!   instead of hanging for 15 minutes (this needs the compatibility flag
+//!   `handle_cross_request_promise_resolution`, the default from 2024-10-14 on). A run that
+//!   fails without a panic (a storage error, an alarm write the runtime refuses) re-arms
+//!   the alarm after a backoff of 1 s doubling to a minute while runs keep failing
+//!   ([`core::backoff`]), never for "now".
 //! - **Nothing lost, nothing bricked**: every time, given or computed, is checked against
 //!   what the runtime can arm ([`core::MAX_TIME_MS`], 2262-04-11): a bad time is refused
 //!   before anything is written, and a computed one (a retry, the next cron or interval
@@ -129,5 +135,5 @@ pub mod sql;
 
 pub use crate::core::{Filter, Kind, MissedTicks, Options, RetryPolicy, RunReport, Schedule, Scheduled, Status, When};
 pub use alarms::{Alarms, DEFAULT_BATCH_LIMIT};
-pub use error::{Error, Result};
+pub use error::{Error, Result, StorageError, StorageKind};
 pub use panic_abort::{abort_on_panic, Panic};

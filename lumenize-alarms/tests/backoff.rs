@@ -13,7 +13,7 @@ use std::time::Duration;
 use lumenize_alarms::core::backoff::{failure_backoff_ms, FAILURE_BACKOFF_MS, MAX_FAILURE_BACKOFF_MS};
 use lumenize_alarms::core::{Change, Filter, Key, Scheduler, SimulatedAlarm, Store};
 use lumenize_alarms::sql::SqlStore;
-use lumenize_alarms::{Error, Options, Result, Scheduled, When};
+use lumenize_alarms::{Error, Options, Result, Scheduled, StorageError, When};
 use support::{done, ready, Sqlite};
 
 const BASE: i64 = 1_700_000_000_000;
@@ -29,7 +29,7 @@ impl Store for Failing {
     fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<bool> {
         self.inner.insert(task, keep_existing)
     }
-    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {
+    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<Vec<bool>> {
         self.inner.insert_all(tasks, keep_existing)
     }
     fn get(&self, id: &str) -> Result<Option<Scheduled>> {
@@ -40,7 +40,7 @@ impl Store for Failing {
     }
     fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Scheduled>> {
         if self.failing.get() {
-            return Err(Error::Storage("unreadable rows of _lumenize_alarms: invalid type: floating point 9.22e18, expected i64".into()));
+            return Err(StorageError::other("unreadable rows of _lumenize_alarms: invalid type: floating point 9.22e18, expected i64").into());
         }
         self.inner.due(now_ms, limit)
     }

@@ -77,13 +77,14 @@ fn insert_all_stores_in_order_like_one_by_one<S: Fresh>() {
     let store = S::fresh();
     store.insert(&task("x", 1), false).unwrap();
     let batch = [task("a", 10), task("x", 10), task("b", 10), task("a", 10)];
-    store.insert_all(&batch, false).unwrap();
+    assert_eq!(store.insert_all(&batch, false).unwrap(), [true; 4], "without keep_existing every task is stored");
     let due = store.due(10, 10).unwrap();
     assert_eq!(ids(&due), ["x", "b", "a"], "replacements take new numbers in batch order; the last of a repeated id wins");
-    store.insert_all(&[task("x", 0), task("c", 10), task("c", 0)], true).unwrap();
+    let stored = store.insert_all(&[task("x", 0), task("c", 10), task("c", 0), task("d", 10)], true).unwrap();
+    assert_eq!(stored, [false, true, false, true], "keep_existing says which were stored: not a stored id, nor a repeated one");
     assert_eq!(get(&*store, "x").due_ms, 10, "keep_existing keeps the stored one");
     assert_eq!(get(&*store, "c").due_ms, 10, "keep_existing: the first of a repeated id wins");
-    store.insert_all(&[], false).unwrap();
+    assert_eq!(store.insert_all(&[], false).unwrap(), [false; 0]);
 }
 
 fn insert_all_takes_any_number_and_size_of_tasks<S: Fresh>() {

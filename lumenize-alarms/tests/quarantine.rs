@@ -60,11 +60,11 @@ impl Object {
         let names: Vec<&str> = row.iter().map(|(c, _)| *c).collect();
         let values: Vec<&str> = row.iter().map(|(_, v)| v.as_str()).collect();
         let sql = format!("INSERT INTO _lumenize_alarms (id, {}) VALUES ('{id}', {})", names.join(", "), values.join(", "));
-        self.sched.store().exec().execute(&sql, vec![]).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        self.sched.store().inner().exec().execute(&sql, vec![]).unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     fn stored_status(&self, id: &str) -> Option<String> {
-        let rows = self.sched.store().exec().query("SELECT status FROM _lumenize_alarms WHERE id = ?", vec![id.into()]).unwrap();
+        let rows = self.sched.store().inner().exec().query("SELECT status FROM _lumenize_alarms WHERE id = ?", vec![id.into()]).unwrap();
         rows.into_iter().next().map(|row| match &row[0] {
             Value::Text(s) => s.clone(),
             other => panic!("{other:?}"),
@@ -157,7 +157,7 @@ fn the_first_read_that_meets_a_bad_row_quarantines_it() {
     o.bad("unknown-status", &[("status", "'paused'"), ("due_ms", "0")]);
     o.bad("blob-due", &[("due_ms", "X'01'")]);
     o.good("a", BASE + 10);
-    let restarted = Scheduler::new(o.sched.store().clone());
+    let restarted = Scheduler::new(o.sched.store().inner().clone());
     let alarm = SimulatedAlarm::default();
     assert_eq!(done(restarted.armed(&alarm, BASE)).unwrap(), Some(BASE + 10), "the first good task is armed");
     for id in ["real-due", "unknown-status"] {

@@ -36,7 +36,7 @@ impl Object {
     }
 
     fn count(&self, sql: &str) -> i64 {
-        match self.sched.store().exec().query(sql, vec![]).unwrap().as_slice() {
+        match self.sched.store().inner().exec().query(sql, vec![]).unwrap().as_slice() {
             [row] => match row.as_slice() {
                 [Value::Integer(n)] => *n,
                 other => panic!("{sql}: {other:?}"),
@@ -63,7 +63,7 @@ impl Object {
              (every_ms IS NOT NULL AND (typeof(every_ms) != 'integer' OR every_ms NOT BETWEEN 1 AND {max}))"
         ));
         let rows = self.count("SELECT count(*) FROM _lumenize_alarms");
-        let dump = self.sched.store().exec().query("SELECT json_group_array(json_array(id, due_ms, tick_ms, created_ms, attempts, max_attempts, backoff_ms, backoff_factor, max_backoff_ms, every_ms)) FROM _lumenize_alarms", vec![]);
+        let dump = self.sched.store().inner().exec().query("SELECT json_group_array(json_array(id, due_ms, tick_ms, created_ms, attempts, max_attempts, backoff_ms, backoff_factor, max_backoff_ms, every_ms)) FROM _lumenize_alarms", vec![]);
         assert_eq!(bad, 0, "stored numbers out of range: {dump:?}");
         let all = self.sched.list(&Filter::default()).expect("every row reads back");
         assert_eq!(i64::try_from(all.len()).unwrap(), rows);

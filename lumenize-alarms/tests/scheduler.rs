@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use lumenize_alarms::core::{Event, NativeAlarm, Scheduler, SimulatedAlarm, Store, LEAVE_TO_FIRE_MS, MAX_TIME_MS};
 use lumenize_alarms::sql::Exec;
-use lumenize_alarms::{Error, Filter, MissedTicks, Options, RetryPolicy, RunReport, Scheduled, Status, When};
+use lumenize_alarms::{Error, Filter, MissedTicks, Options, RetryPolicy, RunReport, Scheduled, Status, StorageKind, When};
 use support::{block_on, done, ready, Fresh, HandlerFut};
 
 const BASE: i64 = 1_700_000_000_000;
@@ -128,10 +128,13 @@ fn a_crash_mid_handler_reruns_the_task_and_counts_the_attempt<S: Fresh>() {
 }
 
 /// Guarantee 6 with a panic instead of a crash, in a handler that has not awaited yet (its
-/// attempt is not claimed in storage): the adapter's panic hook, which runs before the
-/// unwinding (on wasm32, before the abort), records the failed attempt; the task goes dead
-/// per its policy and the others run.
-fn a_panic_before_the_first_await_is_recorded_by_the_panic_hook<S: Fresh>() {
+/// attempt is not claimed in storage): what the adapter's panic hook calls,
+/// `fail_in_flight`, called here by hand at the point of the panic (the hook runs before
+/// the unwinding; on wasm32, before the abort), records the failed attempt; the task goes
+/// dead per its policy and the others run. No hook runs here: the real hook
+/// (`abort_on_panic`, JavaScript promises) runs only in workerd, where
+/// `panicking_handler_is_retried_then_dead_and_others_still_run` (testing/harness) holds it.
+fn fail_in_flight_records_a_panic_before_the_first_await<S: Fresh>() {
     let f = Fixture::<S>::new();
     f.sched(0, When::at_unix_ms(0), "p", Options::default().retry(RetryPolicy::none()));
     f.sched(0, When::at_unix_ms(0), "q", Options::default());
@@ -199,6 +202,29 @@ fn a_handler_that_does_not_await_is_not_claimed<S: Fresh>() {
         ready(Ok(()))
     });
     assert_eq!(f.get("sync"), None);
+}
+
+/// Guarantee 14's write-behind cannot be seen: a batch of handlers that do not await
+/// shares one delete of their completions, held back by the store the scheduler reads
+/// through, yet every read during the run, the scheduler's or one of `store()`, sees the
+/// tasks completed before it gone, with no flush called by anyone.
+fn reads_during_a_run_see_its_completions<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    for id in ["a", "b", "c"] {
+        f.sched(0, When::at_unix_ms(0), id, Options::default());
+    }
+    let seen = RefCell::new(Vec::new());
+    f.run_at(5, 5, |_, t| {
+        if t.id == "b" {
+            assert!(f.sched.store().inner().get("a").unwrap().is_some(), "the delete of `a` is held back, to share a statement");
+            let ids = |tasks: Vec<Scheduled>| tasks.into_iter().map(|t| t.id).collect::<Vec<_>>();
+            seen.borrow_mut().push((f.sched.store().get("a").unwrap(), ids(f.sched.store().list(&Filter::default()).unwrap())));
+            seen.borrow_mut().push((f.sched.get("a").unwrap(), ids(f.sched.list(&Filter::default()).unwrap())));
+        }
+        ready(Ok(()))
+    });
+    assert_eq!(seen.take(), vec![(None, vec!["b".to_owned(), "c".to_owned()]); 2], "`store()` and the scheduler both see `a` completed");
+    assert_eq!(f.sched.store().inner().list(&Filter::default()).unwrap(), vec![], "the run deleted every completed row");
 }
 
 /// Guarantee 6 as the adapter's panic hook records it: the running task's attempt fails
@@ -482,6 +508,32 @@ fn bad_input_is_refused_before_anything_is_written<S: Fresh>() {
     assert_eq!(f.alarm.writes(), 0, "nothing armed");
 }
 
+/// `Event::Scheduled` reports what was stored, as its docs say: `schedule` and
+/// `schedule_many` with `keep_existing` report no task they kept out (its id was stored
+/// already, or came earlier in the burst), without it every task.
+fn scheduled_is_reported_only_for_tasks_stored<S: Fresh>() {
+    let f = Fixture::<S>::new();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let log = seen.clone();
+    f.sched.on_event(move |e| {
+        if let Event::Scheduled(t) = e {
+            log.borrow_mut().push(t.id.clone());
+        }
+    });
+    f.sched(0, When::at_unix_ms(100), "old", Options::default());
+    f.sched(0, When::at_unix_ms(100), "old", Options::default().keep_existing());
+    let burst = |ids: &[&str], keep: bool| {
+        let tasks = ids.iter().map(|id| {
+            let opts = Options::id(*id);
+            (When::at_unix_ms(100), "0".to_owned(), if keep { opts.keep_existing() } else { opts })
+        });
+        done(f.sched.schedule_many(&f.alarm, 0, tasks.collect::<Vec<_>>(), || unreachable!())).unwrap()
+    };
+    assert_eq!(burst(&["old", "new", "new", "other"], true), ["old", "new", "new", "other"], "every id is returned");
+    burst(&["old", "old"], false);
+    assert_eq!(seen.take(), ["old", "new", "other", "old", "old"]);
+}
+
 /// Lifecycle events: each step of a task is reported, with lateness, and the run's report
 /// sums the lateness.
 fn every_step_of_a_task_is_an_event<S: Fresh>() {
@@ -503,7 +555,7 @@ fn every_step_of_a_task_is_an_event<S: Fresh>() {
     f.sched(0, When::at_unix_ms(100), "t", Options::default().retry(policy));
     let crashed = block_on(f.sched.run_due(&f.alarm, &|| 103, None, 5, |_: u64, _| HandlerFut { result: None, yields: 0 }));
     assert!(crashed.is_none());
-    let restarted = Fixture { sched: Scheduler::new(f.sched.store().clone()), alarm: SimulatedAlarm::default() };
+    let restarted = Fixture { sched: Scheduler::new(f.sched.store().inner().clone()), alarm: SimulatedAlarm::default() };
     let log = seen.clone();
     restarted.sched.on_event(move |e| {
         if let Event::CutShort { task, lateness_ms } = e {
@@ -683,9 +735,10 @@ for_each_store!(
     an_interval_task_stays_on_its_grid_after_a_retry,
     same_time_tasks_run_in_insertion_order_and_never_early,
     a_crash_mid_handler_reruns_the_task_and_counts_the_attempt,
-    a_panic_before_the_first_await_is_recorded_by_the_panic_hook,
+    fail_in_flight_records_a_panic_before_the_first_await,
     a_panic_after_an_await_counts_as_a_cut_short_attempt,
     a_handler_that_does_not_await_is_not_claimed,
+    reads_during_a_run_see_its_completions,
     the_panic_hook_records_the_running_attempt_as_failed,
     a_second_run_leaves_an_in_flight_task_alone,
     an_undecodable_payload_goes_dead_and_the_others_run,
@@ -699,6 +752,7 @@ for_each_store!(
     computed_times_past_the_range_make_the_task_dead,
     bad_input_is_refused_before_anything_is_written,
     every_step_of_a_task_is_an_event,
+    scheduled_is_reported_only_for_tasks_stored,
     repair_kills_tasks_due_after_the_range,
     a_lost_alarm_is_noticed_once_its_time_has_passed,
     a_due_alarm_is_left_alone_during_a_long_burst,
@@ -744,6 +798,22 @@ fn sql_costs_one_statement_per_burst_and_at_most_two_per_task_run() {
     assert_eq!(statements() - before, 2 * 100 - 1 + 1 + 1 + 1 + 1);
 }
 
+/// The executor classifies SQLite's failures once, into a kind the store matches on: a
+/// missing table (which the store re-creates after `deleteAll`), a value over the Durable
+/// Object's 2 MB, anything else.
+#[test]
+fn the_executor_classifies_storage_errors_by_kind() {
+    let db = support::Sqlite::new();
+    let kind = |result: lumenize_alarms::Result<Vec<Vec<lumenize_alarms::sql::Value>>>| match result {
+        Err(Error::Storage(e)) => e.kind(),
+        other => panic!("not a storage error: {other:?}"),
+    };
+    assert_eq!(kind(db.query("SELECT * FROM nowhere", vec![])), StorageKind::NoSuchTable);
+    let big = "x".repeat(support::DURABLE_OBJECT_MAX_LENGTH as usize + 1);
+    assert_eq!(kind(db.query("SELECT ?", vec![big.into()])), StorageKind::TooBig);
+    assert_eq!(kind(db.query("SELEKT 1", vec![])), StorageKind::Other);
+}
+
 /// The SQL store migrates a table written by release 0.1 (schema version 1, JSON columns),
 /// and opening repairs its bricked rows.
 #[test]
@@ -777,7 +847,7 @@ fn sql_store_migrates_a_version_1_table() {
     assert_eq!(sched.store().get("y9999").unwrap().unwrap().status, Status::Dead);
     assert!(sched.store().insert(&Scheduled { id: "new".into(), ..cron }, false).unwrap());
     assert!(sched.store().get("new").unwrap().unwrap().seq > 12, "sequence numbers go on after the migrated ones");
-    let version = sched.store().exec().query("SELECT value FROM _lumenize_alarms_meta WHERE key = 'schema_version'", vec![]).unwrap();
+    let version = sched.store().inner().exec().query("SELECT value FROM _lumenize_alarms_meta WHERE key = 'schema_version'", vec![]).unwrap();
     assert_eq!(version, vec![vec![lumenize_alarms::sql::Value::Integer(lumenize_alarms::sql::SCHEMA_VERSION)]]);
 }
 

@@ -36,7 +36,7 @@ use std::cell::Cell;
 use crate::core::scheduler::Scheduler;
 use crate::core::store::{Change, Key, Store};
 use crate::core::time::MAX_TIME_MS;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 
 /// The object's one native alarm. [`Alarms`](crate::Alarms) implements it over
 /// `worker::Storage`; [`SimulatedAlarm`] in memory, for tests.
@@ -51,7 +51,7 @@ pub trait NativeAlarm {
 }
 
 /// A [`NativeAlarm`] in memory, for tests: like workerd's, it refuses times after
-/// `refuse_after` (default [`MAX_TIME_MS`](crate::core::MAX_TIME_MS)) and counts its writes.
+/// `refuse_after` (default [`MAX_TIME_MS`]) and counts its writes.
 ///
 /// ```
 /// use lumenize_alarms::core::{NativeAlarm, SimulatedAlarm};
@@ -116,7 +116,7 @@ impl NativeAlarm for SimulatedAlarm {
     }
     async fn set(&self, at_ms: i64) -> Result<()> {
         if at_ms > self.refuse_after {
-            return Err(Error::Storage("This API doesn't support dates after 2189".into()));
+            return Err(StorageError::other("This API doesn't support dates after 2189").into());
         }
         self.writes.set(self.writes.get() + 1);
         self.armed.set(Some(at_ms));
@@ -140,6 +140,33 @@ const MAX_REFUSALS: usize = 16;
 /// in 2262) an overdue task is armed for that last millisecond itself.
 pub(crate) fn arm_time(due_ms: i64, now_ms: i64) -> i64 {
     due_ms.max(now_ms.saturating_add(1)).min(MAX_TIME_MS)
+}
+
+/// What the scheduler knows of the native alarm, as it last read or wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KnownAlarm {
+    /// Not known: not read since the scheduler started, or forgotten (after an error of a
+    /// run or of the alarm, or a wipe of the store). The next event reads it.
+    Unknown,
+    /// Not armed.
+    Disarmed,
+    /// Armed for `at_ms`, as read or written at `checked_ms` (both Unix milliseconds).
+    Armed {
+        /// The armed time.
+        at_ms: i64,
+        /// When it was read or written.
+        checked_ms: i64,
+    },
+}
+
+impl KnownAlarm {
+    /// The armed time, if known to be armed.
+    fn at_ms(self) -> Option<i64> {
+        match self {
+            KnownAlarm::Armed { at_ms, .. } => Some(at_ms),
+            KnownAlarm::Unknown | KnownAlarm::Disarmed => None,
+        }
+    }
 }
 
 /// An alarm due within this long is left to fire empty rather than deleted, when nothing is
@@ -166,18 +193,18 @@ impl<S: Store> Scheduler<S> {
         }
         match self.known_alarm.get() {
             // Armed for a time long past, and not looked at since: the runtime may have lost it.
-            Some(Some(t)) if t < now_ms && now_ms - self.checked_ms.get() > RECHECK_AFTER_MS => {}
-            Some(known) => return Ok(known),
-            None => {}
+            KnownAlarm::Armed { at_ms, checked_ms } if at_ms < now_ms && now_ms - checked_ms > RECHECK_AFTER_MS => {}
+            known @ (KnownAlarm::Armed { .. } | KnownAlarm::Disarmed) => return Ok(known.at_ms()),
+            KnownAlarm::Unknown => {}
         }
         let first = !self.read_once.replace(true);
         self.forget_alarm();
         let armed = alarm.get().await?;
-        if let Some(known) = self.known_alarm.get() {
+        match self.known_alarm.get() {
+            KnownAlarm::Unknown => self.remember(armed, now_ms),
             // Another read or a write finished while this one waited: it knows better.
-            return Ok(known);
+            known @ (KnownAlarm::Armed { .. } | KnownAlarm::Disarmed) => return Ok(known.at_ms()),
         }
-        self.remember(armed, now_ms);
         // Lost, or later than the earliest task (a run cut short by a crash may have stored
         // tasks it never armed for), or, on the first read after a start, in the past (a
         // past-due alarm may never fire after a restart): arm exactly.
@@ -190,13 +217,15 @@ impl<S: Store> Scheduler<S> {
         if stale && !self.running() {
             self.arm_earliest(alarm, now_ms).await?;
         }
-        Ok(self.known_alarm.get().flatten())
+        Ok(self.known_alarm.get().at_ms())
     }
 
     /// Remembers that the alarm is `armed`, as read or written at `now_ms`.
     pub(crate) fn remember(&self, armed: Option<i64>, now_ms: i64) {
-        self.known_alarm.set(Some(armed));
-        self.checked_ms.set(now_ms);
+        self.known_alarm.set(match armed {
+            Some(at_ms) => KnownAlarm::Armed { at_ms, checked_ms: now_ms },
+            None => KnownAlarm::Disarmed,
+        });
     }
 
     /// After tasks were stored whose earliest is due at `due_ms`: arms the alarm for it if
@@ -247,11 +276,11 @@ impl<S: Store> Scheduler<S> {
         for _ in 0..MAX_REFUSALS {
             let Some(head) = self.store.earliest()? else {
                 match self.known_alarm.get() {
-                    Some(None) => {}
+                    KnownAlarm::Disarmed => {}
                     // Due within a second: it fires once with nothing to run, and the
                     // runtime spends it; cheaper than a write (about 2 ms locally).
-                    Some(Some(t)) if t <= now_ms + LEAVE_TO_FIRE_MS => {}
-                    _ => {
+                    KnownAlarm::Armed { at_ms, .. } if at_ms <= now_ms + LEAVE_TO_FIRE_MS => {}
+                    KnownAlarm::Armed { .. } | KnownAlarm::Unknown => {
                         alarm.delete().await?;
                         self.remember(None, now_ms);
                     }
@@ -268,11 +297,14 @@ impl<S: Store> Scheduler<S> {
             };
             // Can the runtime arm anything? If not, the alarm itself fails: say so.
             let ahead = self.arm_at(now_ms, now_ms);
-            alarm.set(ahead).await.map_err(|_| Error::Storage(refusal.to_string()))?;
+            alarm.set(ahead).await.map_err(|_| match &refusal {
+                Error::Storage(e) => Error::Storage(e.clone()),
+                other => StorageError::other(other.to_string()).into(),
+            })?;
             self.remember(Some(ahead), now_ms);
             self.kill_unarmable(&head, at, &refusal)?;
         }
-        Err(Error::Storage(format!("the runtime refused to arm {MAX_REFUSALS} tasks in a row; an alarm is set just ahead to go on")))
+        Err(StorageError::other(format!("the runtime refused to arm {MAX_REFUSALS} tasks in a row; an alarm is set just ahead to go on")).into())
     }
 
     fn kill_unarmable(&self, head: &Key, at_ms: i64, refusal: &Error) -> Result<()> {
@@ -303,7 +335,7 @@ impl<S: Store> Scheduler<S> {
 
     /// Drops what is remembered of the alarm: the next event reads it again.
     pub(crate) fn forget_alarm(&self) {
-        self.known_alarm.set(None);
+        self.known_alarm.set(KnownAlarm::Unknown);
     }
 }
 

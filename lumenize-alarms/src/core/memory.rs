@@ -47,11 +47,8 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {
-        for task in tasks {
-            self.insert(task, keep_existing)?;
-        }
-        Ok(())
+    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<Vec<bool>> {
+        tasks.iter().map(|task| self.insert(task, keep_existing)).collect()
     }
 
     fn get(&self, id: &str) -> Result<Option<Scheduled>> {

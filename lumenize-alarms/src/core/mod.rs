@@ -11,11 +11,12 @@
 //! | --- | --- |
 //! | `when.rs`, `options.rs`, `policy.rs`, `cron.rs`, `time.rs` | what users say, and the accepted time range |
 //! | `limits.rs` | the byte limits of what a task stores |
-//! | `task.rs`, `store.rs`, `memory.rs` | the stored task, the [`Store`] intents, the reference store |
+//! | `task.rs`, `store.rs`, `memory.rs`, `buffered.rs` | the stored task, the [`Store`] intents, the reference store, the store as the scheduler sees it (completions held back until the next operation) |
 //! | `queue.rs`, `run.rs`, `arming.rs`, `backoff.rs`, `scheduler.rs`, `event.rs` | transitions, the run loop, when to arm (and how long to wait after a failed run), the operations, lifecycle events |
 
 pub mod arming;
 pub mod backoff;
+mod buffered;
 pub(crate) mod cron;
 mod event;
 mod limits;
@@ -30,6 +31,7 @@ mod task;
 mod time;
 mod when;
 
+pub use buffered::Buffered;
 pub use arming::{NativeAlarm, SimulatedAlarm, LEAVE_TO_FIRE_MS};
 pub use event::Event;
 pub use memory::MemoryStore;

@@ -208,7 +208,8 @@ impl<S: Store> Scheduler<S> {
         let running = Running::new(&self.runs);
         let mut report = RunReport::default();
         let ran = self.run_batches(&now, limit, &mut handler, &mut report).await;
-        let ran = ran.and(self.flush_completed());
+        // A run that failed left no completion held back: each error comes from an operation
+        // on the store, which made them first.
         drop(running);
         // Only a good run arms the earliest task: after a failure that would be an overdue
         // task, armed for now + 1 ms, failing again at once (see `backoff`).
@@ -236,7 +237,6 @@ impl<S: Store> Scheduler<S> {
     {
         let mut done = 0;
         'read: while done < limit {
-            self.flush_completed()?;
             let batch = self.store.due(now(), (limit - done).min(FETCH))?;
             if batch.is_empty() {
                 return Ok(());
@@ -255,7 +255,6 @@ impl<S: Store> Scheduler<S> {
                 }
             }
         }
-        self.flush_completed()?;
         report.more_due = !self.store.due(now(), 1)?.is_empty();
         Ok(())
     }
@@ -302,9 +301,9 @@ impl<S: Store> Scheduler<S> {
         let outcome = match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
             Poll::Ready(outcome) => outcome,
             Poll::Pending => {
-                // Before the handler's I/O: the completions so far commit no later than its
-                // effects (which may commit as it awaits).
-                self.flush_completed()?;
+                // Before the handler's I/O: the claim makes the completions so far first
+                // (see `Buffered`), so they commit no later than its effects (which may
+                // commit as it awaits).
                 if self.store.change(&key, &Change::Claim)? {
                     entry.claimed();
                 }
@@ -327,8 +326,8 @@ impl<S: Store> Scheduler<S> {
     /// `retrying` for any other failure.
     fn finish(&self, key: &Key, task: &Scheduled, change: &Change, ok: bool, now_ms: i64, report: &mut RunReport) -> Result<Step> {
         if *change == Change::Remove {
-            // Deleted with the others of the batch, in one statement (see `completed`).
-            self.completed.borrow_mut().push(key.clone());
+            // Deleted with the others of the batch, in one statement (see `Buffered`).
+            self.store.complete(key.clone());
             self.emit(Event::Succeeded { task, next_ms: None });
             report.succeeded += 1;
             return Ok(Step::Next);

@@ -6,8 +6,9 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::core::arming::NativeAlarm;
+use crate::core::arming::{KnownAlarm, NativeAlarm};
 use crate::core::backoff::Backoff;
+use crate::core::buffered::Buffered;
 use crate::core::event::Event;
 use crate::core::options::Options;
 use crate::core::queue::{self, after_failure};
@@ -52,14 +53,15 @@ type Observer = Rc<dyn Fn(&Event<'_>)>;
 /// # }
 /// ```
 pub struct Scheduler<S> {
-    pub(crate) store: S,
+    /// The store, holding back the deletes of the one-shot tasks a run completed until the
+    /// next operation on it (one statement for a batch of handlers that do not await).
+    pub(crate) store: Buffered<S>,
     pub(crate) in_flight: InFlight,
-    /// What the native alarm is: `None` until read (the first event after a start),
-    /// then `Some(armed)` as this scheduler last read or wrote it.
-    pub(crate) known_alarm: Cell<Option<Option<i64>>>,
-    /// When the alarm was last read or written (Unix milliseconds).
-    pub(crate) checked_ms: Cell<i64>,
-    /// Whether the alarm was read since this scheduler started.
+    /// What the native alarm is known to be: unknown until read (the first event after a
+    /// start), then as this scheduler last read or wrote it.
+    pub(crate) known_alarm: Cell<KnownAlarm>,
+    /// Whether the alarm was read since this scheduler started (the first read also re-arms
+    /// an alarm left in the past).
     pub(crate) read_once: Cell<bool>,
     /// Runs under way: while one is, storing tasks leaves the alarm to its end.
     pub(crate) runs: Cell<u32>,
@@ -68,9 +70,6 @@ pub struct Scheduler<S> {
     pub(crate) changes: Cell<u64>,
     /// [`Store::recreated`] when the alarm was last read.
     pub(crate) recreated: Cell<u64>,
-    /// One-shot tasks a run completed whose rows are not deleted yet: deleted in one
-    /// statement before anything else reads or writes the store, and before any await.
-    pub(crate) completed: RefCell<Vec<Key>>,
     /// The runs that failed in a row, and until when the alarm is not armed because of them.
     pub(crate) backoff: Backoff,
     observer: RefCell<Option<Observer>>,
@@ -80,23 +79,21 @@ impl<S: Store> Scheduler<S> {
     /// A scheduler over `store`, knowing nothing of the native alarm yet.
     pub fn new(store: S) -> Self {
         Scheduler {
-            store,
+            store: Buffered::new(store),
             in_flight: InFlight::default(),
-            known_alarm: Cell::new(None),
-            checked_ms: Cell::new(0),
+            known_alarm: Cell::new(KnownAlarm::Unknown),
             read_once: Cell::new(false),
             runs: Cell::new(0),
             changes: Cell::new(0),
             recreated: Cell::new(0),
-            completed: RefCell::new(Vec::new()),
             backoff: Backoff::default(),
             observer: RefCell::new(None),
         }
     }
 
-    /// The store below. Read it through [`get`](Self::get) and [`list`](Self::list) while a
-    /// run may be under way: they see its completions.
-    pub fn store(&self) -> &S {
+    /// The store, as the scheduler sees it: its reads see the completions of a run under
+    /// way (see [`Buffered`]).
+    pub fn store(&self) -> &Buffered<S> {
         &self.store
     }
 
@@ -110,7 +107,6 @@ impl<S: Store> Scheduler<S> {
         if id.len() > MAX_ID_BYTES {
             return Ok(None);
         }
-        self.flush_completed()?;
         self.store.get(id)
     }
 
@@ -119,17 +115,7 @@ impl<S: Store> Scheduler<S> {
     /// # Errors
     /// Storage errors.
     pub fn list(&self, filter: &crate::core::store::Filter) -> Result<Vec<Scheduled>> {
-        self.flush_completed()?;
         self.store.list(filter)
-    }
-
-    /// Deletes the rows of the one-shot tasks a run completed (one statement).
-    pub(crate) fn flush_completed(&self) -> Result<()> {
-        let keys = std::mem::take(&mut *self.completed.borrow_mut());
-        if !keys.is_empty() {
-            self.store.remove_all(&keys)?;
-        }
-        Ok(())
     }
 
     /// Makes every live task due after [`MAX_TIME_MS`] dead (rows written by a release that
@@ -176,7 +162,6 @@ impl<S: Store> Scheduler<S> {
     ) -> Result<String> {
         let id = opts.id.clone().unwrap_or_else(new_id);
         let task = queue::new_task(now_ms, when, payload, opts, id)?;
-        self.flush_completed()?;
         if self.store.insert(&task, opts.keep_existing)? {
             self.changed();
             self.emit(Event::Scheduled(&task));
@@ -209,12 +194,12 @@ impl<S: Store> Scheduler<S> {
         if tasks.is_empty() {
             return Ok(ids);
         }
-        self.flush_completed()?;
         for run in tasks.chunk_by(|a, b| a.1 == b.1) {
             let keep_existing = run[0].1;
             let run: Vec<Scheduled> = run.iter().map(|(t, _)| t.clone()).collect();
-            self.store.insert_all(&run, keep_existing)?;
-            for task in &run {
+            let stored = self.store.insert_all(&run, keep_existing)?;
+            // Not for a task `keep_existing` kept out (see `Event::Scheduled`).
+            for (task, _) in run.iter().zip(stored).filter(|(_, stored)| *stored) {
                 self.emit(Event::Scheduled(task));
             }
         }
@@ -242,7 +227,6 @@ impl<S: Store> Scheduler<S> {
         if id.len() > MAX_ID_BYTES {
             return Ok(None);
         }
-        self.flush_completed()?;
         let removed = self.store.remove(id)?;
         self.changed();
         Ok(removed)
@@ -282,7 +266,6 @@ impl<S: Store> Scheduler<S> {
         if id.len() > MAX_ID_BYTES {
             return Err(Error::NotFound(id.to_owned()));
         }
-        self.flush_completed()?;
         let task = match self.store.requeue(id, now_ms)? {
             Some(task) => task,
             None => match self.store.get(id)? {
@@ -304,7 +287,6 @@ impl<S: Store> Scheduler<S> {
     /// before the object is reset: the runtime would otherwise retry the failed alarm event
     /// only after its own backoff (2 s locally), holding back the tasks behind the panic.
     pub fn fail_in_flight(&self, now_ms: i64, error: &str) -> Option<i64> {
-        let _ = self.flush_completed();
         for (key, task) in self.in_flight.keyed() {
             let change = after_failure(&task, now_ms, error);
             let _ = self.store.change(&key, &change);

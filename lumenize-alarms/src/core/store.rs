@@ -27,8 +27,9 @@ pub trait Store {
     /// `keep_existing` it is kept instead, and nothing is stored. Whether `task` was stored.
     fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<bool>;
     /// Stores `tasks` in order as [`insert`](Self::insert) would one by one, in as few
-    /// statements as the store can.
-    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()>;
+    /// statements as the store can. Whether each was stored, in order: all of them, but
+    /// with `keep_existing` none whose id was stored already or came earlier in `tasks`.
+    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<Vec<bool>>;
     /// The task with this id.
     fn get(&self, id: &str) -> Result<Option<Scheduled>>;
     /// The tasks that pass `filter`, by `(due_ms, seq)`.
@@ -186,7 +187,7 @@ impl<S: Store + ?Sized> Store for std::rc::Rc<S> {
     fn insert(&self, task: &Scheduled, keep_existing: bool) -> Result<bool> {
         (**self).insert(task, keep_existing)
     }
-    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {
+    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<Vec<bool>> {
         (**self).insert_all(tasks, keep_existing)
     }
     fn get(&self, id: &str) -> Result<Option<Scheduled>> {

@@ -1,6 +1,6 @@
 //! `Exec`: what the SQL store needs of a SQLite connection.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 
 /// One SQL value, bound or read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +61,10 @@ pub trait Exec {
     /// Runs one statement and returns its rows, each the values of its columns in order.
     ///
     /// # Errors
-    /// [`Error::Storage`] with SQLite's message.
+    /// [`Error::Storage`] with SQLite's message, and its [kind](crate::StorageKind)
+    /// ([`NoSuchTable`](crate::StorageKind::NoSuchTable) and
+    /// [`TooBig`](crate::StorageKind::TooBig) at least): the store matches on the kind,
+    /// never on the message.
     fn query(&self, sql: &str, args: Vec<Value>) -> Result<Vec<Vec<Value>>>;
     /// Runs one statement that returns no rows; how many rows it wrote (more than zero when
     /// it changed any).
@@ -105,5 +108,5 @@ impl Columns {
 }
 
 fn unreadable(wanted: &str, found: &Value) -> Error {
-    Error::Storage(format!("unreadable row of _lumenize_alarms: wanted {wanted}, found {found:?}"))
+    StorageError::other(format!("unreadable row of _lumenize_alarms: wanted {wanted}, found {found:?}")).into()
 }

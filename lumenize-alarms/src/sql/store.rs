@@ -8,7 +8,7 @@
 use std::cell::Cell;
 
 use crate::core::{Change, Filter, Key, MissedTicks, RetryPolicy, Schedule, Scheduled, Status, Store, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_FACTOR, MAX_TIME_MS};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError, StorageKind};
 use crate::sql::exec::{Columns, Exec, Value};
 use crate::sql::row::{self, Read};
 
@@ -138,7 +138,7 @@ impl<E: Exec> SqlStore<E> {
     /// creates it again and runs `op` once more.
     fn with_table<R>(&self, op: impl Fn() -> Result<R>) -> Result<R> {
         match op() {
-            Err(Error::Storage(message)) if message.contains("no such table") => {
+            Err(Error::Storage(e)) if e.kind() == StorageKind::NoSuchTable => {
                 self.create()?;
                 self.recreated.set(self.recreated.get() + 1);
                 op()
@@ -213,16 +213,23 @@ impl<E: Exec> SqlStore<E> {
         self.with_table(|| self.exec.execute(sql, args.clone()))
     }
 
-    /// Stores the tasks of a JSON array of [`item`]s in one statement; how many rows it
-    /// wrote.
-    fn insert_items(&self, json: &str, keep_existing: bool) -> Result<usize> {
+    /// Stores the tasks of a JSON array of [`item`]s in one statement. With `keep_existing`,
+    /// the ids of the rows it stored (`RETURNING`: only then is it not every task);
+    /// otherwise none are read back.
+    fn insert_items(&self, json: &str, keep_existing: bool) -> Result<Vec<String>> {
         let sql = format!(
             "WITH v AS MATERIALIZED (SELECT key, jsonb(value) AS t FROM json_each(?)) \
              INSERT OR {} INTO _lumenize_alarms ({NEW}) SELECT t ->> 0, t ->> 1, t ->> 2, t ->> 3, t ->> 4, t ->> 5, \
              t ->> 5, t ->> 6, 'pending', 0, t ->> 7, t ->> 8, t ->> 9, t ->> 10, t ->> 11, NULL, t ->> 12 FROM v ORDER BY key",
             conflict(keep_existing)
         );
-        self.write(&sql, vec![json.into()])
+        if !keep_existing {
+            self.write(&sql, vec![json.into()])?;
+            return Ok(Vec::new());
+        }
+        let sql = format!("{sql} RETURNING id");
+        let rows = self.with_table(|| self.exec.query(&sql, vec![json.into()]))?;
+        rows.into_iter().map(|row| Columns::new(row).text()).collect()
     }
 }
 
@@ -333,25 +340,26 @@ impl<E: Exec> Store for SqlStore<E> {
         Ok(self.write(&sql, new_values(task))? > 0)
     }
 
-    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<()> {
-        let mut json = String::from("[");
+    fn insert_all(&self, tasks: &[Scheduled], keep_existing: bool) -> Result<Vec<bool>> {
+        let mut stored = Vec::with_capacity(tasks.len());
+        let mut batch = Batch::default();
         for task in tasks {
             let item = item(task)?;
             if item.len() > BATCH_BYTES {
                 // Too large to share a statement: flush what came before, then store it alone.
-                self.flush(&mut json, keep_existing)?;
-                self.insert(task, keep_existing)?;
+                self.flush(&mut batch, keep_existing, &mut stored)?;
+                stored.push(self.insert(task, keep_existing)?);
                 continue;
             }
-            if json.len() + item.len() > BATCH_BYTES {
-                self.flush(&mut json, keep_existing)?;
+            if batch.json.len() + item.len() > BATCH_BYTES {
+                self.flush(&mut batch, keep_existing, &mut stored)?;
             }
-            if json.len() > 1 {
-                json.push(',');
-            }
-            json.push_str(&item);
+            batch.json.push(if batch.ids.is_empty() { '[' } else { ',' });
+            batch.json.push_str(&item);
+            batch.ids.push(&task.id);
         }
-        self.flush(&mut json, keep_existing)
+        self.flush(&mut batch, keep_existing, &mut stored)?;
+        Ok(stored)
     }
 
     fn get(&self, id: &str) -> Result<Option<Scheduled>> {
@@ -423,7 +431,7 @@ impl<E: Exec> Store for SqlStore<E> {
             // Read the whole row once, to quarantine it with the reason a read gives.
             let reads = self.select_quarantining("FROM _lumenize_alarms WHERE seq = ?", vec![seq.into()])?;
             if !reads.iter().any(|r| matches!(r, Read::Unreadable { live: true, .. })) {
-                return Err(Error::Storage(format!("row {seq} of _lumenize_alarms has a key that does not decode ({json}), yet the row does")));
+                return Err(StorageError::other(format!("row {seq} of _lumenize_alarms has a key that does not decode ({json}), yet the row does")).into());
             }
         }
     }
@@ -517,14 +525,27 @@ fn requeue_sql() -> String {
     )
 }
 
+/// The tasks of one batch statement: their [`item`]s as a JSON array (`]` not yet
+/// written), and their ids in order.
+#[derive(Default)]
+struct Batch<'a> {
+    json: String,
+    ids: Vec<&'a str>,
+}
+
 impl<E: Exec> SqlStore<E> {
-    fn flush(&self, json: &mut String, keep_existing: bool) -> Result<()> {
-        if json.len() > 1 {
-            json.push(']');
-            self.insert_items(json, keep_existing)?;
+    /// Stores the tasks of `batch` in one statement, if there are any, and empties it;
+    /// records whether each was stored in `stored`, in order.
+    fn flush(&self, batch: &mut Batch<'_>, keep_existing: bool, stored: &mut Vec<bool>) -> Result<()> {
+        if batch.ids.is_empty() {
+            return Ok(());
         }
-        json.clear();
-        json.push('[');
+        batch.json.push(']');
+        // With `keep_existing`, the first task of an id may be stored, never a later one (the
+        // first is kept): each id returned (once: ids are unique) stands for its first task.
+        let mut returned: std::collections::HashSet<String> = self.insert_items(&batch.json, keep_existing)?.into_iter().collect();
+        stored.extend(batch.ids.drain(..).map(|id| !keep_existing || returned.remove(id)));
+        batch.json.clear();
         Ok(())
     }
 }

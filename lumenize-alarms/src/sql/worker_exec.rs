@@ -2,11 +2,13 @@
 
 use worker::{SqlStorage, SqlStorageValue};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::sql::exec::{Exec, Value};
 
+/// workerd's SQLite errors arrive as JavaScript exceptions, with text only: classified
+/// here, once.
 fn storage(e: worker::Error) -> Error {
-    Error::Storage(e.to_string())
+    StorageError::classify(e.to_string()).into()
 }
 
 fn bind(args: Vec<Value>) -> Vec<SqlStorageValue> {

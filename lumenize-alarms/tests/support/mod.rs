@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use lumenize_alarms::sql::{Exec, SqlStore, Value};
-use lumenize_alarms::{Error, Result};
+use lumenize_alarms::{Error, Result, StorageError, StorageKind};
 use rusqlite::types::{Value as SqliteValue, ValueRef};
 use rusqlite::limits::Limit;
 use rusqlite::{params_from_iter, Connection};
@@ -27,8 +27,14 @@ impl Sqlite {
     }
 }
 
+/// Classified once, here: by SQLite's result code where it has one of its own
+/// (`SQLITE_TOOBIG`), else by its message (a missing table is a plain `SQLITE_ERROR`), as
+/// the Durable Object's executor does.
 fn storage(e: rusqlite::Error) -> Error {
-    Error::Storage(e.to_string())
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::TooBig => StorageError::new(StorageKind::TooBig, e.to_string()).into(),
+        _ => StorageError::classify(e.to_string()).into(),
+    }
 }
 
 /// The largest integer a JavaScript number holds exactly (2^53 - 1).
