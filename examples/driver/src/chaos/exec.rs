@@ -311,8 +311,14 @@ pub(crate) fn post(http: &Client, url: &str, body: &str) -> (Outcome, Option<Val
     }
 }
 
+/// How much of an answer's body is kept: enough for any typed error of the library whole,
+/// which may name an id of `MAX_ID_BYTES` (512) twice, so that the check that the refusal
+/// is the one expected sees its reason (300 characters cut a requeue's "is not dead" off a
+/// 512-byte id).
+const KEPT_CHARS: usize = 2_000;
+
 fn cut(text: &str) -> String {
-    text.chars().take(300).collect()
+    text.chars().take(KEPT_CHARS).collect()
 }
 
 /// Takes the answer of `p` into the model, and logs the request.

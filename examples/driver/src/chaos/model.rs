@@ -346,14 +346,14 @@ pub enum Outcome {
     Refused {
         /// The status.
         status: u16,
-        /// The body, cut to 300 characters.
+        /// The body, cut to 2,000 characters.
         body: String,
     },
     /// A 5xx (or another status), with (the start of) its body.
     Failed {
         /// The status.
         status: u16,
-        /// The body, cut to 300 characters.
+        /// The body, cut to 2,000 characters.
         body: String,
     },
     /// No HTTP answer (refused, reset, timed out).
