@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use lumenize_alarms::core::MAX_TIME_MS;
+use lumenize_alarms::core::{check_time, MAX_TIME_MS};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -144,13 +144,8 @@ pub struct OutOfRange {
 /// assert!(call_times(now, Some(-1), None).is_err());
 /// ```
 pub fn call_times(now_ms: i64, issued_ms: Option<i64>, timeout: Option<Duration>) -> Result<(i64, Option<i64>), OutOfRange> {
-    let in_range = |what: &'static str, value: i64| {
-        if (0..=MAX_TIME_MS).contains(&value) {
-            Ok(value)
-        } else {
-            Err(OutOfRange { what, value, min: 0, max: MAX_TIME_MS })
-        }
-    };
+    // lumenize-alarms' range check, with what was out of range named.
+    let in_range = |what: &'static str, value: i64| check_time(value).map_err(|_| OutOfRange { what, value, min: 0, max: MAX_TIME_MS });
     let now = in_range("the clock (Unix ms)", now_ms)?;
     let issued = in_range("the issue time (CallOptions::issued_at, Unix ms)", issued_ms.unwrap_or(now))?;
     let deadline = match timeout {
