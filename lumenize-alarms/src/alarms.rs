@@ -2,14 +2,17 @@
 //! thin adapter: the clock, ids, the alarm API and the panic guard; everything else is
 //! [`core::Scheduler`](crate::core::Scheduler).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Display;
+use std::future::Future;
 use std::marker::PhantomData;
-use std::rc::Rc;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use wasm_bindgen::JsValue;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{console_error, ScheduledTime, SqlStorage, State, Storage};
 
 use crate::core::{Event, NativeAlarm, Options, RunReport, Scheduled, Scheduler, When, MAX_BATCH_LIMIT};
@@ -59,7 +62,7 @@ pub const DEFAULT_BATCH_LIMIT: usize = 1_000;
 ///
 /// impl DurableObject for Scheduler {
 ///     fn new(state: State, _env: Env) -> Self {
-///         Self { alarms: Alarms::open(&state).expect("a SQLite-backed object") }
+///         Self { alarms: Alarms::open(&state) }
 ///     }
 ///
 ///     async fn fetch(&self, _req: Request) -> Result<Response> {
@@ -86,11 +89,71 @@ impl<T> Clone for Alarms<T> {
 }
 
 struct Inner {
-    scheduler: Scheduler<SqlStore<SqlStorage>>,
+    /// The scheduler, or why the object's storage could not be opened: then every method
+    /// returns that error (see [`Alarms::open`]).
+    scheduler: std::result::Result<Scheduler<SqlStore<SqlStorage>>, Error>,
     storage: Storage,
     /// The raw `DurableObjectState`, for the panic guard's `abort()`.
     state: JsValue,
     batch_limit: Cell<usize>,
+    /// The libraries whose tasks this scheduler runs before the user's handler sees
+    /// anything (lumenize-call's), by the name their tasks' payloads carry.
+    libraries: RefCell<Vec<(&'static str, Weak<dyn Library>)>>,
+}
+
+impl Inner {
+    fn scheduler(&self) -> Result<&Scheduler<SqlStore<SqlStorage>>> {
+        self.scheduler.as_ref().map_err(again)
+    }
+
+    fn library(&self, name: &str) -> Option<Rc<dyn Library>> {
+        self.libraries.borrow().iter().find(|(n, _)| *n == name).and_then(|(_, library)| library.upgrade())
+    }
+}
+
+/// The error `open` met, again, for each method that is called after it.
+fn again(e: &Error) -> Error {
+    e.replay()
+}
+
+/// A library's own tasks on an object's scheduler (lumenize-call's: a call's dispatch and
+/// backstop). They are stored with a payload that names the library
+/// ([`Alarms::schedule_library`]) and run by it inside [`Alarms::run_due`], before the
+/// user's handler sees anything: the user's task type never names them. Not for
+/// applications; the seam between this workspace's crates.
+#[doc(hidden)]
+pub trait Library {
+    /// Runs one of the library's tasks; `Err` fails that attempt (the task's retry policy
+    /// applies).
+    fn run(&self, task: Scheduled) -> Pin<Box<dyn Future<Output = std::result::Result<(), String>> + '_>>;
+}
+
+/// The payload of a library's task: `{"lumenize":"<library>"}`. A user's task type that
+/// encodes to exactly this would be taken for the library's: the key is reserved.
+fn library_payload(name: &str) -> String {
+    format!(r#"{{"lumenize":"{name}"}}"#)
+}
+
+/// The library a stored payload names, if it is a library's task.
+fn library_of(payload: &str) -> Option<&str> {
+    payload.strip_prefix(r#"{"lumenize":""#)?.strip_suffix(r#""}"#)
+}
+
+/// A task as `run_due` decodes it: a library's own, or the user's `T`. Decoding looks at
+/// the stored text once (no copy) before handing it to `T`'s decoder.
+enum Routed<T> {
+    Library(String),
+    User(T),
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Routed<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let raw = <&RawValue>::deserialize(d)?;
+        match library_of(raw.get()) {
+            Some(name) => Ok(Routed::Library(name.to_owned())),
+            None => serde_json::from_str(raw.get()).map(Routed::User).map_err(D::Error::custom),
+        }
+    }
 }
 
 /// The native alarm of a Durable Object, through `worker::Storage`.
@@ -118,31 +181,49 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// was lost (after the runtime gave up retrying a failed alarm, or a restart), whether or
     /// not that event uses the scheduler.
     ///
-    /// # Errors
-    /// [`Error::NoSqlite`] for an object without SQLite storage, [`Error::SchemaTooNew`];
-    /// storage errors. Never because of what a stored task holds.
-    pub fn open(state: &State) -> Result<Self> {
+    /// Opening never fails and never panics (a panic in `new` would take down the isolate
+    /// that every object of the worker shares): if the object's storage cannot be opened,
+    /// every method of the handle returns why, as a typed error the caller can answer with
+    /// (a 500 with the message, say): [`Error::NoSqlite`] for an object without SQLite
+    /// storage (its class is not in `new_sqlite_classes`), [`Error::SchemaTooNew`], or a
+    /// storage error. Never because of what a stored task holds.
+    ///
+    /// Open it once per object and keep the handle: libraries attach to it
+    /// (lumenize-call's `Calls::open(&alarms, ..)`), and a second `open` would be a second
+    /// scheduler over the same table, without them.
+    pub fn open(state: &State) -> Self {
         let storage = state.storage();
-        // `Storage::sql` throws (uncatchably, from Rust) on an object without SQLite: look first.
-        let sql = js_sys::Reflect::get(storage.as_raw(), &"sql".into()).map_err(|_| Error::NoSqlite)?;
-        if sql.is_undefined() || sql.is_null() {
-            return Err(Error::NoSqlite);
-        }
-        let store = SqlStore::open(storage.sql()).map_err(|e| match e {
-            Error::Storage(e) if e.kind() == StorageKind::SqlNotEnabled => Error::NoSqlite,
-            e => e,
-        })?;
-        let scheduler = Scheduler::new(store);
-        scheduler.repair()?;
+        let scheduler = open_scheduler(&storage);
         let state = AsRef::<JsValue>::as_ref(state.as_raw()).clone();
-        let inner = Rc::new(Inner { scheduler, storage, state, batch_limit: Cell::new(DEFAULT_BATCH_LIMIT) });
-        let recover = inner.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            if let Err(e) = recover.scheduler.armed(&Runtime(&recover.storage), now_ms()).await {
-                console_error!("lumenize-alarms: reading the native alarm failed ({e}); the next event tries again");
-            }
-        });
-        Ok(Alarms { inner, _task: PhantomData })
+        let opened = scheduler.is_ok();
+        let inner = Inner { scheduler, storage, state, batch_limit: Cell::new(DEFAULT_BATCH_LIMIT), libraries: RefCell::default() };
+        let inner = Rc::new(inner);
+        if opened {
+            let recover = inner.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let Ok(scheduler) = recover.scheduler() else { return };
+                if let Err(e) = scheduler.armed(&Runtime(&recover.storage), now_ms()).await {
+                    console_error!("lumenize-alarms: reading the native alarm failed ({e}); the next event tries again");
+                }
+            });
+        }
+        Alarms { inner, _task: PhantomData }
+    }
+
+    /// Whether the scheduler could be opened: `Err` with what [`open`](Self::open) met, as
+    /// every method returns it (for a health check, or a clear error at start).
+    ///
+    /// ```no_run
+    /// # fn demo(state: worker::State) -> worker::Result<()> {
+    /// let alarms = lumenize_alarms::Alarms::<u32>::open(&state);
+    /// alarms.ready()?; // Error::NoSqlite if the class is not in new_sqlite_classes
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NoSqlite`], [`Error::SchemaTooNew`], storage errors.
+    pub fn ready(&self) -> Result<()> {
+        self.inner.scheduler().map(|_| ())
     }
 
     /// Sets how many tasks one [`run_due`](Self::run_due) runs before it re-arms the alarm
@@ -170,7 +251,9 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # }
     /// ```
     pub fn on_event(&self, hook: impl Fn(&Event<'_>) + 'static) {
-        self.inner.scheduler.on_event(hook);
+        if let Ok(scheduler) = self.inner.scheduler() {
+            scheduler.on_event(hook);
+        }
     }
 
     /// Schedules `task` to run per `when`, with a generated UUIDv7 id and default options.
@@ -195,7 +278,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     pub async fn schedule_with(&self, when: When, task: T, opts: Options) -> Result<String> {
         let payload = encode(&task)?;
         let now = now_ms();
-        self.inner.scheduler.schedule(&self.alarm(), now, &when, payload, &opts, || new_id(now)).await
+        self.inner.scheduler()?.schedule(&self.alarm(), now, &when, payload, &opts, || new_id(now)).await
     }
 
     /// Schedules many tasks at once, with generated ids and default options: one SQL
@@ -226,7 +309,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         let tasks: Vec<(When, String, Options)> =
             tasks.into_iter().map(|(when, task, opts)| Ok((when, encode(&task)?, opts))).collect::<Result<_>>()?;
         let now = now_ms();
-        self.inner.scheduler.schedule_many(&self.alarm(), now, tasks, || new_id(now)).await
+        self.inner.scheduler()?.schedule_many(&self.alarm(), now, tasks, || new_id(now)).await
     }
 
     /// The task with this id, if any. A stored row that does not decode is returned as a
@@ -235,7 +318,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # Errors
     /// Storage errors.
     pub fn get(&self, id: &str) -> Result<Option<Scheduled>> {
-        self.inner.scheduler.get(id)
+        self.inner.scheduler()?.get(id)
     }
 
     /// The tasks that pass `filter` (pending, running and dead ones alike unless filtered),
@@ -245,7 +328,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # Errors
     /// Storage errors.
     pub fn list(&self, filter: &Filter) -> Result<Vec<Scheduled>> {
-        self.inner.scheduler.list(filter)
+        self.inner.scheduler()?.list(filter)
     }
 
     /// Removes the task with this id, pending or dead (a quarantined one too), and returns
@@ -257,7 +340,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// # Errors
     /// Storage errors.
     pub fn cancel(&self, id: &str) -> Result<Option<Scheduled>> {
-        self.inner.scheduler.cancel(id)
+        self.inner.scheduler()?.cancel(id)
     }
 
     /// From inside the running handler of task `id`: run it again at `at_ms` (Unix
@@ -279,7 +362,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// [`Error::NotFound`] if no handler of that task is running in this object;
     /// [`Error::TimeOutOfRange`].
     pub fn defer(&self, id: &str, at_ms: i64) -> Result<()> {
-        self.inner.scheduler.defer(id, at_ms)
+        self.inner.scheduler()?.defer(id, at_ms)
     }
 
     /// Puts a dead task back in the queue, due now, with its attempts reset. A quarantined
@@ -290,7 +373,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// [`Error::NotFound`], [`Error::NotDead`], [`Error::Unreadable`] for a row that still
     /// does not decode (it stays dead); storage errors.
     pub async fn requeue(&self, id: &str) -> Result<Scheduled> {
-        self.inner.scheduler.requeue(&self.alarm(), now_ms(), id).await
+        self.inner.scheduler()?.requeue(&self.alarm(), now_ms(), id).await
     }
 
     /// Runs the due tasks, in (due time, insertion) order, one at a time: call it from
@@ -344,7 +427,8 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         self.run(Some(now_ms), handler).await
     }
 
-    async fn run<E: Display>(&self, at_ms: Option<i64>, handler: impl AsyncFnMut(T, Scheduled) -> std::result::Result<(), E>) -> Result<RunReport> {
+    async fn run<E: Display>(&self, at_ms: Option<i64>, mut handler: impl AsyncFnMut(T, Scheduled) -> std::result::Result<(), E>) -> Result<RunReport> {
+        let scheduler = self.inner.scheduler()?;
         let inner = self.inner.clone();
         let on_panic = move |panic: &Panic<'_>| {
             let error = if panic.here {
@@ -354,19 +438,91 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
             };
             // Best effort: if this fails, the next run still finds the task running and
             // counts the attempt as cut short.
-            if let Some(at) = inner.scheduler.fail_in_flight(now_ms(), &error) {
+            if let Some(at) = inner.scheduler().ok().and_then(|s| s.fail_in_flight(now_ms(), &error)) {
                 arm_now(&inner.storage, at);
             }
         };
+        // A library's tasks go to the library; the user's handler sees only its own type.
+        let routed = async |task: Routed<T>, info: Scheduled| match task {
+            Routed::User(task) => handler(task, info).await.map_err(|e| e.to_string()),
+            Routed::Library(name) => match self.inner.library(&name) {
+                Some(library) => library.run(info).await,
+                None => Err(format!("a task of {name}, whose handle is not attached to this scheduler: open it from the object's one Alarms handle, in DurableObject::new")),
+            },
+        };
         let limit = self.inner.batch_limit.get();
         let alarm = self.alarm();
-        let run = self.inner.scheduler.run_due(&alarm, &now_ms, at_ms, limit, handler);
+        let run = scheduler.run_due(&alarm, &now_ms, at_ms, limit, routed);
         guarded(self.inner.state.clone(), on_panic, run).await
+    }
+
+    /// Schedules a task of the library attached under `name`, as
+    /// [`schedule_with`](Self::schedule_with) does a user's.
+    ///
+    /// # Errors
+    /// As [`schedule`](Self::schedule).
+    #[doc(hidden)]
+    pub async fn schedule_library(&self, name: &'static str, when: When, opts: Options) -> Result<String> {
+        let now = now_ms();
+        self.inner.scheduler()?.schedule(&self.alarm(), now, &when, library_payload(name), &opts, || new_id(now)).await
     }
 
     fn alarm(&self) -> Runtime<'_> {
         Runtime(&self.inner.storage)
     }
+}
+
+/// The seams between this workspace's crates: not for applications.
+impl<T> Alarms<T> {
+    /// Attaches `library`, which runs the tasks stored by
+    /// [`schedule_library`](Self::schedule_library) under `name` (it replaces one attached
+    /// under the same name). Held weakly: the library's handle owns it.
+    #[doc(hidden)]
+    pub fn attach(&self, name: &'static str, library: Weak<dyn Library>) {
+        let mut libraries = self.inner.libraries.borrow_mut();
+        libraries.retain(|(n, _)| *n != name);
+        libraries.push((name, library));
+    }
+
+    /// The object's state, as given to [`open`](Self::open).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn object_state(&self) -> State {
+        State::from(self.inner.state.clone().unchecked_into::<worker::worker_sys::DurableObjectState>())
+    }
+
+    /// The same handle (the same scheduler, the same attached libraries) for tasks of type
+    /// `U`: for a library, or a continuation, that schedules the object's own tasks.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn retyped<U>(&self) -> Alarms<U> {
+        Alarms { inner: self.inner.clone(), _task: PhantomData }
+    }
+}
+
+/// The object's SQLite, or [`Error::NoSqlite`] for an object without it (where
+/// `Storage::sql` would throw, uncatchably from Rust). For this workspace's crates.
+///
+/// # Errors
+/// [`Error::NoSqlite`].
+#[doc(hidden)]
+pub fn sql_storage(storage: &Storage) -> Result<SqlStorage> {
+    let sql = js_sys::Reflect::get(storage.as_raw(), &"sql".into()).map_err(|_| Error::NoSqlite)?;
+    if sql.is_undefined() || sql.is_null() {
+        return Err(Error::NoSqlite);
+    }
+    Ok(storage.sql())
+}
+
+/// The scheduler over the object's SQLite, repaired.
+fn open_scheduler(storage: &Storage) -> Result<Scheduler<SqlStore<SqlStorage>>> {
+    let store = SqlStore::open(sql_storage(storage)?).map_err(|e| match e {
+        Error::Storage(e) if e.kind() == StorageKind::SqlNotEnabled => Error::NoSqlite,
+        e => e,
+    })?;
+    let scheduler = Scheduler::new(store);
+    scheduler.repair()?;
+    Ok(scheduler)
 }
 
 /// Arms the alarm for `at_ms` without awaiting: the call is issued at once, which is all a

@@ -184,6 +184,22 @@ impl StorageError {
     }
 }
 
+impl Error {
+    /// The same error again, for a handle that keeps what opening it met and returns it
+    /// from every method: the variants opening can meet are copied as they are, any other
+    /// becomes a storage error with the same message. For this workspace's crates.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn replay(&self) -> Error {
+        match self {
+            Error::NoSqlite => Error::NoSqlite,
+            Error::SchemaTooNew { found, supported } => Error::SchemaTooNew { found: *found, supported: *supported },
+            Error::Storage(e) => Error::Storage(e.clone()),
+            e => Error::Storage(StorageError::other(e.to_string())),
+        }
+    }
+}
+
 impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
         Error::Storage(e)

@@ -34,7 +34,7 @@
 //! impl DurableObject for Reminders {
 //!     fn new(state: State, _env: Env) -> Self {
 //!         // Opened once: creates the table, and the first event re-arms a lost alarm.
-//!         Self { alarms: Alarms::open(&state).expect("a SQLite-backed class") }
+//!         Self { alarms: Alarms::open(&state) }
 //!     }
 //!
 //!     async fn fetch(&self, _req: Request) -> Result<Response> {
@@ -135,5 +135,7 @@ pub mod sql;
 
 pub use crate::core::{Filter, Kind, MissedTicks, Options, RetryPolicy, RunReport, Schedule, Scheduled, Status, When};
 pub use alarms::{Alarms, DEFAULT_BATCH_LIMIT};
+#[doc(hidden)]
+pub use alarms::{sql_storage, Library};
 pub use error::{Error, Result, StorageError, StorageKind};
 pub use panic_abort::{abort_on_panic, Panic};

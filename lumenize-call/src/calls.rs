@@ -1,134 +1,162 @@
-//! `Calls`: durable calls from this Durable Object to others, with a typed continuation.
+//! `Calls`: durable calls from this Durable Object to others, each with a typed
+//! continuation that runs back here.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::fmt::Display;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
-use lumenize_alarms::{Alarms, Options, Scheduled, When};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use worker::{console_error, Env, Headers, Method, Request, RequestInit, State};
+use lumenize_alarms::{Alarms, Library, Options, Scheduled, When};
+use worker::{console_error, Env, Headers, Method, Request, RequestInit};
 
+use crate::continuation::{self, Continuation, Continuations, Ctx, Has};
 use crate::envelope::{self, CallRequest, Recipient, SIGNATURE_HEADER, VERSION};
 use crate::machine::{self, Answer, CallResult, Step, FIRST_RETRY_DELAY_MS};
 use crate::runtime::{new_id, now_ms, own};
+use crate::server::Opened;
 use crate::store::{PendingCall, Store};
-use crate::{CallError, CallOptions, CallTask, Dispatch, Error, Object, Operation, Result, Server, Target};
+use crate::{CallError, CallOptions, Dispatch, Error, Object, Operation, Result, Server, Target};
 
 /// The id of a call: a UUIDv7, also the id of the call's lumenize-alarms task.
 pub type CallId = String;
 
-/// What a continuation gets besides its own value and the result: what it cannot capture
-/// when it is given, in `DurableObject::new`.
-pub struct Ctx {
-    /// The call's id (as [`Calls::call`] returned it): a key to record the continuation's
-    /// effect under, to make it idempotent.
-    pub id: CallId,
-    /// The calling object's state (the same object as the `State` given to `new`).
-    pub state: State,
-    /// Its environment.
-    pub env: Env,
-}
+/// The name lumenize-call's tasks carry in the object's scheduler.
+const TASKS: &str = "call";
 
-type Continuation<Reply, R> =
-    Rc<dyn Fn(Ctx, R, std::result::Result<Reply, CallError>) -> Pin<Box<dyn Future<Output = std::result::Result<(), String>>>>>;
-
-/// Durable calls of one Durable Object, typed end to end: `T` is the object's
-/// lumenize-alarms task type (which embeds [`CallTask`]), `Op` the [`Operation`] it calls
-/// (whose [`Reply`](Operation::Reply) the continuation receives), `R` its continuation
-/// value, given to [`call`](Self::call) and handed back to the continuation with the
-/// result.
+/// Durable calls of one Durable Object, typed end to end: `L` lists the object's
+/// [`Continuations`], as a tuple (`Calls<(Shouted,)>`, `Calls<(Shouted, Summed)>`). A call
+/// is given one of them, which names the [`Operation`] it calls, and runs back here with
+/// that operation's reply: the compiler checks both.
 ///
-/// Open it once, in `DurableObject::new`, with the continuation, and keep it in a field;
-/// cheap to clone. It serves calls too ([`server`](Self::server)). See the crate docs for a
+/// Open it once, in `DurableObject::new`, from the object's [`Alarms`] handle, and keep it
+/// in a field; cheap to clone. Its tasks (a call's dispatch and backstop) are stored and
+/// run by that handle's `run_due`, before your handler sees anything: your task type never
+/// names them. It serves calls too ([`server`](Self::server)). See the crate docs for a
 /// full origin and remote.
-pub struct Calls<T, Op: Operation, R> {
-    inner: Rc<Inner<T, Op, R>>,
+pub struct Calls<L: Continuations> {
+    inner: Rc<Inner<L>>,
 }
 
-impl<T, Op: Operation, R> Clone for Calls<T, Op, R> {
+impl<L: Continuations> Clone for Calls<L> {
     fn clone(&self) -> Self {
         Calls { inner: self.inner.clone() }
     }
 }
 
-struct Inner<T, Op: Operation, R> {
-    server: Server<T>,
-    continuation: Continuation<Op::Reply, R>,
+struct Inner<L> {
+    /// This, for the object's scheduler to run call tasks with.
+    me: Weak<Inner<L>>,
+    server: Server,
+    alarms: Alarms<()>,
     /// Calls this isolate is sending right now, with when the send started.
     sending: RefCell<HashMap<CallId, i64>>,
     /// Calls whose continuation is running right now.
     delivering: RefCell<HashSet<CallId>>,
+    _then: PhantomData<fn() -> L>,
 }
 
-impl<T, Op, R> Calls<T, Op, R>
-where
-    T: Serialize + DeserializeOwned + From<CallTask> + 'static,
-    Op: Operation,
-    R: Serialize + DeserializeOwned + 'static,
-{
-    /// Opens the calls of this object with their continuation: reads
-    /// [`SECRET`](crate::SECRET) (and [`SECRET_PREVIOUS`](crate::SECRET_PREVIOUS)) and
-    /// creates lumenize-call's tables on first use (synchronous SQL: call it in
-    /// `DurableObject::new`). `alarms` is a clone of the object's own handle, the one whose
-    /// `run_due` hands call tasks to [`run`](Self::run).
+/// The object's scheduler runs a call's task through this.
+impl<L: Continuations> Library for Inner<L> {
+    fn run(&self, task: Scheduled) -> Pin<Box<dyn Future<Output = std::result::Result<(), String>> + '_>> {
+        Box::pin(async move {
+            let calls = Calls { inner: self.me.upgrade().ok_or("the object's Calls handle is gone")? };
+            calls.backstop(&task.id).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
+impl<L: Continuations> Calls<L> {
+    /// Opens the calls of this object over its scheduler: reads [`SECRET`](crate::SECRET)
+    /// (and [`SECRET_PREVIOUS`](crate::SECRET_PREVIOUS)), creates lumenize-call's tables on
+    /// first use (synchronous SQL: call it in `DurableObject::new`), and attaches to
+    /// `alarms`, whose `run_due` then runs the calls' tasks. Give it the object's one
+    /// handle, the one its `alarm()` runs.
     ///
-    /// `continuation` runs once per call, when the result is in: with a [`Ctx`], the
-    /// continuation value given to [`call`](Self::call), and the remote's reply or a
-    /// [`CallError`]. `Ok` completes the call. `Err` (or a continuation value that no longer
-    /// decodes as `R`: [`Error::Decode`]) keeps it pending with its result, and its task
-    /// runs the continuation again per lumenize-alarms' retry policy, then is kept dead
-    /// (listable with the error, re-queueable). It is an async closure or function that
-    /// owns what it needs (it is kept for the object's life); reach the object's storage
-    /// through [`Ctx::state`].
+    /// Opening never fails and never panics: if [`SECRET`](crate::SECRET) is not set
+    /// ([`Error::NoSecret`]) or the object has no SQLite, [`call`](Self::call) and every
+    /// other method return the error, and calls served are answered with a 500 saying so.
+    pub fn open<T>(alarms: &Alarms<T>, env: &Env) -> Self {
+        let alarms = alarms.retyped::<()>();
+        let server = Server::open(&alarms.object_state(), env);
+        let inner = Rc::new_cyclic(|me| Inner {
+            me: me.clone(),
+            server,
+            alarms: alarms.clone(),
+            sending: RefCell::default(),
+            delivering: RefCell::default(),
+            _then: PhantomData,
+        });
+        let library: Weak<Inner<L>> = Rc::downgrade(&inner);
+        alarms.attach(TASKS, library);
+        Calls { inner }
+    }
+
+    /// Whether this object can make calls: `Err` with what opening met
+    /// ([`Error::NoSecret`], no SQLite), as every method returns it.
     ///
     /// # Errors
-    /// [`Error::NoSecret`] if [`SECRET`](crate::SECRET) is not set; storage errors.
-    pub fn open<E>(
-        state: &State,
-        env: &Env,
-        alarms: Alarms<T>,
-        continuation: impl AsyncFn(Ctx, R, std::result::Result<Op::Reply, CallError>) -> std::result::Result<(), E> + 'static,
-    ) -> Result<Self>
-    where
-        E: Display,
-    {
-        let server = Server::open(state, env, alarms)?;
-        let continuation = Rc::new(continuation);
-        let continuation: Continuation<Op::Reply, R> = Rc::new(move |ctx, resume, result| {
-            let continuation = continuation.clone();
-            Box::pin(async move { continuation(ctx, resume, result).await.map_err(|e| e.to_string()) })
-        });
-        let inner = Inner { server, continuation, sending: RefCell::default(), delivering: RefCell::default() };
-        Ok(Calls { inner: Rc::new(inner) })
+    /// What opening met.
+    pub fn ready(&self) -> Result<()> {
+        self.inner.server.ready()
     }
 
     /// The serving side of this object, for an object that also answers calls.
-    pub fn server(&self) -> &Server<T> {
+    pub fn server(&self) -> &Server {
         &self.inner.server
     }
 
-    /// Calls `target` with `op`; when the result is in, the continuation runs here with
-    /// `resume` and the result. Returns at once, once the call is durable; with
-    /// [`Dispatch::Direct`] the request leaves in this same event.
+    /// Calls `target` with `op`, with the default [`CallOptions`]; when the result is in,
+    /// `then` runs here with it ([`Continuation::on_reply`]). Returns at once, once the
+    /// call is durable. `then` must be one of the object's [`Continuations`] (a compile
+    /// error otherwise), and `op` the operation it answers.
     ///
-    /// Writes: the call's row and its lumenize-alarms task (the call's dispatch and
-    /// backstop, due now for [`Dispatch::Alarm`], in a second for `Direct`), in one commit;
-    /// the native alarm too if the task is now the earliest.
+    /// ```no_run
+    /// # use lumenize_call::*;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Shout(String);
+    /// # impl Operation for Shout { const NAME: &'static str = "shout"; type Reply = String; }
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Shouted;
+    /// # impl Continuation for Shouted { type Op = Shout; const NAME: &'static str = "shouted";
+    /// #   async fn on_reply(self, _: Ctx, _: Result<String, CallError>) -> worker::Result<()> { Ok(()) } }
+    /// # async fn demo(calls: &Calls<(Shouted,)>) -> lumenize_call::Result<()> {
+    /// let id = calls.call(Target::named("ECHO", "echo"), &Shout("hello".into()), Shouted).await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// [`Error::Encode`] if `op` or `resume` do not encode; [`Error::TooLarge`] if `op` is
-    /// over [`MAX_OPERATION_BYTES`](crate::MAX_OPERATION_BYTES), `resume` over
+    /// As [`call_with`](Self::call_with).
+    pub async fn call<C, I>(&self, target: Target, op: &C::Op, then: C) -> Result<CallId>
+    where
+        C: Continuation,
+        L: Has<C, I>,
+    {
+        self.call_with(target, op, then, CallOptions::default()).await
+    }
+
+    /// As [`call`](Self::call), with [`CallOptions`]: the dispatch and a timeout. With
+    /// [`Dispatch::Direct`] the request leaves in this same event.
+    ///
+    /// Writes: the call's row and its task (the call's dispatch and backstop, due now for
+    /// [`Dispatch::Alarm`], in a second for `Direct`), in one commit; the native alarm too
+    /// if the task is now the earliest.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if `op` or `then` do not encode; [`Error::TooLarge`] if `op` is
+    /// over [`MAX_OPERATION_BYTES`](crate::MAX_OPERATION_BYTES), `then` over
     /// [`MAX_CONTINUATION_BYTES`](crate::MAX_CONTINUATION_BYTES), or both with the target
     /// over a row; [`Error::KeyTooLong`] if the target's binding or object is over
     /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES); [`Error::OutOfRange`] for an issue time
     /// ([`CallOptions::issued_at`]) outside `0 ..=`
     /// [`MAX_TIME_MS`](lumenize_alarms::core::MAX_TIME_MS) (see
-    /// [`call_times`](machine::call_times)); storage errors. Nothing is stored then.
-    pub async fn call(&self, target: Target, op: &Op, resume: R, opts: CallOptions) -> Result<CallId> {
+    /// [`call_times`](machine::call_times)); what opening met ([`Error::NoSecret`], no
+    /// SQLite); storage errors. Nothing is stored then.
+    pub async fn call_with<C, I>(&self, target: Target, op: &C::Op, then: C, opts: CallOptions) -> Result<CallId>
+    where
+        C: Continuation,
+        L: Has<C, I>,
+    {
+        let store = self.store()?;
         let object = match &target.object {
             Object::Name(name) => ("the target's name", name),
             Object::Id(hex) => ("the target's id", hex),
@@ -137,7 +165,9 @@ where
             machine::check_key(what, key).map_err(|o| Error::KeyTooLong { what: o.what, bytes: o.bytes, limit: o.limit })?;
         }
         let op = serde_json::to_value(op).map_err(|source| Error::Encode { what: "the operation", source })?;
-        let resume = serde_json::to_value(&resume).map_err(|source| Error::Encode { what: "the continuation", source })?;
+        let op = machine::tag(<C::Op as Operation>::NAME, op);
+        let resume = serde_json::to_value(&then).map_err(|source| Error::Encode { what: "the continuation", source })?;
+        let resume = machine::tag(C::NAME, resume);
         machine::check_call_size(machine::json_len(&op), machine::json_len(&resume), machine::json_len(&target))?;
         let now = now_ms();
         let (issued_ms, deadline_ms) = machine::call_times(now, opts.issued_ms, opts.timeout)?;
@@ -161,11 +191,10 @@ where
         // The call's row and its task commit together: `schedule_with` inserts the task
         // synchronously when it is first polled, and nothing awaits between the two
         // inserts (a Durable Object commits the writes between two awaits atomically).
-        self.store().insert_call(&call)?;
-        let task = T::from(CallTask::Dispatch);
-        if let Err(e) = self.alarms().schedule_with(When::at_unix_ms(first), task, Options::id(&call.id)).await {
+        store.insert_call(&call)?;
+        if let Err(e) = self.alarms().schedule_library(TASKS, When::at_unix_ms(first), Options::id(&call.id)).await {
             // No call then. A task stored before the error finds no row and ends.
-            self.store().remove_call(&call.id)?;
+            store.remove_call(&call.id)?;
             return Err(e.into());
         }
         let id = call.id.clone();
@@ -182,7 +211,7 @@ where
     /// # Errors
     /// Storage errors.
     pub fn pending(&self) -> Result<Vec<PendingCall>> {
-        self.store().calls()
+        self.store()?.calls()
     }
 
     /// Cancels a pending call: its continuation runs now with [`CallError::Cancelled`]
@@ -198,9 +227,9 @@ where
     /// The continuation's error (the call stays pending and its task retries it); storage
     /// errors.
     pub async fn cancel(&self, id: &str) -> Result<bool> {
-        let Some(call) = self.store().call(id)? else { return Ok(false) };
+        let Some(call) = self.store()?.call(id)? else { return Ok(false) };
         if call.unreadable.is_some() {
-            self.store().remove_call(id)?;
+            self.store()?.remove_call(id)?;
             self.alarms().cancel(id)?;
             return Ok(true);
         }
@@ -210,46 +239,10 @@ where
         if call.result.is_none() {
             // Stored first: nothing else would cancel it again should the object be reset
             // while the continuation runs.
-            self.store().store_result(id, &Err(CallError::Cancelled))?;
+            self.store()?.store_result(id, &Err(CallError::Cancelled))?;
         }
         self.deliver(id, Err(CallError::Cancelled), false).await?;
         Ok(true)
-    }
-
-    /// Runs one of lumenize-call's tasks: call it from the object's `run_due` handler with
-    /// each [`CallTask`] and the task's record, on the handle given to
-    /// [`open`](Self::open) (a call's task defers itself in place through it).
-    ///
-    /// ```no_run
-    /// # use lumenize_alarms::Alarms;
-    /// # use lumenize_call::{CallTask, Calls, Operation};
-    /// # #[derive(serde::Serialize, serde::Deserialize)] enum Op {} impl Operation for Op { type Reply = (); }
-    /// # #[derive(serde::Serialize, serde::Deserialize)] enum Task { Call(CallTask), Tick }
-    /// # impl From<CallTask> for Task { fn from(t: CallTask) -> Self { Task::Call(t) } }
-    /// # async fn demo(alarms: &Alarms<Task>, calls: &Calls<Task, Op, ()>) -> lumenize_alarms::Result<()> {
-    /// alarms.run_due(async |task, info| match task {
-    ///     Task::Call(task) => calls.run(task, &info).await,
-    ///     Task::Tick => Ok(()),
-    /// }).await?;
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// A call's task sends it ([`Dispatch::Alarm`]), and is its backstop: it sends it again
-    /// if no result came back, backing off while a send is still in flight
-    /// ([`in_flight_wait_ms`](machine::in_flight_wait_ms)), and runs the continuation with
-    /// a timeout, an expiry, the last transport error, or a result whose continuation
-    /// failed before. The cleanup task is [`Server::run`]'s. The task of a quarantined call
-    /// (its row does not decode) fails with [`Error::Unreadable`]: lumenize-alarms retries
-    /// it per its policy, then keeps it dead with that error; the call stays listed until
-    /// [`cancel`](Self::cancel) removes it.
-    ///
-    /// # Errors
-    /// A continuation that failed, storage errors: lumenize-alarms retries the task.
-    pub async fn run(&self, task: CallTask, info: &Scheduled) -> Result<()> {
-        match task {
-            CallTask::Cleanup => self.server().run(task, info).await,
-            CallTask::Dispatch => self.backstop(&info.id).await,
-        }
     }
 
     /// The task of call `id`, running.
@@ -261,7 +254,7 @@ where
             self.alarms().defer(id, now.saturating_add(FIRST_RETRY_DELAY_MS))?;
             return Ok(());
         }
-        let Some(call) = readable(self.store().call(id)?)? else { return Ok(()) };
+        let Some(call) = readable(self.store()?.call(id)?)? else { return Ok(()) };
         let sending_since = self.inner.sending.borrow().get(id).copied();
         match machine::on_backstop(&call.state(), now, sending_since) {
             Step::Deliver(result) => self.deliver(id, result, true).await,
@@ -318,7 +311,7 @@ where
                 // Only this send changes the count (one per call at a time): no read. A call
                 // settled meanwhile has no row to update, and drops the result.
                 let (state, give_up) = machine::after_failure(&state, error);
-                self.store().record_failure(&id, &state)?;
+                self.store()?.record_failure(&id, &state)?;
                 Ok(give_up)
             }
         }
@@ -340,11 +333,11 @@ where
             v: VERSION,
             id: call.id.clone(),
             to: Recipient { binding: call.target.binding, object },
-            from: self.server().state().id().to_string(),
+            from: self.opened()?.state.id().to_string(),
             issued_ms: call.created_ms,
             op,
         };
-        let (body, signature) = envelope::signed_request(&self.server().secrets().current, &request);
+        let (body, signature) = envelope::signed_request(&self.opened()?.secrets.current, &request);
         let headers = Headers::new();
         headers.set("content-type", "application/json")?;
         headers.set(SIGNATURE_HEADER, &signature)?;
@@ -358,7 +351,7 @@ where
 
     /// The target's stub and its id as hex (what the remote sees as `state.id()`).
     fn stub(&self, target: &Target) -> worker::Result<(worker::Stub, String)> {
-        let namespace = self.server().env().durable_object(&target.binding)?;
+        let namespace = self.opened()?.env.durable_object(&target.binding)?;
         let id = match &target.object {
             Object::Name(name) => namespace.id_from_name(name)?,
             Object::Id(hex) => namespace.id_from_string(hex)?,
@@ -382,7 +375,7 @@ where
     }
 
     async fn deliver_once(&self, id: &str, incoming: CallResult, in_task: bool) -> Result<()> {
-        let Some(call) = readable(self.store().call(id)?)? else { return Ok(()) };
+        let Some(call) = readable(self.store()?.call(id)?)? else { return Ok(()) };
         let row_bytes = machine::json_len(&call.resume).saturating_add(machine::json_len(&call.target));
         let stored = call.result.is_some();
         let result = machine::first_result(call.result, incoming, row_bytes, call.deadline_ms, now_ms());
@@ -392,7 +385,7 @@ where
                 // commit. Cancelling the task writes no alarm: one armed for this backstop
                 // fires once with nothing to run, and leaves nothing armed (an alarm write
                 // costs more than that empty run; see MEASUREMENTS.md).
-                self.store().remove_call(id)?;
+                self.store()?.remove_call(id)?;
                 if !in_task {
                     self.alarms().cancel(id)?;
                 }
@@ -401,29 +394,30 @@ where
             Err(e) => {
                 // The retries get the same result.
                 if !stored {
-                    self.store().store_result(id, &result)?;
+                    self.store()?.store_result(id, &result)?;
                 }
                 Err(e)
             }
         }
     }
 
-    /// Decodes the continuation value and the reply, and runs the continuation.
+    /// Runs the continuation the call's continuation value names, with the result.
     async fn continue_with(&self, id: &str, resume: serde_json::Value, result: CallResult) -> Result<()> {
-        let resume: R = serde_json::from_value(resume).map_err(|e| Error::Decode { id: id.to_owned(), reason: e.to_string() })?;
-        let result = result.and_then(|reply| {
-            serde_json::from_value::<Op::Reply>(reply).map_err(|e| CallError::BadReply { message: machine::clip(e.to_string()) })
-        });
-        let ctx = Ctx { id: id.to_owned(), state: own(self.server().state()), env: self.server().env().clone() };
-        (self.inner.continuation)(ctx, resume, result).await.map_err(|message| Error::Continuation { id: id.to_owned(), message })
+        let opened = self.opened()?;
+        let ctx = Ctx::new(id.to_owned(), own(&opened.state), opened.env.clone(), self.inner.alarms.clone());
+        continuation::run::<L>(ctx, resume, result).await
     }
 
-    fn alarms(&self) -> &Alarms<T> {
-        self.server().alarms()
+    fn alarms(&self) -> &Alarms<()> {
+        &self.inner.alarms
     }
 
-    fn store(&self) -> &Store {
-        self.server().store()
+    fn opened(&self) -> Result<&Opened> {
+        self.inner.server.opened()
+    }
+
+    fn store(&self) -> Result<&Store> {
+        Ok(&self.opened()?.store)
     }
 }
 

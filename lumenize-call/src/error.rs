@@ -178,6 +178,18 @@ pub enum Error {
     Runtime(String),
 }
 
+impl Error {
+    /// The error opening met, again, for each method called after it: the variants opening
+    /// can meet are copied as they are, any other keeps its message.
+    pub(crate) fn replay(&self) -> Error {
+        match self {
+            Error::NoSecret(name) => Error::NoSecret(name),
+            Error::Alarms(e) => Error::Alarms(e.replay()),
+            e => Error::Runtime(e.to_string()),
+        }
+    }
+}
+
 impl From<crate::machine::Oversize> for Error {
     fn from(o: crate::machine::Oversize) -> Self {
         Error::TooLarge { what: o.what, bytes: o.bytes, limit: o.limit }

@@ -258,21 +258,27 @@
 //! equally durable. See [`Dispatch`] and `examples/call-alarm-delay/MEASUREMENTS.md`.
 
 mod calls;
+mod continuation;
 pub mod envelope;
 mod error;
 pub mod machine;
 mod operation;
 mod options;
+mod router;
 mod row;
 mod runtime;
 mod server;
 mod store;
 mod target;
 
-pub use calls::{CallId, Calls, Ctx};
+pub use calls::{CallId, Calls};
+pub use continuation::{Continuation, Continuations, Ctx, Has};
+#[doc(hidden)]
+pub use continuation::{Deliver, I0, I1, I2, I3, I4, I5, I6, I7};
 pub use operation::Operation;
 pub use runtime::{SECRET, SECRET_PREVIOUS};
-pub use server::{CallTask, Server};
+pub use router::Router;
+pub use server::{Server, UNKNOWN_OPERATION_STATUS};
 pub use error::{CallError, Error, Result};
 pub use machine::{MAX_CONTINUATION_BYTES, MAX_KEY_BYTES, MAX_OPERATION_BYTES, MAX_REPLY_BYTES, MAX_TIMEOUT_MS, MAX_TRANSPORT_ATTEMPTS, SQLITE_MAX_BYTES};
 pub use options::{CallOptions, Dispatch};

@@ -247,6 +247,25 @@ pub fn unstored_result(error: impl Into<String>) -> CallResult {
     Err(CallError::Storage { message: clip(error.into()) })
 }
 
+/// `value` tagged with `name`, as an operation travels and a continuation value is stored:
+/// `{"<name>": <value>}` (serde's externally tagged form).
+#[must_use]
+pub fn tag(name: &str, value: Value) -> Value {
+    let mut object = serde_json::Map::with_capacity(1);
+    object.insert(name.to_owned(), value);
+    Value::Object(object)
+}
+
+/// The name and value of a tagged value ([`tag`]), or `None` if it is not an object with
+/// exactly one key.
+#[must_use]
+pub fn untag(value: Value) -> Option<(String, Value)> {
+    match value {
+        Value::Object(object) if object.len() == 1 => object.into_iter().next(),
+        _ => None,
+    }
+}
+
 /// `message`, cut to at most [`MAX_ERROR_BYTES`] (on a character boundary, with a note of
 /// how much was cut).
 ///

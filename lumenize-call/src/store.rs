@@ -256,17 +256,20 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes results finished at or before `before_ms`; returns the oldest remaining
-    /// finish time. A result whose finish time is not an integer in `0 ..=`
+    /// Deletes results finished at or before `before_ms`, the oldest first, at most `limit`;
+    /// returns the oldest remaining finish time. A result whose finish time is not an integer in `0 ..=`
     /// [`MAX_TIME_MS`](lumenize_alarms::core::MAX_TIME_MS) (written by hand or by a bug)
     /// gets `now_ms` as its finish time first: it is kept a day from now, like a result
     /// just stored, then forgotten.
-    pub(crate) fn forget_results(&self, before_ms: i64, now_ms: i64) -> Result<Option<i64>> {
+    pub(crate) fn forget_results(&self, before_ms: i64, now_ms: i64, limit: i64) -> Result<Option<i64>> {
         self.exec(
             "UPDATE _lumenize_call_results SET done_ms = ? WHERE typeof(done_ms) != 'integer' OR done_ms < 0 OR done_ms > ?",
             vec![now_ms.into(), lumenize_alarms::core::MAX_TIME_MS.into()],
         )?;
-        self.exec("DELETE FROM _lumenize_call_results WHERE done_ms <= ?", vec![before_ms.into()])?;
+        self.exec(
+            "DELETE FROM _lumenize_call_results WHERE id IN (SELECT id FROM _lumenize_call_results WHERE done_ms <= ? ORDER BY done_ms LIMIT ?)",
+            vec![before_ms.into(), limit.into()],
+        )?;
         let rows = self.rows("SELECT done_ms FROM _lumenize_call_results ORDER BY done_ms LIMIT 1", vec![])?;
         Ok(rows.into_iter().flatten().find_map(|c| match c {
             Column::Integer(ms) => Some(ms),

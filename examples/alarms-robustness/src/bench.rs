@@ -26,7 +26,8 @@ fn per_task(started: i64, n: u32) -> f64 {
 /// nothing pending (lumenize-alarms deletes it; the floor is given the same delete).
 pub(crate) async fn run(state: &State, r: BenchRequest) -> Result<BenchReply> {
     let n = r.n.clamp(1, u32::try_from(lumenize_alarms::DEFAULT_BATCH_LIMIT).unwrap_or(u32::MAX));
-    let alarms = Alarms::<u32>::open(state)?;
+    let alarms = Alarms::<u32>::open(state);
+    alarms.ready()?;
     let floor = Floor::open(state)?;
     let storage = state.storage();
     let mut reply = BenchReply { n, ..BenchReply::default() };

@@ -100,7 +100,8 @@ impl RobustnessDO {
         if let Some(alarms) = self.alarms.get() {
             return Ok(alarms);
         }
-        let alarms = Alarms::open(&self.state)?;
+        let alarms = Alarms::open(&self.state);
+        alarms.ready()?;
         Ok(self.alarms.get_or_init(|| alarms))
     }
 

@@ -29,17 +29,18 @@
 //! connects to the `OriginDO` called `<name>`.
 //!
 //! As an example of lumenize-call, this is the whole of it: `RemoteOp` names its reply type
-//! ([`Operation`]); `OriginDO` opens its [`Alarms`] and [`Calls`] once, in `new`, with the
-//! continuation `report`; `call` sends; `alarm()` hands the call tasks to `Calls::run`.
-//! `RemoteDO` opens a [`Server`], answers with `Server::serve` (whose handler must return
-//! the reply type) and runs its cleanup task with `Server::run`.
+//! ([`Operation`]); `Report`, the [`Continuation`] of each call, names `RemoteOp` and gets
+//! its reply; `OriginDO` opens its [`Alarms`] and, from it, its [`Calls`] once, in `new`;
+//! `call_with` sends; `alarm()` runs `run_due`, which runs the calls' tasks (this object has
+//! none of its own). `RemoteDO` opens a [`Server`] and answers with `Server::serve` and a
+//! [`Router`] (whose handler must return the reply type): no scheduler, no `alarm()`.
 //!
 //! [`Alarms::run_due_at`]: lumenize_alarms::Alarms::run_due_at
 
 use std::convert::Infallible;
 
 use lumenize_alarms::Alarms;
-use lumenize_call::{CallError, CallOptions, CallTask, Calls, Ctx, Dispatch, Operation, Server, Target};
+use lumenize_call::{CallError, CallOptions, Calls, Continuation, Ctx, Dispatch, Operation, Router, Server, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::*;
@@ -88,28 +89,38 @@ pub enum RemoteOp {
 }
 
 impl Operation for RemoteOp {
+    const NAME: &'static str = "remote-op";
     /// The id, echoed.
     type Reply = u64;
 }
 
-/// The continuation value: which operation to report on the socket.
+/// The continuation of every call: which operation to report on the socket.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Resume {
+pub struct Report {
     /// The client's operation id.
     pub id: u64,
 }
 
-/// The continuation of every call: report the result on the socket. It runs once per call,
-/// in whatever event brought the result in (a fetch's reply, the alarm), so it finds the
-/// socket through the object's state.
-async fn report(ctx: Ctx, resume: Resume, result: std::result::Result<u64, CallError>) -> Result<()> {
-    let message = match result {
-        Ok(echo) if echo == resume.id => completed(resume.id),
-        Ok(echo) => failed(resume.id, format!("echoed {echo}")),
-        Err(e) => failed(resume.id, e),
-    };
-    send_all(&ctx.state, &message)
+/// Reports the result on the socket. It runs once per call, in whatever event brought the
+/// result in (a fetch's reply, the alarm), so it finds the socket through the object's
+/// state.
+impl Continuation for Report {
+    type Op = RemoteOp;
+    const NAME: &'static str = "report";
+
+    async fn on_reply(self, ctx: Ctx, reply: std::result::Result<u64, CallError>) -> Result<()> {
+        let message = match reply {
+            Ok(echo) if echo == self.id => completed(self.id),
+            Ok(echo) => failed(self.id, format!("echoed {echo}")),
+            Err(e) => failed(self.id, e),
+        };
+        send_all(&ctx.state, &message)
+    }
 }
+
+/// `OriginDO`'s own tasks: none. Its scheduler runs the calls' tasks.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Task {}
 
 fn now_ms() -> i64 {
     i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX)
@@ -154,8 +165,8 @@ fn failed(id: u64, error: impl std::fmt::Display) -> serde_json::Value {
 pub struct OriginDO {
     state: State,
     env: Env,
-    alarms: Alarms<CallTask>,
-    calls: Calls<CallTask, RemoteOp, Resume>,
+    alarms: Alarms<Task>,
+    calls: Calls<(Report,)>,
 }
 
 impl OriginDO {
@@ -169,10 +180,10 @@ impl OriginDO {
             Mode::RawDurable => return self.raw_durable_call(id).await,
         };
         let options = CallOptions::default().dispatch(dispatch);
-        self.calls.call(Target::named("REMOTE", REMOTE), &RemoteOp::Echo { id }, Resume { id }, options).await?;
+        self.calls.call_with(Target::named("REMOTE", REMOTE), &RemoteOp::Echo { id }, Report { id }, options).await?;
         if run_due_now {
             // The test hook: run what is due now without waiting for the native alarm.
-            self.alarms.run_due_at(now_ms(), async |task, info| self.calls.run(task, &info).await).await?;
+            self.alarms.run_due_at(now_ms(), async |task, _| -> std::result::Result<(), Infallible> { match task {} }).await?;
         }
         Ok(())
     }
@@ -190,6 +201,7 @@ impl OriginDO {
     /// completion is reported. No retry, no continuation, no alarm.
     async fn raw_durable_call(&self, id: u64) -> Result<()> {
         let sql = self.state.storage().sql();
+        sql.exec("CREATE TABLE IF NOT EXISTS raw_calls (id INTEGER PRIMARY KEY, sent_ms INTEGER)", None)?;
         sql.exec("INSERT OR REPLACE INTO raw_calls (id, sent_ms) VALUES (?, ?)", vec![sql_id(id).into(), now_ms().into()])?;
         let echo = self.fetch_remote("/raw-durable", id).await?;
         sql.exec("DELETE FROM raw_calls WHERE id = ?", vec![sql_id(id).into()])?;
@@ -217,10 +229,8 @@ fn echoed(id: u64, echo: &str) -> serde_json::Value {
 
 impl DurableObject for OriginDO {
     fn new(state: State, env: Env) -> Self {
-        let sql = state.storage().sql();
-        sql.exec("CREATE TABLE IF NOT EXISTS raw_calls (id INTEGER PRIMARY KEY, sent_ms INTEGER)", None).expect("create raw_calls");
-        let alarms = Alarms::open(&state).expect("a SQLite-backed class");
-        let calls = Calls::open(&state, &env, alarms.clone(), report).expect("LUMENIZE_CALL_SECRET is set");
+        let alarms = Alarms::open(&state);
+        let calls = Calls::open(&alarms, &env);
         Self { state, env, alarms, calls }
     }
 
@@ -258,7 +268,7 @@ impl DurableObject for OriginDO {
 
     /// The native alarm runs the due call tasks: `alarm`-mode dispatches, backstops.
     async fn alarm(&self) -> Result<Response> {
-        self.alarms.run_due(async |task, info| self.calls.run(task, &info).await).await?;
+        self.alarms.run_due(async |task, _| -> std::result::Result<(), Infallible> { match task {} }).await?;
         Response::ok("ran")
     }
 }
@@ -267,17 +277,12 @@ impl DurableObject for OriginDO {
 #[durable_object]
 pub struct RemoteDO {
     state: State,
-    alarms: Alarms<CallTask>,
     server: Server,
 }
 
 impl DurableObject for RemoteDO {
     fn new(state: State, env: Env) -> Self {
-        let sql = state.storage().sql();
-        sql.exec("CREATE TABLE IF NOT EXISTS raw_served (id INTEGER PRIMARY KEY, at_ms INTEGER)", None).expect("create raw_served");
-        let alarms = Alarms::open(&state).expect("a SQLite-backed class");
-        let server = Server::open(&state, &env, alarms.clone()).expect("LUMENIZE_CALL_SECRET is set");
-        Self { state, alarms, server }
+        Self { server: Server::open(&state, &env), state }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -288,19 +293,17 @@ impl DurableObject for RemoteDO {
                 let body = req.text().await?;
                 let id = body.parse::<i64>().map_err(|e| Error::RustError(format!("not an id: {e}")))?;
                 let sql = self.state.storage().sql();
+                sql.exec("CREATE TABLE IF NOT EXISTS raw_served (id INTEGER PRIMARY KEY, at_ms INTEGER)", None)?;
                 sql.exec("INSERT OR REPLACE INTO raw_served (id, at_ms) VALUES (?, ?)", vec![id.into(), now_ms().into()])?;
                 Response::ok(body)
             }
             // The compiler checks that the handler returns RemoteOp::Reply.
-            _ => Ok(self.server.serve(req, async |op: RemoteOp| match op {
-                RemoteOp::Echo { id } => Ok::<_, Infallible>(id),
-            }).await?),
+            _ => {
+                let router = Router::new().route(async |op: RemoteOp| match op {
+                    RemoteOp::Echo { id } => Ok::<_, Infallible>(id),
+                });
+                Ok(self.server.serve(req, router).await?)
+            }
         }
-    }
-
-    /// Cleans up the stored results of served calls.
-    async fn alarm(&self) -> Result<Response> {
-        self.alarms.run_due(async |task, info| self.server.run(task, &info).await).await?;
-        Response::ok("ran")
     }
 }

@@ -6,22 +6,15 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use lumenize_alarms::{Alarms, Options, When};
-use lumenize_call::{CallError, CallOptions, CallTask, Calls, Ctx, Operation, Server, Target};
+use lumenize_call::{CallError, Calls, Continuation, Ctx, Operation, Router, Server, Target};
 use serde::{Deserialize, Serialize};
 use worker::*;
 
-/// The Greeter's tasks: its own, and lumenize-call's.
+/// The Greeter's own tasks.
 #[derive(Serialize, Deserialize)]
 enum Task {
     Hello { to: String },
     Tick,
-    Call(CallTask),
-}
-
-impl From<CallTask> for Task {
-    fn from(task: CallTask) -> Self {
-        Task::Call(task)
-    }
 }
 
 /// What Echo serves, and what it replies.
@@ -29,44 +22,59 @@ impl From<CallTask> for Task {
 struct Shout(String);
 
 impl Operation for Shout {
+    const NAME: &'static str = "shout";
     type Reply = String;
 }
 
-/// What the Greeter keeps of a call, to use when the reply comes back.
+/// What the Greeter keeps of a call to Echo; runs back here, once, with the reply.
 #[derive(Serialize, Deserialize)]
-struct Resume {
+struct Shouted {
     asked: String,
+}
+
+impl Continuation for Shouted {
+    type Op = Shout;
+    const NAME: &'static str = "shouted";
+
+    async fn on_reply(self, ctx: Ctx, reply: std::result::Result<String, CallError>) -> Result<()> {
+        let line = match reply {
+            Ok(loud) => format!("{} -> {loud}", self.asked),
+            Err(e) => format!("{} failed: {e}", self.asked),
+        };
+        log(&ctx.state.storage().sql(), &line)
+    }
 }
 
 /// Appends a line to the Greeter's log (a table in its SQLite).
 fn log(sql: &SqlStorage, line: &str) -> Result<()> {
+    sql.exec("CREATE TABLE IF NOT EXISTS log (line TEXT)", None)?;
     sql.exec("INSERT INTO log (line) VALUES (?)", vec![line.into()])?;
     Ok(())
 }
 
-/// The continuation: runs back in the Greeter once per call, with the reply or why none.
-async fn on_reply(ctx: Ctx, resume: Resume, reply: std::result::Result<String, CallError>) -> Result<()> {
-    let line = match reply {
-        Ok(shouted) => format!("{} -> {shouted}", resume.asked),
-        Err(e) => format!("{} failed: {e}", resume.asked),
-    };
-    log(&ctx.state.storage().sql(), &line)
+/// The Greeter's log.
+fn lines(sql: &SqlStorage) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Line {
+        line: String,
+    }
+    sql.exec("CREATE TABLE IF NOT EXISTS log (line TEXT)", None)?;
+    let lines: Vec<Line> = sql.exec("SELECT line FROM log", None)?.to_array()?;
+    Ok(lines.into_iter().map(|l| l.line).collect())
 }
 
 #[durable_object]
 pub struct Greeter {
     sql: SqlStorage,
     alarms: Alarms<Task>,
-    calls: Calls<Task, Shout, Resume>,
+    calls: Calls<(Shouted,)>,
 }
 
 impl DurableObject for Greeter {
     fn new(state: State, env: Env) -> Self {
-        let sql = state.storage().sql();
-        sql.exec("CREATE TABLE IF NOT EXISTS log (line TEXT)", None).expect("create the log");
-        let alarms = Alarms::open(&state).expect("a SQLite-backed class");
-        let calls = Calls::open(&state, &env, alarms.clone(), on_reply).expect("LUMENIZE_CALL_SECRET is set");
-        Self { sql, alarms, calls }
+        let alarms = Alarms::open(&state);
+        let calls = Calls::open(&alarms, &env);
+        Self { sql: state.storage().sql(), alarms, calls }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -75,28 +83,20 @@ impl DurableObject for Greeter {
                 self.alarms.schedule(When::after(Duration::ZERO), Task::Hello { to: "world".into() }).await?;
                 self.alarms.schedule_with(When::cron("* * * * * *")?, Task::Tick, Options::id("tick")).await?;
                 let echo = Target::named("ECHO", "echo");
-                let resume = Resume { asked: "hello".into() };
-                self.calls.call(echo, &Shout("hello".into()), resume, CallOptions::default()).await?;
+                self.calls.call(echo, &Shout("hello".into()), Shouted { asked: "hello".into() }).await?;
                 Response::ok("started")
             }
-            "/log" => {
-                #[derive(Serialize, Deserialize)]
-                struct Line {
-                    line: String,
-                }
-                let lines: Vec<Line> = self.sql.exec("SELECT line FROM log", None)?.to_array()?;
-                Response::from_json(&lines.into_iter().map(|l| l.line).collect::<Vec<_>>())
-            }
+            "/log" => Response::from_json(&lines(&self.sql)?),
             _ => Response::ok("lumenize quickstart: GET /start, then GET /log"),
         }
     }
 
     async fn alarm(&self) -> Result<Response> {
+        // Runs the due tasks: the calls' own first, then each of ours.
         self.alarms
-            .run_due(async |task, info| match task {
+            .run_due(async |task, _| match task {
                 Task::Hello { to } => log(&self.sql, &format!("hello {to}")),
                 Task::Tick => log(&self.sql, "tick"),
-                Task::Call(task) => Ok(self.calls.run(task, &info).await?),
             })
             .await?;
         Response::ok("ran")
@@ -105,24 +105,17 @@ impl DurableObject for Greeter {
 
 #[durable_object]
 pub struct Echo {
-    alarms: Alarms<CallTask>,
     server: Server,
 }
 
 impl DurableObject for Echo {
     fn new(state: State, env: Env) -> Self {
-        let alarms = Alarms::open(&state).expect("a SQLite-backed class");
-        let server = Server::open(&state, &env, alarms.clone()).expect("LUMENIZE_CALL_SECRET is set");
-        Self { alarms, server }
+        Self { server: Server::open(&state, &env) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        Ok(self.server.serve(req, async |Shout(text)| Ok::<_, Infallible>(text.to_uppercase())).await?)
-    }
-
-    async fn alarm(&self) -> Result<Response> {
-        self.alarms.run_due(async |task, info| self.server.run(task, &info).await).await?;
-        Response::ok("ran")
+        let router = Router::new().route(async |Shout(text)| Ok::<_, Infallible>(text.to_uppercase()));
+        Ok(self.server.serve(req, router).await?)
     }
 }
 

@@ -418,14 +418,14 @@ impl DurableObject for AlarmsDO {
             .sql()
             .exec("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, task_id TEXT, detail TEXT)", None)
             .expect("create events table");
-        let alarms = Alarms::open(&state).expect("a SQLite-backed object");
+        let alarms = Alarms::open(&state);
         let sql = state.storage().sql();
         alarms.on_event(move |event| {
             let e = Recorded::of(event);
             // Best effort: an event that cannot be recorded must not fail the step it reports.
             let _ = sql.exec("INSERT INTO events (kind, task_id, detail) VALUES (?, ?, ?)", vec![e.kind.into(), e.task_id.into(), e.detail.into()]);
         });
-        let raw = Alarms::open(&state).expect("a SQLite-backed object");
+        let raw = Alarms::open(&state);
         Self { state, alarms, raw }
     }
 
@@ -623,7 +623,7 @@ impl DurableObject for KvDO {
     }
 
     async fn fetch(&self, _req: Request) -> Result<Response> {
-        match Alarms::<Task>::open(&self.state) {
+        match Alarms::<Task>::open(&self.state).ready() {
             Ok(_) => Response::ok("opened"),
             Err(e) => Response::error(e.to_string(), 500),
         }

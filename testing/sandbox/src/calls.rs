@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use lumenize_alarms::{Alarms, Filter};
-use lumenize_call::{CallError, CallOptions, CallTask, Calls, Ctx, Dispatch, Operation, Server, Target};
+use lumenize_call::{CallError, CallOptions, Calls, Continuation, Ctx, Dispatch, Operation, Router, Server, Target};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -34,7 +34,17 @@ pub enum Op {
 
 /// Replies are JSON values: the operations reply with different types.
 impl Operation for Op {
+    const NAME: &'static str = "op";
     type Reply = Value;
+}
+
+/// A second operation, with its own reply type: `a + b`, or an error on overflow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Add(i64, i64);
+
+impl Operation for Add {
+    const NAME: &'static str = "add";
+    type Reply = i64;
 }
 
 impl Op {
@@ -62,17 +72,23 @@ pub struct Resume {
     pad: String,
 }
 
-/// The caller's tasks: only lumenize-call's, through the user's own enum as a real object
-/// would have it.
+/// The caller's own tasks: none (lumenize-call's are the library's, which its handle runs
+/// before the handler sees anything).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Task {
-    /// A task of lumenize-call.
-    Call(CallTask),
+pub enum Task {}
+
+/// The continuation of an [`Add`]: which request made it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summed {
+    tag: String,
 }
 
-impl From<CallTask> for Task {
-    fn from(task: CallTask) -> Self {
-        Task::Call(task)
+impl Continuation for Summed {
+    type Op = Add;
+    const NAME: &'static str = "summed";
+
+    async fn on_reply(self, ctx: Ctx, reply: std::result::Result<i64, CallError>) -> Result<()> {
+        record(&ctx, self.tag, &reply)
     }
 }
 
@@ -150,28 +166,39 @@ async fn sql_route(state: &State, req: &mut Request) -> Result<Response> {
 pub struct CallerDO {
     state: State,
     alarms: Alarms<Task>,
-    calls: Calls<Task, Op, Resume>,
+    calls: Calls<(Resume, Summed)>,
 }
 
 fn now_ms() -> i64 {
     i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Records the continuation in the same SQLite, with no await: the record and the call's
-/// completion commit together.
-async fn continuation(ctx: Ctx, resume: Resume, result: std::result::Result<Value, CallError>) -> Result<()> {
-    let sql = ctx.state.storage().sql();
-    #[derive(Deserialize)]
-    struct Tries {
-        n: u32,
+/// The continuation of an [`Op`]: records the result in the same SQLite, with no await
+/// (the record and the call's completion commit together), after failing on purpose
+/// `fail_times` times.
+impl Continuation for Resume {
+    type Op = Op;
+    const NAME: &'static str = "resume";
+
+    async fn on_reply(self, ctx: Ctx, reply: std::result::Result<Value, CallError>) -> Result<()> {
+        let sql = ctx.state.storage().sql();
+        #[derive(Deserialize)]
+        struct Tries {
+            n: u32,
+        }
+        sql.exec("INSERT INTO tries (tag, n) VALUES (?, 1) ON CONFLICT (tag) DO UPDATE SET n = n + 1", vec![self.tag.as_str().into()])?;
+        let tries: Vec<Tries> = sql.exec("SELECT n FROM tries WHERE tag = ?", vec![self.tag.as_str().into()])?.to_array()?;
+        if tries.first().map_or(0, |t| t.n) <= self.fail_times {
+            return Err(Error::RustError(format!("continuation {} fails on purpose", self.tag)));
+        }
+        record(&ctx, self.tag, &reply)
     }
-    sql.exec("INSERT INTO tries (tag, n) VALUES (?, 1) ON CONFLICT (tag) DO UPDATE SET n = n + 1", vec![resume.tag.as_str().into()])?;
-    let tries: Vec<Tries> = sql.exec("SELECT n FROM tries WHERE tag = ?", vec![resume.tag.as_str().into()])?.to_array()?;
-    if tries.first().map_or(0, |t| t.n) <= resume.fail_times {
-        return Err(Error::RustError(format!("continuation {} fails on purpose", resume.tag)));
-    }
-    let result = serde_json::to_string(&result).map_err(|e| Error::RustError(e.to_string()))?;
-    sql.exec("INSERT INTO continuations (tag, result, at_ms) VALUES (?, ?, ?)", vec![resume.tag.into(), result.into(), now_ms().into()])?;
+}
+
+/// Records a continuation's result under its tag.
+fn record(ctx: &Ctx, tag: String, reply: &std::result::Result<impl Serialize, CallError>) -> Result<()> {
+    let result = serde_json::to_string(reply).map_err(|e| Error::RustError(e.to_string()))?;
+    ctx.state.storage().sql().exec("INSERT INTO continuations (tag, result, at_ms) VALUES (?, ?, ?)", vec![tag.into(), result.into(), now_ms().into()])?;
     Ok(())
 }
 
@@ -185,8 +212,8 @@ impl DurableObject for CallerDO {
         ] {
             sql.exec(create, None).expect("create caller tables");
         }
-        let alarms = Alarms::open(&state).expect("a SQLite-backed class");
-        let calls = Calls::open(&state, &env, alarms.clone(), continuation).expect("LUMENIZE_CALL_SECRET is set");
+        let alarms = Alarms::open(&state);
+        let calls = Calls::open(&alarms, &env);
         Self { state, alarms, calls }
     }
 
@@ -223,7 +250,7 @@ impl DurableObject for CallerDO {
                         op => op.clone(),
                     };
                     let resume = Resume { tag, fail_times: r.fail_times, pad: "r".repeat(r.resume_pad) };
-                    match self.calls.call(target.clone(), &op, resume, options).await {
+                    match self.calls.call_with(target.clone(), &op, resume, options).await {
                         Ok(id) => made.push(json!({ "id": id, "task": self.alarms.get(&id)? })),
                         Err(e) => return lib_error(e),
                     }
@@ -244,6 +271,23 @@ impl DurableObject for CallerDO {
                     .map(|r| json!({ "tag": r.tag, "result": serde_json::from_str::<Value>(&r.result).unwrap_or(Value::Null), "at_ms": r.at_ms }))
                     .collect();
                 json_response(&rows)
+            }
+            // A call of the second operation: `{"tag": .., "a": .., "b": ..}` to the remote "remote".
+            "add" => {
+                #[derive(Deserialize)]
+                struct AddReq {
+                    tag: String,
+                    a: i64,
+                    b: i64,
+                }
+                let r: AddReq = match decode(&mut req).await {
+                    Ok(r) => r,
+                    Err(answer) => return answer,
+                };
+                match self.calls.call(Target::named("REMOTE", "remote"), &Add(r.a, r.b), Summed { tag: r.tag }).await {
+                    Ok(id) => json_response(&id),
+                    Err(e) => lib_error(e),
+                }
             }
             "pending" => json_response(&self.calls.pending()?),
             "tasks" => json_response(&self.alarms.list(&Filter::default())?),
@@ -280,9 +324,7 @@ impl DurableObject for CallerDO {
         sql.exec("INSERT INTO alarm_runs (at_ms) VALUES (?)", vec![now_ms().into()])?;
         let report = self
             .alarms
-            .run_due(async |task, info| match task {
-                Task::Call(task) => self.calls.run(task, &info).await,
-            })
+            .run_due(async |task: Task, _| -> std::result::Result<(), String> { match task {} })
             .await?;
         let started = i64::from(report.started);
         sql.exec("UPDATE alarm_runs SET started = ? WHERE seq = (SELECT MAX(seq) FROM alarm_runs)", vec![started.into()])?;
@@ -290,14 +332,13 @@ impl DurableObject for CallerDO {
     }
 }
 
-/// A Durable Object that serves calls. Its routes other than `effects`, `applied`,
-/// `received`, `id`, `sql`, `reopen`, `tasks`, `results`, `sql_limits` and `run_at` all go to
-/// [`Server::serve`], as a catch-all would forward them.
+/// A Durable Object that serves calls, and has no scheduler and no `alarm()`. Its routes
+/// other than `effects`, `applied`, `received`, `id`, `sql`, `reopen`, `results` and
+/// `sql_limits` all go to [`Server::serve`], as a catch-all would forward them.
 #[durable_object]
 pub struct RemoteDO {
     state: State,
     env: Env,
-    alarms: Alarms<CallTask>,
     server: Server,
 }
 
@@ -342,7 +383,12 @@ impl RemoteDO {
             init.with_body(Some(body.as_str().into()));
         }
         let inner = Request::new_with_init(req.url()?.as_ref(), &init)?;
-        let response = self.server.serve(inner, async |op: Op| self.apply(op).await).await?;
+        let router = Router::new().route(async |op: Op| self.apply(op).await).route(async |Add(a, b)| {
+            let sql = self.state.storage().sql();
+            sql.exec("INSERT INTO applied (op, n) VALUES ('add', 1) ON CONFLICT (op) DO UPDATE SET n = n + 1", None).map_err(|e| e.to_string())?;
+            a.checked_add(b).ok_or_else(|| format!("{a} + {b} overflows"))
+        });
+        let response = self.server.serve(inner, router).await?;
         let kept = (body.len() <= 64 * 1024).then_some(body.as_str());
         let bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
         self.state.storage().sql().exec(
@@ -402,9 +448,8 @@ impl DurableObject for RemoteDO {
         ] {
             sql.exec(create, None).expect("create remote tables");
         }
-        let alarms = Alarms::open(&state).expect("a SQLite-backed class");
-        let server = Server::open(&state, &env, alarms.clone()).expect("LUMENIZE_CALL_SECRET is set");
-        Self { state, env, alarms, server }
+        let server = Server::open(&state, &env);
+        Self { state, env, server }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -412,7 +457,7 @@ impl DurableObject for RemoteDO {
             // The test hook: open lumenize-call's tables again, as a new isolate of this
             // object would (creating or migrating them); answers the schema version found.
             "reopen" if req.method() == Method::Post => {
-                if let Err(e) = Server::open(&self.state, &self.env, self.alarms.clone()) {
+                if let Err(e) = Server::open(&self.state, &self.env).ready() {
                     return lib_error(e);
                 }
                 #[derive(Serialize, Deserialize)]
@@ -456,7 +501,6 @@ impl DurableObject for RemoteDO {
             "id" => Response::ok(self.state.id().to_string()),
             "sql" if req.method() == Method::Post => sql_route(&self.state, &mut req).await,
             "sql_limits" => json_response(&sql_limits(&self.state.storage().sql())?),
-            "tasks" => json_response(&self.alarms.list(&Filter::default())?),
             "results" => {
                 #[derive(Serialize, Deserialize)]
                 struct Count {
@@ -466,22 +510,8 @@ impl DurableObject for RemoteDO {
                     self.state.storage().sql().exec("SELECT COUNT(*) AS n FROM _lumenize_call_results", None)?.to_array()?;
                 json_response(&rows.first().map_or(0, |r| r.n))
             }
-            // The test hook: run what is due at `now_ms` (the cleanup task, a day ahead).
-            "run_at" if req.method() == Method::Post => {
-                let now_ms: i64 = match decode(&mut req).await {
-                    Ok(now_ms) => now_ms,
-                    Err(answer) => return answer,
-                };
-                let report = self.alarms.run_due_at(now_ms, async |task, info| self.server.run(task, &info).await).await?;
-                json_response(&report)
-            }
             _ => self.serve(req).await,
         }
-    }
-
-    async fn alarm(&self) -> Result<Response> {
-        let report = self.alarms.run_due(async |task, info| self.server.run(task, &info).await).await?;
-        json_response(&report)
     }
 }
 
