@@ -302,11 +302,19 @@ fn a_failing_continuation_is_retried_until_it_succeeds() {
 }
 
 /// A call request body in lumenize-call's wire format (envelope version 2) for call `id`,
-/// addressed to the RemoteDO with hex id `to`, issued at `issued_ms`. Written out by hand:
-/// the format is a contract between versions, not whatever the library builds today.
+/// addressed to the RemoteDO with hex id `to`, issued at `issued_ms`, of the sandbox's
+/// operation `op` (tagged with its name, `"op"`, as every operation travels). Written out by
+/// hand: the format is a contract between versions, not whatever the library builds today.
 fn request_at(id: &str, to: &str, issued_ms: i64, op: Value) -> String {
     let from = "0".repeat(64);
-    json!({"v": 2, "id": id, "to": {"binding": "REMOTE", "object": to}, "from": from, "issued_ms": issued_ms, "op": op}).to_string()
+    json!({"v": 2, "id": id, "to": {"binding": "REMOTE", "object": to}, "from": from, "issued_ms": issued_ms, "op": {"op": op}}).to_string()
+}
+
+/// As [`request_at`], with `op` not tagged with its name (as a caller of an older release
+/// would send it).
+fn request_untagged(id: &str, to: &str, op: Value) -> String {
+    let from = "0".repeat(64);
+    json!({"v": 2, "id": id, "to": {"binding": "REMOTE", "object": to}, "from": from, "issued_ms": now_ms(), "op": op}).to_string()
 }
 
 fn envelope(id: &str, to: &str, op: Value) -> String {
@@ -381,12 +389,18 @@ fn envelopes_are_checked_and_replays_answered_from_the_stored_result() {
         ("{not json".to_owned(), "malformed"),
         (json!({"v": 1, "id": "x", "op": {"type": "count", "key": "k"}}).to_string(), "unsupported"),
         (json!({"id": "x", "op": {}}).to_string(), "malformed"),
-        (envelope("x", &to, json!({"type": "launch_missiles"})), "unknown operation"),
+        (envelope("x", &to, json!({"type": "launch_missiles"})), "does not decode"),
+        (request_untagged("x", &to, json!({"type": "count", "key": "k"})), "not tagged"),
     ] {
         let (status, text) = post(&at, &bad, &[(SIGNATURE_HEADER, &signed(&bad))]).unwrap();
         assert_eq!(status, 400, "{bad}: {text}");
         assert!(text.contains(why), "{bad}: {text}");
     }
+    // An operation no route serves: 404, typed for the caller (CallError::Rejected).
+    let unknown = json!({"v": 2, "id": "x", "to": {"binding": "REMOTE", "object": to}, "from": "0".repeat(64), "issued_ms": now_ms(), "op": {"launch": {}}}).to_string();
+    let (status, text) = post(&at, &unknown, &[(SIGNATURE_HEADER, &signed(&unknown))]).unwrap();
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("no route serves the operation \"launch\""), "{text}");
     let (status, _) = get(&at).unwrap();
     assert_eq!(status, 405);
     assert!(effects(base, &remote).is_empty(), "a refused request ran an operation");
@@ -399,24 +413,33 @@ fn envelopes_are_checked_and_replays_answered_from_the_stored_result() {
     assert_eq!(effects(base, &remote)["k"], 1, "a re-dispatch ran the operation again");
 }
 
-/// Guarantee 3: stored results are kept for a day and then removed by a scheduled task.
+/// Guarantee 3: stored results are kept for a day, then forgotten as calls are served: by
+/// the remote itself, which has no scheduler and no `alarm()`. A result a minute short of
+/// a day stays; results over a day old go with the next call served (`reopen` gives the
+/// remote a fresh `Server`, as a new isolate would have, since a `Server` remembers when
+/// its oldest result is due and looks no earlier).
 #[test]
-fn served_results_are_cleaned_up_by_a_scheduled_task() {
+fn served_results_are_forgotten_a_day_later_without_a_scheduler() {
     let base = url();
     let (caller, remote) = (unique("caller"), unique("remote"));
-    call(base, &caller, json!({"name": remote, "op": {"type": "echo", "value": 1}, "tag": "t", "dispatch": "direct"}));
-    wait_continuations(base, &caller, 1, Duration::from_secs(10));
-    assert_eq!(ok_json(get(&format!("{base}/remote/{remote}/results")).unwrap()), json!(1));
-    let tasks = ok_json(get(&format!("{base}/remote/{remote}/tasks")).unwrap());
-    let cleanup = tasks.as_array().unwrap().iter().find(|t| t["id"] == "lumenize-call:cleanup").expect("a cleanup task");
-    let (due, created) = (cleanup["due_ms"].as_i64().unwrap(), cleanup["created_ms"].as_i64().unwrap());
+    let echo = |tag: &str| call(base, &caller, json!({"name": remote, "op": {"type": "echo", "value": 1}, "tag": tag, "dispatch": "direct"}));
+    let results = || ok_json(get(&format!("{base}/remote/{remote}/results")).unwrap());
+    let backdate = |age_ms: i64| {
+        poison(&format!("{base}/remote/{remote}/sql"), &format!("UPDATE _lumenize_call_results SET done_ms = {}", now_ms() - age_ms));
+        ok_json(post(&format!("{base}/remote/{remote}/reopen"), "", &[]).unwrap());
+    };
     let day = 24 * 3_600_000;
-    assert!((day - 60_000..=day + 60_000).contains(&(due - created)), "cleanup due {due}, created {created}");
-    // Not earlier than a day:
-    ok_json(post_json(&format!("{base}/remote/{remote}/run_at"), &json!(due - 60_000)).unwrap());
-    assert_eq!(ok_json(get(&format!("{base}/remote/{remote}/results")).unwrap()), json!(1));
-    ok_json(post_json(&format!("{base}/remote/{remote}/run_at"), &json!(due + 1)).unwrap());
-    assert_eq!(ok_json(get(&format!("{base}/remote/{remote}/results")).unwrap()), json!(0), "results outlived the cleanup");
+    echo("first");
+    wait_continuations(base, &caller, 1, Duration::from_secs(10));
+    assert_eq!(results(), json!(1));
+    backdate(day - 60_000);
+    echo("second");
+    wait_continuations(base, &caller, 2, Duration::from_secs(10));
+    assert_eq!(results(), json!(2), "a result under a day old was forgotten");
+    backdate(day + 1);
+    echo("third");
+    wait_continuations(base, &caller, 3, Duration::from_secs(10));
+    assert_eq!(results(), json!(1), "results over a day old outlived the next call served");
 }
 
 /// The fault test: the runtime is killed (SIGKILL) while calls are in flight, and restarted
@@ -684,7 +707,7 @@ fn sqlite_in_a_durable_object_stores_values_and_rows_up_to_sqlite_max_bytes() {
 #[test]
 fn sandbox_routes_answer_400_for_bodies_that_do_not_decode() {
     let base = url();
-    for route in [format!("calls/{}/call", unique("c")), format!("calls/{}/cancel", unique("c")), format!("remote/{}/run_at", unique("r"))] {
+    for route in [format!("calls/{}/call", unique("c")), format!("calls/{}/cancel", unique("c")), format!("calls/{}/add", unique("c"))] {
         let (status, text) = post(&format!("{base}/{route}"), "{not json", &[]).unwrap();
         assert_eq!(status, 400, "{route}: {text}");
         assert!(text.contains("bad request body"), "{route}: {text}");
@@ -851,7 +874,7 @@ fn a_poisoned_call_row_is_quarantined_while_other_calls_complete() {
 
 /// Issue 18, item 2 at the remote: a stored result that does not decode (bad JSON in
 /// `outcome`, a REAL in `done_ms`) is answered as a typed storage error, never applied
-/// again, and the cleanup still runs and forgets it.
+/// again, and is still forgotten a day later.
 #[test]
 fn a_poisoned_result_row_is_answered_with_a_typed_error_and_cleaned_up() {
     let base = url();
@@ -864,13 +887,17 @@ fn a_poisoned_result_row_is_answered_with_a_typed_error_and_cleaned_up() {
     let again = ok_json(send());
     assert!(again["unstored"]["message"].as_str().is_some_and(|m| m.contains("does not decode")), "{again}");
     assert_eq!(effects(base, &remote)["k"], 1, "applied again");
-    // The cleanup forgets it a day later, like any other result.
-    let day = 24 * 3_600_000;
-    ok_json(post_json(&format!("{base}/remote/{remote}/run_at"), &json!(now_ms() + 2 * day)).unwrap());
-    ok_json(post_json(&format!("{base}/remote/{remote}/run_at"), &json!(now_ms() + 3 * day)).unwrap());
-    assert_eq!(ok_json(get(&format!("{base}/remote/{remote}/results")).unwrap()), json!(0), "the poisoned result outlived the cleanup");
-    let cleanup = ok_json(get(&format!("{base}/remote/{remote}/tasks")).unwrap());
-    assert!(cleanup.as_array().unwrap().iter().all(|t| t["status"] != "dead"), "{cleanup}");
+    // It is forgotten a day later, like any other result: its done_ms, a REAL, is taken as
+    // "now" by the next call served, then it ages like the others.
+    ok_json(post(&format!("{base}/remote/{remote}/reopen"), "", &[]).unwrap());
+    let other = envelope("other", &to, json!({"type": "count", "key": "j"}));
+    assert_eq!(ok_json(post(&at, &other, &[(SIGNATURE_HEADER, &sign(secret(), other.as_bytes()))]).unwrap())["ok"], 1);
+    assert_eq!(ok_json(get(&format!("{base}/remote/{remote}/results")).unwrap()), json!(2), "the poisoned result was dropped at once");
+    poison(&format!("{base}/remote/{remote}/sql"), &format!("UPDATE _lumenize_call_results SET done_ms = {}", now_ms() - 2 * 24 * 3_600_000));
+    ok_json(post(&format!("{base}/remote/{remote}/reopen"), "", &[]).unwrap());
+    let last = envelope("last", &to, json!({"type": "count", "key": "i"}));
+    assert_eq!(ok_json(post(&at, &last, &[(SIGNATURE_HEADER, &sign(secret(), last.as_bytes()))]).unwrap())["ok"], 1);
+    assert_eq!(ok_json(get(&format!("{base}/remote/{remote}/results")).unwrap()), json!(1), "the poisoned result outlived a day");
 }
 
 /// Issue 18, item 5: the remote's results of schema version 1 (keyed by the call id alone,

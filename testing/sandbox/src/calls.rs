@@ -339,7 +339,8 @@ impl DurableObject for CallerDO {
 pub struct RemoteDO {
     state: State,
     env: Env,
-    server: Server,
+    /// Replaced by the test hook `reopen`, as a new isolate would open it.
+    server: std::cell::RefCell<Server>,
 }
 
 impl RemoteDO {
@@ -388,7 +389,8 @@ impl RemoteDO {
             sql.exec("INSERT INTO applied (op, n) VALUES ('add', 1) ON CONFLICT (op) DO UPDATE SET n = n + 1", None).map_err(|e| e.to_string())?;
             a.checked_add(b).ok_or_else(|| format!("{a} + {b} overflows"))
         });
-        let response = self.server.serve(inner, router).await?;
+        let server = self.server.borrow().clone();
+        let response = server.serve(inner, router).await?;
         let kept = (body.len() <= 64 * 1024).then_some(body.as_str());
         let bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
         self.state.storage().sql().exec(
@@ -448,18 +450,21 @@ impl DurableObject for RemoteDO {
         ] {
             sql.exec(create, None).expect("create remote tables");
         }
-        let server = Server::open(&state, &env);
+        let server = Server::open(&state, &env).into();
         Self { state, env, server }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         match req.path().trim_start_matches('/') {
-            // The test hook: open lumenize-call's tables again, as a new isolate of this
-            // object would (creating or migrating them); answers the schema version found.
+            // The test hook: open the server again, as a new isolate of this object would
+            // (creating or migrating lumenize-call's tables, remembering nothing); answers
+            // the schema version found.
             "reopen" if req.method() == Method::Post => {
-                if let Err(e) = Server::open(&self.state, &self.env).ready() {
+                let server = Server::open(&self.state, &self.env);
+                if let Err(e) = server.ready() {
                     return lib_error(e);
                 }
+                *self.server.borrow_mut() = server;
                 #[derive(Serialize, Deserialize)]
                 struct Version {
                     value: i64,
