@@ -1,16 +1,17 @@
 //! Durable calls from one Durable Object to another, with a continuation that runs back at
 //! the caller, typed end to end.
 //!
-//! `calls.call(target, &op, resume, options)` writes the call to the caller's SQLite and
-//! returns its id at once. The remote applies `op` at most once and replies; the caller's
-//! continuation then runs with `resume` and the result (the reply, or a typed
-//! [`CallError`]: a remote error or panic, a timeout, a transport failure, a cancellation,
-//! an expiry, a result too large to store), exactly once per call. The compiler checks
-//! the types along the way: the operation's type names its reply type ([`Operation`]), the
-//! remote's handler must return it, and the continuation, given when the caller opens its
-//! [`Calls`], receives it with the continuation value's type. Dispatch, re-dispatch and
-//! timeouts are tasks of [`lumenize_alarms`], which shares the object's one native alarm
-//! with your own tasks.
+//! `calls.call(target, &op, then)` writes the call to the caller's SQLite and returns its
+//! id at once. The remote applies `op` at most once and replies; the caller's continuation
+//! `then` then runs with the result (the reply, or a typed [`CallError`]: a remote error or
+//! panic, a timeout, a transport failure, a cancellation, an expiry, a result too large to
+//! store), exactly once per call. The compiler checks the types along the way: an
+//! [`Operation`] names its reply type, the remote's handler must return it ([`Router`]), a
+//! [`Continuation`] names the operation it answers and receives that reply, and a call can
+//! only be given a continuation its object lists (`Calls<(..)>`): see the compile-fail
+//! tests in `tests/compile_fail/`. Dispatch, re-dispatch and timeouts are tasks of
+//! [`lumenize_alarms`], stored and run by the object's one [`Alarms`](lumenize_alarms::Alarms)
+//! handle beside your own tasks: your task type never names them.
 //!
 //! # Origin and remote
 //!
@@ -18,129 +19,125 @@
 //! use std::convert::Infallible;
 //! use std::time::Duration;
 //! use lumenize_alarms::Alarms;
-//! use lumenize_call::{CallError, CallOptions, CallTask, Calls, Ctx, Dispatch, Operation, Server, Target};
+//! use lumenize_call::{CallError, CallOptions, Calls, Continuation, Ctx, Dispatch, Operation, Router, Server, Target};
 //! use serde::{Deserialize, Serialize};
 //! use worker::*;
 //!
-//! /// What the remote can do: the operation of a call.
+//! /// Two operations the remote serves, each with its own reply type.
 //! #[derive(Serialize, Deserialize)]
-//! enum RemoteOp {
-//!     Echo(String),
-//!     Length(String),
+//! struct Echo(String);
+//!
+//! impl Operation for Echo {
+//!     const NAME: &'static str = "echo";
+//!     type Reply = String;
 //! }
 //!
-//! /// What the remote replies (one type for every operation).
 //! #[derive(Serialize, Deserialize)]
-//! enum RemoteReply {
-//!     Echo(String),
-//!     Length(usize),
+//! struct Length(String);
+//!
+//! impl Operation for Length {
+//!     const NAME: &'static str = "length";
+//!     type Reply = usize;
 //! }
 //!
-//! impl Operation for RemoteOp {
-//!     type Reply = RemoteReply;
-//! }
-//!
-//! /// What the origin does with the result: the continuation value of a call.
+//! /// What the origin keeps of an `Echo` call, and runs with its reply.
 //! #[derive(Serialize, Deserialize)]
-//! enum Resume {
-//!     Store { key: String },
+//! struct StoreEcho {
+//!     key: String,
 //! }
 //!
-//! /// The origin's scheduled tasks: its own, plus lumenize-call's.
-//! #[derive(Serialize, Deserialize)]
-//! enum Task {
-//!     Call(CallTask),
-//!     Nightly,
-//! }
+//! impl Continuation for StoreEcho {
+//!     type Op = Echo;
+//!     const NAME: &'static str = "store-echo";
 //!
-//! impl From<CallTask> for Task {
-//!     fn from(task: CallTask) -> Self {
-//!         Task::Call(task)
+//!     async fn on_reply(self, ctx: Ctx, reply: std::result::Result<String, CallError>) -> Result<()> {
+//!         let text = reply.unwrap_or_else(|e| format!("failed: {e}"));
+//!         ctx.state.storage().put(&self.key, text).await
 //!     }
 //! }
 //!
-//! /// The continuation: runs back here once per call, with the call's `Resume` and the
-//! /// remote's reply (or why there is none). It reaches the object through `ctx`.
-//! async fn resume(ctx: Ctx, resume: Resume, result: Result<RemoteReply, CallError>) -> Result<()> {
-//!     let Resume::Store { key } = resume;
-//!     let text = match result {
-//!         Ok(RemoteReply::Echo(text)) => text,
-//!         Ok(RemoteReply::Length(n)) => n.to_string(),
-//!         Err(e) => format!("failed: {e}"),
-//!     };
-//!     ctx.state.storage().put(&key, text).await
+//! /// What the origin keeps of a `Length` call.
+//! #[derive(Serialize, Deserialize)]
+//! struct StoreLength {
+//!     key: String,
+//! }
+//!
+//! impl Continuation for StoreLength {
+//!     type Op = Length;
+//!     const NAME: &'static str = "store-length";
+//!
+//!     async fn on_reply(self, ctx: Ctx, reply: std::result::Result<usize, CallError>) -> Result<()> {
+//!         let n = reply.map_err(|e| Error::RustError(e.to_string()))?;
+//!         ctx.state.storage().put(&self.key, n).await
+//!     }
+//! }
+//!
+//! /// The origin's own tasks.
+//! #[derive(Serialize, Deserialize)]
+//! enum Task {
+//!     Nightly,
 //! }
 //!
 //! #[durable_object]
 //! pub struct Origin {
 //!     alarms: Alarms<Task>,
-//!     calls: Calls<Task, RemoteOp, Resume>,
+//!     calls: Calls<(StoreEcho, StoreLength)>,
 //! }
 //!
 //! impl DurableObject for Origin {
 //!     fn new(state: State, env: Env) -> Self {
-//!         // Opened once, with the continuation: a call cannot be made without one.
-//!         let alarms = Alarms::open(&state).expect("a SQLite-backed class");
-//!         let calls = Calls::open(&state, &env, alarms.clone(), resume).expect("LUMENIZE_CALL_SECRET is set");
+//!         // Calls attach to the object's one scheduler, which runs their tasks.
+//!         let alarms = Alarms::open(&state);
+//!         let calls = Calls::open(&alarms, &env);
 //!         Self { alarms, calls }
 //!     }
 //!
 //!     async fn fetch(&self, _req: Request) -> Result<Response> {
-//!         let options = CallOptions::default().dispatch(Dispatch::Direct).timeout(Duration::from_secs(30));
-//!         let target = Target::named("REMOTE", "test-instance");
-//!         let id = self.calls.call(target, &RemoteOp::Echo("hi".into()), Resume::Store { key: "echo".into() }, options).await?;
+//!         let remote = Target::named("REMOTE", "test-instance");
+//!         self.calls.call(remote.clone(), &Length("hello".into()), StoreLength { key: "n".into() }).await?;
+//!         let options = CallOptions::default().dispatch(Dispatch::Alarm).timeout(Duration::from_secs(30));
+//!         let id = self.calls.call_with(remote, &Echo("hi".into()), StoreEcho { key: "echo".into() }, options).await?;
 //!         Response::ok(id)
 //!     }
 //!
 //!     async fn alarm(&self) -> Result<Response> {
-//!         self.alarms
-//!             .run_due(async |task, info| match task {
-//!                 Task::Call(task) => self.calls.run(task, &info).await,
-//!                 Task::Nightly => Ok(()),
-//!             })
-//!             .await?;
+//!         // The calls' tasks run first, inside run_due; the handler sees only `Task`.
+//!         self.alarms.run_due(async |task, _| match task {
+//!             Task::Nightly => Ok::<_, Infallible>(()),
+//!         }).await?;
 //!         Response::ok("ran")
 //!     }
 //! }
 //!
+//! /// Serves calls: no scheduler, no `alarm()`.
 //! #[durable_object]
 //! pub struct Remote {
-//!     alarms: Alarms<CallTask>,
 //!     server: Server,
 //! }
 //!
 //! impl DurableObject for Remote {
 //!     fn new(state: State, env: Env) -> Self {
-//!         let alarms = Alarms::open(&state).expect("a SQLite-backed class");
-//!         let server = Server::open(&state, &env, alarms.clone()).expect("LUMENIZE_CALL_SECRET is set");
-//!         Self { alarms, server }
+//!         Self { server: Server::open(&state, &env) }
 //!     }
 //!
 //!     async fn fetch(&self, req: Request) -> Result<Response> {
-//!         // The handler may borrow `self`; it must return the operation's Reply.
-//!         Ok(self
-//!             .server
-//!             .serve(req, async |op: RemoteOp| {
-//!                 Ok::<_, Infallible>(match op {
-//!                     RemoteOp::Echo(text) => RemoteReply::Echo(text),
-//!                     RemoteOp::Length(text) => RemoteReply::Length(text.len()),
-//!                 })
-//!             })
-//!             .await?)
-//!     }
-//!
-//!     async fn alarm(&self) -> Result<Response> {
-//!         // Forgets the stored results of served calls after a day.
-//!         self.alarms.run_due(async |task, info| self.server.run(task, &info).await).await?;
-//!         Response::ok("ran")
+//!         // Each handler may borrow `self`; it must return its operation's Reply.
+//!         let router = Router::new()
+//!             .route(async |Echo(text)| Ok::<_, Infallible>(text))
+//!             .route(async |Length(text)| Ok::<_, Infallible>(text.len()));
+//!         Ok(self.server.serve(req, router).await?)
 //!     }
 //! }
 //! ```
 //!
 //! An object that both calls and serves opens [`Calls`] only, and serves through
-//! [`Calls::server`]. The continuation may be an async closure as well
-//! (`async |ctx: Ctx, resume: Resume, result| { .. }`); it owns what it uses, since it is
-//! given in `new`: the object's storage is in [`Ctx::state`].
+//! [`Calls::server`]. A continuation reaches the calling object through its [`Ctx`]: its
+//! state and storage, its environment, and its scheduler ([`Ctx::alarms`]).
+//!
+//! Opening never panics: `Alarms::open`, [`Calls::open`] and [`Server::open`] return
+//! handles, and what they met (no [`SECRET`], no SQLite) comes back as a typed error from
+//! the first call, and as a 500 with the reason from `serve` ([`Calls::ready`] and
+//! [`Server::ready`] ask at once).
 //!
 //! Both objects need SQLite (`new_sqlite_classes` in `wrangler.toml`) and the same secret
 //! [`SECRET`]: `wrangler secret put LUMENIZE_CALL_SECRET` for a deployed worker, a line
@@ -152,7 +149,8 @@
 //! - The call record and its task are durable before anything leaves the object: they are
 //!   written in one commit.
 //! - The remote applies each call id at most once: a re-dispatch gets the stored result
-//!   (kept for [`RESULT_RETENTION_MS`](machine::RESULT_RETENTION_MS)). If the remote is
+//!   (kept for [`RESULT_RETENTION_MS`](machine::RESULT_RETENTION_MS), then forgotten as
+//!   calls are served: a remote needs no scheduler). If the remote is
 //!   reset while applying, the caller gets [`CallError::Remote`] saying it may or may not
 //!   have taken effect.
 //! - The continuation runs exactly once per call, with the first result in; later replies
@@ -176,7 +174,8 @@
 //!   skew allowance it does not send it at all.
 //! - A reply that does not decode as the operation's [`Reply`](Operation::Reply) (the two
 //!   objects run different versions of the type) reaches the continuation as
-//!   [`CallError::BadReply`].
+//!   [`CallError::BadReply`]. An operation the remote has no route for is refused with 404
+//!   ([`UNKNOWN_OPERATION_STATUS`]: [`CallError::Rejected`]).
 //! - Every number a call stores is in range: a timeout is clamped to
 //!   [`MAX_TIMEOUT_MS`] (23 h 5 min: `Duration::MAX` is "as long as a call lives"), the
 //!   test hook's issue time must be in `0 ..=`
@@ -211,7 +210,8 @@
 //!
 //! While a send is in flight (a slow operation), the backstop looks at the call at growing
 //! intervals ([`in_flight_wait_ms`](machine::in_flight_wait_ms)) instead of every second.
-//! A remote makes sure its cleanup task exists once per isolate, not per call served.
+//! A remote forgets results a day old as it serves calls: one indexed `DELETE` of at most a
+//! thousand rows, and only when its oldest result is due (it remembers when).
 //!
 //! # Size limits
 //!

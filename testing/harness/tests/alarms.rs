@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lumenize_harness::{get, poll_until, post_json, workspace_root, Worker, WorkerOptions};
+use lumenize_harness::{get, poll_until, post, post_json, workspace_root, Worker, WorkerOptions};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------
@@ -849,17 +849,22 @@ fn assert_uuid_v7(id: &str, ms: i64) {
     assert_eq!(stamp, ms, "the UUIDv7 timestamp is the scheduling time: {id}");
 }
 
-/// A Durable Object without SQLite gets `Error::NoSqlite`, not a panic; it keeps answering.
+/// A Durable Object without SQLite opens `Alarms`, `Calls` and `Server` in `new` without a
+/// panic (none would take the isolate down); each says why it cannot work, as the typed
+/// `Error::NoSqlite`, on first use: asked, scheduling, calling, serving (a 500 with the
+/// reason). It keeps answering.
 #[test]
 fn object_without_sqlite_gets_the_no_sqlite_error() {
-    let url = format!("{}/kv/no-sqlite-{}/open", shared(), std::process::id());
+    let object = format!("{}/kv/no-sqlite-{}", shared(), std::process::id());
     for _ in 0..2 {
-        let (status, body) = get(&url).expect("GET the key-value object");
-        assert_eq!(status, 500, "{body}");
-        assert!(
-            body.contains("this Durable Object has no SQLite storage") && body.contains("new_sqlite_classes"),
-            "expected the NoSqlite error, got: {body}"
-        );
+        for route in ["open", "schedule", "call", "serve"] {
+            let (status, body) = if route == "serve" { post(&format!("{object}/{route}"), "{}", &[]) } else { get(&format!("{object}/{route}")) }.expect("the key-value object");
+            assert_eq!(status, 500, "{route}: {body}");
+            assert!(
+                body.contains("this Durable Object has no SQLite storage") && body.contains("new_sqlite_classes"),
+                "{route}: expected the NoSqlite error, got: {body}"
+            );
+        }
     }
 }
 

@@ -116,6 +116,28 @@ fn both_dispatches_reply_and_continue_exactly_once() {
     }
 }
 
+/// Issue 19: one object calls two operations, each with its own reply type and its own
+/// continuation, and one remote serves both through one router. The caller's own task type
+/// is an empty enum: its call tasks (the alarm dispatch below) are run by the library
+/// before its handler sees anything (one reaching the handler could not even decode).
+#[test]
+fn two_operations_each_reach_their_own_typed_continuation() {
+    let base = url();
+    let (caller, remote) = (unique("caller"), unique("remote"));
+    let add = |tag: &str, a: i64, b: i64| ok_json(post_json(&format!("{base}/calls/{caller}/add"), &json!({"tag": tag, "name": remote, "a": a, "b": b})).unwrap());
+    add("sum", 2, 3);
+    add("overflow", i64::MAX, 1);
+    call(base, &caller, json!({"name": remote, "op": {"type": "echo", "value": "hi"}, "tag": "echo", "dispatch": "alarm"}));
+    let done = by_tag(&wait_continuations(base, &caller, 3, Duration::from_secs(10)));
+    assert_eq!(done["sum"], vec![json!({"Ok": 5})], "{done:?}");
+    assert_eq!(done["echo"], vec![json!({"Ok": "hi"})], "{done:?}");
+    let overflow = short(&done["overflow"][0]);
+    assert!(overflow.contains(r#""kind":"remote""#) && overflow.contains("overflows"), "{overflow}");
+    assert_eq!(applied(base, &remote).get("add"), Some(&2), "{:?}", applied(base, &remote));
+    assert_eq!(pending(base, &caller), Vec::<Value>::new());
+    assert_eq!(tasks(base, &caller), json!([]), "a call task was left (dead?)");
+}
+
 /// The native alarm of caller `caller` (Unix ms), or null.
 fn armed(base: &str, caller: &str) -> Value {
     ok_json(get(&format!("{base}/calls/{caller}/alarm")).expect("alarm"))
@@ -821,7 +843,7 @@ fn another_origin_reusing_a_served_call_id_is_refused() {
     let remote = unique("remote");
     let (at, to) = (format!("{base}/remote/{remote}/"), remote_id(base, &remote));
     let from = |origin: char, id: &str, value: &str| {
-        let body = json!({"v": 2, "id": id, "to": {"binding": "REMOTE", "object": to}, "from": origin.to_string().repeat(64), "issued_ms": now_ms(), "op": {"type": "echo", "value": value}}).to_string();
+        let body = json!({"v": 2, "id": id, "to": {"binding": "REMOTE", "object": to}, "from": origin.to_string().repeat(64), "issued_ms": now_ms(), "op": {"op": {"type": "echo", "value": value}}}).to_string();
         post(&at, &body, &[(SIGNATURE_HEADER, &sign(secret(), body.as_bytes()))]).unwrap()
     };
     assert_eq!(ok_json(from('a', "shared", "secret of a"))["ok"], "secret of a");
@@ -919,7 +941,7 @@ fn results_of_schema_version_1_are_migrated_and_kept_reachable() {
     poison(&hook, &v1);
     assert_eq!(ok_json(post(&format!("{base}/remote/{remote}/reopen"), "", &[]).unwrap()), json!(2), "the schema version after the migration");
     let from = |origin: char, id: &str| {
-        let body = json!({"v": 2, "id": id, "to": {"binding": "REMOTE", "object": to}, "from": origin.to_string().repeat(64), "issued_ms": now_ms(), "op": {"type": "count", "key": "k"}}).to_string();
+        let body = json!({"v": 2, "id": id, "to": {"binding": "REMOTE", "object": to}, "from": origin.to_string().repeat(64), "issued_ms": now_ms(), "op": {"op": {"type": "count", "key": "k"}}}).to_string();
         post(&at, &body, &[(SIGNATURE_HEADER, &sign(secret(), body.as_bytes()))]).unwrap()
     };
     for origin in ['a', 'b'] {

@@ -611,21 +611,37 @@ impl DurableObject for AlarmsDO {
     }
 }
 
-/// A key-value backed object (no SQLite), to check that lumenize-alarms says so clearly.
+/// A key-value backed object (no SQLite), to check that opening never panics and every
+/// handle says why it cannot work, as a typed error, on first use: `open` asks the scheduler,
+/// `schedule` schedules, `call` makes a call, anything else is served as a call.
 #[durable_object]
 pub struct KvDO {
-    state: State,
+    alarms: Alarms<Task>,
+    calls: lumenize_call::Calls<(crate::calls::Resume,)>,
+    server: lumenize_call::Server,
 }
 
 impl DurableObject for KvDO {
-    fn new(state: State, _env: Env) -> Self {
-        Self { state }
+    fn new(state: State, env: Env) -> Self {
+        let alarms = Alarms::open(&state);
+        let calls = lumenize_call::Calls::open(&alarms, &env);
+        Self { alarms, calls, server: lumenize_call::Server::open(&state, &env) }
     }
 
-    async fn fetch(&self, _req: Request) -> Result<Response> {
-        match Alarms::<Task>::open(&self.state).ready() {
-            Ok(_) => Response::ok("opened"),
-            Err(e) => Response::error(e.to_string(), 500),
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        let outcome = match req.path().rsplit('/').next().unwrap_or_default() {
+            "open" => self.alarms.ready().map_err(|e| e.to_string()),
+            "schedule" => self.alarms.schedule(When::after(Duration::ZERO), Task::Record { label: "kv".into() }).await.map(|_| ()).map_err(|e| e.to_string()),
+            "call" => {
+                let op = crate::calls::Op::Echo { value: 1.into() };
+                let then = crate::calls::Resume::tagged("kv");
+                self.calls.call(lumenize_call::Target::named("REMOTE", "remote"), &op, then).await.map(|_| ()).map_err(|e| e.to_string())
+            }
+            _ => return Ok(self.server.serve(req, lumenize_call::Router::new()).await?),
+        };
+        match outcome {
+            Ok(()) => Response::ok("opened"),
+            Err(e) => Response::error(e, 500),
         }
     }
 }

@@ -195,6 +195,13 @@ impl Continuation for Resume {
     }
 }
 
+impl Resume {
+    /// A continuation value with this tag, that does not fail.
+    pub fn tagged(tag: &str) -> Self {
+        Resume { tag: tag.to_owned(), fail_times: 0, pad: String::new() }
+    }
+}
+
 /// Records a continuation's result under its tag.
 fn record(ctx: &Ctx, tag: String, reply: &std::result::Result<impl Serialize, CallError>) -> Result<()> {
     let result = serde_json::to_string(reply).map_err(|e| Error::RustError(e.to_string()))?;
@@ -272,11 +279,13 @@ impl DurableObject for CallerDO {
                     .collect();
                 json_response(&rows)
             }
-            // A call of the second operation: `{"tag": .., "a": .., "b": ..}` to the remote "remote".
+            // A call of the second operation, `{"tag": .., "name": .., "a": .., "b": ..}`, to the
+            // RemoteDO called `name`.
             "add" => {
                 #[derive(Deserialize)]
                 struct AddReq {
                     tag: String,
+                    name: String,
                     a: i64,
                     b: i64,
                 }
@@ -284,7 +293,7 @@ impl DurableObject for CallerDO {
                     Ok(r) => r,
                     Err(answer) => return answer,
                 };
-                match self.calls.call(Target::named("REMOTE", "remote"), &Add(r.a, r.b), Summed { tag: r.tag }).await {
+                match self.calls.call(Target::named("REMOTE", r.name), &Add(r.a, r.b), Summed { tag: r.tag }).await {
                     Ok(id) => json_response(&id),
                     Err(e) => lib_error(e),
                 }
