@@ -176,7 +176,7 @@ impl NativeAlarm for Runtime<'_> {
 impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// Opens the scheduler of this object: creates its table on first use (synchronous SQL,
     /// so call it in `DurableObject::new`), and makes dead any stored task that could never
-    /// be armed (due after [`MAX_TIME_MS`](crate::core::MAX_TIME_MS), written by an earlier
+    /// be armed (due after [`MAX_TIME_MS`](crate::MAX_TIME_MS), written by an earlier
     /// release). The first event after it reads the native alarm once and re-arms it if it
     /// was lost (after the runtime gave up retrying a failed alarm, or a restart), whether or
     /// not that event uses the scheduler.
@@ -229,7 +229,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// Sets how many tasks one [`run_due`](Self::run_due) runs before it re-arms the alarm
     /// for the rest and returns (default [`DEFAULT_BATCH_LIMIT`]), so that one alarm
     /// invocation stays within the runtime's limits however many tasks are due. The limit is
-    /// clamped to `1 ..=` [`MAX_BATCH_LIMIT`](crate::core::MAX_BATCH_LIMIT).
+    /// clamped to `1 ..=` [`MAX_BATCH_LIMIT`].
     #[must_use]
     pub fn batch_limit(self, limit: usize) -> Self {
         self.inner.batch_limit.set(limit.clamp(1, MAX_BATCH_LIMIT));
@@ -264,7 +264,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     ///
     /// # Errors
     /// Out-of-range times, a cron expression with no next occurrence, a payload that does
-    /// not encode or is over [`MAX_PAYLOAD_BYTES`](crate::core::MAX_PAYLOAD_BYTES): all
+    /// not encode or is over [`MAX_PAYLOAD_BYTES`](crate::MAX_PAYLOAD_BYTES): all
     /// refused before anything is written. Storage errors.
     pub async fn schedule(&self, when: When, task: T) -> Result<String> {
         self.schedule_with(when, task, Options::default()).await
@@ -344,7 +344,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     }
 
     /// From inside the running handler of task `id`: run it again at `at_ms` (Unix
-    /// milliseconds, `0 ..=` [`MAX_TIME_MS`](crate::core::MAX_TIME_MS)) once the handler returns `Ok`, in place, instead of removing it (or
+    /// milliseconds, `0 ..=` [`MAX_TIME_MS`](crate::MAX_TIME_MS)) once the handler returns `Ok`, in place, instead of removing it (or
     /// advancing a recurring task). A poll, a backstop or a lease renews itself this way
     /// with one update.
     ///
@@ -396,7 +396,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// native alarm after a backoff, 1 s doubling to a minute while runs keep failing, never
     /// for "now", and nothing arms it earlier until then: a failing object runs its alarm at
     /// most once per backoff instead of spinning, and leaves its worker to the other
-    /// objects ([`core::backoff`](crate::core::backoff)). The first good run ends the backoff.
+    /// objects. The first good run ends the backoff.
     ///
     /// # Errors
     /// Storage and alarm errors only: handler errors are recorded on their tasks.

@@ -31,7 +31,7 @@ pub enum Error {
         after_ms: i64,
     },
     /// A time outside what the runtime can arm: before the Unix epoch, or after
-    /// 2262-04-11 ([`MAX_TIME_MS`](crate::core::MAX_TIME_MS)), or a delay that overflows; also
+    /// 2262-04-11 ([`MAX_TIME_MS`](crate::MAX_TIME_MS)), or a delay that overflows; also
     /// an interval longer than that whole range.
     #[error("time {ms} ms is out of range: the runtime arms 0 ..= {max} Unix milliseconds (up to 2262-04-11)", max = crate::core::MAX_TIME_MS)]
     TimeOutOfRange {
@@ -47,10 +47,10 @@ pub enum Error {
         reason: &'static str,
     },
     /// A payload, id, cron expression or time zone over its limit
-    /// ([`MAX_PAYLOAD_BYTES`](crate::core::MAX_PAYLOAD_BYTES),
-    /// [`MAX_ID_BYTES`](crate::core::MAX_ID_BYTES),
-    /// [`MAX_CRON_BYTES`](crate::core::MAX_CRON_BYTES),
-    /// [`MAX_ZONE_BYTES`](crate::core::MAX_ZONE_BYTES)); nothing was stored.
+    /// ([`MAX_PAYLOAD_BYTES`](crate::MAX_PAYLOAD_BYTES),
+    /// [`MAX_ID_BYTES`](crate::MAX_ID_BYTES),
+    /// [`MAX_CRON_BYTES`](crate::MAX_CRON_BYTES),
+    /// [`MAX_ZONE_BYTES`](crate::MAX_ZONE_BYTES)); nothing was stored.
     #[error("the task's {what} is {bytes} bytes, over the limit of {limit}")]
     TooLarge {
         /// `"payload"`, `"id"`, `"cron expression"` or `"time zone"`.

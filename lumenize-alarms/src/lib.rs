@@ -86,9 +86,9 @@
 //!   `handle_cross_request_promise_resolution`, the default from 2024-10-14 on). A run that
 //!   fails without a panic (a storage error, an alarm write the runtime refuses) re-arms
 //!   the alarm after a backoff of 1 s doubling to a minute while runs keep failing
-//!   ([`core::backoff`]), never for "now".
+//!   (1 s, doubling to a minute), never for "now".
 //! - **Nothing lost, nothing bricked**: every time, given or computed, is checked against
-//!   what the runtime can arm ([`core::MAX_TIME_MS`], 2262-04-11): a bad time is refused
+//!   what the runtime can arm ([`MAX_TIME_MS`], 2262-04-11): a bad time is refused
 //!   before anything is written, and a computed one (a retry, the next cron or interval
 //!   tick) makes that task dead with the reason. A time the runtime still refuses to arm
 //!   makes its task dead and the next one is armed. A payload that no longer decodes into
@@ -96,9 +96,9 @@
 //!   reschedule its own id; one alarm invocation runs at most [`DEFAULT_BATCH_LIMIT`]
 //!   tasks, then re-arms for the rest; the first event after a start re-arms an alarm the
 //!   runtime lost.
-//! - **Bounded input**: payloads up to [`core::MAX_PAYLOAD_BYTES`], ids up to
-//!   [`core::MAX_ID_BYTES`], cron expressions and zones up to [`core::MAX_CRON_BYTES`] and
-//!   [`core::MAX_ZONE_BYTES`]; a handler's error is kept up to [`core::MAX_ERROR_BYTES`].
+//! - **Bounded input**: payloads up to [`MAX_PAYLOAD_BYTES`], ids up to
+//!   [`MAX_ID_BYTES`], cron expressions and zones up to [`MAX_CRON_BYTES`] and
+//!   [`MAX_ZONE_BYTES`]; a handler's error is kept up to [`MAX_ERROR_BYTES`].
 //!   Every number a parameter takes has a stated range (documented where it is declared),
 //!   clamped or refused before anything is written, so every stored number reads back as
 //!   written: [`RetryPolicy`] is clamped field by field ([`RetryPolicy::normalized`]).
@@ -130,10 +130,15 @@ mod alarms;
 mod error;
 mod panic_abort;
 
+// The pure core and the SQL store: this workspace's own tests and crates use them; they are
+// not the API users depend on (hidden, so not covered by semver: the root is).
+#[doc(hidden)]
 pub mod core;
+#[doc(hidden)]
 pub mod sql;
 
-pub use crate::core::{Filter, Kind, MissedTicks, Options, RetryPolicy, RunReport, Schedule, Scheduled, Status, When};
+pub use crate::core::{Event, Filter, Kind, MissedTicks, Options, RetryPolicy, RunReport, Schedule, Scheduled, Status, When};
+pub use crate::core::{MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_BATCH_LIMIT, MAX_CRON_BYTES, MAX_ERROR_BYTES, MAX_FACTOR, MAX_ID_BYTES, MAX_PAYLOAD_BYTES, MAX_TIME_MS, MAX_ZONE_BYTES};
 pub use alarms::{Alarms, DEFAULT_BATCH_LIMIT};
 #[doc(hidden)]
 pub use alarms::{sql_storage, Library};

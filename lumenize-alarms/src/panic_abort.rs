@@ -38,6 +38,7 @@ use worker::State;
 
 /// What a panic hook tells the work it interrupted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Panic<'a> {
     /// The panic's message and location.
     pub message: &'a str,

@@ -255,7 +255,7 @@ fn a_second_run_leaves_an_in_flight_task_alone<S: Fresh>() {
     let mut cx = Context::from_waker(Waker::noop());
     assert!(first.as_mut().poll(&mut cx).is_pending());
     let second = f.run_at(5, 5, |_, _| panic!("must not run the in-flight task"));
-    assert_eq!(second, RunReport { more_due: true, ..RunReport::default() });
+    assert!(second.more_due && second == { let mut empty = RunReport::default(); empty.more_due = true; empty }, "{second:?}");
     assert_eq!(f.get("slow").unwrap().status, Status::Running);
     let report = done(first).unwrap();
     assert_eq!((report.succeeded, report.interrupted), (1, 0));

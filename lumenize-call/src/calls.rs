@@ -147,9 +147,9 @@ impl<L: Continuations> Calls<L> {
     /// [`MAX_CONTINUATION_BYTES`](crate::MAX_CONTINUATION_BYTES), or both with the target
     /// over a row; [`Error::KeyTooLong`] if the target's binding or object is over
     /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES); [`Error::OutOfRange`] for an issue time
-    /// ([`CallOptions::issued_at`]) outside `0 ..=`
-    /// [`MAX_TIME_MS`](lumenize_alarms::core::MAX_TIME_MS) (see
-    /// [`call_times`](machine::call_times)); what opening met ([`Error::NoSecret`], no
+    /// (the test hook's) outside `0 ..=`
+    /// [`MAX_TIME_MS`](lumenize_alarms::MAX_TIME_MS) (see
+    /// `call_times`); what opening met ([`Error::NoSecret`], no
     /// SQLite); storage errors. Nothing is stored then.
     pub async fn call_with<C, I>(&self, target: Target, op: &C::Op, then: C, opts: CallOptions) -> Result<CallId>
     where

@@ -28,7 +28,7 @@
 //! tell who the origin is except by the signed `from`. The remote keeps a call's result
 //! for its origin (`from`) alone: another origin that sends the same call id is refused
 //! with 403 ([`OTHER_ORIGIN_STATUS`](crate::machine::OTHER_ORIGIN_STATUS)). A call id, an
-//! origin or a target over [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES)(crate::machine::MAX_KEY_BYTES) is refused
+//! origin or a target over [`MAX_KEY_BYTES`](crate::machine::MAX_KEY_BYTES) is refused
 //! with 400 before anything is stored.
 //!
 //! A remote accepts [`Secrets::current`] and, during a rotation, [`Secrets::previous`];

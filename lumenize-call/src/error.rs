@@ -46,9 +46,9 @@ pub enum CallError {
     #[error("the call was cancelled")]
     Cancelled,
     /// The call is older than a remote accepts: made more than
-    /// [`MAX_REQUEST_AGE_MS`](crate::envelope::MAX_REQUEST_AGE_MS) ago (the remote refused
+    /// [`MAX_REQUEST_AGE_MS`](crate::MAX_REQUEST_AGE_MS) ago (the remote refused
     /// it with 410), or, by the caller's clock, that plus
-    /// [`MAX_CLOCK_SKEW_MS`](crate::envelope::MAX_CLOCK_SKEW_MS) (then it was not sent). An
+    /// [`MAX_CLOCK_SKEW_MS`](crate::MAX_CLOCK_SKEW_MS) (then it was not sent). An
     /// earlier dispatch may have applied it and its reply was lost: it may or may not have
     /// taken effect. It is never sent again.
     #[error("the call expired: {message}")]
@@ -59,7 +59,7 @@ pub enum CallError {
     /// The result is too large to store: the remote's reply (or error), as JSON, is over
     /// [`MAX_REPLY_BYTES`](crate::MAX_REPLY_BYTES), or over what the caller's row holds
     /// next to the call's continuation value (see
-    /// [`storable_result`](crate::machine::storable_result)). The operation was applied
+    /// `storable_result`). The operation was applied
     /// once; its reply is lost.
     #[error("the result is too large to store: {bytes} bytes as JSON, at most {limit} fit")]
     TooLarge {
@@ -113,7 +113,7 @@ pub enum Error {
         limit: usize,
     },
     /// A number outside its accepted range (see
-    /// [`call_times`](crate::machine::call_times)): the issue time of
+    /// `call_times`): the issue time of
     /// [`CallOptions::issued_at`](crate::CallOptions::issued_at), or a deadline past
     /// 2262-04-11. Nothing was stored.
     #[error("{what} {value} is out of range: accepted {min} ..= {max}")]
@@ -128,7 +128,7 @@ pub enum Error {
         max: i64,
     },
     /// The target's binding or object name (or id) is over
-    /// [`MAX_KEY_BYTES`](crate::machine::MAX_KEY_BYTES). Nothing was stored.
+    /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES). Nothing was stored.
     #[error("{what} is too long: {bytes} bytes, over the limit of {limit}")]
     KeyTooLong {
         /// What is too long.

@@ -149,7 +149,7 @@
 //! - The call record and its task are durable before anything leaves the object: they are
 //!   written in one commit.
 //! - The remote applies each call id at most once: a re-dispatch gets the stored result
-//!   (kept for [`RESULT_RETENTION_MS`](machine::RESULT_RETENTION_MS), then forgotten as
+//!   (kept for [`RESULT_RETENTION_MS`], then forgotten as
 //!   calls are served: a remote needs no scheduler). If the remote is
 //!   reset while applying, the caller gets [`CallError::Remote`] saying it may or may not
 //!   have taken effect.
@@ -160,16 +160,16 @@
 //! - Requests are signed with HMAC-SHA256 under [`SECRET`]: a request that did not come
 //!   from a lumenize caller (say, one a public route forwarded to the object) is refused
 //!   with 401 before anything is parsed.
-//! - The signature covers the whole [`envelope`], which binds the target object's
+//! - The signature covers the whole envelope, which binds the target object's
 //!   id, the origin's id and the call's issue time (the time the call was made, the same
 //!   for every dispatch). The remote refuses with 401 a request addressed to another
 //!   object, so a captured request cannot be replayed elsewhere; and with 410 one issued
-//!   more than [`MAX_REQUEST_AGE_MS`](envelope::MAX_REQUEST_AGE_MS) (23 h) ago, or (401)
-//!   more than [`MAX_CLOCK_SKEW_MS`](envelope::MAX_CLOCK_SKEW_MS) (5 min) in the future.
+//!   more than [`MAX_REQUEST_AGE_MS`] (23 h) ago, or (401)
+//!   more than [`MAX_CLOCK_SKEW_MS`] (5 min) in the future.
 //!   23 h is below the 24 h result retention with a margin for clock skew, so a request
 //!   the remote accepts always finds the stored result of an earlier application: a replay
 //!   never applies an operation twice (the reasoning is at
-//!   [`MAX_REQUEST_AGE_MS`](envelope::MAX_REQUEST_AGE_MS)). The caller ends a call refused
+//!   [`MAX_REQUEST_AGE_MS`]). The caller ends a call refused
 //!   for age with [`CallError::Expired`] and never sends it again; past that age plus the
 //!   skew allowance it does not send it at all.
 //! - A reply that does not decode as the operation's [`Reply`](Operation::Reply) (the two
@@ -179,7 +179,7 @@
 //! - Every number a call stores is in range: a timeout is clamped to
 //!   [`MAX_TIMEOUT_MS`] (23 h 5 min: `Duration::MAX` is "as long as a call lives"), the
 //!   test hook's issue time must be in `0 ..=`
-//!   [`MAX_TIME_MS`](lumenize_alarms::core::MAX_TIME_MS) ([`Error::OutOfRange`]).
+//!   [`MAX_TIME_MS`](lumenize_alarms::MAX_TIME_MS) ([`Error::OutOfRange`]).
 //! - A stored row that does not decode (written by hand, by a bug or by an older release)
 //!   is quarantined: [`Calls::pending`] lists it with the reason
 //!   ([`PendingCall::unreadable`]), [`Calls::cancel`] removes it, its task goes dead with
@@ -209,7 +209,7 @@
 //!   or the call is cancelled.
 //!
 //! While a send is in flight (a slow operation), the backstop looks at the call at growing
-//! intervals ([`in_flight_wait_ms`](machine::in_flight_wait_ms)) instead of every second.
+//! intervals (`in_flight_wait_ms`) instead of every second.
 //! A remote forgets results a day old as it serves calls: one indexed `DELETE` of at most a
 //! thousand rows, and only when its oldest result is due (it remembers when).
 //!
@@ -224,7 +224,7 @@
 //! | --- | --- | --- |
 //! | the operation | [`MAX_OPERATION_BYTES`] (2,000,000) | [`Calls::call`] returns [`Error::TooLarge`]; nothing is stored |
 //! | the continuation value | [`MAX_CONTINUATION_BYTES`] (2,000,000) | the same |
-//! | operation + continuation value + target | [`SQLITE_MAX_BYTES`] − [`ROW_RESERVE_BYTES`](machine::ROW_RESERVE_BYTES) (2,183,616) | the same |
+//! | operation + continuation value + target | [`SQLITE_MAX_BYTES`] − [`ROW_RESERVE_BYTES`] (2,183,616) | the same |
 //! | the remote's outcome (`{"ok":<reply>}` or its error) | [`MAX_REPLY_BYTES`] (2,000,000) | the remote stores and answers a small "too large" outcome in its place; the continuation gets [`CallError::TooLarge`] |
 //! | result + continuation value + target, at the caller | 2,183,616 | the continuation gets [`CallError::TooLarge`] |
 //! | a call id, an origin's id, the target's binding, name or id | [`MAX_KEY_BYTES`] (512) | [`Calls::call`] returns [`Error::KeyTooLong`]; a remote answers 400 (the call gets [`CallError::Rejected`]); nothing is stored |
@@ -259,8 +259,12 @@
 
 mod calls;
 mod continuation;
+// The wire format and the pure state machine: this workspace's tests use them; they are
+// not the API users depend on (hidden, so not covered by semver: the root is).
+#[doc(hidden)]
 pub mod envelope;
 mod error;
+#[doc(hidden)]
 pub mod machine;
 mod operation;
 mod options;
@@ -280,6 +284,8 @@ pub use runtime::{SECRET, SECRET_PREVIOUS};
 pub use router::Router;
 pub use server::{Server, UNKNOWN_OPERATION_STATUS};
 pub use error::{CallError, Error, Result};
+pub use envelope::{MAX_CLOCK_SKEW_MS, MAX_REQUEST_AGE_MS};
+pub use machine::{RESULT_RETENTION_MS, ROW_RESERVE_BYTES};
 pub use machine::{MAX_CONTINUATION_BYTES, MAX_KEY_BYTES, MAX_OPERATION_BYTES, MAX_REPLY_BYTES, MAX_TIMEOUT_MS, MAX_TRANSPORT_ATTEMPTS, SQLITE_MAX_BYTES};
 pub use options::{CallOptions, Dispatch};
 pub use store::PendingCall;

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Dispatch {
     /// Through a zero-delay scheduled task.
     Alarm,
@@ -44,13 +45,13 @@ pub enum Dispatch {
 /// use std::time::Duration;
 /// use lumenize_call::{CallOptions, Dispatch};
 /// let opts = CallOptions::default().dispatch(Dispatch::Alarm).timeout(Duration::from_secs(30));
-/// assert_eq!(opts.dispatch, Dispatch::Alarm);
-/// assert_eq!(opts.timeout, Some(Duration::from_secs(30)));
+/// assert_eq!(opts.get_dispatch(), Dispatch::Alarm);
+/// assert_eq!(opts.get_timeout(), Some(Duration::from_secs(30)));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallOptions {
     /// How the call is sent.
-    pub dispatch: Dispatch,
+    pub(crate) dispatch: Dispatch,
     /// How long to wait for the result before the continuation gets
     /// [`CallError::Timeout`](crate::CallError::Timeout). `None`: no deadline (transport
     /// failures still end the call after [`MAX_TRANSPORT_ATTEMPTS`](crate::MAX_TRANSPORT_ATTEMPTS),
@@ -63,18 +64,9 @@ pub struct CallOptions {
     /// fire; clamping lets `Duration::MAX` mean "as long as a call can live", and keeps the
     /// stored deadline an integer the store gives back (a Durable Object's SQLite returns
     /// integers of 2^53 and more as floats).
-    pub timeout: Option<Duration>,
-    /// The test hook: the call counts as made at this Unix time in milliseconds (the issue
-    /// time every request of it carries, from which the remote judges its age), as if the
-    /// caller had made it then; `None`, the default: now. The timeout still counts from
-    /// now. Tests use it to make calls that are too old for a remote.
-    ///
-    /// Range: `0 ..=` [`MAX_TIME_MS`](lumenize_alarms::core::MAX_TIME_MS) (2262-04-11, what
-    /// the runtime arms); [`Calls::call`](crate::Calls::call) refuses a time outside it with
-    /// [`Error::OutOfRange`](crate::Error::OutOfRange) before storing anything. A time more
-    /// than 23 h 5 min ago ends the call as expired without sending it; one more than
-    /// 5 min ahead of the remote's clock is refused by the remote (401).
-    pub issued_ms: Option<i64>,
+    pub(crate) timeout: Option<Duration>,
+    /// The test hook's issue time (feature `testing`): see `issued_at`.
+    pub(crate) issued_ms: Option<i64>,
 }
 
 impl CallOptions {
@@ -84,23 +76,56 @@ impl CallOptions {
         CallOptions { dispatch, ..self }
     }
 
-    /// With this timeout (clamped to [`MAX_TIMEOUT_MS`](crate::MAX_TIMEOUT_MS): see
-    /// [`timeout`](Self::timeout)).
+    /// With this timeout: how long to wait for the result before the continuation gets
+    /// [`CallError::Timeout`](crate::CallError::Timeout). Without one, no deadline
+    /// (transport failures still end the call after
+    /// [`MAX_TRANSPORT_ATTEMPTS`](crate::MAX_TRANSPORT_ATTEMPTS), and every call ends
+    /// 23 h 5 min after it was made).
+    ///
+    /// Range: any `Duration`; whole milliseconds count (less than 1 ms times out at once),
+    /// and a timeout over [`MAX_TIMEOUT_MS`](crate::MAX_TIMEOUT_MS) (23 h 5 min) is clamped
+    /// to it. No call lives longer than that (it ends with
+    /// [`CallError::Expired`](crate::CallError::Expired)), so a longer timeout could never
+    /// fire; clamping lets `Duration::MAX` mean "as long as a call can live", and keeps the
+    /// stored deadline an integer the store gives back (a Durable Object's SQLite returns
+    /// integers of 2^53 and more as floats).
     ///
     /// ```
     /// use std::time::Duration;
     /// use lumenize_call::CallOptions;
     /// // Any Duration is accepted: `call` keeps at most 23 h 5 min of it.
     /// let longest = CallOptions::default().timeout(Duration::MAX);
-    /// assert_eq!(longest.timeout, Some(Duration::MAX));
+    /// assert_eq!(longest.get_timeout(), Some(Duration::MAX));
     /// ```
     #[must_use]
     pub fn timeout(self, timeout: Duration) -> Self {
         CallOptions { timeout: Some(timeout), ..self }
     }
 
-    /// The test hook: made at `unix_ms`, in `0 ..=`
-    /// [`MAX_TIME_MS`](lumenize_alarms::core::MAX_TIME_MS) (see [`issued_ms`](Self::issued_ms)).
+    /// The dispatch.
+    #[must_use]
+    pub fn get_dispatch(&self) -> Dispatch {
+        self.dispatch
+    }
+
+    /// The timeout, as given.
+    #[must_use]
+    pub fn get_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The test hook (feature `testing`, for this workspace's tests; not part of the API):
+    /// the call counts as made at `unix_ms` (the issue time every request of it carries,
+    /// from which the remote judges its age), as if the caller had made it then. The
+    /// timeout still counts from now.
+    ///
+    /// Range: `0 ..=` [`MAX_TIME_MS`](lumenize_alarms::MAX_TIME_MS) (2262-04-11, what the
+    /// runtime arms); [`Calls::call_with`](crate::Calls::call_with) refuses a time outside
+    /// it with [`Error::OutOfRange`](crate::Error::OutOfRange) before storing anything. A
+    /// time more than 23 h 5 min ago ends the call as expired without sending it; one more
+    /// than 5 min ahead of the remote's clock is refused by the remote (401).
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
     #[must_use]
     pub fn issued_at(self, unix_ms: i64) -> Self {
         CallOptions { issued_ms: Some(unix_ms), ..self }

@@ -91,8 +91,8 @@ impl Server {
     }
 
     fn opened_with(state: &State, env: &Env) -> Result<Opened> {
-        let secrets = secrets(env)?;
         let sql = lumenize_alarms::sql_storage(&state.storage())?;
+        let secrets = secrets(env)?;
         let store = Rc::new(Store::open(sql)?);
         Ok(Opened { store, state: own(state), env: env.clone(), secrets })
     }
@@ -123,10 +123,10 @@ impl Server {
     /// [`SECRET_PREVIOUS`](crate::SECRET_PREVIOUS) (a request forwarded from the internet
     /// cannot run an operation), addressed to another object, or issued further in the
     /// future than the clock-skew allowance; 410 if issued more than
-    /// [`MAX_REQUEST_AGE_MS`](crate::envelope::MAX_REQUEST_AGE_MS) ago; 400 for a malformed
+    /// [`MAX_REQUEST_AGE_MS`](crate::MAX_REQUEST_AGE_MS) ago; 400 for a malformed
     /// envelope, an unknown version or an operation that does not decode as its type; 404
     /// for an operation `router` has no route for; 405 for anything but `POST`; 400 too for
-    /// a call id, origin or target over [`MAX_KEY_BYTES`](crate::machine::MAX_KEY_BYTES);
+    /// a call id, origin or target over [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES);
     /// 500 with the reason if the object cannot serve (no secret, no SQLite). A stored
     /// result goes back only to the origin that made the call (the signed `from` of its
     /// first request): a request from another origin with the same call id is refused with
@@ -141,7 +141,7 @@ impl Server {
     ///
     /// Writes: a row marking the call as being applied, then its outcome in the same row;
     /// one commit when the handler does not await. Results older than
-    /// [`RESULT_RETENTION_MS`](machine::RESULT_RETENTION_MS) are forgotten as calls are
+    /// [`RESULT_RETENTION_MS`] are forgotten as calls are
     /// served, never more than a thousand at a time, with no scheduler and no `alarm()`.
     ///
     /// # Errors
@@ -211,7 +211,7 @@ impl Server {
         Ok(store.record_outcome(origin, id, outcome, now_ms()))
     }
 
-    /// Forgets results finished more than [`RESULT_RETENTION_MS`](machine::RESULT_RETENTION_MS)
+    /// Forgets results finished more than [`RESULT_RETENTION_MS`]
     /// ago, at most [`FORGET_PER_CALL`] per call served, and only when the oldest one is
     /// due (this isolate remembers when): results need no scheduler and no `alarm()`. An
     /// object that serves no more calls keeps its last day of results until the next one.

@@ -14,7 +14,7 @@ use crate::{Dispatch, Error, Result, Target};
 /// The schema version this release writes, in `_lumenize_call_meta`. Version 1 (no meta
 /// table, results keyed by the call id alone) is migrated on open: each stored result gets
 /// the origin column, empty for the rows already there
-/// ([`ANY_ORIGIN`](crate::machine::ANY_ORIGIN): they answer any origin, as they did, until
+/// (`ANY_ORIGIN`: they answer any origin, as they did, until
 /// the cleanup forgets them a day after they were stored). They are kept, not dropped: a
 /// re-dispatch of a call applied just before the upgrade must still find its result, or
 /// the operation would be applied twice.
@@ -66,6 +66,7 @@ INSERT INTO _lumenize_call_meta (key, value) VALUES ('schema_version', 2);
 
 /// A call this object made that has not completed: its continuation has not run yet.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct PendingCall {
     /// The call's id (also the id of its lumenize-alarms backstop task).
     pub id: String,
@@ -184,7 +185,7 @@ impl Store {
         Ok(())
     }
 
-    /// Stores `result` (see [`first_result`](machine::first_result)) as the result of call
+    /// Stores `result` (see `first_result`) as the result of call
     /// `id`, in place of its operation (not needed any more, and it makes room), unless a
     /// result is stored already: a delivery whose continuation failed leaves it for the
     /// retries. A write that fails stores [`CallError::Storage`](crate::CallError::Storage)
@@ -229,10 +230,10 @@ impl Store {
     }
 
     /// Stores the outcome of an operation: `outcome`, or [`Outcome::TooLarge`] if it is over
-    /// [`MAX_REPLY_BYTES`](crate::MAX_REPLY_BYTES), or, if storing fails, a small
+    /// [`MAX_REPLY_BYTES`], or, if storing fails, a small
     /// [`Outcome::Unstored`]. Returns what was stored: a re-dispatch is answered with it.
     /// Should even that fail, the row stays "running" (a re-dispatch then gets
-    /// [`INTERRUPTED`](crate::machine::INTERRUPTED)); the small outcome is returned all the
+    /// `INTERRUPTED`); the small outcome is returned all the
     /// same, to answer this request with.
     pub(crate) fn record_outcome(&self, origin: &str, id: &str, outcome: Outcome, now_ms: i64) -> Outcome {
         let outcome = machine::storable_outcome(outcome);
@@ -258,7 +259,7 @@ impl Store {
 
     /// Deletes results finished at or before `before_ms`, the oldest first, at most `limit`;
     /// returns the oldest remaining finish time. A result whose finish time is not an integer in `0 ..=`
-    /// [`MAX_TIME_MS`](lumenize_alarms::core::MAX_TIME_MS) (written by hand or by a bug)
+    /// [`MAX_TIME_MS`](lumenize_alarms::MAX_TIME_MS) (written by hand or by a bug)
     /// gets `now_ms` as its finish time first: it is kept a day from now, like a result
     /// just stored, then forgotten.
     pub(crate) fn forget_results(&self, before_ms: i64, now_ms: i64, limit: i64) -> Result<Option<i64>> {

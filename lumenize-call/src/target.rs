@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// assert_ne!(by_name, by_id);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Target {
     /// The Durable Object namespace binding, as named in `wrangler.toml`.
     pub binding: String,
@@ -23,6 +24,7 @@ pub struct Target {
 /// How the object is addressed within its namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Object {
     /// `namespace.id_from_name(name)`.
     Name(String),

@@ -23,7 +23,7 @@ use lumenize_call::machine::{
     after_failure, backstop_at, check_call_size, clip, first_result, in_flight_wait_ms, read_answer, retry_delay_ms, send_horizon_ms, storable_outcome,
     storable_result, call_times, Answer, CallResult, OutOfRange, Pending, Step, MAX_ERROR_BYTES,
 };
-use lumenize_call::{CallError, CallOptions, MAX_KEY_BYTES, MAX_TIMEOUT_MS, MAX_TRANSPORT_ATTEMPTS};
+use lumenize_call::{CallError, MAX_KEY_BYTES, MAX_TIMEOUT_MS, MAX_TRANSPORT_ATTEMPTS};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::Config;
@@ -173,8 +173,7 @@ proptest! {
         issued in prop::option::weighted(0.5, any_i64()),
         timeout in prop::option::weighted(0.7, duration()),
     ) {
-        let opts = CallOptions { timeout, issued_ms: issued, ..CallOptions::default() };
-        match call_times(now, opts.issued_ms, opts.timeout) {
+        match call_times(now, issued, timeout) {
             Ok((issued_ms, deadline_ms)) => {
                 in_range("the clock", now)?;
                 in_range("the issue time", issued_ms)?;

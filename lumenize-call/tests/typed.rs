@@ -3,6 +3,8 @@
 //! with `TRYBUILD=overwrite cargo test -p lumenize-call --test typed` after a compiler
 //! upgrade, and read the diff).
 
+#![cfg(not(target_arch = "wasm32"))]
+
 #[test]
 fn the_compiler_refuses_what_the_types_forbid() {
     let cases = trybuild::TestCases::new();

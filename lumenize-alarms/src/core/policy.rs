@@ -150,6 +150,7 @@ impl RetryPolicy {
 /// from "now", so a recurring task does not drift.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum MissedTicks {
     /// Skip the ticks that are already past: the next run is the first tick after now.
     #[default]

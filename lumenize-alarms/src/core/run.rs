@@ -31,6 +31,7 @@ pub const MAX_BATCH_LIMIT: usize = 10_000;
 
 /// What one call of [`run_due`](crate::Alarms::run_due) did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RunReport {
     /// Handlers started.
     pub started: u32,

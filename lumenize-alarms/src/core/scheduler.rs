@@ -1,6 +1,6 @@
 //! `Scheduler`: one object's scheduler without the runtime: a store, what is running, what
 //! the native alarm is known to be, and the operations users call. The time comes in as an
-//! argument and the native alarm as a [`NativeAlarm`]; [`Alarms`](crate::Alarms) supplies
+//! argument and the native alarm as a [`NativeAlarm`]; [`Alarms`] supplies
 //! both in a Durable Object, the tests supply a virtual clock and a simulated alarm.
 
 use std::cell::{Cell, RefCell};
@@ -99,7 +99,7 @@ impl<S: Store> Scheduler<S> {
 
     /// The task with this id. A stored row that does not decode is returned as a dead task
     /// whose last error says why (see [`Store`]). An id over
-    /// [`MAX_ID_BYTES`](crate::core::MAX_ID_BYTES) names no task: `None`, without a statement.
+    /// [`MAX_ID_BYTES`] names no task: `None`, without a statement.
     ///
     /// # Errors
     /// Storage errors.
@@ -219,7 +219,7 @@ impl<S: Store> Scheduler<S> {
     /// schedule, would cost more than one empty invocation.)
     ///
     /// A row that does not decode is removed too, and returned as a dead task whose last
-    /// error says why. An id over [`MAX_ID_BYTES`](crate::core::MAX_ID_BYTES) names no task.
+    /// error says why. An id over [`MAX_ID_BYTES`] names no task.
     ///
     /// # Errors
     /// Storage errors.
@@ -258,7 +258,7 @@ impl<S: Store> Scheduler<S> {
     ///
     /// # Errors
     /// [`Error::TimeOutOfRange`] for a `now_ms` out of range, [`Error::NotFound`] (an id
-    /// over [`MAX_ID_BYTES`](crate::core::MAX_ID_BYTES) included), [`Error::NotDead`],
+    /// over [`MAX_ID_BYTES`] included), [`Error::NotDead`],
     /// [`Error::Unreadable`] for a row that still does not decode (it stays dead); storage
     /// and alarm errors.
     pub async fn requeue<A: NativeAlarm>(&self, alarm: &A, now_ms: i64, id: &str) -> Result<Scheduled> {

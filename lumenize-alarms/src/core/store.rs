@@ -124,7 +124,7 @@ pub enum Change {
 /// time then insertion order.
 ///
 /// Every value is accepted: stored due times are in `0 ..=`
-/// [`MAX_TIME_MS`](crate::core::MAX_TIME_MS), so a bound far outside it (`i64::MIN`,
+/// [`MAX_TIME_MS`](crate::MAX_TIME_MS), so a bound far outside it (`i64::MIN`,
 /// `i64::MAX`) simply includes or excludes everything, and a limit as large as `usize::MAX`
 /// is no limit (the SQL store binds bounds within ±(2^53 − 1), which a Durable Object binds
 /// exactly, and a limit over 2^53 − 1 as none).

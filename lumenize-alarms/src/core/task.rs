@@ -60,6 +60,7 @@ impl Scheduled {
 /// Where a task stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Status {
     /// Waiting for its time, or due and not yet started.
     Pending,

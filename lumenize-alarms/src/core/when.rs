@@ -183,6 +183,7 @@ impl When {
 /// What is stored of a [`When`]: whether the task runs once or recurs, and how.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Schedule {
     /// Runs once, then is removed.
     Once,
@@ -216,6 +217,7 @@ impl Schedule {
 /// The kind of a [`Schedule`], for filtering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Kind {
     /// A one-shot task (delay or absolute time).
     Once,
