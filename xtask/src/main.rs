@@ -434,8 +434,38 @@ fn package_suite() -> Suite {
     doc.env("RUSTDOCFLAGS", "-D warnings");
     suite.check("rustdoc for wasm32 (-D warnings)", doc);
 
+    semver_check(&mut suite);
+
     suite.duration = started.elapsed();
     suite
+}
+
+/// The version of cargo-semver-checks the semver check installs (from crates.io).
+const SEMVER_CHECKS_VERSION: &str = "0.51.0";
+
+/// The API of each library against its last release: once a release is tagged
+/// (`v<version>`, on the commit the packages were published from), cargo-semver-checks
+/// compares the public API of this tree with the packages built from that commit, and a
+/// breaking change without a major (0.x: minor) version bump fails the suite. Hidden items
+/// (`#[doc(hidden)]`: the cores, the wire format) are not API and not compared. Before the
+/// first release there is nothing to compare with: the suite says so and counts nothing,
+/// and the tool (a few minutes of `cargo install`) is not installed.
+fn semver_check(suite: &mut Suite) {
+    let tags = Command::new("git").args(["tag", "--list", "v*", "--sort=-v:refname"]).current_dir(root()).output();
+    let Some(baseline) = tags.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_owned)) else {
+        println!("  semver: no release tag (v*) yet: nothing to compare the API with; the check starts with the first release");
+        return;
+    };
+    if let Err(e) = setup_cargo_tool("cargo-semver-checks", &["cargo-semver-checks"], SEMVER_CHECKS_VERSION) {
+        suite.fail(format!("installing cargo-semver-checks: {e:#}"));
+        return;
+    }
+    let mut check = cargo();
+    check.args(["semver-checks", "check-release", "--baseline-rev", &baseline]);
+    for p in PUBLISHED {
+        check.args(["-p", p]);
+    }
+    suite.check(&format!("cargo semver-checks against {baseline}"), check);
 }
 
 /// `cargo xtask check-package`: the package suite alone, with the usual summary.
