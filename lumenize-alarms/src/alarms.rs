@@ -578,6 +578,37 @@ pub(crate) fn new_id(now_ms: i64) -> String {
     uuid::Builder::from_unix_timestamp_millis(ms, &bits).into_uuid().to_string()
 }
 
+/// How `run_due` tells a library's task from the user's: by the stored payload alone.
+#[cfg(test)]
+mod routing_tests {
+    use super::{library_of, library_payload, Routed};
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    enum Task {
+        Ping { n: u32 },
+        Tick,
+    }
+
+    fn decode(payload: &str) -> Result<Routed<Task>, serde_json::Error> {
+        serde_json::from_str(payload)
+    }
+
+    #[test]
+    fn a_library_payload_goes_to_the_library_and_any_other_to_the_user() {
+        assert_eq!(library_payload("call"), r#"{"lumenize":"call"}"#);
+        assert_eq!(library_of(&library_payload("call")), Some("call"));
+        assert!(matches!(decode(&library_payload("call")), Ok(Routed::Library(name)) if name == "call"));
+        assert!(matches!(decode(r#"{"Ping":{"n":3}}"#), Ok(Routed::User(Task::Ping { n: 3 }))));
+        assert!(matches!(decode(r#""Tick""#), Ok(Routed::User(Task::Tick))));
+        // Near misses are the user's, and fail as the user's type would.
+        for payload in [r#"{"lumenize":"call","x":1}"#, r#"{"lumenize": "call"}"#, r#"{"Lumenize":"call"}"#, r#"["lumenize","call"]"#] {
+            assert_eq!(library_of(payload), None, "{payload}");
+            let e = decode(payload).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(!e.is_empty(), "{payload} decoded as a task");
+        }
+    }
+}
+
 /// The wasm-only pieces of the adapter, run under Node by wasm-bindgen-test (`cargo xtask
 /// test`): the JavaScript clock, and UUIDv7 ids drawn from the JavaScript `crypto`.
 #[cfg(all(test, target_arch = "wasm32"))]
