@@ -133,7 +133,7 @@ mod panic_abort;
 pub mod core;
 pub mod sql;
 
-pub use crate::core::{Filter, Kind, MissedTicks, Options, RetryPolicy, RunReport, Schedule, Scheduled, Status, When};
+pub use crate::core::{Counts, Filter, Kind, MissedTicks, Options, RetryPolicy, RunReport, Schedule, Scheduled, Status, When};
 pub use alarms::{Alarms, DEFAULT_BATCH_LIMIT};
 pub use error::{Error, Result, StorageError, StorageKind};
 pub use panic_abort::{abort_on_panic, Panic};
