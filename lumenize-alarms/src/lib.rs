@@ -108,6 +108,12 @@
 //! - **Idempotent ids**: [`Options::id`] upserts (or keeps the existing task, with
 //!   [`Options::keep_existing`]); generated ids are UUIDv7. [`Alarms::cancel`] returns what
 //!   it removed.
+//! - **Operable**: [`Alarms::pause`] holds a pending task ([`Status::Paused`]: never run nor
+//!   armed for, across restarts too) until [`Alarms::resume`] (a recurring task skips the
+//!   ticks it missed per its [`MissedTicks`]); [`Alarms::run_now`] makes a task due now (a
+//!   recurring one stays on its grid); [`Alarms::requeue_dead`] requeues dead tasks in bulk
+//!   (at most [`core::MAX_REQUEUE_DEAD`] a call); [`Alarms::counts`] counts tasks by status
+//!   with one statement.
 //!
 //! Tests run due tasks without waiting for the alarm through [`Alarms::run_due_at`]. The
 //! scheduling logic itself is [`core`]: no clock and no `worker` types, tested natively

@@ -525,7 +525,10 @@ impl<E: Exec> Store for SqlStore<E> {
         }
         which.push_str(" ORDER BY due_ms, seq LIMIT ?");
         args.push(limit(limit_n));
-        self.write(&format!("{} WHERE seq IN ({which})", requeue_sql()), args)
+        // Counted by what it returns: what `execute` reports in a Durable Object is the rows
+        // written, index entries included (two or more per row requeued).
+        let sql = format!("{} WHERE seq IN ({which}) RETURNING seq", requeue_sql());
+        Ok(self.with_table(|| self.exec.query(&sql, args.clone()))?.len())
     }
 
     fn counts(&self) -> Result<Counts> {
