@@ -238,7 +238,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         self.inner.scheduler.get(id)
     }
 
-    /// The tasks that pass `filter` (pending, running and dead ones alike unless filtered),
+    /// The tasks that pass `filter` (pending, running, paused and dead ones alike unless filtered),
     /// by due time then insertion order. Rows that do not decode are listed as dead tasks
     /// whose last error says why; they never make `list` fail.
     ///
@@ -248,7 +248,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         self.inner.scheduler.list(filter)
     }
 
-    /// Removes the task with this id, pending or dead (a quarantined one too), and returns
+    /// Removes the task with this id, pending, paused or dead (a quarantined one too), and returns
     /// what was removed.
     /// Cancelling a running task lets its handler finish, but nothing is recorded after it.
     /// The native alarm is not written: if it was armed for the removed task, it fires once

@@ -211,7 +211,7 @@ impl<S: Store> Scheduler<S> {
         Ok(ids)
     }
 
-    /// Removes the task with this id, pending, running or dead, and returns what was removed.
+    /// Removes the task with this id, pending, running, paused or dead, and returns what was removed.
     /// A running handler finishes, but nothing is recorded after it. The native alarm is left
     /// as it is: if it was armed for the removed task, it fires once with nothing to run, and
     /// that run arms the next task or leaves no alarm behind. (Every write of the alarm costs
