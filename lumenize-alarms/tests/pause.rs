@@ -101,7 +101,7 @@ fn a_paused_task_does_not_run_until_resumed_then_runs_at_once<S: Fresh>() {
     assert_eq!((report.started, ran.len(), report.more_due), (0, 0, false), "the paused task does not run");
     assert_eq!(f.alarm.armed(), Some(BASE + 5_000), "the run arms the next live task, not the paused one");
     assert_eq!(f.get("t").status, Status::Paused, "its time passed: it stays paused");
-    assert_eq!(f.sched.list(&Filter::default().status(Status::Paused)).unwrap(), [paused.clone()]);
+    assert_eq!(f.sched.list(&Filter::default().status(Status::Paused)).unwrap(), std::slice::from_ref(&paused));
     let resumed = f.resume(BASE + 2_000, "t").unwrap();
     assert_eq!((resumed.status, resumed.due_ms), (Status::Pending, BASE + 100), "resumed with its due time: overdue");
     assert_eq!(f.alarm.armed(), Some(BASE + 2_001), "armed at once for the overdue task");
