@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{console_error, ScheduledTime, SqlStorage, State, Storage};
 
-use crate::core::{Event, NativeAlarm, Options, RunReport, Scheduled, Scheduler, When, MAX_BATCH_LIMIT};
+use crate::core::{Counts, Event, NativeAlarm, Options, RunReport, Scheduled, Scheduler, When, MAX_BATCH_LIMIT};
 use crate::error::{Error, Result, StorageError, StorageKind};
 use crate::panic_abort::{guarded, Panic};
 use crate::sql::SqlStore;
@@ -321,7 +321,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         self.inner.scheduler()?.get(id)
     }
 
-    /// The tasks that pass `filter` (pending, running and dead ones alike unless filtered),
+    /// The tasks that pass `filter` (pending, running, paused and dead ones alike unless filtered),
     /// by due time then insertion order. Rows that do not decode are listed as dead tasks
     /// whose last error says why; they never make `list` fail.
     ///
@@ -331,7 +331,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         self.inner.scheduler()?.list(filter)
     }
 
-    /// Removes the task with this id, pending or dead (a quarantined one too), and returns
+    /// Removes the task with this id, pending, paused or dead (a quarantined one too), and returns
     /// what was removed.
     /// Cancelling a running task lets its handler finish, but nothing is recorded after it.
     /// The native alarm is not written: if it was armed for the removed task, it fires once
@@ -374,6 +374,107 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// does not decode (it stays dead); storage errors.
     pub async fn requeue(&self, id: &str) -> Result<Scheduled> {
         self.inner.scheduler()?.requeue(&self.alarm(), now_ms(), id).await
+    }
+
+    /// Pauses the pending task `id`: it does not run, and the native alarm is not armed for
+    /// it, until [`resume`](Self::resume)d or [run now](Self::run_now). It keeps its
+    /// definition, due time, attempts and last error, is listed with
+    /// [`Status::Paused`](crate::Status::Paused), and can be cancelled. A paused one-shot
+    /// task whose time passes stays paused; resumed, it runs at once. A paused task stays
+    /// paused across crashes and restarts. One SQL statement; the native alarm is not
+    /// written. Pausing a paused task returns it as it is.
+    ///
+    /// ```no_run
+    /// # fn demo(alarms: &lumenize_alarms::Alarms<u32>) -> lumenize_alarms::Result<()> {
+    /// let task = alarms.pause("nightly")?;
+    /// assert_eq!(task.status, lumenize_alarms::Status::Paused);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::WrongStatus`] for a task whose handler is running, or
+    /// a dead one; storage errors.
+    pub fn pause(&self, id: &str) -> Result<Scheduled> {
+        self.inner.scheduler()?.pause(id)
+    }
+
+    /// Resumes the paused task `id`: pending again, and the native alarm armed for it if it
+    /// is now the earliest. A one-shot task keeps its due time (one whose time passed runs
+    /// at once). A recurring task skips the ticks it missed while paused per its
+    /// [`MissedTicks`](crate::MissedTicks) policy: `Skip` (the default) moves it to its
+    /// first tick at or after now, `Burst` runs every missed tick. A pending or running
+    /// task is returned as it is.
+    ///
+    /// ```no_run
+    /// # async fn demo(alarms: &lumenize_alarms::Alarms<u32>) -> lumenize_alarms::Result<()> {
+    /// let task = alarms.resume("nightly").await?;
+    /// assert_eq!(task.status, lumenize_alarms::Status::Pending);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::WrongStatus`] for a dead task (requeue it instead);
+    /// storage errors.
+    pub async fn resume(&self, id: &str) -> Result<Scheduled> {
+        self.inner.scheduler()?.resume(&self.alarm(), now_ms(), id).await
+    }
+
+    /// Makes the pending or paused task `id` due now, and arms the native alarm for it: it
+    /// runs at the next alarm, in its turn among the due tasks. It keeps its definition: a
+    /// recurring task runs now, then again at the tick it was waiting for, and on along its
+    /// grid. A paused task is resumed by this.
+    ///
+    /// ```no_run
+    /// # async fn demo(alarms: &lumenize_alarms::Alarms<u32>) -> lumenize_alarms::Result<()> {
+    /// let task = alarms.run_now("nightly").await?;
+    /// assert!(task.due_ms <= worker::Date::now().as_millis() as i64);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::WrongStatus`] for a task whose handler is running, or
+    /// a dead one (requeue it instead); storage errors.
+    pub async fn run_now(&self, id: &str) -> Result<Scheduled> {
+        self.inner.scheduler()?.run_now(&self.alarm(), now_ms(), id).await
+    }
+
+    /// Requeues dead tasks in bulk, as [`requeue`](Self::requeue) does one: all of them, or
+    /// those `filter` passes (kind and due range; a status other than dead passes none),
+    /// by due time then insertion order, due now, attempts reset. One SQL statement and at
+    /// most one write of the native alarm; at most `filter.limit` and never more than
+    /// [`MAX_REQUEUE_DEAD`](crate::core::MAX_REQUEUE_DEAD) (1,000) per call. Returns how many
+    /// were requeued: call again while it returns 1,000.
+    ///
+    /// ```no_run
+    /// # async fn demo(alarms: &lumenize_alarms::Alarms<u32>) -> lumenize_alarms::Result<()> {
+    /// use lumenize_alarms::{Filter, Kind};
+    /// let all = alarms.requeue_dead(&Filter::default()).await?;
+    /// let crons = alarms.requeue_dead(&Filter::default().kind(Kind::Cron)).await?;
+    /// # let _ = (all, crons); Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn requeue_dead(&self, filter: &Filter) -> Result<usize> {
+        self.inner.scheduler()?.requeue_dead(&self.alarm(), now_ms(), filter).await
+    }
+
+    /// How many tasks are pending, running, paused and dead, read with one `GROUP BY`
+    /// statement: no task is read into the object (SQLite counts the rows itself). A stored
+    /// row that does not decode counts where its stored status says until a read
+    /// quarantines it (then as dead).
+    ///
+    /// ```no_run
+    /// # fn demo(alarms: &lumenize_alarms::Alarms<u32>) -> lumenize_alarms::Result<()> {
+    /// let counts = alarms.counts()?;
+    /// println!("{} pending, {} dead", counts.pending, counts.dead);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn counts(&self) -> Result<Counts> {
+        self.inner.scheduler()?.counts()
     }
 
     /// Runs the due tasks, in (due time, insertion) order, one at a time: call it from

@@ -90,9 +90,22 @@ pub enum Error {
     /// No task has this id.
     #[error("no task with id {0:?}")]
     NotFound(String),
-    /// `requeue` was asked for a task that is not dead.
+    /// `requeue` was asked for a task that is not dead (a paused one included: resume it).
     #[error("task {0:?} is not dead, so it cannot be requeued")]
     NotDead(String),
+    /// [`pause`](crate::Alarms::pause), [`resume`](crate::Alarms::resume) or
+    /// [`run_now`](crate::Alarms::run_now) was asked for a task in a status it does not
+    /// apply to: pausing or running now a task whose handler is running, or a dead one
+    /// (requeue that instead); resuming a dead one. Nothing was changed.
+    #[error("task {id:?} is {status}, so it cannot be {action}")]
+    WrongStatus {
+        /// The task's id.
+        id: String,
+        /// Its status.
+        status: crate::core::Status,
+        /// What was asked: `"paused"`, `"resumed"` or `"run now"`.
+        action: &'static str,
+    },
     /// The storage below failed: what kind of failure, and the runtime's message.
     #[error("storage error: {0}")]
     Storage(StorageError),

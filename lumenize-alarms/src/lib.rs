@@ -108,6 +108,12 @@
 //! - **Idempotent ids**: [`Options::id`] upserts (or keeps the existing task, with
 //!   [`Options::keep_existing`]); generated ids are UUIDv7. [`Alarms::cancel`] returns what
 //!   it removed.
+//! - **Operable**: [`Alarms::pause`] holds a pending task ([`Status::Paused`]: never run nor
+//!   armed for, across restarts too) until [`Alarms::resume`] (a recurring task skips the
+//!   ticks it missed per its [`MissedTicks`]); [`Alarms::run_now`] makes a task due now (a
+//!   recurring one stays on its grid); [`Alarms::requeue_dead`] requeues dead tasks in bulk
+//!   (at most [`core::MAX_REQUEUE_DEAD`] a call); [`Alarms::counts`] counts tasks by status
+//!   with one statement.
 //!
 //! Tests run due tasks without waiting for the alarm through [`Alarms::run_due_at`]. The
 //! scheduling logic itself is [`core`]: no clock and no `worker` types, tested natively
@@ -137,8 +143,8 @@ pub mod core;
 #[doc(hidden)]
 pub mod sql;
 
-pub use crate::core::{Event, Filter, Kind, MissedTicks, Options, RetryPolicy, RunReport, Schedule, Scheduled, Status, When};
-pub use crate::core::{MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_BATCH_LIMIT, MAX_CRON_BYTES, MAX_ERROR_BYTES, MAX_FACTOR, MAX_ID_BYTES, MAX_PAYLOAD_BYTES, MAX_TIME_MS, MAX_ZONE_BYTES};
+pub use crate::core::{Counts, Event, Filter, Kind, MissedTicks, Options, RetryPolicy, RunReport, Schedule, Scheduled, Status, When};
+pub use crate::core::{MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_BATCH_LIMIT, MAX_CRON_BYTES, MAX_ERROR_BYTES, MAX_FACTOR, MAX_ID_BYTES, MAX_PAYLOAD_BYTES, MAX_REQUEUE_DEAD, MAX_TIME_MS, MAX_ZONE_BYTES};
 pub use alarms::{Alarms, DEFAULT_BATCH_LIMIT};
 #[doc(hidden)]
 pub use alarms::{sql_storage, Library};

@@ -13,7 +13,7 @@ use std::time::Duration;
 use lumenize_alarms::core::backoff::{failure_backoff_ms, FAILURE_BACKOFF_MS, MAX_FAILURE_BACKOFF_MS};
 use lumenize_alarms::core::{Change, Filter, Key, Scheduler, SimulatedAlarm, Store};
 use lumenize_alarms::sql::SqlStore;
-use lumenize_alarms::{Error, Options, Result, Scheduled, StorageError, When};
+use lumenize_alarms::{Counts, Error, Options, Result, Scheduled, StorageError, When};
 use support::{done, ready, Sqlite};
 
 const BASE: i64 = 1_700_000_000_000;
@@ -58,6 +58,12 @@ impl Store for Failing {
     }
     fn remove_all(&self, keys: &[Key]) -> Result<usize> {
         self.inner.remove_all(keys)
+    }
+    fn requeue_dead(&self, filter: &Filter, due_ms: i64, limit: usize) -> Result<usize> {
+        self.inner.requeue_dead(filter, due_ms, limit)
+    }
+    fn counts(&self) -> Result<Counts> {
+        self.inner.counts()
     }
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {
         self.inner.kill_after(max_ms, error)

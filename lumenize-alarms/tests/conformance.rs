@@ -6,7 +6,7 @@
 mod support;
 
 use lumenize_alarms::core::{Change, Filter, Key, Store};
-use lumenize_alarms::{Kind, MissedTicks, RetryPolicy, Schedule, Scheduled, Status};
+use lumenize_alarms::{Counts, Kind, MissedTicks, RetryPolicy, Schedule, Scheduled, Status};
 use support::Fresh;
 
 fn task(id: &str, due_ms: i64) -> Scheduled {
@@ -191,7 +191,102 @@ fn kill_after_makes_out_of_range_tasks_dead<S: Fresh>() {
     assert_eq!(store.earliest().unwrap().map(|k| k.id), Some("ok".to_owned()));
 }
 
+/// A paused task leaves the queue (`due`, `earliest`, `kill_after` pass it by) and is not
+/// requeued as a dead one; `Resume` makes it pending with the due time, tick and attempts
+/// given, its last error kept. Both apply only to the instance read.
+fn paused_tasks_leave_the_queue_until_resumed<S: Fresh>() {
+    let store = S::fresh();
+    for (id, due) in [("p", 5), ("q", 10), ("far", 5_000)] {
+        store.insert(&task(id, due), false).unwrap();
+    }
+    let p = get(&*store, "p");
+    store.change(&Key::of(&p), &Change::Retry { due_ms: 5, error: "e1".into(), attempts: 1 }).unwrap();
+    let p = get(&*store, "p");
+    assert!(!store.change(&Key { due_ms: 6, ..Key::of(&p) }, &Change::Pause).unwrap(), "a stale key");
+    assert!(store.change(&Key::of(&p), &Change::Pause).unwrap());
+    let paused = get(&*store, "p");
+    assert_eq!((paused.status, paused.due_ms, paused.attempts, paused.last_error.as_deref()), (Status::Paused, 5, 1, Some("e1")));
+    let far = get(&*store, "far");
+    store.change(&Key::of(&far), &Change::Pause).unwrap();
+    assert_eq!(ids(&store.due(100, 10).unwrap()), ["q"], "a paused task is never due");
+    assert_eq!(store.earliest().unwrap().map(|k| k.id), Some("q".to_owned()), "nor armed for");
+    assert_eq!(store.kill_after(1_000, "out of range").unwrap(), 0, "nor killed as out of range");
+    assert_eq!(store.requeue("p", 99).unwrap(), None, "a paused task is not dead");
+    assert_eq!(store.requeue_dead(&Filter::default(), 99, 10).unwrap(), 0);
+    assert_eq!(ids(&store.list(&Filter::default().status(Status::Paused)).unwrap()), ["p", "far"]);
+    let resume = Change::Resume { due_ms: 50, tick_ms: 40, attempts: 0 };
+    assert!(!store.change(&Key::of(&p), &resume).unwrap(), "the key of the pending task is stale");
+    assert!(store.change(&Key::of(&paused), &resume).unwrap());
+    let back = get(&*store, "p");
+    assert_eq!((back.status, back.due_ms, back.tick_ms, back.attempts, back.last_error.as_deref()), (Status::Pending, 50, 40, 0, Some("e1")));
+    assert_eq!(ids(&store.due(100, 10).unwrap()), ["q", "p"]);
+    assert_eq!(store.remove("far").unwrap().map(|t| t.status), Some(Status::Paused), "a paused task is removed like any");
+}
+
+/// `requeue_dead`: the first `limit` dead tasks that pass the filter (kind, due range), by
+/// `(due_ms, seq)`, pending at the time given with no attempts; a status or limit in the
+/// filter plays no part.
+fn requeue_dead_requeues_the_dead_that_pass_in_order_up_to_the_limit<S: Fresh>() {
+    let store = S::fresh();
+    let cron = Schedule::Cron { expr: "* * * * *".into(), zone: None };
+    for (id, due, schedule) in [("d3", 30, Schedule::Once), ("d1", 10, Schedule::Once), ("c2", 20, cron.clone()), ("d4", 40, Schedule::Once), ("live", 0, Schedule::Once)] {
+        store.insert(&Scheduled { schedule, ..task(id, due) }, false).unwrap();
+        if id != "live" {
+            let t = get(&*store, id);
+            store.change(&Key::of(&t), &Change::Kill { error: format!("{id} died"), attempts: 3 }).unwrap();
+        }
+    }
+    let all = Filter::default().status(Status::Pending).limit(1);
+    assert_eq!(store.requeue_dead(&all, 99, 2).unwrap(), 2, "up to the limit given, whatever the filter's");
+    let pending = store.list(&Filter::default().status(Status::Pending)).unwrap();
+    assert_eq!(ids(&pending), ["live", "d1", "c2"], "the first by due time");
+    for t in &pending[1..] {
+        assert_eq!((t.due_ms, t.attempts, t.last_error.clone()), (99, 0, Some(format!("{} died", t.id))));
+    }
+    assert_eq!(store.requeue_dead(&Filter::default().kind(Kind::Cron), 100, 10).unwrap(), 0, "no dead cron task is left");
+    assert_eq!(store.requeue_dead(&Filter::default().due_between(35, 50), 100, 10).unwrap(), 1);
+    assert_eq!(get(&*store, "d4").status, Status::Pending);
+    assert_eq!(get(&*store, "d3").status, Status::Dead);
+    assert_eq!(store.requeue_dead(&Filter::default(), 100, 0).unwrap(), 0, "a limit of 0 requeues none");
+    assert_eq!(store.requeue_dead(&Filter::default(), 100, usize::MAX).unwrap(), 1);
+    assert_eq!(store.requeue_dead(&Filter::default(), 100, usize::MAX).unwrap(), 0);
+}
+
+/// `counts` counts every task by status, and agrees with `list`.
+fn counts_count_every_status<S: Fresh>() {
+    let store = S::fresh();
+    assert_eq!(store.counts().unwrap(), Counts::default());
+    for i in 0..7 {
+        store.insert(&task(&format!("t{i}"), i), false).unwrap();
+    }
+    let change = |id: &str, change: Change| {
+        let t = get(&*store, id);
+        assert!(store.change(&Key::of(&t), &change).unwrap());
+    };
+    change("t0", Change::Claim);
+    change("t1", Change::Pause);
+    change("t2", Change::Pause);
+    change("t3", Change::Kill { error: "e".into(), attempts: 1 });
+    let counts = store.counts().unwrap();
+    assert_eq!(counts, Counts { pending: 3, running: 1, paused: 2, dead: 1 });
+    for status in [Status::Pending, Status::Running, Status::Paused, Status::Dead] {
+        let listed = store.list(&Filter::default().status(status)).unwrap().len();
+        let counted = match status {
+            Status::Pending => counts.pending,
+            Status::Running => counts.running,
+            Status::Paused => counts.paused,
+            Status::Dead => counts.dead,
+            status => panic!("a status this test does not know: {status}"),
+        };
+        assert_eq!(listed, counted, "{status}");
+    }
+    assert_eq!(counts.total(), 7);
+}
+
 for_each_store!(
+    paused_tasks_leave_the_queue_until_resumed,
+    requeue_dead_requeues_the_dead_that_pass_in_order_up_to_the_limit,
+    counts_count_every_status,
     every_field_round_trips,
     inserts_take_fresh_sequence_numbers,
     insert_all_stores_in_order_like_one_by_one,

@@ -3,7 +3,8 @@
 //! SQLite that binds integers as a Durable Object does (beyond 2^53 as floats).
 //!
 //! A random program drives `core::Scheduler`, the very calls [`Alarms`] makes (schedule,
-//! schedule_many with options per task, get, list, cancel, requeue, defer from inside a
+//! schedule_many with options per task, get, list, cancel, requeue, pause, resume, run now,
+//! requeue_dead, counts, defer from inside a
 //! handler, run_due at any time with any batch limit, a restart that opens as
 //! `Alarms::open` does) with the values of `extremes/values.rs`: `Duration::MAX` and
 //! `ZERO`, `u64::MAX` ms, `i64::MIN`/`MAX`, 2^53 and its neighbours, `MAX_TIME_MS` ± 1,
@@ -112,6 +113,11 @@ impl Object {
             Op::List(filter) => vec![self.list(filter)],
             Op::Cancel(id) => vec![self.sched.cancel(&id.0).map(drop)],
             Op::Requeue(id) => vec![block_on(self.sched.requeue(&self.alarm, clock, &id.0)).expect("requeue completes").map(drop)],
+            Op::Pause(id) => vec![self.sched.pause(&id.0).map(drop)],
+            Op::Resume(id) => vec![block_on(self.sched.resume(&self.alarm, clock, &id.0)).expect("resume completes").map(drop)],
+            Op::RunTaskNow(id) => vec![block_on(self.sched.run_now(&self.alarm, clock, &id.0)).expect("run_now completes").map(drop)],
+            Op::RequeueDead(filter) => vec![block_on(self.sched.requeue_dead(&self.alarm, clock, filter)).expect("requeue_dead completes").map(drop)],
+            Op::Counts => vec![self.counts()],
             Op::Run { at, limit, acts } => self.run(at.map(|t| t.at(clock)), *limit, acts),
             Op::Advance(by) => {
                 self.clock = clock.saturating_add(*by).clamp(0, CLOCK_MAX);
@@ -119,6 +125,14 @@ impl Object {
             }
             Op::Restart => vec![self.restart()],
         }
+    }
+
+    /// `counts`, which must agree with `list`.
+    fn counts(&self) -> lumenize_alarms::Result<()> {
+        let counts = self.sched.counts()?;
+        let all = self.sched.list(&Filter::default())?;
+        assert_eq!(counts.total(), all.len(), "counts {counts:?} against {} rows listed", all.len());
+        Ok(())
     }
 
     fn schedule(&self, task: &TaskSpec) -> lumenize_alarms::Result<()> {

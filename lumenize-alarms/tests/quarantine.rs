@@ -96,7 +96,7 @@ const BAD: [BadRow; 10] = [
     ("real-due", &[("due_ms", "1.5")], "due_ms"),
     ("inf-due", &[("due_ms", "1e999")], "due_ms"),
     ("text-due", &[("due_ms", "'soon'")], "due_ms"),
-    ("unknown-status", &[("status", "'paused'")], "status"),
+    ("unknown-status", &[("status", "'sleeping'")], "status"),
     ("negative-attempts", &[("attempts", "-1")], "attempts"),
     ("every-without-interval", &[("kind", "'every'")], "kind"),
     ("unknown-kind", &[("kind", "'weekly'")], "kind"),
@@ -154,7 +154,7 @@ fn the_first_read_that_meets_a_bad_row_quarantines_it() {
     // (it is quarantined when it is due).
     let o = Object::new();
     o.bad("real-due", &[("due_ms", "1.5")]);
-    o.bad("unknown-status", &[("status", "'paused'"), ("due_ms", "0")]);
+    o.bad("unknown-status", &[("status", "'sleeping'"), ("due_ms", "0")]);
     o.bad("blob-due", &[("due_ms", "X'01'")]);
     o.good("a", BASE + 10);
     let restarted = Scheduler::new(o.sched.store().inner().clone());
@@ -264,6 +264,6 @@ fn bad_rows_can_be_cancelled_and_requeued_by_id() {
     let left = o.sched.list(&Filter::default()).unwrap();
     assert_eq!(left.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["every-without-interval", "unknown-kind"]);
     // A pending row never read before is quarantined by the requeue that looks for it.
-    o.bad("fresh", &[("status", "'paused'")]);
+    o.bad("fresh", &[("status", "'sleeping'")]);
     assert_eq!(done(o.sched.requeue(&o.alarm, now, "fresh")).unwrap().status, Status::Pending);
 }

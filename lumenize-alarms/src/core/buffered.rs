@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 
 use crate::core::store::{Change, Filter, Key, Store};
-use crate::core::task::Scheduled;
+use crate::core::task::{Counts, Scheduled};
 use crate::error::Result;
 
 /// A [`Store`] that holds back the removal of completed one-shot tasks
@@ -113,6 +113,14 @@ impl<S: Store> Store for Buffered<S> {
     fn remove_all(&self, keys: &[Key]) -> Result<usize> {
         self.flush()?;
         self.store.remove_all(keys)
+    }
+    fn requeue_dead(&self, filter: &Filter, due_ms: i64, limit: usize) -> Result<usize> {
+        self.flush()?;
+        self.store.requeue_dead(filter, due_ms, limit)
+    }
+    fn counts(&self) -> Result<Counts> {
+        self.flush()?;
+        self.store.counts()
     }
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {
         self.flush()?;

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use crate::core::store::{Change, Filter, Key, Store};
-use crate::core::task::{Scheduled, Status};
+use crate::core::task::{Counts, Scheduled, Status};
 use crate::error::Result;
 
 /// A [`Store`] in memory: a map from id to task.
@@ -33,7 +33,7 @@ impl MemoryStore {
 }
 
 fn live(task: &Scheduled) -> bool {
-    task.status != Status::Dead
+    task.status.is_live()
 }
 
 impl Store for MemoryStore {
@@ -108,6 +108,13 @@ impl Store for MemoryStore {
                 task.last_error = Some(error.clone());
                 task.attempts = *attempts;
             }
+            Change::Pause => task.status = Status::Paused,
+            Change::Resume { due_ms, tick_ms, attempts } => {
+                task.status = Status::Pending;
+                task.due_ms = *due_ms;
+                task.tick_ms = *tick_ms;
+                task.attempts = *attempts;
+            }
             Change::Kill { error, attempts } => {
                 task.status = Status::Dead;
                 task.last_error = Some(error.clone());
@@ -123,6 +130,23 @@ impl Store for MemoryStore {
             removed += usize::from(self.change(key, &Change::Remove)?);
         }
         Ok(removed)
+    }
+
+    fn requeue_dead(&self, filter: &Filter, due_ms: i64, limit: usize) -> Result<usize> {
+        let dead = Filter { status: Some(Status::Dead), limit: Some(limit), ..filter.clone() };
+        let ids: Vec<String> = self.list(&dead)?.into_iter().map(|t| t.id).collect();
+        for id in &ids {
+            self.requeue(id, due_ms)?;
+        }
+        Ok(ids.len())
+    }
+
+    fn counts(&self) -> Result<Counts> {
+        let mut counts = Counts::default();
+        for task in self.rows.borrow().values() {
+            counts.add(task.status, 1);
+        }
+        Ok(counts)
     }
 
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {

@@ -13,10 +13,12 @@
 //! | `limits.rs` | the byte limits of what a task stores |
 //! | `task.rs`, `store.rs`, `memory.rs`, `buffered.rs` | the stored task, the [`Store`] intents, the reference store, the store as the scheduler sees it (completions held back until the next operation) |
 //! | `queue.rs`, `run.rs`, `arming.rs`, `backoff.rs`, `scheduler.rs`, `event.rs` | transitions, the run loop, when to arm (and how long to wait after a failed run), the operations, lifecycle events |
+//! | `control.rs` | the operator's operations: pause, resume, run now, requeue the dead in bulk, counts |
 
 pub mod arming;
 pub mod backoff;
 mod buffered;
+mod control;
 pub(crate) mod cron;
 mod event;
 mod limits;
@@ -41,7 +43,7 @@ pub(crate) use limits::bounded;
 pub use limits::{MAX_CRON_BYTES, MAX_ERROR_BYTES, MAX_ID_BYTES, MAX_PAYLOAD_BYTES, MAX_ZONE_BYTES};
 pub use run::{InFlight, RunReport, FETCH, MAX_BATCH_LIMIT};
 pub use scheduler::Scheduler;
-pub use store::{Change, Filter, Key, Store};
-pub use task::{Scheduled, Status};
+pub use store::{Change, Filter, Key, Store, MAX_REQUEUE_DEAD};
+pub use task::{Counts, Scheduled, Status};
 pub use time::{check_time, MAX_TIME_MS};
 pub use when::{Kind, Schedule, When};

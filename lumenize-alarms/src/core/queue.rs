@@ -65,20 +65,56 @@ pub(crate) fn after_failure(ran: &Scheduled, now_ms: i64, error: &str) -> Change
     }
 }
 
+/// What [`resume`](crate::core::Scheduler::resume) makes of the paused task `task` at
+/// `now_ms`: pending again. A one-shot task keeps its due time (overdue: it runs at once), as
+/// does a recurring one whose time has not passed, or whose missed-tick policy is
+/// [`Burst`](MissedTicks::Burst) (every tick missed while paused runs, one after another).
+/// A recurring [`Skip`](MissedTicks::Skip) task whose time passed skips the ticks it missed:
+/// due at its first tick at or after `now_ms` (its pending tick, if that is still ahead),
+/// with no attempts made for it; dead if it has none within the accepted range.
+pub(crate) fn resumed(task: &Scheduled, now_ms: i64) -> Change {
+    let stay = Change::Resume { due_ms: task.due_ms, tick_ms: task.tick_ms, attempts: task.attempts };
+    if task.due_ms >= now_ms || task.missed == MissedTicks::Burst || task.schedule == Schedule::Once {
+        return stay;
+    }
+    let skip_to = if task.tick_ms >= now_ms { Ok(Some(task.tick_ms)) } else { occurrence_after(task, now_ms - 1) };
+    match skip_to {
+        Ok(Some(due_ms)) => Change::Resume { due_ms, tick_ms: due_ms, attempts: 0 },
+        Ok(None) => stay,
+        Err(e) => Change::Kill { error: bounded(&e.to_string()), attempts: task.attempts },
+    }
+}
+
+/// What [`run_now`](crate::core::Scheduler::run_now) makes of the pending or paused task
+/// `task` at `now_ms`: pending and due now (an overdue one keeps its earlier due time, and
+/// its place), its tick and attempts kept. A recurring task that then runs before its tick
+/// runs next at that tick: it stays on its grid (see [`after_success`]).
+pub(crate) fn run_now(task: &Scheduled, now_ms: i64) -> Change {
+    Change::Resume { due_ms: task.due_ms.min(now_ms), tick_ms: task.tick_ms, attempts: task.attempts }
+}
+
 /// The next due time of a recurring task that ran for its tick at `task.tick_ms`, or `None`
-/// for a one-shot task.
+/// for a one-shot task. One that ran before its tick (run now) runs next at that tick.
 fn next_tick(task: &Scheduled, now_ms: i64) -> Result<Option<i64>> {
-    let next = |after: i64| match &task.schedule {
+    if task.schedule != Schedule::Once && task.tick_ms > now_ms {
+        return Ok(Some(task.tick_ms));
+    }
+    match (occurrence_after(task, task.tick_ms)?, task.missed) {
+        (Some(due), MissedTicks::Skip) if due <= now_ms => occurrence_after(task, now_ms),
+        (due, _) => Ok(due),
+    }
+}
+
+/// The first occurrence of a recurring task strictly after `after` (an interval task's on the
+/// grid of its tick), or `None` for a one-shot task.
+fn occurrence_after(task: &Scheduled, after: i64) -> Result<Option<i64>> {
+    match &task.schedule {
         Schedule::Once => Ok(None),
         Schedule::Cron { expr, zone } => cron::next_after(expr, zone.as_deref(), after).map(Some),
         Schedule::Every { interval_ms } => {
             let since = after.saturating_sub(task.tick_ms).rem_euclid(*interval_ms);
             later(after.saturating_sub(since), *interval_ms).map(Some)
         }
-    };
-    match (next(task.tick_ms)?, task.missed) {
-        (Some(due), MissedTicks::Skip) if due <= now_ms => next(now_ms),
-        (due, _) => Ok(due),
     }
 }
 

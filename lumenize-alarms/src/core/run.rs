@@ -71,7 +71,7 @@ struct Flight {
 }
 
 impl InFlight {
-    fn contains(&self, id: &str) -> bool {
+    pub(crate) fn contains(&self, id: &str) -> bool {
         self.0.borrow().contains_key(id)
     }
 

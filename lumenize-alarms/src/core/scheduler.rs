@@ -211,7 +211,7 @@ impl<S: Store> Scheduler<S> {
         Ok(ids)
     }
 
-    /// Removes the task with this id, pending, running or dead, and returns what was removed.
+    /// Removes the task with this id, pending, running, paused or dead, and returns what was removed.
     /// A running handler finishes, but nothing is recorded after it. The native alarm is left
     /// as it is: if it was armed for the removed task, it fires once with nothing to run, and
     /// that run arms the next task or leaves no alarm behind. (Every write of the alarm costs
@@ -300,7 +300,7 @@ impl<S: Store> Scheduler<S> {
         let applied = self.store.change(key, change)?;
         if applied {
             match change {
-                Change::Claim => {}
+                Change::Claim | Change::Pause | Change::Resume { .. } => {}
                 Change::Remove => self.emit(Event::Succeeded { task, next_ms: None }),
                 Change::Advance { due_ms } => self.emit(Event::Succeeded { task, next_ms: Some(*due_ms) }),
                 Change::Retry { due_ms, error, .. } => self.emit(Event::Retrying { task, error, next_ms: *due_ms }),
@@ -326,7 +326,7 @@ impl<S: Store> Scheduler<S> {
 /// Whether `task` is still live and due at `now_ms` after `change`.
 pub(crate) fn still_due(change: &Change, now_ms: i64) -> bool {
     match change {
-        Change::Advance { due_ms } | Change::Retry { due_ms, .. } => *due_ms <= now_ms,
-        Change::Claim | Change::Remove | Change::Kill { .. } => false,
+        Change::Advance { due_ms } | Change::Retry { due_ms, .. } | Change::Resume { due_ms, .. } => *due_ms <= now_ms,
+        Change::Claim | Change::Remove | Change::Kill { .. } | Change::Pause => false,
     }
 }

@@ -1,7 +1,7 @@
 //! The storage the core needs, spoken as intents: store tasks, fetch a batch of due ones,
 //! and change one task only if it is still the instance the caller saw.
 
-use crate::core::task::{Scheduled, Status};
+use crate::core::task::{Counts, Scheduled, Status};
 use crate::core::when::Kind;
 use crate::error::Result;
 
@@ -34,14 +34,16 @@ pub trait Store {
     fn get(&self, id: &str) -> Result<Option<Scheduled>>;
     /// The tasks that pass `filter`, by `(due_ms, seq)`.
     fn list(&self, filter: &Filter) -> Result<Vec<Scheduled>>;
-    /// Up to `limit` pending or running tasks due at `now_ms`, by `(due_ms, seq)`.
+    /// Up to `limit` pending or running tasks due at `now_ms`, by `(due_ms, seq)` (never a
+    /// paused one).
     fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Scheduled>>;
-    /// The first pending or running task by `(due_ms, seq)`, overdue ones included.
+    /// The first pending or running task by `(due_ms, seq)`, overdue ones included (never a
+    /// paused one).
     fn earliest(&self) -> Result<Option<Key>>;
     /// Removes the task with this id and returns it.
     fn remove(&self, id: &str) -> Result<Option<Scheduled>>;
     /// Makes the dead task `id` pending again, due at `due_ms`, with no attempts, and returns
-    /// it; `None` if there is no dead task with this id. A quarantined row is repaired first
+    /// it; `None` if there is no dead task with this id (a paused one is not dead). A quarantined row is repaired first
     /// (see above); one that still does not decode stays dead: [`Error::Unreadable`](crate::Error::Unreadable).
     fn requeue(&self, id: &str, due_ms: i64) -> Result<Option<Scheduled>>;
     /// Applies `change` to the task `key.id` if it is still exactly what `key` says (same
@@ -49,6 +51,15 @@ pub trait Store {
     fn change(&self, key: &Key, change: &Change) -> Result<bool>;
     /// Removes each task that is still exactly what its key says, in one go; how many.
     fn remove_all(&self, keys: &[Key]) -> Result<usize>;
+    /// Makes dead tasks pending again as [`requeue`](Self::requeue) does, in one go: the
+    /// first `limit` of those that pass `filter` (its status and limit aside: dead ones only,
+    /// by `(due_ms, seq)`), due at `due_ms`; how many. A quarantined row is repaired as
+    /// `requeue` repairs it; one that still does not decode is quarantined again when it is
+    /// next read (it never stops the others).
+    fn requeue_dead(&self, filter: &Filter, due_ms: i64, limit: usize) -> Result<usize>;
+    /// How many tasks are in each status, by their stored status (a row not yet found
+    /// unreadable counts where its status says).
+    fn counts(&self) -> Result<Counts>;
     /// Makes every pending or running task due after `max_ms` dead with `error` (a row
     /// written before the accepted range was narrowed); how many.
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize>;
@@ -111,6 +122,18 @@ pub enum Change {
         /// Attempts made, the failed one included.
         attempts: u32,
     },
+    /// Paused: left out of the queue until resumed. Only a pending task is paused.
+    Pause,
+    /// Pending (a paused task resumed, or a task run now) with this due time, tick and
+    /// attempts; its last error kept.
+    Resume {
+        /// When it is due.
+        due_ms: i64,
+        /// The scheduled time of its occurrence.
+        tick_ms: i64,
+        /// Attempts made for that occurrence.
+        attempts: u32,
+    },
     /// Dead, with the error kept.
     Kill {
         /// Why.
@@ -119,6 +142,11 @@ pub enum Change {
         attempts: u32,
     },
 }
+
+/// The most dead tasks one [`Alarms::requeue_dead`](crate::Alarms::requeue_dead) requeues:
+/// a larger (or no) limit is clamped to it, so one call is one bounded statement. Call it
+/// again while it returns this many.
+pub const MAX_REQUEUE_DEAD: usize = 1_000;
 
 /// Which tasks [`Alarms::list`](crate::Alarms::list) returns. The default lists all, by due
 /// time then insertion order.
@@ -213,6 +241,12 @@ impl<S: Store + ?Sized> Store for std::rc::Rc<S> {
     }
     fn remove_all(&self, keys: &[Key]) -> Result<usize> {
         (**self).remove_all(keys)
+    }
+    fn requeue_dead(&self, filter: &Filter, due_ms: i64, limit: usize) -> Result<usize> {
+        (**self).requeue_dead(filter, due_ms, limit)
+    }
+    fn counts(&self) -> Result<Counts> {
+        (**self).counts()
     }
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {
         (**self).kill_after(max_ms, error)

@@ -26,7 +26,7 @@ pub struct Scheduled {
     pub tick_ms: i64,
     /// The payload as stored (JSON).
     pub payload: String,
-    /// Pending, running or dead.
+    /// Pending, running, paused or dead.
     pub status: Status,
     /// Attempts started for the current occurrence (the running one included).
     pub attempts: u32,
@@ -71,6 +71,13 @@ pub enum Status {
     /// Out of attempts, its payload no longer deserialises, or its next time cannot be
     /// armed. Kept with its last error.
     Dead,
+    /// Held by [`Alarms::pause`](crate::Alarms::pause): never run and never armed for, until
+    /// [`resume`](crate::Alarms::resume)d or [run now](crate::Alarms::run_now). It keeps its
+    /// definition, due time, attempts and last error; its time may pass meanwhile (see
+    /// `resume` for what happens then). Listed, filtered and cancelled like any task, and
+    /// it stays paused across crashes and restarts (it is a stored status, and a paused
+    /// task is never running).
+    Paused,
 }
 
 impl Status {
@@ -81,12 +88,64 @@ impl Status {
             Status::Pending => "pending",
             Status::Running => "running",
             Status::Dead => "dead",
+            Status::Paused => "paused",
         }
+    }
+
+    /// Whether a task in this status is in the queue: pending or running (what runs, and
+    /// what the native alarm is armed for).
+    #[must_use]
+    pub fn is_live(self) -> bool {
+        matches!(self, Status::Pending | Status::Running)
     }
 
     /// The status named `s` (as stored), if any.
     #[must_use]
     pub fn parse(s: &str) -> Option<Status> {
-        [Status::Pending, Status::Running, Status::Dead].into_iter().find(|st| st.as_str() == s)
+        [Status::Pending, Status::Running, Status::Dead, Status::Paused].into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How many tasks are in each status: what [`Alarms::counts`](crate::Alarms::counts)
+/// returns, read with one statement (no task is read into the object).
+///
+/// ```
+/// use lumenize_alarms::Counts;
+/// let c = Counts { pending: 3, running: 1, paused: 2, dead: 4 };
+/// assert_eq!(c.total(), 10);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Waiting for their time, or due and not started.
+    pub pending: usize,
+    /// Started and not finished (or cut short, until the next run notices).
+    pub running: usize,
+    /// Paused.
+    pub paused: usize,
+    /// Dead (quarantined rows included once they were met: see [`Alarms::counts`](crate::Alarms::counts)).
+    pub dead: usize,
+}
+
+impl Counts {
+    /// All tasks.
+    #[must_use]
+    pub fn total(&self) -> usize {
+        self.pending + self.running + self.paused + self.dead
+    }
+
+    /// Counts `n` more tasks in `status`.
+    pub(crate) fn add(&mut self, status: Status, n: usize) {
+        match status {
+            Status::Pending => self.pending += n,
+            Status::Running => self.running += n,
+            Status::Paused => self.paused += n,
+            Status::Dead => self.dead += n,
+        }
     }
 }

@@ -276,14 +276,14 @@ mod tests {
         let mut row = good();
         row[14] = serde_json::json!(9.223_372_036_854_776e18);
         row[6] = serde_json::json!(1.0e19);
-        row[9] = "paused".into();
+        row[9] = "sleeping".into();
         row[10] = (-2).into();
         row[15] = Json::Null;
         row[16] = "boom".into();
         let Read::Unreadable { task, live, reason } = read(row) else { panic!("decoded") };
         assert!(live);
         assert_eq!((task.seq, task.id.as_str(), task.status, task.due_ms, task.attempts), (4, "t", Status::Dead, MAX_TIME_MS, 0));
-        for part in ["max_backoff_ms 9.223372036854776e+18 is not an integer", "due_ms", "status \"paused\"", "attempts -2", "missed null is not text"] {
+        for part in ["max_backoff_ms 9.223372036854776e+18 is not an integer", "due_ms", "status \"sleeping\"", "attempts -2", "missed null is not text"] {
             assert!(reason.contains(part), "{part:?} in {reason}");
         }
         let error = task.last_error.unwrap();

@@ -7,14 +7,21 @@
 
 use std::cell::Cell;
 
-use crate::core::{Change, Filter, Key, MissedTicks, RetryPolicy, Schedule, Scheduled, Status, Store, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_FACTOR, MAX_TIME_MS};
+use crate::core::{Change, Counts, Filter, Key, MissedTicks, RetryPolicy, Schedule, Scheduled, Status, Store, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_FACTOR, MAX_TIME_MS};
 use crate::error::{Error, Result, StorageError, StorageKind};
 use crate::sql::exec::{Columns, Exec, Value};
 use crate::sql::row::{self, Read};
 
 /// The schema version this release writes. Version 1 (JSON columns for the schedule, the
-/// retry policy and the missed-tick policy) is migrated on open.
-pub const SCHEMA_VERSION: i64 = 2;
+/// retry policy and the missed-tick policy) and version 2 (before the `paused` status: its
+/// index of live tasks took in every status but `dead`) are migrated on open.
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// The rows of the queue, as SQL: what runs and what the alarm is armed for: pending and
+/// running tasks, and rows whose status is no status at all (written by hand or by a bug),
+/// so that the queue meets them and quarantines them. The index of live tasks has the same
+/// condition, word for word, so the queue's reads use it.
+const LIVE: &str = "status NOT IN ('dead', 'paused')";
 
 const TABLE: &str = "
 CREATE TABLE IF NOT EXISTS _lumenize_alarms (
@@ -37,7 +44,7 @@ CREATE TABLE IF NOT EXISTS _lumenize_alarms (
     last_error TEXT,
     created_ms INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS _lumenize_alarms_live ON _lumenize_alarms (due_ms, seq) WHERE status != 'dead';
+CREATE INDEX IF NOT EXISTS _lumenize_alarms_live ON _lumenize_alarms (due_ms, seq) WHERE status NOT IN ('dead', 'paused');
 ";
 
 const META: &str = "CREATE TABLE IF NOT EXISTS _lumenize_alarms_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)";
@@ -55,7 +62,15 @@ SELECT seq, id, kind, json_extract(schedule, '$.cron'), NULL, json_extract(sched
     json_extract(missed, '$'), last_error, created_ms
 FROM _lumenize_alarms_v1;
 DROP TABLE _lumenize_alarms_v1;
-UPDATE _lumenize_alarms_meta SET value = 2 WHERE key = 'schema_version';
+UPDATE _lumenize_alarms_meta SET value = 3 WHERE key = 'schema_version';
+";
+
+/// From version 2: the same rows; the index of live tasks leaves out paused ones too (the
+/// rows are not touched: version 2 never stored `paused`).
+const MIGRATE_FROM_2: &str = "
+DROP INDEX IF EXISTS _lumenize_alarms_live;
+{TABLE}
+UPDATE _lumenize_alarms_meta SET value = 3 WHERE key = 'schema_version';
 ";
 
 /// A task's columns as one JSON array, in the order [`row::read`] reads them: a row crosses
@@ -123,6 +138,7 @@ impl<E: Exec> SqlStore<E> {
                 self.exec.execute("INSERT INTO _lumenize_alarms_meta VALUES ('schema_version', ?)", vec![SCHEMA_VERSION.into()])?;
             }
             Some(1) => self.exec.script(&MIGRATE_FROM_1.replace("{TABLE}", TABLE))?,
+            Some(2) => self.exec.script(&MIGRATE_FROM_2.replace("{TABLE}", TABLE))?,
             Some(SCHEMA_VERSION) => self.exec.script(TABLE)?,
             Some(found) => return Err(Error::SchemaTooNew { found, supported: SCHEMA_VERSION }),
         }
@@ -397,9 +413,9 @@ impl<E: Exec> Store for SqlStore<E> {
     }
 
     fn due(&self, now_ms: i64, limit_n: usize) -> Result<Vec<Scheduled>> {
-        let from = "FROM _lumenize_alarms WHERE status != 'dead' AND due_ms <= ? ORDER BY due_ms, seq LIMIT ?";
+        let from = format!("FROM _lumenize_alarms WHERE {LIVE} AND due_ms <= ? ORDER BY due_ms, seq LIMIT ?");
         loop {
-            let reads = self.select_quarantining(from, vec![bound(now_ms), limit(limit_n)])?;
+            let reads = self.select_quarantining(&from, vec![bound(now_ms), limit(limit_n)])?;
             let read = reads.len();
             let due: Vec<Scheduled> = reads.into_iter().filter_map(|r| if let Read::Task(t) = r { Some(t) } else { None }).collect();
             // A batch of quarantined rows only: they are dead now, read what follows them.
@@ -414,7 +430,7 @@ impl<E: Exec> Store for SqlStore<E> {
         // A row whose key does not decode is quarantined and the next one read; a row with
         // a good key and another bad column is quarantined when it is due.
         let sql = format!(
-            "SELECT seq, json_array({}, {}, {}) FROM _lumenize_alarms WHERE status != 'dead' ORDER BY due_ms, seq LIMIT 1",
+            "SELECT seq, json_array({}, {}, {}) FROM _lumenize_alarms WHERE {LIVE} ORDER BY due_ms, seq LIMIT 1",
             json_safe("id"),
             json_safe("status"),
             json_safe("due_ms")
@@ -441,7 +457,8 @@ impl<E: Exec> Store for SqlStore<E> {
     }
 
     fn requeue(&self, id: &str, due_ms: i64) -> Result<Option<Scheduled>> {
-        match self.returning(&requeue_sql(), vec![due_ms.into(), due_ms.into(), due_ms.into(), id.into()])? {
+        let sql = format!("{} WHERE id = ? AND status NOT IN ('pending', 'running', 'paused')", requeue_sql());
+        match self.returning(&sql, vec![due_ms.into(), due_ms.into(), due_ms.into(), id.into()])? {
             None => Ok(None),
             Some(Read::Task(task)) => Ok(Some(task)),
             Some(Read::Unreadable { task, reason, .. }) => {
@@ -464,6 +481,11 @@ impl<E: Exec> Store for SqlStore<E> {
                 format!("UPDATE _lumenize_alarms SET due_ms = ?, status = 'pending', last_error = ?, attempts = ? {KEYED}"),
                 vec![(*due_ms).into(), error.as_str().into(), i64::from(*attempts).into()],
             ),
+            Change::Pause => (format!("UPDATE _lumenize_alarms SET status = 'paused' {KEYED}"), vec![]),
+            Change::Resume { due_ms, tick_ms, attempts } => (
+                format!("UPDATE _lumenize_alarms SET status = 'pending', due_ms = ?, tick_ms = ?, attempts = ? {KEYED}"),
+                vec![(*due_ms).into(), (*tick_ms).into(), i64::from(*attempts).into()],
+            ),
             Change::Kill { error, attempts } => (
                 format!("UPDATE _lumenize_alarms SET status = 'dead', last_error = ?, attempts = ? {KEYED}"),
                 vec![error.as_str().into(), i64::from(*attempts).into()],
@@ -484,9 +506,46 @@ impl<E: Exec> Store for SqlStore<E> {
         )
     }
 
+    fn requeue_dead(&self, filter: &Filter, due_ms: i64, limit_n: usize) -> Result<usize> {
+        // The rows to requeue, chosen as `list` chooses them; a quarantined row's status may
+        // be anything but a live or paused one (as `requeue` takes it).
+        let mut which = String::from("SELECT seq FROM _lumenize_alarms WHERE status NOT IN ('pending', 'running', 'paused')");
+        let mut args: Vec<Value> = vec![due_ms.into(), due_ms.into(), due_ms.into()];
+        if let Some(kind) = filter.kind {
+            which.push_str(" AND kind = ?");
+            args.push(kind.as_str().into());
+        }
+        if let Some(from) = filter.due_from {
+            which.push_str(" AND due_ms >= ?");
+            args.push(bound(from));
+        }
+        if let Some(before) = filter.due_before {
+            which.push_str(" AND due_ms < ?");
+            args.push(bound(before));
+        }
+        which.push_str(" ORDER BY due_ms, seq LIMIT ?");
+        args.push(limit(limit_n));
+        // Counted by what it returns: what `execute` reports in a Durable Object is the rows
+        // written, index entries included (two or more per row requeued).
+        let sql = format!("{} WHERE seq IN ({which}) RETURNING seq", requeue_sql());
+        Ok(self.with_table(|| self.exec.query(&sql, args.clone()))?.len())
+    }
+
+    fn counts(&self) -> Result<Counts> {
+        let rows = self.with_table(|| self.exec.query("SELECT status, count(*) FROM _lumenize_alarms GROUP BY status", vec![]))?;
+        let mut counts = Counts::default();
+        for row in rows {
+            let mut c = Columns::new(row);
+            // A status that is not one (a row written by hand or by a bug) is shown dead.
+            let status = c.text().ok().and_then(|s| Status::parse(&s)).unwrap_or(Status::Dead);
+            counts.add(status, usize::try_from(c.int()?).unwrap_or(0));
+        }
+        Ok(counts)
+    }
+
     fn kill_after(&self, max_ms: i64, error: &str) -> Result<usize> {
         self.write(
-            "UPDATE _lumenize_alarms SET status = 'dead', last_error = ? WHERE status != 'dead' AND due_ms > ?",
+            &format!("UPDATE _lumenize_alarms SET status = 'dead', last_error = ? WHERE {LIVE} AND due_ms > ?"),
             vec![error.into(), bound(max_ms)],
         )
     }
@@ -513,8 +572,7 @@ fn requeue_sql() -> String {
          every_ms = CASE WHEN kind = 'every' THEN {every} ELSE every_ms END, max_attempts = {attempts}, backoff_ms = {backoff}, \
          backoff_factor = {factor}, max_backoff_ms = {max_backoff}, \
          missed = CASE WHEN missed IN ('skip', 'burst') THEN missed ELSE 'skip' END, \
-         last_error = CASE typeof(last_error) WHEN 'null' THEN NULL WHEN 'text' THEN last_error ELSE quote(last_error) END \
-         WHERE id = ? AND status NOT IN ('pending', 'running')",
+         last_error = CASE typeof(last_error) WHEN 'null' THEN NULL WHEN 'text' THEN last_error ELSE quote(last_error) END",
         tick = clamp("tick_ms", 0, MAX_TIME_MS, "?"),
         created = clamp("created_ms", 0, MAX_TIME_MS, "?"),
         every = clamp("every_ms", 1, MAX_TIME_MS, "NULL"),

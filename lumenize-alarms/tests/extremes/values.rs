@@ -316,6 +316,12 @@ pub enum Op {
     List(Filter),
     Cancel(Text),
     Requeue(Text),
+    /// The operator's operations (guarantee 17).
+    Pause(Text),
+    Resume(Text),
+    RunTaskNow(Text),
+    RequeueDead(Filter),
+    Counts,
     /// Runs what is due: at a given time (the `run_due_at` hook) or, with `None`, as the
     /// native alarm firing at the clock; with any batch limit; handlers scripted by `acts`.
     Run { at: Option<Time>, limit: usize, acts: Vec<Act> },
@@ -334,6 +340,11 @@ pub fn op() -> impl Strategy<Value = Op> {
         2 => filter().prop_map(Op::List),
         1 => id().prop_map(Op::Cancel),
         2 => id().prop_map(Op::Requeue),
+        2 => id().prop_map(Op::Pause),
+        2 => id().prop_map(Op::Resume),
+        2 => id().prop_map(Op::RunTaskNow),
+        1 => filter().prop_map(Op::RequeueDead),
+        1 => Just(Op::Counts),
         6 => (prop::option::weighted(0.7, time()), any_usize(), prop::collection::vec(act(), 0..8)).prop_map(|(at, limit, acts)| Op::Run { at, limit, acts }),
         3 => prop_oneof![4 => select(vec![0, 1, 999, 1_000, 60_000, 86_400_000]), 1 => any_i64()].prop_map(Op::Advance),
         1 => Just(Op::Restart),

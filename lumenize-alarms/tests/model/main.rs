@@ -11,6 +11,11 @@
 //! earliest task, at most one alarm write per schedule call and none while a handler runs,
 //! and no scheduled task that disappears without having run.
 //!
+//! The programs also pause, resume and run now single tasks, requeue dead ones in bulk, and
+//! compare the counts by status after every step (guarantee 17); paused tasks survive the
+//! crashes and restarts of the programs like any stored task, and are resumed before the
+//! final drain.
+//!
 //! A handler's outcome is scripted (`programs.rs`): `Ok`, `Err`, or a crash (its future
 //! never completes, `block_on` gives up and drops the run, and the object restarts with a
 //! fresh scheduler: what is left is what storage and the native alarm hold). A handler may
@@ -31,7 +36,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use lumenize_alarms::core::{Scheduler, SimulatedAlarm, Store};
+use lumenize_alarms::core::{Filter, Scheduler, SimulatedAlarm, Store};
 use lumenize_alarms::{Error, Options, Schedule, Scheduled, Status, When};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -97,21 +102,62 @@ fn compare<S: Store>(real: &Real<S>, model: &Model) -> Result<(), String> {
     if real.clock.get() != model.now {
         return Err(format!("clock {} vs model {}", real.clock.get(), model.now));
     }
+    // Guarantee 17: the counts by status, from one statement, are the model's.
+    let counts = real.sched.counts().unwrap();
+    if counts != model.counts() {
+        return Err(format!("counts() = {counts:?}, the model says {:?}", model.counts()));
+    }
+    Ok(())
+}
+
+/// The outcome of an operator's operation on one task, as the model words it: the status
+/// it leaves, or why it was refused.
+fn outcome_of(result: Result<Scheduled, Error>, what: &str) -> Result<Result<Status, &'static str>, String> {
+    match result {
+        Ok(t) => Ok(Ok(t.status)),
+        Err(Error::NotFound(_)) => Ok(Err("not found")),
+        Err(Error::WrongStatus { .. }) => Ok(Err("wrong status")),
+        Err(e) => Err(format!("{what}: {e}")),
+    }
+}
+
+/// One operator's operation on the task `pick` resolves to, on both sides (guarantee 17):
+/// the same outcome, and at most one alarm write (none for `pause`).
+fn operate<S: Store>(
+    real: &Real<S>,
+    model: &mut Model,
+    pick: &Pick,
+    name: &str,
+    max_writes: u32,
+    op: impl FnOnce(&Real<S>, &str) -> Result<Scheduled, Error>,
+    model_op: impl FnOnce(&mut Model, &str) -> Result<Status, &'static str>,
+) -> Result<(), String> {
+    let id = resolve(real, pick);
+    let writes = real.alarm.writes();
+    let got = outcome_of(op(real, &id), &format!("{name}({id:?})"))?;
+    if real.alarm.writes() - writes > max_writes {
+        return Err(format!("{name}({id:?}) wrote the native alarm {} times", real.alarm.writes() - writes));
+    }
+    let want = model_op(model, &id);
+    if got != want {
+        return Err(format!("{name}({id:?}) gave {got:?}, the model {want:?}"));
+    }
     Ok(())
 }
 
 fn resolve<S: Store>(real: &Real<S>, pick: &Pick) -> String {
     let all = real.all();
-    let ids = |dead_only: bool| {
-        let mut ids: Vec<String> = all.iter().filter(|t| !dead_only || t.status == Status::Dead).map(|t| t.id.clone()).collect();
+    let ids = |only: Option<Status>| {
+        let mut ids: Vec<String> = all.iter().filter(|t| only.is_none_or(|s| t.status == s)).map(|t| t.id.clone()).collect();
         ids.sort();
         ids
     };
     let choose = |ids: Vec<String>, ix: &Index| if ids.is_empty() { None } else { Some(ids[ix.index(ids.len())].clone()) };
     match pick {
         Pick::Pool(n) => pool_id(*n),
-        Pick::Any(ix) => choose(ids(false), ix).unwrap_or_else(|| pool_id(9)),
-        Pick::Dead(ix) => choose(ids(true), ix).or_else(|| choose(ids(false), ix)).unwrap_or_else(|| pool_id(9)),
+        Pick::Any(ix) => choose(ids(None), ix).unwrap_or_else(|| pool_id(9)),
+        Pick::Dead(ix) => choose(ids(Some(Status::Dead)), ix).or_else(|| choose(ids(None), ix)).unwrap_or_else(|| pool_id(9)),
+        Pick::Paused(ix) => choose(ids(Some(Status::Paused)), ix).or_else(|| choose(ids(None), ix)).unwrap_or_else(|| pool_id(9)),
     }
 }
 
@@ -191,6 +237,19 @@ fn step<S: Store>(real: &mut Real<S>, model: &mut Model, mscript: &mut VecDeque<
                 return Err(format!("requeue({id:?}) gave {got:?}, the model {want:?}"));
             }
         }
+        Op::Pause(pick) => operate(real, model, pick, "pause", 0, |r, id| r.sched.pause(id), Model::pause)?,
+        Op::Resume(pick) => operate(real, model, pick, "resume", 1, |r, id| block_on(r.sched.resume(&r.alarm, r.clock.get(), id)).expect("resume completes"), Model::resume)?,
+        Op::RunTaskNow(pick) => operate(real, model, pick, "run_now", 1, |r, id| block_on(r.sched.run_now(&r.alarm, r.clock.get(), id)).expect("run_now completes"), Model::run_now)?,
+        Op::RequeueDead { kind, limit } => {
+            let filter = Filter { kind: *kind, limit: *limit, ..Filter::default() };
+            let writes = real.alarm.writes();
+            let got = block_on(real.sched.requeue_dead(&real.alarm, real.clock.get(), &filter)).expect("requeue_dead completes").unwrap();
+            real.check_writes(writes, false, "requeue_dead");
+            let want = model.requeue_dead(*kind, *limit);
+            if got != want {
+                return Err(format!("requeue_dead({filter:?}) requeued {got}, the model {want}"));
+            }
+        }
         Op::Advance(ms) => {
             real.clock.set(real.clock.get() + ms);
             model.now += ms;
@@ -226,13 +285,21 @@ fn check_program<S: Fresh>(ops: &[Op], script: Vec<Outcome>) -> Result<(), Strin
         check_violations(&real, &at())?;
     }
 
-    // Drain: every handler succeeds from now on.
+    // Drain: every paused task is resumed, and every handler succeeds from now on.
     real.script.borrow_mut().clear();
     mscript.clear();
+    for t in real.all().into_iter().filter(|t| t.status == Status::Paused) {
+        let got = outcome_of(block_on(real.sched.resume(&real.alarm, real.clock.get(), &t.id)).expect("resume completes"), "resume")?;
+        let want = model.resume(&t.id);
+        if got != want {
+            return Err(format!("drain: resume({:?}) gave {got:?}, the model {want:?}", t.id));
+        }
+    }
+    compare(&real, &model).map_err(|e| format!("resuming before the drain: {e}"))?;
     let mut rounds = 0;
     loop {
         let now = real.clock.get();
-        let live = real.all().into_iter().filter(|t| t.status != Status::Dead);
+        let live = real.all().into_iter().filter(|t| t.status.is_live());
         let once_left = live.clone().any(|t| t.schedule == Schedule::Once);
         let due_now = live.clone().any(|t| t.due_ms <= now);
         if !once_left && !due_now {
@@ -280,7 +347,7 @@ fn config(cases: u32) -> Config {
 proptest! {
     #![proptest_config(config(400))]
 
-    /// Guarantees 1-12 and 14 on random programs, over the reference store: the scheduler and
+    /// Guarantees 1-12, 14 and 17 on random programs, over the reference store: the scheduler and
     /// the model agree after every step, and the model-free checks hold throughout.
     #[test]
     fn scheduler_agrees_with_the_model_over_the_memory_store(

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lumenize_alarms::{MissedTicks, RetryPolicy, When};
+use lumenize_alarms::{Kind, MissedTicks, RetryPolicy, When};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -83,6 +83,8 @@ pub enum Pick {
     Any(Index),
     /// A dead task if there is one, else any.
     Dead(Index),
+    /// A paused task if there is one, else any.
+    Paused(Index),
     /// `p{n}`, which may not exist.
     Pool(u8),
 }
@@ -106,6 +108,14 @@ pub enum Op {
     ScheduleMany(Vec<Sched>),
     Cancel(Pick),
     Requeue(Pick),
+    /// `pause` (guarantee 17).
+    Pause(Pick),
+    /// `resume`.
+    Resume(Pick),
+    /// `run_now` of one task (not the test hook, `RunNow`).
+    RunTaskNow(Pick),
+    /// `requeue_dead` of the dead tasks of this kind (all kinds: `None`), at most `limit`.
+    RequeueDead { kind: Option<Kind>, limit: Option<usize> },
     Advance(i64),
     /// The native alarm fires: the clock jumps to it (if it is later), then `run_due`.
     FireAlarm(usize),
@@ -179,6 +189,11 @@ pub fn op() -> impl Strategy<Value = Op> {
         2 => prop::collection::vec(sched(), 0..6).prop_map(Op::ScheduleMany),
         2 => pick().prop_map(Op::Cancel),
         3 => prop_oneof![3 => any::<Index>().prop_map(Pick::Dead), 1 => pick()].prop_map(Op::Requeue),
+        2 => pick().prop_map(Op::Pause),
+        2 => prop_oneof![3 => any::<Index>().prop_map(Pick::Paused), 1 => pick()].prop_map(Op::Resume),
+        2 => prop_oneof![1 => any::<Index>().prop_map(Pick::Paused), 2 => pick()].prop_map(Op::RunTaskNow),
+        1 => (prop::option::of(prop_oneof![Just(Kind::Once), Just(Kind::Every), Just(Kind::Cron)]), prop::option::of(0usize..3))
+            .prop_map(|(kind, limit)| Op::RequeueDead { kind, limit }),
         8 => advance().prop_map(Op::Advance),
         8 => limit().prop_map(Op::FireAlarm),
         2 => limit().prop_map(Op::RunNow),

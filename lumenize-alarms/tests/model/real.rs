@@ -76,7 +76,7 @@ impl<S: Store> Real<S> {
 
     /// Live tasks due at `now`, by `(due, seq)`, computed from `list`, not `due`.
     fn due_at(&self, now: i64) -> Vec<Scheduled> {
-        self.all().into_iter().filter(|t| t.status != Status::Dead && t.due_ms <= now).collect()
+        self.all().into_iter().filter(|t| t.status.is_live() && t.due_ms <= now).collect()
     }
 
     fn payload(&self, bad: bool) -> String {
@@ -143,7 +143,7 @@ impl<S: Store> Real<S> {
 
     /// Guarantee 14: storing tasks writes the native alarm at most once, and not at all
     /// while a handler runs.
-    fn check_writes(&self, before: u32, running: bool, what: &str) {
+    pub fn check_writes(&self, before: u32, running: bool, what: &str) {
         let writes = self.alarm.writes() - before;
         if writes > 1 || (running && writes > 0) {
             self.violation(format!("{what} wrote the native alarm {writes} times (a handler running: {running})"));

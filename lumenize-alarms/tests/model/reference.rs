@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use lumenize_alarms::{MissedTicks, RetryPolicy, RunReport, Status};
+use lumenize_alarms::{Counts, Kind, MissedTicks, RetryPolicy, RunReport, Status};
 
 use crate::programs::{handler_error, handler_policy, pool_id, bad_payload, Action, Outcome, Res, WhenSpec};
 
@@ -101,6 +101,21 @@ fn next_tick(kind: MKind, tick: i64, missed: MissedTicks, now: i64) -> i64 {
     }
 }
 
+/// Pending and running tasks are the queue; paused and dead ones are not.
+fn live(s: Status) -> bool {
+    s == Status::Pending || s == Status::Running
+}
+
+impl MKind {
+    fn kind(self) -> Kind {
+        match self {
+            MKind::Once => Kind::Once,
+            MKind::Every(_) => Kind::Every,
+            MKind::Cron(_) => Kind::Cron,
+        }
+    }
+}
+
 impl Model {
     pub fn new(now: i64) -> Self {
         Model { tasks: BTreeMap::new(), last_seq: 0, now, next_gen: 0, next_payload: 0 }
@@ -158,15 +173,96 @@ impl Model {
         Ok(())
     }
 
+    /// `pause`: a pending task is paused, a paused one stays as it is; a running or dead one
+    /// is refused.
+    pub fn pause(&mut self, id: &str) -> Result<Status, &'static str> {
+        let t = self.tasks.get_mut(id).ok_or("not found")?;
+        match t.status {
+            Status::Pending | Status::Paused => {
+                t.status = Status::Paused;
+                Ok(Status::Paused)
+            }
+            Status::Running | Status::Dead => Err("wrong status"),
+            status => panic!("the reference model knows no status {status}: extend it"),
+        }
+    }
+
+    /// `resume`: pending again. A one-shot task, a `Burst` task and one whose due time has
+    /// not passed keep their times; a `Skip` task whose due time passed moves to its first
+    /// tick at or after now (its tick itself if that is still ahead), with no attempts.
+    pub fn resume(&mut self, id: &str) -> Result<Status, &'static str> {
+        let now = self.now;
+        let t = self.tasks.get_mut(id).ok_or("not found")?;
+        match t.status {
+            Status::Paused => {}
+            Status::Pending | Status::Running => return Ok(t.status),
+            Status::Dead => return Err("wrong status"),
+            status => panic!("the reference model knows no status {status}: extend it"),
+        }
+        t.status = Status::Pending;
+        if t.due < now && t.missed == MissedTicks::Skip && t.kind != MKind::Once {
+            let next = if t.tick >= now {
+                t.tick
+            } else {
+                match t.kind {
+                    MKind::Every(iv) => t.tick + (now - t.tick + iv - 1) / iv * iv,
+                    MKind::Cron(k) => cron_next(k, now - 1),
+                    MKind::Once => unreachable!(),
+                }
+            };
+            t.due = next;
+            t.tick = next;
+            t.attempts = 0;
+        }
+        Ok(Status::Pending)
+    }
+
+    /// `run_now`: a pending or paused task is pending and due now (no later than it was).
+    pub fn run_now(&mut self, id: &str) -> Result<Status, &'static str> {
+        let now = self.now;
+        let t = self.tasks.get_mut(id).ok_or("not found")?;
+        match t.status {
+            Status::Pending | Status::Paused => {
+                t.status = Status::Pending;
+                t.due = t.due.min(now);
+                Ok(Status::Pending)
+            }
+            Status::Running | Status::Dead => Err("wrong status"),
+            status => panic!("the reference model knows no status {status}: extend it"),
+        }
+    }
+
+    /// `requeue_dead`: the first `limit` (at most 1 000) dead tasks of `kind`, by (due, seq),
+    /// requeued as `requeue` does one.
+    pub fn requeue_dead(&mut self, kind: Option<Kind>, limit: Option<usize>) -> usize {
+        let mut dead: Vec<(i64, i64, String)> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.status == Status::Dead && kind.is_none_or(|k| k == t.kind.kind()))
+            .map(|(id, t)| (t.due, t.seq, id.clone()))
+            .collect();
+        dead.sort();
+        dead.truncate(limit.unwrap_or(1_000).min(1_000));
+        for (_, _, id) in &dead {
+            self.requeue(id).unwrap();
+        }
+        dead.len()
+    }
+
+    pub fn counts(&self) -> Counts {
+        let n = |s: Status| self.tasks.values().filter(|t| t.status == s).count();
+        Counts { pending: n(Status::Pending), running: n(Status::Running), paused: n(Status::Paused), dead: n(Status::Dead) }
+    }
+
     pub fn earliest(&self) -> Option<i64> {
-        self.tasks.values().filter(|t| t.status != Status::Dead).map(|t| t.due).min()
+        self.tasks.values().filter(|t| live(t.status)).map(|t| t.due).min()
     }
 
     fn next_due(&self) -> Option<String> {
         let now = self.now;
         self.tasks
             .iter()
-            .filter(|(_, t)| t.status != Status::Dead && t.due <= now)
+            .filter(|(_, t)| live(t.status) && t.due <= now)
             .min_by_key(|(_, t)| (t.due, t.seq))
             .map(|(id, _)| id.clone())
     }
@@ -198,7 +294,10 @@ impl Model {
             self.tasks.remove(id);
             return;
         }
-        t.tick = next_tick(t.kind, t.tick, t.missed, now);
+        // Ran before its tick (run now): that tick is still to come.
+        if t.tick <= now {
+            t.tick = next_tick(t.kind, t.tick, t.missed, now);
+        }
         t.due = t.tick;
         t.status = Status::Pending;
         t.attempts = 0;

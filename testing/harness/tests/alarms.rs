@@ -1359,3 +1359,132 @@ fn lifecycle_events_report_every_step_of_a_task() {
     assert!(detail["error"].as_str().unwrap_or_default().contains("planned failure 1 of 1"), "{detail}");
     assert!(detail["next_ms"].as_i64().is_some(), "{detail}");
 }
+
+// ---------------------------------------------------------------------------------------
+// 17. The operator's operations: pause, resume, run now, requeue the dead in bulk, counts.
+
+/// 17: a paused task does not fire when its time comes in real workerd (the native alarm
+/// armed for it fires, and the run passes it by), stays paused after its time, and fires
+/// once resumed, at once, never early; pausing a running task is refused.
+#[test]
+fn pause_stops_a_due_task_firing_and_resume_fires_it() {
+    let obj = Obj::new(&shared(), "pause");
+    let now = now_ms();
+    let paused = obj.record("paused", json!({ "at_ms": now + 1_500 }));
+    obj.record("witness", json!({ "at_ms": now + 2_500 }));
+    let id = str_of(&paused, "id");
+    let answer = obj.ok("pause", &json!({ "id": id }));
+    assert_eq!((&answer["status"], &answer["due_ms"]), (&json!("paused"), &paused["due_ms"]), "{answer}");
+    obj.wait_fired("the witness, due after the paused task, fires", Duration::from_secs(20), |f| count(f, "witness") == 1);
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(&obj.fired(), "paused"), 0, "a paused task does not fire");
+    assert_eq!(obj.get(&id)["status"], "paused", "its time passed: it stays paused");
+    assert_eq!(obj.list(&json!({ "status": "paused" })).len(), 1);
+    assert!(obj.runs().iter().all(|r| r["error"].is_null()), "{:?}", obj.runs());
+
+    let resumed = obj.ok("resume", &json!({ "id": id }));
+    assert_eq!((&resumed["status"], &resumed["due_ms"]), (&json!("pending"), &paused["due_ms"]), "keeps its due time: {resumed}");
+    let fired = obj.wait_fired("the resumed task fires", Duration::from_secs(20), |f| count(f, "paused") == 1);
+    assert_never_early(&fired);
+    obj.wait("the resumed task is done", Duration::from_secs(10), || {
+        let t = obj.get(&id);
+        (t.is_null().then_some(()), t.to_string())
+    });
+    let (status, answer) = obj.post("pause", &json!({ "id": id }));
+    assert_eq!((status, answer.as_str().unwrap_or_default()), (400, format!("no task with id {id:?}").as_str()));
+
+    obj.schedule(&json!({ "when": { "after_ms": 0 }, "id": "slow", "task": { "type": "slow", "label": "slow", "wait_ms": 3_000 } }));
+    obj.wait_fired("the slow task starts", Duration::from_secs(20), |f| count(f, "slow") == 1);
+    let (status, answer) = obj.post("pause", &json!({ "id": "slow" }));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.as_str().unwrap_or_default().ends_with("is running, so it cannot be paused"), "{answer}");
+    obj.wait_fired("the slow task finishes", Duration::from_secs(20), |f| count(f, "slow-done") == 1);
+}
+
+/// 17: `run_now` of a task due in an hour makes it fire now, through the native alarm (no
+/// test hook); a recurring task run now fires now and then waits for the tick it was
+/// waiting for (it stays on its grid).
+#[test]
+fn run_now_fires_a_task_due_in_an_hour_now() {
+    let obj = Obj::new(&shared(), "run-now");
+    let hour = 3_600_000;
+    let later = obj.record("later", json!({ "at_ms": now_ms() + hour }));
+    let beat = obj.schedule(&json!({ "when": { "every_ms": hour }, "id": "beat", "task": { "type": "record", "label": "beat" } }));
+    let id = str_of(&later, "id");
+    let before = now_ms();
+    let now = obj.ok("run_now", &json!({ "id": id }));
+    assert!(int(&now, "due_ms") <= now_ms() && int(&now, "due_ms") >= before - 1_000, "due now: {now}");
+    let answer = obj.ok("run_now", &json!({ "id": "beat" }));
+    assert_eq!(answer["tick_ms"], beat["tick_ms"], "{answer}");
+    let fired = obj.wait_fired("both fire now", Duration::from_secs(20), |f| count(f, "later") == 1 && count(f, "beat") == 1);
+    assert!(fired.iter().all(|f| f.fired_ms < int(&later, "due_ms")), "an hour early: {fired:?}");
+    assert!(!obj.runs().is_empty(), "the native alarm ran them");
+    obj.wait("the one-shot task is done and the recurring one back on its grid", Duration::from_secs(10), || {
+        let (t, b) = (obj.get(&id), obj.get("beat"));
+        ((t.is_null() && b["due_ms"] == beat["due_ms"] && b["status"] == "pending").then_some(()), format!("{t} {b}"))
+    });
+    let (status, answer) = obj.post("run_now", &json!({ "id": "nope" }));
+    assert_eq!((status, answer.as_str().unwrap_or_default()), (400, "no task with id \"nope\""));
+}
+
+/// 17: `requeue_dead` requeues N dead tasks in one request (those the filter passes, or
+/// all), due now with no attempts; they fire again through the native alarm.
+#[test]
+fn requeue_dead_requeues_n_dead_tasks() {
+    let obj = Obj::new(&shared(), "requeue-dead");
+    let n = 6;
+    for i in 0..n {
+        obj.schedule(&json!({ "when": { "after_ms": 0 }, "id": format!("d{i}"), "attempts": 1, "task": { "type": "fail", "label": format!("d{i}"), "times": 1 } }));
+    }
+    obj.record("alive", json!({ "at_ms": now_ms() + 3_600_000 }));
+    obj.wait("every task goes dead", Duration::from_secs(30), || {
+        let dead = obj.list(&json!({ "status": "dead" })).len();
+        ((dead == n).then_some(()), format!("{dead} dead"))
+    });
+    assert_eq!(obj.ok("requeue_dead", &json!({ "status": "pending" })), 0, "a status other than dead passes none");
+    assert_eq!(obj.ok("requeue_dead", &json!({ "kind": "cron" })), 0);
+    assert_eq!(obj.ok("requeue_dead", &json!({ "limit": 2 })), 2);
+    assert_eq!(obj.ok("requeue_dead", &json!({})), n - 2);
+    let fired = obj.wait_fired("every requeued task fires again", Duration::from_secs(30), |f| (0..n).all(|i| count(f, &format!("d{i}")) == 2));
+    assert_never_early(&fired);
+    obj.wait("the requeued tasks succeed and are removed", Duration::from_secs(10), || {
+        let left = obj.list(&json!({}));
+        ((left.len() == 1).then_some(()), format!("{left:?}"))
+    });
+    assert_eq!(obj.ok("requeue_dead", &json!({})), 0);
+}
+
+/// 17: `counts` matches `list` for every status: pending, running (a handler that waits),
+/// paused and dead.
+#[test]
+fn counts_match_list() {
+    let obj = Obj::new(&shared(), "counts");
+    let statuses = ["pending", "running", "paused", "dead"];
+    let check = || {
+        let counts = obj.ok("counts", &json!({}));
+        for status in statuses {
+            assert_eq!(int(&counts, status), i64::try_from(obj.list(&json!({ "status": status })).len()).unwrap(), "{status}: {counts}");
+        }
+        counts
+    };
+    assert_eq!(check(), json!({ "pending": 0, "running": 0, "paused": 0, "dead": 0 }));
+    let hour = now_ms() + 3_600_000;
+    for i in 0..4 {
+        obj.record(&format!("p{i}"), json!({ "at_ms": hour + i }));
+    }
+    let first = obj.list(&json!({ "status": "pending", "limit": 1 }));
+    obj.ok("pause", &json!({ "id": first[0]["id"] }));
+    obj.schedule(&json!({ "when": { "after_ms": 0 }, "id": "dead", "attempts": 1, "task": { "type": "fail", "label": "dead", "times": 1 } }));
+    obj.schedule(&json!({ "when": { "after_ms": 0 }, "id": "slow", "task": { "type": "slow", "label": "slow", "wait_ms": 3_000 } }));
+    obj.wait("the slow task runs and the failing one is dead", Duration::from_secs(20), || {
+        let counts = obj.ok("counts", &json!({}));
+        ((counts["running"] == 1 && counts["dead"] == 1).then_some(()), counts.to_string())
+    });
+    assert_eq!(check(), json!({ "pending": 3, "running": 1, "paused": 1, "dead": 1 }));
+    obj.wait_fired("the slow task finishes", Duration::from_secs(20), |f| count(f, "slow-done") == 1);
+    obj.wait("the slow task is removed", Duration::from_secs(10), || {
+        let counts = obj.ok("counts", &json!({}));
+        ((counts["running"] == 0).then_some(()), counts.to_string())
+    });
+    assert_eq!(check(), json!({ "pending": 3, "running": 0, "paused": 1, "dead": 1 }));
+}

@@ -26,6 +26,10 @@
 //!   order, as `{kind, task_id, detail}`.
 //! - `get {id}`, `list {kind?, status?, due_from?, due_before?, limit?}` (a `Filter`; `limit`
 //!   a `u64`, saturated to `usize`), `cancel {id}`, `requeue {id}`.
+//! - `pause {id}`, `resume {id}`, `run_now {id}` → the task as stored after it, or 400 with
+//!   the library's error text. `requeue_dead {kind?, status?, due_from?, due_before?,
+//!   limit?}` (a `Filter`, as `list` takes it) → how many were requeued. `counts` → the
+//!   `Counts` by status.
 //! - `defer {id, at_ms}`: `Alarms::defer` from outside a handler (the `defer` task calls it
 //!   from inside one).
 //! - `run_at {now_ms}`: the test hook `run_due_at`, runs what is due at `now_ms` → the
@@ -531,6 +535,36 @@ impl DurableObject for AlarmsDO {
                     Err(e) => lib_error(e),
                 }
             }
+            "pause" => {
+                let r: IdReq = body!(req);
+                match alarms.pause(&r.id) {
+                    Ok(task) => json(&task),
+                    Err(e) => lib_error(e),
+                }
+            }
+            "resume" => {
+                let r: IdReq = body!(req);
+                match alarms.resume(&r.id).await {
+                    Ok(task) => json(&task),
+                    Err(e) => lib_error(e),
+                }
+            }
+            "run_now" => {
+                let r: IdReq = body!(req);
+                match alarms.run_now(&r.id).await {
+                    Ok(task) => json(&task),
+                    Err(e) => lib_error(e),
+                }
+            }
+            "requeue_dead" => {
+                let r: ListReq = body!(req);
+                let filter = Filter { kind: r.kind, status: r.status, due_from: r.due_from, due_before: r.due_before, limit: r.limit.map(saturate) };
+                match alarms.requeue_dead(&filter).await {
+                    Ok(n) => json(&n),
+                    Err(e) => lib_error(e),
+                }
+            }
+            "counts" => json(&alarms.counts()?),
             "defer" => {
                 let r: DeferReq = body!(req);
                 match alarms.defer(&r.id, r.at_ms) {
