@@ -259,6 +259,8 @@
 
 mod calls;
 mod continuation;
+#[doc(hidden)]
+pub mod core;
 pub mod envelope;
 mod error;
 pub mod machine;
