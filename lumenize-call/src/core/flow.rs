@@ -150,8 +150,10 @@ impl<E: Exec> Caller<E> {
         }
         if call.result.is_none() {
             // Stored first: nothing else would cancel it again should the object be reset
-            // while the continuation runs.
-            self.store.store_result(id, &Err(CallError::Cancelled))?;
+            // while the continuation runs. The first result rule applies: past the deadline
+            // the call has timed out (its task just has not run yet), and a cancel is late.
+            let result = machine::first_result(None, Err(CallError::Cancelled), row_bytes(&call), call.deadline_ms, now_ms);
+            self.store.store_result(id, &result)?;
         }
         self.deliver(id, Err(CallError::Cancelled), now_ms, false, tasks, then).await?;
         Ok(true)
@@ -254,9 +256,8 @@ impl<E: Exec> Caller<E> {
 
     async fn deliver_once(&self, id: &str, incoming: CallResult, now_ms: i64, in_task: bool, tasks: &impl Tasks, then: &impl AsyncFn(String, Value, CallResult) -> Result<()>) -> Result<()> {
         let Some(call) = readable(self.store.call(id)?)? else { return Ok(()) };
-        let row_bytes = machine::json_len(&call.resume).saturating_add(machine::json_len(&call.target));
         let stored = call.result.is_some();
-        let result = machine::first_result(call.result, incoming, row_bytes, call.deadline_ms, now_ms);
+        let result = machine::first_result(call.result.clone(), incoming, row_bytes(&call), call.deadline_ms, now_ms);
         match then(id.to_owned(), call.resume, result.clone()).await {
             Ok(()) => {
                 // With the continuation's last writes if it did not await after them: one
@@ -277,6 +278,12 @@ impl<E: Exec> Caller<E> {
             }
         }
     }
+}
+
+/// What a call's row holds besides the operation or the result: its continuation value and
+/// target, as JSON.
+fn row_bytes(call: &PendingCall) -> usize {
+    machine::json_len(&call.resume).saturating_add(machine::json_len(&call.target))
 }
 
 /// `call`, unless its row does not decode: then [`Error::Unreadable`] (a quarantined call
