@@ -191,6 +191,11 @@ impl<E: Exec> Store<E> {
         &self.exec
     }
 
+    /// The connection back, to open it again as a new isolate would.
+    pub fn into_exec(self) -> E {
+        self.exec
+    }
+
     fn execute(&self, sql: &str, args: Vec<V>) -> Result<usize> {
         Ok(self.exec.execute(sql, args)?)
     }
