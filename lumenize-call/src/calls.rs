@@ -173,7 +173,8 @@ impl<L: Continuations> Calls<L> {
     }
 
     /// Cancels a pending call: its continuation runs now with [`CallError::Cancelled`]
-    /// (or with the result, if that is already in) and a later reply is dropped. The remote
+    /// (or with the result, if that is already in, or with [`CallError::Timeout`] once the
+    /// call's deadline has passed) and a later reply is dropped. The remote
     /// may still apply the operation if the request already left. Returns whether the call
     /// was pending.
     ///
