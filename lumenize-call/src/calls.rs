@@ -154,7 +154,7 @@ impl<L: Continuations> Calls<L> {
         let resume = serde_json::to_value(&then).map_err(|source| Error::Encode { what: "the continuation", source })?;
         let resume = machine::tag(C::NAME, resume);
         let now = now_ms();
-        let (call, first) = new_call(new_id(now), target, op, resume, opts.dispatch, opts.issued_ms, opts.timeout, now)?;
+        let (call, first) = new_call(new_id(now), target, op, resume, &opts, now)?;
         let id = call.id.clone();
         if let Some(send) = caller.make(call, first, now, &*self.inner).await? {
             self.spawn(send);

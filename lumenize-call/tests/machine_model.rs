@@ -25,7 +25,7 @@ use std::time::Duration;
 use lumenize_call::core::{new_call, Answer, Caller, Claimed, PendingCall, Sent, Store, Tasks, Transport};
 use lumenize_call::envelope::{MAX_CLOCK_SKEW_MS, MAX_REQUEST_AGE_MS};
 use lumenize_call::machine::{read_answer, send_horizon_ms, tag, CallResult, FIRST_RETRY_DELAY_MS, MAX_RETRY_DELAY_MS};
-use lumenize_call::{CallError, Dispatch, Error, Target, MAX_TRANSPORT_ATTEMPTS};
+use lumenize_call::{CallError, CallOptions, Dispatch, Error, Target, MAX_TRANSPORT_ATTEMPTS};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use support::Sqlite;
@@ -234,7 +234,10 @@ impl Isolate {
         self.world.spawned.borrow_mut().clear();
         *self = Isolate::new(self.world.clone(), self.store.clone());
         let w = &self.world;
-        (w.in_flight.set(None), w.answer.replace(None), w.continuing.set(0), w.running.replace(None));
+        w.in_flight.set(None);
+        w.answer.replace(None);
+        w.continuing.set(0);
+        w.running.replace(None);
     }
 
     /// Starts the background send of a claimed call (what `spawn_local` does in workerd).
@@ -270,8 +273,11 @@ impl Isolate {
     /// Makes the call.
     fn call(&mut self, id: &str, dispatch: Dispatch) {
         let now = self.world.now.get();
-        let timeout = self.world.deadline.map(|d| Duration::from_millis((d - now) as u64));
-        let (call, first) = new_call(id.into(), Target::named("REMOTE", "r"), tag("op", json!(1)), tag("then", json!(2)), dispatch, None, timeout, now).expect("a valid call");
+        let mut opts = CallOptions::default().dispatch(dispatch);
+        if let Some(d) = self.world.deadline {
+            opts = opts.timeout(Duration::from_millis(u64::try_from(d - now).expect("a deadline after now")));
+        }
+        let (call, first) = new_call(id.into(), Target::named("REMOTE", "r"), tag("op", json!(1)), tag("then", json!(2)), &opts, now).expect("a valid call");
         let claimed = support::done(self.caller.make(call, first, now, &*self.world)).expect("the call is stored");
         if let Some(claimed) = claimed {
             self.spawn(Self::send_task(self.world.clone(), self.caller.clone(), claimed));
@@ -322,6 +328,70 @@ impl Isolate {
 }
 
 const ID: &str = "c";
+const START: i64 = 1_700_000_000_000;
+
+/// A world at `START` with a call of this deadline, its store, and an isolate over them.
+fn world(deadline: Option<i64>) -> (Rc<World>, Rc<Store<Sqlite>>, Isolate) {
+    let world = Rc::new(World { now: Cell::new(START), deadline, ..World::default() });
+    let store = Rc::new(Store::open(Sqlite::new()).expect("open the call store"));
+    let isolate = Isolate::new(world.clone(), store.clone());
+    (world, store, isolate)
+}
+
+/// The answer `body` (HTTP 200) to the send in flight, now.
+fn reply(world: &World, body: &str) {
+    assert!(world.in_flight.get().is_some(), "no send in flight");
+    world.answer.replace(Some(Sent { answer: read_answer(ID, 200, body), at_ms: world.now.get() }));
+}
+
+/// Found by the model on the old adapter, which stored `Cancelled` before running the
+/// continuation: a cancel after the deadline, before the task that times the call out has
+/// run, continued with `Cancelled`. The first result rule says the call has timed out.
+#[test]
+fn a_cancel_after_the_deadline_continues_with_timeout() {
+    for (cancel_at, expected) in [(START + 999, Err(CallError::Cancelled)), (START + 1_000, Err(CallError::Timeout))] {
+        let (world, store, mut isolate) = world(Some(START + 1_000));
+        isolate.call(ID, Dispatch::Alarm);
+        world.now.set(cancel_at);
+        isolate.cancel(ID);
+        assert_eq!(*world.completed.borrow(), [expected]);
+        assert_eq!(store.call(ID).unwrap(), None);
+        assert!(world.tasks.borrow().is_empty(), "{:?}", world.tasks.borrow());
+    }
+}
+
+/// A reset while the continuation runs: it runs again, with the first result in after the
+/// reset. The remote replays its stored reply to the re-dispatch; past the deadline the
+/// call times out instead (the stated exception to "every attempt sees the same result").
+#[test]
+fn a_reset_while_the_continuation_runs_runs_it_again() {
+    for (deadline, again) in [(None, Ok(json!(7))), (Some(START + 1_000), Err(CallError::Timeout))] {
+        let (world, store, mut isolate) = world(deadline);
+        isolate.call(ID, Dispatch::Alarm);
+        isolate.fire(ID); // the first run sends
+        world.slow.set(1);
+        world.now.set(START + 10);
+        reply(&world, r#"{"v":2,"id":"c","ok":7}"#);
+        isolate.turn(); // the continuation starts, and takes a turn
+        assert_eq!(world.attempts.borrow().len(), 1);
+        isolate.crash();
+        assert!(world.completed.borrow().is_empty());
+        // The task, deferred by the first run, sends again (or times the call out).
+        let due = isolate.due(ID).expect("the call's task");
+        world.now.set(due);
+        isolate.fire(ID);
+        if world.in_flight.get().is_some() {
+            reply(&world, r#"{"v":2,"id":"c","ok":7}"#);
+        }
+        isolate.turn();
+        isolate.turn();
+        assert_eq!(*world.completed.borrow(), [again.clone()], "deadline {deadline:?}");
+        let seen: Vec<(CallResult, bool)> = world.attempts.borrow().iter().map(|(r, _, returned)| (r.clone(), *returned)).collect();
+        assert_eq!(seen, [(Ok(json!(7)), false), (again, true)]);
+        assert_eq!(store.call(ID).unwrap(), None);
+        assert!(world.tasks.borrow().is_empty());
+    }
+}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
@@ -332,11 +402,9 @@ proptest! {
         direct in any::<bool>(),
         events in prop::collection::vec(event(), 0..40),
     ) {
-        let start = 1_700_000_000_000;
+        let start = START;
         let deadline = timeout.map(|t| start + t);
-        let world = Rc::new(World { now: Cell::new(start), deadline, ..World::default() });
-        let store = Rc::new(Store::open(Sqlite::new()).expect("open the call store"));
-        let mut isolate = Isolate::new(world.clone(), store.clone());
+        let (world, store, mut isolate) = world(deadline);
         isolate.call(ID, if direct { Dispatch::Direct } else { Dispatch::Alarm });
         let done = || !world.completed.borrow().is_empty();
         for event in events {

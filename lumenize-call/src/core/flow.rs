@@ -4,7 +4,6 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
-use std::time::Duration;
 
 use lumenize_alarms::sql::Exec;
 use serde_json::Value;
@@ -12,28 +11,18 @@ use serde_json::Value;
 use super::ports::{Sent, Tasks, Transport};
 use crate::machine::{self, Answer, CallResult, Step, FIRST_RETRY_DELAY_MS};
 use crate::store::{PendingCall, Store};
-use crate::{CallError, Dispatch, Error, Object, Result, Target};
+use crate::{CallError, CallOptions, Dispatch, Error, Object, Result, Target};
 
-/// A new call `id` made at `now_ms` to `target`, checked and ready to store: `op` and
-/// `resume` are the tagged operation and continuation value
-/// ([`tag`](machine::tag)); `issued_ms` the test hook's issue time (`None`: now). With the
-/// time its task is first due: now for [`Dispatch::Alarm`], a backstop for
-/// [`Dispatch::Direct`] (which sends at once).
+/// A new call `id` made at `now_ms` to `target` with `opts`, checked and ready to store:
+/// `op` and `resume` are the tagged operation and continuation value
+/// ([`tag`](machine::tag)). With the time its task is first due: now for
+/// [`Dispatch::Alarm`], a backstop for [`Dispatch::Direct`] (which sends at once).
 ///
 /// # Errors
 /// [`Error::KeyTooLong`] for the target's binding or object; [`Error::TooLarge`] for the
 /// operation, the continuation value or the three together; [`Error::OutOfRange`] for the
 /// times ([`call_times`](machine::call_times)).
-pub fn new_call(
-    id: String,
-    target: Target,
-    op: Value,
-    resume: Value,
-    dispatch: Dispatch,
-    issued_ms: Option<i64>,
-    timeout: Option<Duration>,
-    now_ms: i64,
-) -> Result<(PendingCall, i64)> {
+pub fn new_call(id: String, target: Target, op: Value, resume: Value, opts: &CallOptions, now_ms: i64) -> Result<(PendingCall, i64)> {
     let object = match &target.object {
         Object::Name(name) => ("the target's name", name),
         Object::Id(hex) => ("the target's id", hex),
@@ -42,7 +31,8 @@ pub fn new_call(
         machine::check_key(what, key).map_err(|o| Error::KeyTooLong { what: o.what, bytes: o.bytes, limit: o.limit })?;
     }
     machine::check_call_size(machine::json_len(&op), machine::json_len(&resume), machine::json_len(&target))?;
-    let (issued_ms, deadline_ms) = machine::call_times(now_ms, issued_ms, timeout)?;
+    let (issued_ms, deadline_ms) = machine::call_times(now_ms, opts.issued_ms, opts.timeout)?;
+    let dispatch = opts.dispatch;
     let first = match dispatch {
         Dispatch::Alarm => now_ms,
         Dispatch::Direct => machine::backstop_at(now_ms, 0, deadline_ms),
