@@ -385,7 +385,7 @@ fn a_reset_while_the_continuation_runs_runs_it_again() {
         }
         isolate.turn();
         isolate.turn();
-        assert_eq!(*world.completed.borrow(), [again.clone()], "deadline {deadline:?}");
+        assert_eq!(*world.completed.borrow(), std::slice::from_ref(&again), "deadline {deadline:?}");
         let seen: Vec<(CallResult, bool)> = world.attempts.borrow().iter().map(|(r, _, returned)| (r.clone(), *returned)).collect();
         assert_eq!(seen, [(Ok(json!(7)), false), (again, true)]);
         assert_eq!(store.call(ID).unwrap(), None);
