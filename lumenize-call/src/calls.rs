@@ -127,10 +127,10 @@ impl<L: Continuations> Calls<L> {
     }
 
     /// As [`call`](Self::call), with [`CallOptions`]: the dispatch and a timeout. With
-    /// [`Dispatch::Direct`] the request leaves in this same event.
+    /// [`Dispatch::Direct`](crate::Dispatch::Direct) the request leaves in this same event.
     ///
     /// Writes: the call's row and its task (the call's dispatch and backstop, due now for
-    /// [`Dispatch::Alarm`], in a second for `Direct`), in one commit; the native alarm too
+    /// [`Dispatch::Alarm`](crate::Dispatch::Alarm), in a second for `Direct`), in one commit; the native alarm too
     /// if the task is now the earliest.
     ///
     /// # Errors
