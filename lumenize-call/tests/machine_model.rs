@@ -286,7 +286,10 @@ impl Isolate {
 
     /// Runs the task of call `id` now, as the scheduler does: removed when the run returns
     /// `Ok` without deferring it, moved to where it was deferred, retried a second later
-    /// after `Err`; a task cancelled during its run is not written back.
+    /// after `Err`; a task cancelled during its run is not written back. Unlike the real
+    /// scheduler, it retries without a limit: there, a task whose runs fail (a continuation
+    /// failing in each) goes dead after its retry policy's attempts, and the call stays
+    /// pending with its result until the task is requeued.
     fn fire(&mut self, id: &str) {
         let (world, caller, id) = (self.world.clone(), self.caller.clone(), id.to_owned());
         world.running.replace(Some(id.clone()));
