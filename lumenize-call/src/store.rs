@@ -9,6 +9,7 @@
 //! an integer it is not.
 
 use lumenize_alarms::sql::{Exec, Value as V};
+use lumenize_alarms::StorageKind;
 use serde::Serialize;
 use serde_json::Value;
 use worker::SqlStorage;
@@ -161,8 +162,17 @@ impl<E: Exec> Store<E> {
     /// release (see [`SCHEMA_VERSION`]).
     ///
     /// # Errors
-    /// Storage errors; [`Error::Runtime`] for tables written by a newer release.
+    /// Storage errors; [`lumenize_alarms::Error::NoSqlite`] (as [`Error::Alarms`]) if the
+    /// object's class has no SQLite (its `sql` refuses every statement);
+    /// [`Error::Runtime`] for tables written by a newer release.
     pub fn open(exec: E) -> Result<Self> {
+        Self::create(exec).map_err(|e| match e {
+            Error::Alarms(lumenize_alarms::Error::Storage(s)) if s.kind() == StorageKind::SqlNotEnabled => lumenize_alarms::Error::NoSqlite.into(),
+            e => e,
+        })
+    }
+
+    fn create(exec: E) -> Result<Self> {
         let store = Store { exec };
         store.exec.script(META)?;
         let version = store.exec.query("SELECT value FROM _lumenize_call_meta WHERE key = 'schema_version'", vec![])?;

@@ -8,6 +8,7 @@
 mod support;
 
 use lumenize_alarms::sql::Exec;
+use lumenize_alarms::StorageError;
 use lumenize_call::core::{PendingCall, Store, SCHEMA_VERSION};
 use lumenize_call::envelope::Outcome;
 use lumenize_call::machine::{Record, Seen, ANY_ORIGIN, RESULT_RETENTION_MS};
@@ -76,6 +77,28 @@ fn a_fresh_store_is_at_version_2_and_a_newer_one_is_refused() {
     run(&store, "UPDATE _lumenize_call_meta SET value = 3 WHERE key = 'schema_version'");
     let err = Store::open(store.into_exec()).err().expect("version 3 refused").to_string();
     assert!(err.contains("schema version") && err.contains("newer release"), "{err}");
+}
+
+/// A connection that refuses every statement as a class without SQLite does.
+struct NoSqlite;
+
+impl Exec for NoSqlite {
+    fn query(&self, _: &str, _: Vec<lumenize_alarms::sql::Value>) -> lumenize_alarms::Result<Vec<Vec<lumenize_alarms::sql::Value>>> {
+        Err(StorageError::classify("SQL is not enabled for this Durable Object class.").into())
+    }
+    fn execute(&self, _: &str, _: Vec<lumenize_alarms::sql::Value>) -> lumenize_alarms::Result<usize> {
+        Err(StorageError::classify("SQL is not enabled for this Durable Object class.").into())
+    }
+    fn script(&self, _: &str) -> lumenize_alarms::Result<()> {
+        Err(StorageError::classify("SQL is not enabled for this Durable Object class.").into())
+    }
+}
+
+/// Opening on an object whose class has no SQLite says so, typed (not a storage error).
+#[test]
+fn opening_without_sqlite_is_the_typed_no_sqlite_error() {
+    let err = Store::open(NoSqlite).err().expect("refused");
+    assert!(matches!(err, lumenize_call::Error::Alarms(lumenize_alarms::Error::NoSqlite)), "{err:?}");
 }
 
 /// A call stored and read back is the call written; a result stored replaces the operation.
