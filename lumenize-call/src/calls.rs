@@ -1,23 +1,23 @@
 //! `Calls`: durable calls from this Durable Object to others, each with a typed
 //! continuation that runs back here.
 
-use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 
 use lumenize_alarms::{Alarms, Library, Options, Scheduled, When};
-use worker::{console_error, Env, Headers, Method, Request, RequestInit};
+use serde_json::Value;
+use worker::{console_error, Env, Headers, Method, Request, RequestInit, SqlStorage};
 
 use crate::continuation::{self, Continuation, Continuations, Ctx, Has};
+use crate::core::{new_call, Caller, Claimed, Sent, Tasks, Transport};
 use crate::envelope::{self, CallRequest, Recipient, SIGNATURE_HEADER, VERSION};
-use crate::machine::{self, Answer, CallResult, Step, FIRST_RETRY_DELAY_MS};
+use crate::machine::{self, Answer, CallResult};
 use crate::runtime::{new_id, now_ms, own};
 use crate::server::Opened;
-use crate::store::{PendingCall, Store};
-use crate::{CallError, CallOptions, Dispatch, Error, Object, Operation, Result, Server, Target};
+use crate::store::PendingCall;
+use crate::{CallError, CallOptions, Error, Object, Operation, Result, Server, Target};
 
 /// The id of a call: a UUIDv7, also the id of the call's lumenize-alarms task.
 pub type CallId = String;
@@ -50,10 +50,8 @@ struct Inner<L> {
     me: Weak<Inner<L>>,
     server: Server,
     alarms: Alarms<()>,
-    /// Calls this isolate is sending right now, with when the send started.
-    sending: RefCell<HashMap<CallId, i64>>,
-    /// Calls whose continuation is running right now.
-    delivering: RefCell<HashSet<CallId>>,
+    /// The calls' core over the object's store (`None` if opening failed: the server says why).
+    caller: Option<Caller<SqlStorage>>,
     _then: PhantomData<fn() -> L>,
 }
 
@@ -80,14 +78,8 @@ impl<L: Continuations> Calls<L> {
     pub fn open<T>(alarms: &Alarms<T>, env: &Env) -> Self {
         let alarms = alarms.retyped::<()>();
         let server = Server::open(&alarms.object_state(), env);
-        let inner = Rc::new_cyclic(|me| Inner {
-            me: me.clone(),
-            server,
-            alarms: alarms.clone(),
-            sending: RefCell::default(),
-            delivering: RefCell::default(),
-            _then: PhantomData,
-        });
+        let caller = server.opened().ok().map(|opened| Caller::new(opened.store.clone()));
+        let inner = Rc::new_cyclic(|me| Inner { me: me.clone(), server, alarms: alarms.clone(), caller, _then: PhantomData });
         let library: Weak<Inner<L>> = Rc::downgrade(&inner);
         alarms.attach(TASKS, library);
         Calls { inner }
@@ -135,10 +127,10 @@ impl<L: Continuations> Calls<L> {
     }
 
     /// As [`call`](Self::call), with [`CallOptions`]: the dispatch and a timeout. With
-    /// [`Dispatch::Direct`] the request leaves in this same event.
+    /// [`Dispatch::Direct`](crate::Dispatch::Direct) the request leaves in this same event.
     ///
     /// Writes: the call's row and its task (the call's dispatch and backstop, due now for
-    /// [`Dispatch::Alarm`], in a second for `Direct`), in one commit; the native alarm too
+    /// [`Dispatch::Alarm`](crate::Dispatch::Alarm), in a second for `Direct`), in one commit; the native alarm too
     /// if the task is now the earliest.
     ///
     /// # Errors
@@ -156,50 +148,16 @@ impl<L: Continuations> Calls<L> {
         C: Continuation,
         L: Has<C, I>,
     {
-        let store = self.store()?;
-        let object = match &target.object {
-            Object::Name(name) => ("the target's name", name),
-            Object::Id(hex) => ("the target's id", hex),
-        };
-        for (what, key) in [("the target's binding", &target.binding), object] {
-            machine::check_key(what, key).map_err(|o| Error::KeyTooLong { what: o.what, bytes: o.bytes, limit: o.limit })?;
-        }
+        let caller = self.caller()?;
         let op = serde_json::to_value(op).map_err(|source| Error::Encode { what: "the operation", source })?;
         let op = machine::tag(<C::Op as Operation>::NAME, op);
         let resume = serde_json::to_value(&then).map_err(|source| Error::Encode { what: "the continuation", source })?;
         let resume = machine::tag(C::NAME, resume);
-        machine::check_call_size(machine::json_len(&op), machine::json_len(&resume), machine::json_len(&target))?;
         let now = now_ms();
-        let (issued_ms, deadline_ms) = machine::call_times(now, opts.issued_ms, opts.timeout)?;
-        let first = match opts.dispatch {
-            Dispatch::Alarm => now,
-            Dispatch::Direct => machine::backstop_at(now, 0, deadline_ms),
-        };
-        let call = PendingCall {
-            id: new_id(now),
-            target,
-            op: Some(op),
-            resume,
-            dispatch: opts.dispatch,
-            deadline_ms,
-            failures: 0,
-            last_error: None,
-            result: None,
-            created_ms: issued_ms,
-            unreadable: None,
-        };
-        // The call's row and its task commit together: `schedule_with` inserts the task
-        // synchronously when it is first polled, and nothing awaits between the two
-        // inserts (a Durable Object commits the writes between two awaits atomically).
-        store.insert_call(&call)?;
-        if let Err(e) = self.alarms().schedule_library(TASKS, When::at_unix_ms(first), Options::id(&call.id)).await {
-            // No call then. A task stored before the error finds no row and ends.
-            store.remove_call(&call.id)?;
-            return Err(e.into());
-        }
+        let (call, first) = new_call(new_id(now), target, op, resume, &opts, now)?;
         let id = call.id.clone();
-        if opts.dispatch == Dispatch::Direct {
-            self.spawn_send(call);
+        if let Some(send) = caller.make(call, first, now, &*self.inner).await? {
+            self.spawn(send);
         }
         Ok(id)
     }
@@ -211,11 +169,12 @@ impl<L: Continuations> Calls<L> {
     /// # Errors
     /// Storage errors.
     pub fn pending(&self) -> Result<Vec<PendingCall>> {
-        self.store()?.calls()
+        self.caller()?.pending()
     }
 
     /// Cancels a pending call: its continuation runs now with [`CallError::Cancelled`]
-    /// (or with the result, if that is already in) and a later reply is dropped. The remote
+    /// (or with the result, if that is already in, or with [`CallError::Timeout`] once the
+    /// call's deadline has passed) and a later reply is dropped. The remote
     /// may still apply the operation if the request already left. Returns whether the call
     /// was pending.
     ///
@@ -227,98 +186,80 @@ impl<L: Continuations> Calls<L> {
     /// The continuation's error (the call stays pending and its task retries it); storage
     /// errors.
     pub async fn cancel(&self, id: &str) -> Result<bool> {
-        let Some(call) = self.store()?.call(id)? else { return Ok(false) };
-        if call.unreadable.is_some() {
-            self.store()?.remove_call(id)?;
-            self.alarms().cancel(id)?;
-            return Ok(true);
-        }
-        if self.inner.delivering.borrow().contains(id) {
-            return Ok(true); // its result is in, and its continuation is running
-        }
-        if call.result.is_none() {
-            // Stored first: nothing else would cancel it again should the object be reset
-            // while the continuation runs.
-            self.store()?.store_result(id, &Err(CallError::Cancelled))?;
-        }
-        self.deliver(id, Err(CallError::Cancelled), false).await?;
-        Ok(true)
+        self.caller()?.cancel(id, now_ms(), &*self.inner, &self.then()).await
     }
 
     /// The task of call `id`, running.
     async fn backstop(&self, id: &str) -> Result<()> {
-        let now = now_ms();
-        if self.inner.delivering.borrow().contains(id) {
-            // Its result just came in and its continuation is running: look again later,
-            // in case the continuation fails.
-            self.alarms().defer(id, now.saturating_add(FIRST_RETRY_DELAY_MS))?;
-            return Ok(());
+        if let Some(send) = self.caller()?.backstop(id, now_ms(), &*self.inner, &self.then()).await? {
+            self.spawn(send);
         }
-        let Some(call) = readable(self.store()?.call(id)?)? else { return Ok(()) };
-        let sending_since = self.inner.sending.borrow().get(id).copied();
-        match machine::on_backstop(&call.state(), now, sending_since) {
-            Step::Deliver(result) => self.deliver(id, result, true).await,
-            Step::Wait { backstop_ms } => Ok(self.alarms().defer(id, backstop_ms)?),
-            Step::Dispatch { backstop_ms } => {
-                self.alarms().defer(id, backstop_ms)?;
-                self.spawn_send(call);
-                Ok(())
-            }
-        }
+        Ok(())
     }
 
-    /// Sends `call` in the background, unless this isolate is sending it already, and
-    /// delivers the result it brings back.
-    fn spawn_send(&self, call: PendingCall) {
-        {
-            let mut sending = self.inner.sending.borrow_mut();
-            if sending.contains_key(&call.id) {
-                return;
-            }
-            sending.insert(call.id.clone(), now_ms());
-        }
+    /// Sends a claimed call in the background, and delivers the result it brings back.
+    fn spawn(&self, send: Claimed) {
         let calls = self.clone();
         wasm_bindgen_futures::spawn_local(async move {
-            let id = call.id.clone();
-            let sent = calls.send(call).await;
-            calls.inner.sending.borrow_mut().remove(&id);
-            let done = match sent {
-                Ok(Some(result)) => calls.deliver(&id, result, false).await,
-                Ok(None) => Ok(()),
+            let id = send.call().id.clone();
+            let sent = match calls.caller() {
+                Ok(caller) => caller.send(send, &*calls.inner, &*calls.inner, &calls.then()).await,
                 Err(e) => Err(e),
             };
-            if let Err(e) = done {
+            if let Err(e) = sent {
                 console_error!("lumenize-call: call {id}: {e} (its backstop task tries again)");
             }
         });
     }
 
-    /// Sends `call` once, unless the state machine says it is settled (a timeout, an
-    /// expiry); the result if that settled it.
-    async fn send(&self, call: PendingCall) -> Result<Option<CallResult>> {
-        let (id, state) = (call.id.clone(), call.state());
-        if let Step::Deliver(result) = machine::on_backstop(&state, now_ms(), None) {
-            return Ok(Some(result));
-        }
-        let answer = match self.post(call).await {
-            Ok(answer) => answer,
-            Err(e) => Answer::Failed(e.to_string()),
-        };
-        match answer {
-            Answer::Done(result) => Ok(Some(result)),
-            Answer::Busy => Ok(None),
-            Answer::Failed(error) => {
-                // Only this send changes the count (one per call at a time): no read. A call
-                // settled meanwhile has no row to update, and drops the result.
-                let (state, give_up) = machine::after_failure(&state, error);
-                self.store()?.record_failure(&id, &state)?;
-                Ok(give_up)
-            }
+    /// The continuation callback of the core: runs the continuation the call's
+    /// continuation value names, with the result.
+    fn then(&self) -> impl AsyncFn(String, Value, CallResult) -> Result<()> + '_ {
+        async |id: String, resume: Value, result: CallResult| {
+            let opened = self.opened()?;
+            let ctx = Ctx::new(id, own(&opened.state), opened.env.clone(), self.inner.alarms.clone());
+            continuation::run::<L>(ctx, resume, result).await
         }
     }
 
+    fn opened(&self) -> Result<&Opened> {
+        self.inner.server.opened()
+    }
+
+    fn caller(&self) -> Result<&Caller<SqlStorage>> {
+        self.opened()?;
+        self.inner.caller.as_ref().ok_or_else(|| Error::Runtime("lumenize-call: the call store did not open".into()))
+    }
+}
+
+/// The object's scheduler, for the core: a call's task is a library task of lumenize-alarms.
+impl<L> Tasks for Inner<L> {
+    async fn schedule(&self, id: &str, at_ms: i64) -> Result<()> {
+        self.alarms.schedule_library(TASKS, When::at_unix_ms(at_ms), Options::id(id)).await?;
+        Ok(())
+    }
+
+    fn defer(&self, id: &str, at_ms: i64) -> Result<()> {
+        Ok(self.alarms.defer(id, at_ms)?)
+    }
+
+    fn cancel(&self, id: &str) -> Result<()> {
+        self.alarms.cancel(id)?;
+        Ok(())
+    }
+}
+
+/// The transport, for the core: a signed envelope posted to the target's stub.
+impl<L> Transport for Inner<L> {
+    async fn send(&self, call: &PendingCall) -> Sent {
+        let answer = self.post(call).await.unwrap_or_else(|e| Answer::Failed(e.to_string()));
+        Sent { answer, at_ms: now_ms() }
+    }
+}
+
+impl<L> Inner<L> {
     /// Posts the signed envelope to the target's stub.
-    async fn post(&self, call: PendingCall) -> worker::Result<Answer> {
+    async fn post(&self, call: &PendingCall) -> worker::Result<Answer> {
         let (stub, object) = match self.stub(&call.target) {
             Ok(stub) => stub,
             // A binding or id that does not resolve will not resolve on a retry either.
@@ -327,17 +268,18 @@ impl<L: Continuations> Calls<L> {
                 return Ok(Answer::Done(Err(CallError::Transport { message })));
             }
         };
-        // Emptied only together with storing a result, which `send` checked.
-        let Some(op) = call.op else { return Ok(Answer::Busy) };
+        // Emptied only together with storing a result, which the core checked.
+        let Some(op) = call.op.clone() else { return Ok(Answer::Busy) };
+        let opened = self.server.opened()?;
         let request = CallRequest {
             v: VERSION,
             id: call.id.clone(),
-            to: Recipient { binding: call.target.binding, object },
-            from: self.opened()?.state.id().to_string(),
+            to: Recipient { binding: call.target.binding.clone(), object },
+            from: opened.state.id().to_string(),
             issued_ms: call.created_ms,
             op,
         };
-        let (body, signature) = envelope::signed_request(&self.opened()?.secrets.current, &request);
+        let (body, signature) = envelope::signed_request(&opened.secrets.current, &request);
         let headers = Headers::new();
         headers.set("content-type", "application/json")?;
         headers.set(SIGNATURE_HEADER, &signature)?;
@@ -351,81 +293,12 @@ impl<L: Continuations> Calls<L> {
 
     /// The target's stub and its id as hex (what the remote sees as `state.id()`).
     fn stub(&self, target: &Target) -> worker::Result<(worker::Stub, String)> {
-        let namespace = self.opened()?.env.durable_object(&target.binding)?;
+        let namespace = self.server.opened()?.env.durable_object(&target.binding)?;
         let id = match &target.object {
             Object::Name(name) => namespace.id_from_name(name)?,
             Object::Id(hex) => namespace.id_from_string(hex)?,
         };
         let hex = id.to_string();
         Ok((id.get_stub()?, hex))
-    }
-
-    /// Runs the continuation of call `id` with its first result (`incoming`, unless one is
-    /// stored already), then forgets the call: its row, and its task unless that is the one
-    /// running this (`in_task`: its run removes it). A call already gone (completed,
-    /// cancelled, timed out) drops `incoming`: that is a late reply. So does a call whose
-    /// continuation is running already.
-    async fn deliver(&self, id: &str, incoming: CallResult, in_task: bool) -> Result<()> {
-        if !self.inner.delivering.borrow_mut().insert(id.to_owned()) {
-            return Ok(());
-        }
-        let delivered = self.deliver_once(id, incoming, in_task).await;
-        self.inner.delivering.borrow_mut().remove(id);
-        delivered
-    }
-
-    async fn deliver_once(&self, id: &str, incoming: CallResult, in_task: bool) -> Result<()> {
-        let Some(call) = readable(self.store()?.call(id)?)? else { return Ok(()) };
-        let row_bytes = machine::json_len(&call.resume).saturating_add(machine::json_len(&call.target));
-        let stored = call.result.is_some();
-        let result = machine::first_result(call.result, incoming, row_bytes, call.deadline_ms, now_ms());
-        match self.continue_with(id, call.resume, result.clone()).await {
-            Ok(()) => {
-                // With the continuation's last writes if it did not await after them: one
-                // commit. Cancelling the task writes no alarm: one armed for this backstop
-                // fires once with nothing to run, and leaves nothing armed (an alarm write
-                // costs more than that empty run; see MEASUREMENTS.md).
-                self.store()?.remove_call(id)?;
-                if !in_task {
-                    self.alarms().cancel(id)?;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                // The retries get the same result.
-                if !stored {
-                    self.store()?.store_result(id, &result)?;
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Runs the continuation the call's continuation value names, with the result.
-    async fn continue_with(&self, id: &str, resume: serde_json::Value, result: CallResult) -> Result<()> {
-        let opened = self.opened()?;
-        let ctx = Ctx::new(id.to_owned(), own(&opened.state), opened.env.clone(), self.inner.alarms.clone());
-        continuation::run::<L>(ctx, resume, result).await
-    }
-
-    fn alarms(&self) -> &Alarms<()> {
-        &self.inner.alarms
-    }
-
-    fn opened(&self) -> Result<&Opened> {
-        self.inner.server.opened()
-    }
-
-    fn store(&self) -> Result<&Store> {
-        Ok(&self.opened()?.store)
-    }
-}
-
-/// `call`, unless its row does not decode: then [`Error::Unreadable`] (a quarantined call
-/// is neither sent nor continued).
-fn readable(call: Option<PendingCall>) -> Result<Option<PendingCall>> {
-    match call {
-        Some(PendingCall { id, unreadable: Some(reason), .. }) => Err(Error::Unreadable { id, reason }),
-        call => Ok(call),
     }
 }

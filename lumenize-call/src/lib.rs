@@ -259,8 +259,10 @@
 
 mod calls;
 mod continuation;
-// The wire format and the pure state machine: this workspace's tests use them; they are
-// not the API users depend on (hidden, so not covered by semver: the root is).
+// The call core, the wire format and the pure state machine: this workspace's tests use
+// them; they are not the API users depend on (hidden, so not covered by semver: the root is).
+#[doc(hidden)]
+pub mod core;
 #[doc(hidden)]
 pub mod envelope;
 mod error;

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::rc::Rc;
 
-use lumenize_alarms::{abort_on_panic, Panic, StorageError, StorageKind};
+use lumenize_alarms::{abort_on_panic, Panic};
 use worker::{console_error, Env, Method, Request, Response, State};
 
 use crate::envelope::{self, CallReply, Outcome, Secrets, SIGNATURE_HEADER, VERSION};
@@ -92,12 +92,9 @@ impl Server {
 
     fn opened_with(state: &State, env: &Env) -> Result<Opened> {
         let sql = lumenize_alarms::sql_storage(&state.storage())?;
-        // A class without SQLite may still hand out `sql`, which then refuses every statement.
-        let store = Store::open(sql).map_err(|e| match e {
-            Error::Runtime(message) if StorageError::classify(message.as_str()).kind() == StorageKind::SqlNotEnabled => lumenize_alarms::Error::NoSqlite.into(),
-            e => e,
-        })?;
-        let store = Rc::new(store);
+        // A class without SQLite may still hand out `sql`, which then refuses every
+        // statement: the store's open answers that with NoSqlite.
+        let store = Rc::new(Store::open(sql)?);
         let secrets = secrets(env)?;
         Ok(Opened { store, state: own(state), env: env.clone(), secrets })
     }

@@ -1,10 +1,18 @@
 //! The two tables of lumenize-call in the object's SQLite: the caller's pending calls and
-//! the remote's results. Opened after [`Alarms::open`](lumenize_alarms::Alarms::open), which
-//! has already checked that the object has SQLite.
+//! the remote's results. The statements are written once, over lumenize-alarms' [`Exec`]:
+//! in a Durable Object they run on `worker::SqlStorage`, and the native tests run the same
+//! statements on a native SQLite.
+//!
+//! Rows are read as JSON arrays (`json_array` of the columns), as lumenize-alarms reads its
+//! own: a float where an integer belongs (a Durable Object's SQLite stores an integer of
+//! 2^53 or more as one) is seen as a float and the row quarantined, never read as a NULL or
+//! an integer it is not.
 
+use lumenize_alarms::sql::{Exec, Value as V};
+use lumenize_alarms::StorageKind;
 use serde::Serialize;
 use serde_json::Value;
-use worker::{SqlStorage, SqlStorageValue as V};
+use worker::SqlStorage;
 
 use crate::envelope::Outcome;
 use crate::machine::{self, CallResult, Pending, Record};
@@ -18,7 +26,7 @@ use crate::{Dispatch, Error, Result, Target};
 /// the cleanup forgets them a day after they were stored). They are kept, not dropped: a
 /// re-dispatch of a call applied just before the upgrade must still find its result, or
 /// the operation would be applied twice.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const META: &str = "CREATE TABLE IF NOT EXISTS _lumenize_call_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)";
 
@@ -111,44 +119,130 @@ impl PendingCall {
 }
 
 fn json(value: &impl serde::Serialize) -> V {
-    V::String(serde_json::to_string(value).unwrap_or_default())
+    V::Text(serde_json::to_string(value).unwrap_or_default())
 }
 
-/// The tables of one object.
-pub(crate) struct Store {
-    sql: SqlStorage,
+/// `column`, as an element of a `json_array`: itself, or for a BLOB (which JSON cannot
+/// hold) `{"blob": <its length>}`, read back as [`Column::Blob`].
+fn cell(column: &str) -> String {
+    format!("iif(typeof({column}) = 'blob', json_object('blob', length({column})), {column})")
 }
 
-impl Store {
+/// `SELECT` of the JSON array of `columns` (comma-separated), each through [`cell`].
+fn json_array(columns: &str) -> String {
+    let cells: Vec<String> = columns.split(", ").map(cell).collect();
+    format!("json_array({})", cells.join(", "))
+}
+
+/// A row read as the JSON array of its columns, column by column; `Err` with why if the
+/// array does not parse (a float SQLite writes as `9e999`: an infinity stored by hand).
+fn columns(json: &V) -> std::result::Result<Vec<Column>, String> {
+    let V::Text(json) = json else { return Err(format!("its columns did not read as a JSON array ({json:?})")) };
+    let values: Vec<Value> = serde_json::from_str(json).map_err(|e| format!("its columns do not parse as JSON ({e}): a float out of range or a broken value"))?;
+    Ok(values
+        .into_iter()
+        .map(|v| match v {
+            Value::Null => Column::Null,
+            Value::Bool(b) => Column::Integer(i64::from(b)),
+            Value::Number(n) => n.as_i64().map_or_else(|| Column::Float(n.as_f64().unwrap_or(f64::NAN)), Column::Integer),
+            Value::String(s) => Column::Text(s),
+            Value::Array(_) | Value::Object(_) => Column::Blob,
+        })
+        .collect())
+}
+
+/// The tables of one object, over a SQLite connection `E` (the object's `SqlStorage`; the
+/// native tests' SQLite).
+#[doc(hidden)]
+pub struct Store<E = SqlStorage> {
+    exec: E,
+}
+
+impl<E: Exec> Store<E> {
     /// Opens the tables, creating them on first use and migrating those of an earlier
     /// release (see [`SCHEMA_VERSION`]).
-    pub(crate) fn open(sql: SqlStorage) -> Result<Self> {
-        let store = Store { sql };
-        store.exec(META, vec![])?;
-        let version = store.rows("SELECT value FROM _lumenize_call_meta WHERE key = 'schema_version'", vec![])?;
+    ///
+    /// # Errors
+    /// Storage errors; [`lumenize_alarms::Error::NoSqlite`] (as [`Error::Alarms`]) if the
+    /// object's class has no SQLite (its `sql` refuses every statement);
+    /// [`Error::Runtime`] for tables written by a newer release.
+    pub fn open(exec: E) -> Result<Self> {
+        Self::create(exec).map_err(|e| match e {
+            Error::Alarms(lumenize_alarms::Error::Storage(s)) if s.kind() == StorageKind::SqlNotEnabled => lumenize_alarms::Error::NoSqlite.into(),
+            e => e,
+        })
+    }
+
+    fn create(exec: E) -> Result<Self> {
+        let store = Store { exec };
+        store.exec.script(META)?;
+        let version = store.exec.query("SELECT value FROM _lumenize_call_meta WHERE key = 'schema_version'", vec![])?;
         match version.into_iter().next().and_then(|row| row.into_iter().next()) {
-            None => store.exec(&format!("{CREATE_V1}{MIGRATE_FROM_1}{CREATE}"), vec![])?,
-            Some(Column::Integer(SCHEMA_VERSION)) => store.exec(CREATE, vec![])?,
+            None => store.exec.script(&format!("{CREATE_V1}{MIGRATE_FROM_1}{CREATE}"))?,
+            Some(V::Integer(SCHEMA_VERSION)) => store.exec.script(CREATE)?,
             Some(found) => return Err(Error::Runtime(format!("lumenize-call's tables are at schema version {found:?}, written by a newer release; this one reads up to {SCHEMA_VERSION}"))),
-        };
+        }
         Ok(store)
     }
 
-    fn exec(&self, query: &str, bindings: Vec<V>) -> Result<worker::SqlCursor> {
-        self.sql.exec(query, bindings).map_err(Error::from)
+    /// The schema version stored (`None` before [`open`](Self::open) wrote one).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn schema_version(&self) -> Result<Option<i64>> {
+        let rows = self.exec.query("SELECT value FROM _lumenize_call_meta WHERE key = 'schema_version'", vec![])?;
+        Ok(rows.into_iter().flatten().find_map(|v| match v {
+            V::Integer(v) => Some(v),
+            _ => None,
+        }))
     }
 
-    /// The rows of a query, each its values in order: read one at a time, so that no
-    /// value of one row can stop the others being read.
-    fn rows(&self, query: &str, bindings: Vec<V>) -> Result<Vec<Vec<Column>>> {
-        let cursor = self.exec(query, bindings)?;
-        cursor.raw().map(|row| row.map(|values| values.into_iter().map(column).collect()).map_err(Error::from)).collect()
+    /// The connection, for tests that write rows by hand.
+    pub fn exec(&self) -> &E {
+        &self.exec
+    }
+
+    /// The connection back, to open it again as a new isolate would.
+    pub fn into_exec(self) -> E {
+        self.exec
+    }
+
+    fn execute(&self, sql: &str, args: Vec<V>) -> Result<usize> {
+        Ok(self.exec.execute(sql, args)?)
+    }
+
+    /// The calls of a `SELECT ... FROM _lumenize_calls ...` (`rest`: everything after the
+    /// table), each decoded on its own: a row that does not decode is quarantined.
+    fn read_calls(&self, rest: &str, args: Vec<V>) -> Result<Vec<PendingCall>> {
+        let rows = self.exec.query(&format!("SELECT id, {} FROM _lumenize_calls {rest}", json_array(CALL_COLUMNS)), args)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let mut row = row.into_iter();
+                let id = row.next().unwrap_or(V::Null);
+                match columns(&row.next().unwrap_or(V::Null)) {
+                    Ok(columns) => decode_call(columns),
+                    Err(why) => {
+                        let id = match id {
+                            V::Text(id) => Column::Text(id),
+                            V::Integer(id) => Column::Integer(id),
+                            V::Null => Column::Null,
+                        };
+                        PendingCall { unreadable: Some(why), ..decode_call(vec![id]) }
+                    }
+                }
+            })
+            .collect())
     }
 
     // The caller's side.
 
-    pub(crate) fn insert_call(&self, call: &PendingCall) -> Result<()> {
-        self.exec(
+    /// Stores a new call (no failures, no result yet).
+    ///
+    /// # Errors
+    /// Storage errors (a call id taken: SQLite's constraint error).
+    pub fn insert_call(&self, call: &PendingCall) -> Result<()> {
+        self.execute(
             "INSERT INTO _lumenize_calls (id, target, op, resume, dispatch, deadline_ms, failures, last_error, result, created_ms) \
              VALUES (?, ?, ?, ?, ?, ?, 0, NULL, NULL, ?)",
             vec![
@@ -166,19 +260,27 @@ impl Store {
 
     /// Call `id`, decoded; quarantined (see [`PendingCall::unreadable`]) if its row does
     /// not decode.
-    pub(crate) fn call(&self, id: &str) -> Result<Option<PendingCall>> {
-        let rows = self.rows(&format!("SELECT {CALL_COLUMNS} FROM _lumenize_calls WHERE id = ?"), vec![id.into()])?;
-        Ok(rows.into_iter().next().map(decode_call))
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn call(&self, id: &str) -> Result<Option<PendingCall>> {
+        Ok(self.read_calls("WHERE id = ?", vec![id.into()])?.into_iter().next())
     }
 
     /// Every call, oldest first; those whose row does not decode quarantined.
-    pub(crate) fn calls(&self) -> Result<Vec<PendingCall>> {
-        let rows = self.rows(&format!("SELECT {CALL_COLUMNS} FROM _lumenize_calls ORDER BY created_ms, id"), vec![])?;
-        Ok(rows.into_iter().map(decode_call).collect())
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn calls(&self) -> Result<Vec<PendingCall>> {
+        self.read_calls("ORDER BY created_ms, id", vec![])
     }
 
-    pub(crate) fn record_failure(&self, id: &str, state: &Pending) -> Result<()> {
-        self.exec(
+    /// Stores the failure count and last error of `state` for call `id` (no row: nothing).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn record_failure(&self, id: &str, state: &Pending) -> Result<()> {
+        self.execute(
             "UPDATE _lumenize_calls SET failures = ?, last_error = ? WHERE id = ?",
             vec![i64::from(state.failures).into(), state.last_error.clone().into(), id.into()],
         )?;
@@ -190,9 +292,12 @@ impl Store {
     /// result is stored already: a delivery whose continuation failed leaves it for the
     /// retries. A write that fails stores [`CallError::Storage`](crate::CallError::Storage)
     /// in its place.
-    pub(crate) fn store_result(&self, id: &str, result: &CallResult) -> Result<()> {
+    ///
+    /// # Errors
+    /// Storage errors of the fallback write.
+    pub fn store_result(&self, id: &str, result: &CallResult) -> Result<()> {
         let store = |result: &CallResult| {
-            self.exec("UPDATE _lumenize_calls SET result = ?, op = '' WHERE id = ? AND result IS NULL", vec![json(result), id.into()])
+            self.execute("UPDATE _lumenize_calls SET result = ?, op = '' WHERE id = ? AND result IS NULL", vec![json(result), id.into()])
         };
         if let Err(e) = store(result) {
             store(&machine::unstored_result(e.to_string()))?;
@@ -200,8 +305,12 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) fn remove_call(&self, id: &str) -> Result<()> {
-        self.exec("DELETE FROM _lumenize_calls WHERE id = ?", vec![id.into()])?;
+    /// Deletes call `id`.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn remove_call(&self, id: &str) -> Result<()> {
+        self.execute("DELETE FROM _lumenize_calls WHERE id = ?", vec![id.into()])?;
         Ok(())
     }
 
@@ -209,11 +318,17 @@ impl Store {
 
     /// What is stored for call `id`: its origin and how far it got (an outcome that does
     /// not decode is answered as a storage error: see [`decode_record`]).
-    pub(crate) fn record(&self, id: &str) -> Result<Option<Record>> {
-        let rows = self.rows("SELECT origin, outcome FROM _lumenize_call_results WHERE id = ?", vec![id.into()])?;
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn record(&self, id: &str) -> Result<Option<Record>> {
+        let rows = self.exec.query(&format!("SELECT {} FROM _lumenize_call_results WHERE id = ?", json_array("origin, outcome")), vec![id.into()])?;
         Ok(rows.into_iter().next().map(|row| {
-            let mut row = row.into_iter();
-            let mut next = || row.next().unwrap_or(Column::Null);
+            // An array that does not parse (an infinity stored by hand) reads as an outcome
+            // that does not decode.
+            let columns = columns(row.first().unwrap_or(&V::Null)).unwrap_or_else(|_| vec![Column::Null, Column::Float(f64::INFINITY)]);
+            let mut columns = columns.into_iter();
+            let mut next = || columns.next().unwrap_or(Column::Null);
             let origin = next();
             decode_record(origin, next())
         }))
@@ -221,8 +336,11 @@ impl Store {
 
     /// Records that `origin`'s call `id` is being applied (`done_ms` holds the start until
     /// it finishes, so a row left behind by a reset is cleaned up too).
-    pub(crate) fn start(&self, origin: &str, id: &str, now_ms: i64) -> Result<()> {
-        self.exec(
+    ///
+    /// # Errors
+    /// Storage errors (a row for `id` already: SQLite's constraint error).
+    pub fn start(&self, origin: &str, id: &str, now_ms: i64) -> Result<()> {
+        self.execute(
             "INSERT INTO _lumenize_call_results (id, origin, outcome, done_ms) VALUES (?, ?, NULL, ?)",
             vec![id.into(), origin.into(), now_ms.into()],
         )?;
@@ -235,7 +353,7 @@ impl Store {
     /// Should even that fail, the row stays "running" (a re-dispatch then gets
     /// `INTERRUPTED`); the small outcome is returned all the
     /// same, to answer this request with.
-    pub(crate) fn record_outcome(&self, origin: &str, id: &str, outcome: Outcome, now_ms: i64) -> Outcome {
+    pub fn record_outcome(&self, origin: &str, id: &str, outcome: Outcome, now_ms: i64) -> Outcome {
         let outcome = machine::storable_outcome(outcome);
         match self.finish(origin, id, &outcome, now_ms) {
             Ok(()) => outcome,
@@ -250,7 +368,7 @@ impl Store {
     }
 
     fn finish(&self, origin: &str, id: &str, outcome: &Outcome, now_ms: i64) -> Result<()> {
-        self.exec(
+        self.execute(
             "INSERT OR REPLACE INTO _lumenize_call_results (id, origin, outcome, done_ms) VALUES (?, ?, ?, ?)",
             vec![id.into(), origin.into(), json(outcome), now_ms.into()],
         )?;
@@ -262,31 +380,22 @@ impl Store {
     /// [`MAX_TIME_MS`](lumenize_alarms::MAX_TIME_MS) (written by hand or by a bug)
     /// gets `now_ms` as its finish time first: it is kept a day from now, like a result
     /// just stored, then forgotten.
-    pub(crate) fn forget_results(&self, before_ms: i64, now_ms: i64, limit: i64) -> Result<Option<i64>> {
-        self.exec(
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn forget_results(&self, before_ms: i64, now_ms: i64, limit: i64) -> Result<Option<i64>> {
+        self.execute(
             "UPDATE _lumenize_call_results SET done_ms = ? WHERE typeof(done_ms) != 'integer' OR done_ms < 0 OR done_ms > ?",
             vec![now_ms.into(), lumenize_alarms::core::MAX_TIME_MS.into()],
         )?;
-        self.exec(
+        self.execute(
             "DELETE FROM _lumenize_call_results WHERE id IN (SELECT id FROM _lumenize_call_results WHERE done_ms <= ? ORDER BY done_ms LIMIT ?)",
             vec![before_ms.into(), limit.into()],
         )?;
-        let rows = self.rows("SELECT done_ms FROM _lumenize_call_results ORDER BY done_ms LIMIT 1", vec![])?;
+        let rows = self.exec.query("SELECT done_ms FROM _lumenize_call_results ORDER BY done_ms LIMIT 1", vec![])?;
         Ok(rows.into_iter().flatten().find_map(|c| match c {
-            Column::Integer(ms) => Some(ms),
+            V::Integer(ms) => Some(ms),
             _ => None,
         }))
-    }
-}
-
-/// A value as the runtime gives it back.
-fn column(value: V) -> Column {
-    match value {
-        V::Null => Column::Null,
-        V::Integer(v) => Column::Integer(v),
-        V::Boolean(b) => Column::Integer(i64::from(b)),
-        V::Float(v) => Column::Float(v),
-        V::String(v) => Column::Text(v),
-        V::Blob(_) => Column::Blob,
     }
 }

@@ -1,0 +1,174 @@
+//! The call store on a native SQLite that binds like a Durable Object (the same SQL
+//! statements as in workerd): the schema version and the migration from version 1, and rows
+//! that do not decode, quarantined one by one.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "../../lumenize-alarms/tests/support/mod.rs"]
+mod support;
+
+use lumenize_alarms::sql::Exec;
+use lumenize_alarms::StorageError;
+use lumenize_call::core::{PendingCall, Store, SCHEMA_VERSION};
+use lumenize_call::envelope::Outcome;
+use lumenize_call::machine::{Record, Seen, ANY_ORIGIN, RESULT_RETENTION_MS};
+use lumenize_call::{CallError, Dispatch, Target};
+use serde_json::json;
+use support::Sqlite;
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn call(id: &str) -> PendingCall {
+    PendingCall {
+        id: id.into(),
+        target: Target::named("REMOTE", "r"),
+        op: Some(json!({"op": 1})),
+        resume: json!({"then": 2}),
+        dispatch: Dispatch::Direct,
+        deadline_ms: Some(NOW + 5_000),
+        failures: 0,
+        last_error: None,
+        result: None,
+        created_ms: NOW,
+        unreadable: None,
+    }
+}
+
+fn run(store: &Store<Sqlite>, sql: &str) {
+    store.exec().script(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// A remote's results of version 1 (no meta table, keyed by the call id alone), opened by
+/// this release: migrated to version 2, every row kept, answering any origin as before;
+/// opening again finds version 2 and changes nothing.
+#[test]
+fn results_of_schema_version_1_are_migrated_and_kept() {
+    let v1 = Sqlite::new();
+    v1.script(&format!(
+        "CREATE TABLE _lumenize_call_results (id TEXT PRIMARY KEY, outcome TEXT, done_ms INTEGER NOT NULL);
+         INSERT INTO _lumenize_call_results VALUES ('done', '{{\"ok\":\"stored by version 1\"}}', {NOW});
+         INSERT INTO _lumenize_call_results VALUES ('running', NULL, {NOW});"
+    ))
+    .expect("a version-1 table");
+    let store = Store::open(v1).expect("open and migrate");
+    assert_eq!(store.schema_version().unwrap(), Some(SCHEMA_VERSION));
+    assert_eq!(SCHEMA_VERSION, 2);
+    let done = Record { origin: ANY_ORIGIN.into(), seen: Seen::Done(Outcome::Ok(json!("stored by version 1"))) };
+    assert_eq!(store.record("done").unwrap(), Some(done.clone()));
+    assert_eq!(store.record("running").unwrap(), Some(Record { origin: ANY_ORIGIN.into(), seen: Seen::Running }));
+    // Results stored after the migration carry their origin.
+    store.start("aa", "new", NOW).unwrap();
+    assert_eq!(store.record("new").unwrap().map(|r| r.origin), Some("aa".into()));
+    // Opened again (a new isolate): version 2, nothing lost.
+    let store = Store::open(store.into_exec()).expect("open again");
+    assert_eq!(store.schema_version().unwrap(), Some(SCHEMA_VERSION));
+    assert_eq!(store.record("done").unwrap(), Some(done));
+    assert_eq!(store.record("new").unwrap().map(|r| r.origin), Some("aa".into()));
+    let count = store.exec().query("SELECT count(*) FROM _lumenize_call_results", vec![]).unwrap();
+    assert_eq!(count, vec![vec![3.into()]]);
+}
+
+/// A fresh object gets version 2 at once; tables written by a newer release are refused,
+/// not misread.
+#[test]
+fn a_fresh_store_is_at_version_2_and_a_newer_one_is_refused() {
+    let store = Store::open(Sqlite::new()).expect("open");
+    assert_eq!(store.schema_version().unwrap(), Some(SCHEMA_VERSION));
+    run(&store, "UPDATE _lumenize_call_meta SET value = 3 WHERE key = 'schema_version'");
+    let err = Store::open(store.into_exec()).err().expect("version 3 refused").to_string();
+    assert!(err.contains("schema version") && err.contains("newer release"), "{err}");
+}
+
+/// A connection that refuses every statement as a class without SQLite does.
+struct NoSqlite;
+
+impl Exec for NoSqlite {
+    fn query(&self, _: &str, _: Vec<lumenize_alarms::sql::Value>) -> lumenize_alarms::Result<Vec<Vec<lumenize_alarms::sql::Value>>> {
+        Err(StorageError::classify("SQL is not enabled for this Durable Object class.").into())
+    }
+    fn execute(&self, _: &str, _: Vec<lumenize_alarms::sql::Value>) -> lumenize_alarms::Result<usize> {
+        Err(StorageError::classify("SQL is not enabled for this Durable Object class.").into())
+    }
+    fn script(&self, _: &str) -> lumenize_alarms::Result<()> {
+        Err(StorageError::classify("SQL is not enabled for this Durable Object class.").into())
+    }
+}
+
+/// Opening on an object whose class has no SQLite says so, typed (not a storage error).
+#[test]
+fn opening_without_sqlite_is_the_typed_no_sqlite_error() {
+    let err = Store::open(NoSqlite).err().expect("refused");
+    assert!(matches!(err, lumenize_call::Error::Alarms(lumenize_alarms::Error::NoSqlite)), "{err:?}");
+}
+
+/// A call stored and read back is the call written; a result stored replaces the operation.
+#[test]
+fn calls_read_back_as_written() {
+    let store = Store::open(Sqlite::new()).expect("open");
+    let c = call("c1");
+    store.insert_call(&c).unwrap();
+    assert_eq!(store.call("c1").unwrap(), Some(c.clone()));
+    store.store_result("c1", &Err(CallError::Timeout)).unwrap();
+    store.store_result("c1", &Ok(json!(1))).unwrap(); // the first result stays
+    let settled = store.call("c1").unwrap().expect("still pending");
+    assert_eq!((settled.op, settled.result), (None, Some(Err(CallError::Timeout))));
+    store.remove_call("c1").unwrap();
+    assert_eq!(store.call("c1").unwrap(), None);
+}
+
+/// Rows poisoned as an older release, a bug or a hand could write them (a REAL where an
+/// integer belongs, as a Durable Object stores an integer of 2^53 or more; a blob; an
+/// infinity; text that is not JSON) are each quarantined with why, and never stop the
+/// other rows being read.
+#[test]
+fn rows_that_do_not_decode_are_quarantined_one_by_one() {
+    let store = Store::open(Sqlite::new()).expect("open");
+    for id in ["good", "real", "huge", "blob", "inf", "json"] {
+        store.insert_call(&call(id)).unwrap();
+    }
+    run(&store, "UPDATE _lumenize_calls SET deadline_ms = 9.3e18 WHERE id = 'real'");
+    run(&store, "UPDATE _lumenize_calls SET created_ms = 9.3e18 WHERE id = 'huge'");
+    run(&store, "UPDATE _lumenize_calls SET result = x'00ff' WHERE id = 'blob'");
+    run(&store, "UPDATE _lumenize_calls SET deadline_ms = 1e999 WHERE id = 'inf'");
+    run(&store, "UPDATE _lumenize_calls SET target = '{not json' WHERE id = 'json'");
+    // An integer beyond 2^53, bound as a Durable Object binds it (a float, which the
+    // column's INTEGER affinity stores back as an integer when it fits), is no count.
+    store.exec().execute("UPDATE _lumenize_calls SET failures = ? WHERE id = 'good'", vec![(1_i64 << 60).into()]).unwrap();
+    store.insert_call(&call("fine")).unwrap();
+    let all = store.calls().expect("every row is read");
+    let why = |id: &str| all.iter().find(|c| c.id == id).and_then(|c| c.unreadable.clone()).unwrap_or_else(|| panic!("{id} not quarantined: {all:?}"));
+    assert!(why("real").contains("deadline_ms: the float 9.3e18 where an integer belongs"), "{}", why("real"));
+    assert!(why("huge").starts_with("created_ms: the float"), "{}", why("huge"));
+    assert!(why("blob").starts_with("result: a blob"), "{}", why("blob"));
+    assert!(why("inf").contains("do not parse as JSON"), "{}", why("inf"));
+    assert!(why("json").starts_with("target: not the JSON"), "{}", why("json"));
+    assert!(why("good").starts_with("failures: 1152921504606846976 is not a count"), "{}", why("good"));
+    assert_eq!(all.iter().filter(|c| c.unreadable.is_none()).map(|c| c.id.as_str()).collect::<Vec<_>>(), ["fine"]);
+    // One by one, by id, as cancel reads them.
+    assert!(store.call("inf").unwrap().is_some_and(|c| c.unreadable.is_some()));
+    assert_eq!(store.call("fine").unwrap(), Some(call("fine")));
+}
+
+/// At the remote: an outcome that does not decode is answered as a storage error (never
+/// applied again); finish times out of range are kept a day from the cleanup, then
+/// forgotten.
+#[test]
+fn results_that_do_not_decode_are_answered_as_storage_errors_and_forgotten() {
+    let store = Store::open(Sqlite::new()).expect("open");
+    store.start("aa", "bad", NOW).unwrap();
+    store.start("aa", "blob", NOW).unwrap();
+    store.record_outcome("aa", "ok", Outcome::Ok(json!(1)), NOW);
+    run(&store, "UPDATE _lumenize_call_results SET outcome = '{not json', done_ms = 9.3e18 WHERE id = 'bad'");
+    run(&store, "UPDATE _lumenize_call_results SET outcome = x'00' WHERE id = 'blob'");
+    for id in ["bad", "blob"] {
+        let Some(Record { origin, seen: Seen::Done(Outcome::Unstored { message }) }) = store.record(id).unwrap() else { panic!("{id}") };
+        assert_eq!(origin, "aa");
+        assert!(message.contains("does not decode"), "{message}");
+    }
+    assert_eq!(store.record("ok").unwrap().map(|r| r.seen), Some(Seen::Done(Outcome::Ok(json!(1)))));
+    // The cleanup a day later: the row with the float finish time is given `now`, kept.
+    let later = NOW + RESULT_RETENTION_MS;
+    assert_eq!(store.forget_results(later - RESULT_RETENTION_MS, later, 1_000).unwrap(), Some(later));
+    assert!(store.record("bad").unwrap().is_some() && store.record("ok").unwrap().is_none());
+    assert_eq!(store.forget_results(later, later + 1, 1_000).unwrap(), None);
+}
