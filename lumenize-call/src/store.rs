@@ -74,7 +74,6 @@ INSERT INTO _lumenize_call_meta (key, value) VALUES ('schema_version', 2);
 
 /// A call this object made that has not completed: its continuation has not run yet.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[non_exhaustive]
 pub struct PendingCall {
     /// The call's id (also the id of its lumenize-alarms backstop task).
     pub id: String,

@@ -25,7 +25,7 @@ use crate::error::Result;
 pub const FETCH: usize = 128;
 
 /// The most tasks one run may be asked to run: a larger limit is clamped to it, so one
-/// alarm invocation stays bounded whatever it is given (ten times the default
+/// alarm invocation stays bounded whatever it is given (twice the default
 /// [`DEFAULT_BATCH_LIMIT`](crate::DEFAULT_BATCH_LIMIT)).
 pub const MAX_BATCH_LIMIT: usize = 10_000;
 

@@ -1,5 +1,6 @@
 //! [`Exec`] over a Durable Object's `worker::SqlStorage`.
 
+use wasm_bindgen::JsValue;
 use worker::{SqlStorage, SqlStorageValue};
 
 use crate::error::{Error, Result, StorageError};
@@ -11,12 +12,16 @@ fn storage(e: worker::Error) -> Error {
     StorageError::classify(e.to_string()).into()
 }
 
-fn bind(args: Vec<Value>) -> Vec<SqlStorageValue> {
+/// The arguments as JavaScript values, made here rather than by `SqlStorage::exec`, which
+/// asks JavaScript whether each integer is a safe one (a call per integer): the store binds
+/// none beyond 2^53 (see `bound` in the store).
+fn bind(args: Vec<Value>) -> Vec<JsValue> {
     args.into_iter()
         .map(|v| match v {
-            Value::Null => SqlStorageValue::Null,
-            Value::Integer(i) => SqlStorageValue::Integer(i),
-            Value::Text(s) => SqlStorageValue::String(s),
+            Value::Null => JsValue::NULL,
+            #[allow(clippy::cast_precision_loss)] // below 2^53: exact
+            Value::Integer(i) => JsValue::from_f64(i as f64),
+            Value::Text(s) => JsValue::from_str(&s),
         })
         .collect()
 }
@@ -35,12 +40,12 @@ fn read(v: SqlStorageValue) -> Value {
 
 impl Exec for SqlStorage {
     fn query(&self, sql: &str, args: Vec<Value>) -> Result<Vec<Vec<Value>>> {
-        let cursor = self.exec(sql, bind(args)).map_err(storage)?;
+        let cursor = self.exec_raw(sql, bind(args)).map_err(storage)?;
         cursor.raw().map(|row| row.map(|values| values.into_iter().map(read).collect()).map_err(storage)).collect()
     }
 
     fn execute(&self, sql: &str, args: Vec<Value>) -> Result<usize> {
-        Ok(self.exec(sql, bind(args)).map_err(storage)?.rows_written())
+        Ok(self.exec_raw(sql, bind(args)).map_err(storage)?.rows_written())
     }
 
     fn script(&self, sql: &str) -> Result<()> {

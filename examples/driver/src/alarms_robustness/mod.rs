@@ -462,7 +462,9 @@ pub fn run(target: &mut Target, config: &Config, progress: &Progress) -> Result<
     let info = RunInfo::collect(target.describe());
     let http = Client::default();
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    warm_up(&ObjectClient::new(http.clone(), &target.url(), &format!("warm-up-{stamp}")));
+    for scheduler in WARM_UP {
+        warm_up(&ObjectClient::new(http.clone(), &target.url(), &format!("warm-up-{scheduler}-{stamp}")), scheduler);
+    }
     let mut results = Vec::new();
     for scenario in &config.scenarios {
         let object = format!("{}-{}-{stamp}", scenario.name, scenario.scheduler);
@@ -473,12 +475,23 @@ pub fn run(target: &mut Target, config: &Config, progress: &Progress) -> Result<
     Ok(Report::new(info, results))
 }
 
-/// Schedules and runs a few tasks on an object of its own, unmeasured: the first events of
-/// a fresh worker compile its code, which is not what the first scenario should measure.
-/// Bounded (10 s); errors are left to the scenarios to meet.
-fn warm_up(client: &ObjectClient) {
-    let _ = client.schedule(&ScheduleRequest { count: 10, ..ScheduleRequest::default() });
-    let deadline = Instant::now() + Duration::from_secs(10);
+/// The schedulers [`warm_up`] runs, in this order, before the scenarios.
+const WARM_UP: [alarms_robustness::Scheduler; 3] =
+    [alarms_robustness::Scheduler::Lumenize, alarms_robustness::Scheduler::LumenizeMany, alarms_robustness::Scheduler::Floor];
+
+/// How many tasks [`warm_up`] schedules on each scheduler.
+const WARM_UP_TASKS: u32 = 3_000;
+
+/// Schedules and runs a burst of [`WARM_UP_TASKS`] on `scheduler`, on an object of its own,
+/// unmeasured: a fresh worker runs its wasm in V8's baseline tier until its hot functions
+/// are compiled again, optimized, in the background, which takes thousands of calls (and
+/// longer on a busy machine). With a warm-up of 10 tasks, the first scenario measured (1,000
+/// tasks stored one `schedule` at a time) ran 2 to 4 times slower in a fresh worker than
+/// in the same worker a run later, which made one-by-one scheduling look slower than it is.
+/// Bounded (30 s); errors are left to the scenarios to meet.
+fn warm_up(client: &ObjectClient, scheduler: alarms_robustness::Scheduler) {
+    let _ = client.schedule(&ScheduleRequest { count: WARM_UP_TASKS, scheduler, ..ScheduleRequest::default() });
+    let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline && client.status().is_ok_and(|s| s.queued) {
         thread::sleep(Duration::from_millis(50));
     }
