@@ -231,7 +231,10 @@ impl Optimize {
 
 /// Outcome of each directory built in this process, with the [`Optimize`] it was built
 /// with (the error kept as text).
-static BUILDS: Mutex<BTreeMap<PathBuf, (Optimize, Result<(), String>)>> = Mutex::new(BTreeMap::new());
+static BUILDS: Mutex<BTreeMap<PathBuf, Built>> = Mutex::new(BTreeMap::new());
+
+/// How a directory was built in this process, and the outcome (the error kept as text).
+type Built = (Optimize, Result<(), String>);
 
 /// Builds the worker in `dir` as [`Optimize::from_env`] says (`worker-build --release
 /// --no-opt` unless `LUMENIZE_HARNESS_OPTIMIZE=1`), once per process: see [`build_worker_as`].
