@@ -1,8 +1,10 @@
 //! `cargo xtask <command>`: the workspace's developer commands.
 //!
 //! - `setup`: install what this machine lacks (wasm target, worker-build, wasm-bindgen-cli at
-//!   the `Cargo.lock` version, wrangler through `npm ci`), skipping what is present.
-//! - `build`: setup, then build every worker with worker-build (through `lumenize-harness`).
+//!   the `Cargo.lock` version, wrangler and binaryen's wasm-opt through `npm ci`), skipping
+//!   what is present.
+//! - `build`: setup, then build every worker with worker-build (through `lumenize-harness`;
+//!   which ones with `wasm-opt`: see [`WORKERS`]).
 //! - `test`: setup, then four suites: native `cargo test`, wasm-bindgen-test of the
 //!   libraries, the package checks, and the integration tests of `lumenize-harness` against
 //!   workerd. Ends with one line `N passed, M failed`; exits non-zero if anything failed.
@@ -19,11 +21,22 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use lumenize_harness as harness;
+use lumenize_harness::Optimize;
 
 /// The packages whose tests run the built workers in workerd (the integration suite).
 const INTEGRATION: &[&str] = &["lumenize-harness", "lumenize-driver"];
-/// The worker crates (cdylib, built by worker-build), relative to the workspace root.
-const WORKERS: &[&str] = &["examples/call-alarm-delay", "examples/alarms-robustness", "examples/quickstart", "testing/sandbox"];
+/// The worker crates (cdylib, built by worker-build), relative to the workspace root, and how
+/// `build` and `test` build them: the quickstart (what users copy) and alarms-robustness (the
+/// library's widest workout) as users deploy them, with `wasm-opt`, so every test run checks
+/// that the optimized wasm works (about 40 s more on 2 cores); the others `--no-opt`.
+/// `LUMENIZE_HARNESS_OPTIMIZE=1` optimizes every one. The experiments build their worker
+/// optimized themselves.
+const WORKERS: &[(&str, Optimize)] = &[
+    ("examples/call-alarm-delay", Optimize::Off),
+    ("examples/alarms-robustness", Optimize::AsDeployed),
+    ("examples/quickstart", Optimize::AsDeployed),
+    ("testing/sandbox", Optimize::Off),
+];
 /// The libraries whose wasm-only pieces run under wasm-bindgen-test.
 const WASM_TESTED: &[&str] = &["lumenize-alarms", "lumenize-call"];
 /// The Rust target of workers.
@@ -34,8 +47,9 @@ const PUBLISHED: &[&str] = &["lumenize-alarms", "lumenize-call"];
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  setup              install the wasm target, worker-build, wasm-bindgen-cli and wrangler if missing
-  build              setup, then build every worker (worker-build --release --no-opt)
+  setup              install the wasm target, worker-build, wasm-bindgen-cli, wrangler and wasm-opt if missing
+  build              setup, then build every worker (worker-build --release; --no-opt for the
+                     sandbox and call-alarm-delay unless LUMENIZE_HARNESS_OPTIMIZE=1)
   test               setup, then native, wasm-bindgen-test, package and integration suites
   check-package      the package suite alone: publish dry-run and rustdoc of the libraries
   experiments [ARGS] setup, then cargo run --release -p lumenize-driver -- ARGS";
@@ -144,7 +158,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
     path.metadata().and_then(|m| m.modified()).ok()
 }
 
-/// `npm ci` when node_modules is missing, lacks wrangler, or is older than package-lock.json.
+/// `npm ci` when node_modules is missing, lacks wrangler or wasm-opt, or is older than package-lock.json.
 fn setup_node_modules() -> Result<()> {
     let root = root();
     let lock = root.join("package-lock.json");
@@ -155,6 +169,8 @@ fn setup_node_modules() -> Result<()> {
         Some("node_modules is missing")
     } else if !modules.join(".bin/wrangler").exists() {
         Some("node_modules has no wrangler")
+    } else if !modules.join(".bin/wasm-opt").exists() {
+        Some("node_modules has no wasm-opt")
     } else if installed < modified(&lock) {
         Some("package-lock.json is newer than node_modules")
     } else {
@@ -162,11 +178,11 @@ fn setup_node_modules() -> Result<()> {
     };
     match reason {
         None => {
-            println!("  node_modules (wrangler): present");
+            println!("  node_modules (wrangler, wasm-opt): present");
             Ok(())
         }
         Some(reason) => {
-            println!("  node_modules (wrangler): npm ci ({reason})");
+            println!("  node_modules (wrangler, wasm-opt): npm ci ({reason})");
             let mut cmd = Command::new("npm");
             cmd.args(["ci", "--no-audit", "--no-fund"]).current_dir(&root);
             run(cmd)
@@ -180,13 +196,15 @@ fn setup_node_modules() -> Result<()> {
 /// Builds every worker; returns the first error after trying them all.
 fn build_all() -> Result<()> {
     let mut failures = Vec::new();
-    for dir in WORKERS {
+    let all_optimized = Optimize::from_env() == Optimize::AsDeployed;
+    for &(dir, optimize) in WORKERS {
+        let optimize = if all_optimized { Optimize::AsDeployed } else { optimize };
         let started = Instant::now();
-        match harness::build_worker(&root().join(dir)) {
-            Ok(()) => println!("xtask build: {dir} built in {:.1} s", started.elapsed().as_secs_f64()),
+        match harness::build_worker_as(&root().join(dir), optimize) {
+            Ok(()) => println!("xtask build: {dir} ({optimize:?}) built in {:.1} s", started.elapsed().as_secs_f64()),
             Err(e) => {
                 eprintln!("xtask build: {dir} FAILED: {e:#}");
-                failures.push(*dir);
+                failures.push(dir);
             }
         }
     }

@@ -13,6 +13,7 @@
 //! | `GET /<object>/firings?after=<seq>&limit=<n>` | | [`FiringsPage`] (paged by `seq`) |
 //! | `GET /<object>/status` | | [`StatusReply`] |
 //! | `DELETE /<object>/storage` | | deletes the object's storage (tasks, firings, alarm) |
+//! | `GET /<object>/ping` | | `pong`: only what every request to the object pays (its fixed cost per request) |
 //!
 //! The lumenize-alarms API used in `src/object.rs`: `Alarms::open` once per object (at its
 //! first event here, so that objects running a baseline never create its table; a user's

@@ -1,7 +1,7 @@
 //! The Durable Object: schedules tasks with lumenize-alarms on request (or with a baseline
 //! of `src/baselines.rs`), records every firing in its own table, and reports.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::time::Duration;
 
 use lumenize_alarms::{abort_on_panic, Alarms, Panic, Filter, Options, RetryPolicy, Scheduled, Status, When};
@@ -56,6 +56,10 @@ pub struct RobustnessDO {
     /// lumenize-alarms. A user's object opens it in `new`; this one opens it at the first
     /// event that needs it, so that an object running a baseline never creates its table.
     alarms: OnceCell<Alarms<Task>>,
+    /// Whether this instance has created its tables ([`SCHEMA`]): once per instance, not at
+    /// every event (two `CREATE TABLE IF NOT EXISTS` statements per request were part of the
+    /// example's fixed cost per request). `DELETE storage` drops them and clears it.
+    schema: Cell<bool>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -75,6 +79,15 @@ pub(crate) fn scalar(sql: &SqlStorage, query: &str) -> Result<i64> {
 impl RobustnessDO {
     fn sql(&self) -> SqlStorage {
         self.state.storage().sql()
+    }
+
+    /// Creates the tables of [`SCHEMA`] at the instance's first event.
+    fn ensure_schema(&self) -> Result<()> {
+        if !self.schema.get() {
+            self.sql().exec(SCHEMA, None)?;
+            self.schema.set(true);
+        }
+        Ok(())
     }
 
     /// Runs one task: records the firing, then does what the task says.
@@ -216,11 +229,11 @@ pub(crate) fn record_firing(
 
 impl DurableObject for RobustnessDO {
     fn new(state: State, _env: Env) -> Self {
-        Self { state, scheduler: SchedulerOf::default(), alarms: OnceCell::new() }
+        Self { state, scheduler: SchedulerOf::default(), alarms: OnceCell::new(), schema: Cell::new(false) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        self.sql().exec(SCHEMA, None)?;
+        self.ensure_schema()?;
         let url = req.url()?;
         let (method, route) = (req.method(), url.path().rsplit('/').next().unwrap_or_default().to_owned());
         let schedule: Option<ScheduleRequest> = if (&method, route.as_str()) == (&Method::Post, "schedule") { Some(req.json().await?) } else { None };
@@ -233,12 +246,15 @@ impl DurableObject for RobustnessDO {
             (Method::Post, "schedule", Some(r), Some(alarms)) => Response::from_json(&self.schedule(alarms, r).await?),
             (Method::Post, "schedule", Some(r), None) => Response::from_json(&baselines::schedule(&self.state, scheduler, &r).await?),
             (Method::Get, "firings", ..) => Response::from_json(&self.firings(&url)?),
+            // Nothing but what every request to the object pays (its fixed cost per request).
+            (Method::Get, "ping", ..) => Response::ok("pong"),
             (Method::Post, "bench", ..) => Response::from_json(&crate::bench::run(&self.state, req.json().await?).await?),
             (Method::Get, "status", _, Some(alarms)) => Response::from_json(&self.status(alarms).await?),
             (Method::Get, "status", _, None) => Response::from_json(&baselines::status(&self.state, scheduler).await?),
             (Method::Delete, "storage", ..) => {
                 self.state.storage().delete_all().await?;
                 self.scheduler.forget();
+                self.schema.set(false);
                 Response::ok("cleared")
             }
             _ => Response::error("not found", 404),
@@ -246,7 +262,7 @@ impl DurableObject for RobustnessDO {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        self.sql().exec(SCHEMA, None)?;
+        self.ensure_schema()?;
         let scheduler = self.scheduler.get(&self.sql(), None)?;
         if scheduler.is_baseline() {
             baselines::alarm(&self.state, scheduler).await?;

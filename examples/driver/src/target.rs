@@ -5,7 +5,7 @@ use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
-use lumenize_harness::{workspace_root, Worker, WorkerOptions};
+use lumenize_harness::{built_wasm, workspace_root, Optimize, Worker, WorkerOptions};
 
 use crate::{Error, Result};
 
@@ -17,6 +17,19 @@ pub struct TargetArgs {
     /// `https://<worker-name>.<account>.workers.dev`) instead of starting one locally.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
+    /// Build the local worker with `worker-build --no-opt` instead of as users deploy it
+    /// (with `wasm-opt`): for before/after comparisons, and to save the 10 to 30 s of
+    /// `wasm-opt`.
+    #[arg(long)]
+    pub no_opt: bool,
+}
+
+impl TargetArgs {
+    /// The options of a local worker: built as users deploy it unless `--no-opt`.
+    #[must_use]
+    pub fn worker_options(&self) -> WorkerOptions {
+        WorkerOptions::default().optimize(if self.no_opt { Optimize::Off } else { Optimize::AsDeployed })
+    }
 }
 
 /// A running worker to experiment on.
@@ -38,7 +51,7 @@ impl Target {
     pub fn open(args: &TargetArgs, worker_dir: &str) -> Result<Target> {
         match &args.url {
             Some(url) => Ok(Target::Remote(url.trim_end_matches('/').to_owned())),
-            None => Target::local(&workspace_root().join(worker_dir), WorkerOptions::default()),
+            None => Target::local(&workspace_root().join(worker_dir), args.worker_options()),
         }
     }
 
@@ -66,11 +79,14 @@ impl Target {
         matches!(self, Target::Local(_))
     }
 
-    /// One line saying what runs where: the runtime's versions for a local worker.
+    /// One line saying what runs where: for a local worker the runtime's versions and how the
+    /// worker was built (with `wasm-opt` or `--no-opt`, and its wasm's size).
     #[must_use]
     pub fn describe(&self) -> String {
         match self {
-            Target::Local(worker) => format!("local: {} at {}", local_runtime(), worker.url()),
+            Target::Local(worker) => {
+                format!("local: {}, {} at {}", local_runtime(), describe_build(worker), worker.url())
+            }
             Target::Remote(url) => format!("deployed: {url}"),
         }
     }
@@ -123,4 +139,45 @@ pub fn local_runtime() -> String {
             .unwrap_or_else(|| "?".into())
     };
     format!("wrangler {}, workerd {}", version("wrangler"), version("@cloudflare/workerd-linux-64"))
+}
+
+/// `wasm-opt, 634,616 B wasm` or `--no-opt, 947,056 B wasm`: how `worker` was asked to be
+/// built (a build trusted through `LUMENIZE_HARNESS_SKIP_BUILD` is whatever was built last).
+fn describe_build(worker: &Worker) -> String {
+    let how = match worker.options().optimize {
+        Optimize::AsDeployed => "wasm-opt",
+        Optimize::Off => "--no-opt",
+    };
+    let size = built_wasm(worker.dir()).ok().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len());
+    match size {
+        Some(bytes) => format!("{how}, {} B wasm", thousands(bytes)),
+        None => how.to_owned(),
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn thousands_groups_digits_by_three() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(634_616), "634,616");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
 }

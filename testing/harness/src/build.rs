@@ -96,6 +96,10 @@ pub struct Tools {
     pub wasm_bindgen_test_runner: PathBuf,
     /// `node_modules/.bin/wrangler` of the workspace (pinned by `package-lock.json`).
     pub wrangler: PathBuf,
+    /// `node_modules/.bin/wasm-opt` of the workspace: binaryen's, from the `binaryen` npm
+    /// package pinned in `package.json` at the version worker-build expects (passed to
+    /// worker-build as `WASM_OPT_BIN`, for [`Optimize::AsDeployed`] builds).
+    pub wasm_opt: PathBuf,
 }
 
 /// The output of `<tool> --version`, last word (the version number), if it runs.
@@ -139,13 +143,17 @@ pub fn check_tools() -> Result<Tools> {
     if !wrangler.exists() {
         problems.push(format!("{} is missing (npm ci)", wrangler.display()));
     }
+    let wasm_opt = workspace_root().join("node_modules/.bin/wasm-opt");
+    if !wasm_opt.exists() {
+        problems.push(format!("{} is missing (npm ci)", wasm_opt.display()));
+    }
     if !problems.is_empty() {
         bail!(
             "the worker toolchain is not ready:\n  - {}\nrun `cargo xtask setup` to install it",
             problems.join("\n  - ")
         );
     }
-    Ok(Tools { worker_build, wasm_bindgen, wasm_bindgen_test_runner, wrangler })
+    Ok(Tools { worker_build, wasm_bindgen, wasm_bindgen_test_runner, wrangler, wasm_opt })
 }
 
 /// Where the harness keeps its builds' logs, its runs and its scratch copies:
@@ -183,26 +191,84 @@ pub(crate) fn shim_path(dir: &Path) -> PathBuf {
     dir.join("build/worker/shim.mjs")
 }
 
-/// Outcome of each directory built in this process (the error kept as text).
-static BUILDS: Mutex<BTreeMap<PathBuf, Result<(), String>>> = Mutex::new(BTreeMap::new());
-
-/// Builds the worker in `dir` (`worker-build --release --no-opt`), once per process.
+/// Whether worker-build runs binaryen's `wasm-opt` on the worker's wasm.
 ///
-/// `dir` is absolute or relative to the workspace root. Concurrent callers wait for one
-/// build; later calls return the first outcome (a failure is not retried in the same
-/// process). Output goes to `target/lumenize-harness/build-<dir name>.log`, whose tail is in
-/// the error. With `LUMENIZE_HARNESS_SKIP_BUILD=1`, only checks that a build exists.
+/// ```
+/// use lumenize_harness::Optimize;
+/// assert_eq!(Optimize::AsDeployed.worker_build_args(), ["--release"]);
+/// assert_eq!(Optimize::Off.worker_build_args(), ["--release", "--no-opt"]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Optimize {
+    /// `worker-build --release --no-opt`: wasm-bindgen's output as it is. For test builds:
+    /// it saves the `wasm-opt` pass, 10 to 30 s per worker on 2 cores.
+    Off,
+    /// `worker-build --release`, worker-build's default and so what users deploy:
+    /// `wasm-opt -O` with the wasm features workerd supports, the name section kept. The
+    /// experiments measure these builds.
+    AsDeployed,
+}
+
+impl Optimize {
+    /// The choice of the environment: [`AsDeployed`](Self::AsDeployed) when
+    /// `LUMENIZE_HARNESS_OPTIMIZE` is set to anything but empty or `0`, else [`Off`](Self::Off).
+    pub fn from_env() -> Optimize {
+        if std::env::var_os("LUMENIZE_HARNESS_OPTIMIZE").is_some_and(|v| !v.is_empty() && v != "0") {
+            Optimize::AsDeployed
+        } else {
+            Optimize::Off
+        }
+    }
+
+    /// The arguments of `worker-build` for this choice.
+    pub fn worker_build_args(self) -> &'static [&'static str] {
+        match self {
+            Optimize::Off => &["--release", "--no-opt"],
+            Optimize::AsDeployed => &["--release"],
+        }
+    }
+}
+
+/// Outcome of each directory built in this process, with the [`Optimize`] it was built
+/// with (the error kept as text).
+static BUILDS: Mutex<BTreeMap<PathBuf, Built>> = Mutex::new(BTreeMap::new());
+
+/// How a directory was built in this process, and the outcome (the error kept as text).
+type Built = (Optimize, Result<(), String>);
+
+/// Builds the worker in `dir` as [`Optimize::from_env`] says (`worker-build --release
+/// --no-opt` unless `LUMENIZE_HARNESS_OPTIMIZE=1`), once per process: see [`build_worker_as`].
 ///
 /// ```no_run
 /// lumenize_harness::build_worker("examples/call-alarm-delay".as_ref())?;
 /// # Ok::<(), lumenize_harness::anyhow::Error>(())
 /// ```
 pub fn build_worker(dir: &Path) -> Result<()> {
+    build_worker_as(dir, Optimize::from_env())
+}
+
+/// Builds the worker in `dir` with worker-build, optimized or not, once per process.
+///
+/// `dir` is absolute or relative to the workspace root. Concurrent callers wait for one
+/// build; later calls with the same `optimize` return the first outcome (a failure is not
+/// retried in the same process), a call with the other one builds again (both write the
+/// worker's one `build/`). Output goes to `target/lumenize-harness/build-<dir name>.log`,
+/// whose tail is in the error. With `LUMENIZE_HARNESS_SKIP_BUILD=1`, only checks that a
+/// build exists, whichever way it was built.
+///
+/// ```no_run
+/// use lumenize_harness::{build_worker_as, Optimize};
+/// build_worker_as("examples/alarms-robustness".as_ref(), Optimize::AsDeployed)?;
+/// # Ok::<(), lumenize_harness::anyhow::Error>(())
+/// ```
+pub fn build_worker_as(dir: &Path, optimize: Optimize) -> Result<()> {
     let dir = worker_dir(dir)?;
     // One build at a time: cargo would serialise them on the target directory anyway.
     let mut builds = BUILDS.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(outcome) = builds.get(&dir) {
-        return outcome.clone().map_err(|e| anyhow!(e));
+    if let Some((built, outcome)) = builds.get(&dir) {
+        if *built == optimize || skip_build() {
+            return outcome.clone().map_err(|e| anyhow!(e));
+        }
     }
     let outcome = if skip_build() {
         if shim_path(&dir).is_file() {
@@ -214,29 +280,46 @@ pub fn build_worker(dir: &Path) -> Result<()> {
             ))
         }
     } else {
-        run_worker_build(&dir)
+        run_worker_build(&dir, optimize)
     };
-    builds.insert(dir, outcome.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
+    builds.insert(dir, (optimize, outcome.as_ref().map(|_| ()).map_err(|e| format!("{e:#}"))));
     outcome
+}
+
+/// The built worker's wasm module: `build/index_bg.wasm`, where worker-build 0.8.7 writes it.
+///
+/// ```no_run
+/// let wasm = lumenize_harness::built_wasm("examples/quickstart".as_ref())?;
+/// println!("{} bytes", std::fs::metadata(&wasm)?.len());
+/// # Ok::<(), lumenize_harness::anyhow::Error>(())
+/// ```
+pub fn built_wasm(dir: &Path) -> Result<PathBuf> {
+    let wasm = worker_dir(dir)?.join("build/index_bg.wasm");
+    if !wasm.is_file() {
+        bail!("{} does not exist: build the worker first", wasm.display());
+    }
+    Ok(wasm)
 }
 
 fn skip_build() -> bool {
     std::env::var_os("LUMENIZE_HARNESS_SKIP_BUILD").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
-fn run_worker_build(dir: &Path) -> Result<()> {
+fn run_worker_build(dir: &Path, optimize: Optimize) -> Result<()> {
     let tools = check_tools()?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let logs = harness_target_dir();
     fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let log_path = logs.join(format!("build-{name}.log"));
     let log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    eprintln!("lumenize-harness: building {} (log: {})", dir.display(), log_path.display());
+    eprintln!("lumenize-harness: building {} ({optimize:?}, log: {})", dir.display(), log_path.display());
     let started = Instant::now();
     let status = Command::new(&tools.worker_build)
-        .args(["--release", "--no-opt"])
+        .args(optimize.worker_build_args())
         .current_dir(dir)
         .env("WASM_BINDGEN_BIN", &tools.wasm_bindgen)
+        // worker-build would download binaryen from a code host; the npm package has it.
+        .env("WASM_OPT_BIN", &tools.wasm_opt)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -253,6 +336,6 @@ fn run_worker_build(dir: &Path) -> Result<()> {
     if !shim_path(dir).is_file() {
         bail!("worker-build succeeded but {} is missing", shim_path(dir).display());
     }
-    eprintln!("lumenize-harness: built {name} in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("lumenize-harness: built {name} ({optimize:?}) in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -31,7 +31,7 @@
 //!
 //! `cargo xtask setup` installs everything: the `wasm32-unknown-unknown` target,
 //! `worker-build`, `wasm-bindgen-cli` at the exact `wasm-bindgen` version of `Cargo.lock`,
-//! and wrangler (`npm ci`, pinned in `package.json`). [`check_tools`] says what is missing.
+//! and wrangler and binaryen's `wasm-opt` (`npm ci`, pinned in `package.json`). [`check_tools`] says what is missing.
 //!
 //! # The `wrangler.toml` recipe (one file for `wrangler deploy` and the harness)
 //!
@@ -47,7 +47,7 @@
 //! compatibility_date = "2026-04-01"
 //!
 //! [build]
-//! # The harness builds first (worker-build --release --no-opt), then starts wrangler with
+//! # The harness builds first (worker-build --release, with --no-opt for tests), then starts wrangler with
 //! # LUMENIZE_PREBUILT=1, which turns this into a no-op. `wrangler deploy` and a plain
 //! # `wrangler dev` run the real build.
 //! command = "test -n \"$LUMENIZE_PREBUILT\" || worker-build --release --no-opt"
@@ -57,10 +57,11 @@
 //! ```
 //!
 //! wrangler runs the command through a shell (`sh -c` on Unix), so the `test -n` guard works.
-//! Where `worker-build` cannot download `wasm-bindgen` (as on the project's build machines),
-//! export `WASM_BINDGEN_BIN=$HOME/.cargo/bin/wasm-bindgen` before `wrangler deploy` or a plain
-//! `wrangler dev`; the harness sets it itself. Deploying from a harness build also works:
-//! `cargo xtask build && LUMENIZE_PREBUILT=1 npx wrangler deploy`.
+//! Where `worker-build` cannot download `wasm-bindgen` and `wasm-opt` (as on the project's
+//! build machines), export `WASM_BINDGEN_BIN=$HOME/.cargo/bin/wasm-bindgen` and
+//! `WASM_OPT_BIN=<workspace>/node_modules/.bin/wasm-opt` before `wrangler deploy` or a plain
+//! `wrangler dev`; the harness sets both itself. Deploying from a harness build also works:
+//! `LUMENIZE_HARNESS_OPTIMIZE=1 cargo xtask build && LUMENIZE_PREBUILT=1 npx wrangler deploy`.
 //!
 //! # What a started worker looks like
 //!
@@ -79,6 +80,9 @@
 //!
 //! - `LUMENIZE_HARNESS_SKIP_BUILD=1`: trust the existing `build/` of each worker instead of
 //!   running worker-build (set by `cargo xtask test` after it built every worker).
+//! - `LUMENIZE_HARNESS_OPTIMIZE=1`: build with `wasm-opt`, as users deploy
+//!   ([`Optimize::AsDeployed`]), where the caller does not choose; the default is
+//!   `--no-opt` ([`Optimize::Off`]), which saves 10 to 30 s per worker.
 //! - `LUMENIZE_PREBUILT=1`: set by the harness for wrangler; see the recipe above.
 
 mod build;
@@ -87,8 +91,8 @@ mod procs;
 mod worker;
 
 pub use build::{
-    build_worker, check_tools, find_tool, harness_target_dir, lock_package_version, wasm_bindgen_version,
-    worker_build_version, workspace_root, Tools,
+    build_worker, build_worker_as, built_wasm, check_tools, find_tool, harness_target_dir, lock_package_version,
+    wasm_bindgen_version, worker_build_version, workspace_root, Optimize, Tools,
 };
 pub use http::{get, poll_until, post, post_json};
 pub use procs::pid_alive;

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 
-use crate::build::{build_worker, file_tail, harness_target_dir, shim_path, workspace_root, worker_dir};
+use crate::build::{build_worker_as, file_tail, harness_target_dir, shim_path, workspace_root, worker_dir};
 use crate::procs::{group_members, pid_alive, signal, tree};
-use crate::Result;
+use crate::{Optimize, Result};
 
 /// How a [`Worker`] is started. `WorkerOptions::default()` suits most tests.
 ///
@@ -34,8 +34,11 @@ pub struct WorkerOptions {
     /// `--persist-to` directory (Durable Object storage). `None`: a fresh directory in this
     /// Worker's run directory under `target/lumenize-harness/runs/`.
     pub persist_dir: Option<PathBuf>,
-    /// Run [`build_worker`] before starting (once per process). Default `true`.
+    /// Run [`build_worker_as`](crate::build_worker_as) before starting (once per process). Default `true`.
     pub build: bool,
+    /// How to build: default [`Optimize::from_env`] (`--no-opt` unless
+    /// `LUMENIZE_HARNESS_OPTIMIZE=1`).
+    pub optimize: Optimize,
     /// How long to wait for the first HTTP answer after each (re)start. Default 90 s.
     pub ready_timeout: Duration,
     /// Extra environment variables for wrangler (and so for the build command it runs).
@@ -49,6 +52,7 @@ impl Default for WorkerOptions {
         Self {
             persist_dir: None,
             build: true,
+            optimize: Optimize::from_env(),
             ready_timeout: Duration::from_secs(90),
             env: Vec::new(),
             args: Vec::new(),
@@ -65,6 +69,11 @@ impl WorkerOptions {
     /// Do not build: the worker's `build/` must already exist.
     pub fn no_build(mut self) -> Self {
         self.build = false;
+        self
+    }
+    /// Build this way (see [`Optimize`]).
+    pub fn optimize(mut self, optimize: Optimize) -> Self {
+        self.optimize = optimize;
         self
     }
     /// Bound on the wait for the first HTTP answer after each (re)start.
@@ -206,7 +215,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Builds the worker in `dir` if needed (see [`build_worker`]), starts `wrangler dev` on
+    /// Builds the worker in `dir` if needed (see [`build_worker_as`](crate::build_worker_as)), starts `wrangler dev` on
     /// free ports of 127.0.0.1, and waits until `GET /` answers with any HTTP status.
     ///
     /// `dir` is absolute or relative to the workspace root, and holds a `wrangler.toml`
@@ -214,7 +223,7 @@ impl Worker {
     pub fn start(dir: &Path, opts: WorkerOptions) -> Result<Worker> {
         let dir = worker_dir(dir)?;
         if opts.build {
-            build_worker(&dir)?;
+            build_worker_as(&dir, opts.optimize)?;
         } else if !shim_path(&dir).is_file() {
             bail!("{} does not exist: build the worker first", shim_path(&dir).display());
         }
@@ -253,6 +262,16 @@ impl Worker {
     /// [`restart`](Self::restart) if the old one was taken meanwhile: read it again after.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The worker's directory (canonical).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The options it was started with.
+    pub fn options(&self) -> &WorkerOptions {
+        &self.opts
     }
 
     /// The HTTP port.

@@ -18,7 +18,7 @@ mod segment;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lumenize_harness::{workspace_root, WorkerOptions};
+use lumenize_harness::workspace_root;
 
 pub use client::{Answer, Client, Mode};
 pub use report::{Comparison, Kind, ModeResult, Report, SegmentRecord, Targets, ALARM_PATH_MAX_MS, DIRECT_OVER_RAW_DURABLE_MAX};
@@ -97,7 +97,7 @@ pub fn open_target(args: &TargetArgs) -> Result<Target> {
     if args.url.is_some() {
         return Target::open(args, WORKER_DIR);
     }
-    let options = WorkerOptions::default().arg("--var").arg(format!("LUMENIZE_CALL_SECRET:{}", random_secret()?));
+    let options = args.worker_options().arg("--var").arg(format!("LUMENIZE_CALL_SECRET:{}", random_secret()?));
     Target::local(&workspace_root().join(WORKER_DIR), options)
 }
 
