@@ -521,7 +521,7 @@ impl DurableObject for AlarmsDO {
             }
             "list" => {
                 let r: ListReq = body!(req);
-                let filter = Filter { kind: r.kind, status: r.status, due_from: r.due_from, due_before: r.due_before, limit: r.limit.map(saturate) };
+                let filter = Filter { kind: r.kind, status: r.status, due_from: r.due_from, due_before: r.due_before, limit: r.limit.map(saturate), ..Filter::default() };
                 json(&alarms.list(&filter)?)
             }
             "cancel" => {
@@ -558,7 +558,7 @@ impl DurableObject for AlarmsDO {
             }
             "requeue_dead" => {
                 let r: ListReq = body!(req);
-                let filter = Filter { kind: r.kind, status: r.status, due_from: r.due_from, due_before: r.due_before, limit: r.limit.map(saturate) };
+                let filter = Filter { kind: r.kind, status: r.status, due_from: r.due_from, due_before: r.due_before, limit: r.limit.map(saturate), ..Filter::default() };
                 match alarms.requeue_dead(&filter).await {
                     Ok(n) => json(&n),
                     Err(e) => lib_error(e),
