@@ -150,13 +150,27 @@ impl<T: Serialize + DeserializeOwned + 'static> Board<T> {
         Ok(Some(response))
     }
 
-    /// A page of tasks: one read of `q.limit` rows from the cursor on.
-    fn tasks(&self, q: &Query) -> Result<(Vec<TaskView>, usize, Option<(i64, i64)>)> {
-        let rows = self.alarms.list(&q.filter()).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let next = rows.last().filter(|_| rows.len() == q.limit).map(|t| (t.due_ms, t.seq));
-        let read = rows.len();
-        let views = rows.iter().map(TaskView::of).filter(|v| q.passes(&v.id, v.kind.as_deref())).collect();
-        Ok((views, read, next))
+    /// A page of tasks: reads of `q.limit` rows from the cursor on, until `q.limit` tasks
+    /// passed the kind and id-prefix filters (which the store does not apply) or
+    /// [`MAX_SCAN`] rows were read: bounded whatever the number of tasks.
+    fn tasks(&self, q: &Query) -> Result<Listing> {
+        let mut filter = q.filter();
+        let (mut views, mut read) = (Vec::new(), 0);
+        loop {
+            let rows = self.alarms.list(&filter).map_err(|e| worker::Error::RustError(e.to_string()))?;
+            read += rows.len();
+            let full = rows.len() == q.limit;
+            filter.after = rows.last().filter(|_| full).map(|t| (t.due_ms, t.seq));
+            views.extend(rows.iter().map(TaskView::of).filter(|v| q.passes(&v.id, v.kind.as_deref())));
+            if filter.after.is_none() || views.len() >= q.limit || read >= MAX_SCAN {
+                break;
+            }
+        }
+        if views.len() > q.limit {
+            views.truncate(q.limit);
+            filter.after = views.last().map(|v| v.key);
+        }
+        Ok((views, read, filter.after))
     }
 
     fn page(&self, query: &str) -> Result<Response> {
@@ -208,6 +222,12 @@ impl<T: Serialize + DeserializeOwned + 'static> Board<T> {
         }
     }
 }
+
+/// The most rows one filtered page reads, looking for tasks of a kind or id prefix.
+const MAX_SCAN: usize = 1_000;
+
+/// A page of tasks: those that passed, how many rows were read, the next page's cursor.
+type Listing = (Vec<TaskView>, usize, Option<(i64, i64)>);
 
 fn record(ring: &RefCell<Ring>, event: &lumenize_alarms::core::Event<'_>) {
     if let (Some(seen), Ok(mut ring)) = (Seen::of(event, now_ms()), ring.try_borrow_mut()) {

@@ -128,7 +128,7 @@ pub(crate) fn render(d: &PageData<'_>) -> String {
         let next = if t.schedule == Schedule::Once {
             String::new()
         } else {
-            let runs: String = t.next_runs.iter().skip(1).map(|&ms| format!("<li>{}</li>", html(&time(ms)))).collect();
+            let runs: String = t.next_runs.iter().map(|&ms| format!("<li>{}</li>", html(&time(ms)))).collect();
             format!(r#"<details class="next"><summary>next runs</summary><ol>{runs}</ol></details>"#)
         };
         let _ = write!(
@@ -151,7 +151,10 @@ pub(crate) fn render(d: &PageData<'_>) -> String {
         );
     }
     s.push_str("</tbody></table>");
-    let _ = write!(s, r#"<p class="pager muted">{} shown of {} read"#, d.tasks.len(), d.read);
+    let _ = write!(s, r#"<p class="pager muted">{} tasks shown"#, d.tasks.len());
+    if d.read != d.tasks.len() {
+        let _ = write!(s, " (of {} looked at)", d.read);
+    }
     if q.after.is_some() {
         let _ = write!(s, r#" · <a href="?{}">first page</a>"#, html(&q.to_query(q.status, None)));
     }
@@ -219,6 +222,7 @@ mod tests {
             payload_cut: false,
             next_runs: vec![1_800_000_000_000, 1_800_000_060_000],
             cursor: "1.2".into(),
+            key: (1, 2),
         }
     }
 

@@ -31,6 +31,9 @@ pub(crate) struct TaskView {
     pub(crate) next_runs: Vec<i64>,
     /// The paging cursor after this task: `<due_ms>.<seq>`.
     pub(crate) cursor: String,
+    /// The same, as numbers.
+    #[serde(skip)]
+    pub(crate) key: (i64, i64),
 }
 
 impl TaskView {
@@ -51,6 +54,7 @@ impl TaskView {
             payload_cut,
             next_runs: task.upcoming(if recurring { NEXT_RUNS } else { 1 }),
             cursor: format!("{}.{}", task.due_ms, task.seq),
+            key: (task.due_ms, task.seq),
         }
     }
 }

@@ -1,14 +1,17 @@
 //! `cargo xtask <command>`: the workspace's developer commands.
 //!
 //! - `setup`: install what this machine lacks (wasm target, worker-build, wasm-bindgen-cli at
-//!   the `Cargo.lock` version, wrangler through `npm ci`), skipping what is present.
+//!   the `Cargo.lock` version, wrangler and playwright-core through `npm ci`, Debian's
+//!   `chromium` for lumenize-board's browser test), skipping what is present.
 //! - `build`: setup, then build every worker with worker-build (through `lumenize-harness`).
 //! - `test`: setup, then four suites: native `cargo test`, wasm-bindgen-test of the
 //!   libraries, the package checks, and the integration tests of `lumenize-harness` against
 //!   workerd. Ends with one line `N passed, M failed`; exits non-zero if anything failed.
 //! - `check-package`: the package checks alone (they need only the wasm target): the
 //!   libraries package and build as crates.io would take them (`cargo publish --dry-run` of
-//!   both together), and their docs build for wasm32 without a rustdoc warning.
+//!   all three together), and their docs build for wasm32 without a rustdoc warning.
+//! - `screenshots`: setup, then the ignored `screenshot` test of `board_browser.rs`, which
+//!   writes `lumenize-board/board.png` (the READMEs show it).
 //! - `experiments [args]`: setup, then `cargo run --release -p lumenize-driver -- [args]`.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -29,7 +32,7 @@ const WASM_TESTED: &[&str] = &["lumenize-alarms", "lumenize-call"];
 /// The Rust target of workers.
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// The crates published to crates.io, in dependency order.
-const PUBLISHED: &[&str] = &["lumenize-alarms", "lumenize-call"];
+const PUBLISHED: &[&str] = &["lumenize-alarms", "lumenize-call", "lumenize-board"];
 
 const USAGE: &str = "usage: cargo xtask <command>
 
@@ -38,6 +41,7 @@ commands:
   build              setup, then build every worker (worker-build --release --no-opt)
   test               setup, then native, wasm-bindgen-test, package and integration suites
   check-package      the package suite alone: publish dry-run and rustdoc of the libraries
+  screenshots        setup, then write lumenize-board/board.png from the board in Chromium
   experiments [ARGS] setup, then cargo run --release -p lumenize-driver -- ARGS";
 
 fn main() -> ExitCode {
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Some("build") => setup().and_then(|_| build_all()).map(|_| ExitCode::SUCCESS),
         Some("test") => Ok(test()),
         Some("check-package") => check_package(),
+        Some("screenshots") => setup().and_then(|_| screenshots()),
         Some("experiments") => setup().and_then(|_| experiments(&args[1..])),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
@@ -95,6 +100,7 @@ fn setup() -> Result<()> {
     let wasm_bindgen = harness::wasm_bindgen_version()?;
     setup_cargo_tool("wasm-bindgen-cli", &["wasm-bindgen", "wasm-bindgen-test-runner"], &wasm_bindgen)?;
     setup_node_modules()?;
+    setup_chromium()?;
     harness::check_tools()?;
     println!("  ready in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
@@ -155,6 +161,8 @@ fn setup_node_modules() -> Result<()> {
         Some("node_modules is missing")
     } else if !modules.join(".bin/wrangler").exists() {
         Some("node_modules has no wrangler")
+    } else if !modules.join("playwright-core").is_dir() {
+        Some("node_modules has no playwright-core")
     } else if installed < modified(&lock) {
         Some("package-lock.json is newer than node_modules")
     } else {
@@ -172,6 +180,42 @@ fn setup_node_modules() -> Result<()> {
             run(cmd)
         }
     }
+}
+
+/// The Chromium lumenize-board's browser test drives: `CHROMIUM`, or one on the PATH;
+/// where neither is, Debian's `chromium` package (`apt-get`, as root or through `sudo`). On
+/// a system without `apt-get`, a warning: install Chrome or Chromium and set `CHROMIUM`.
+fn setup_chromium() -> Result<()> {
+    let found = std::env::var_os("CHROMIUM").map(PathBuf::from).or_else(|| ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|b| harness::find_tool(b)));
+    if let Some(path) = found {
+        println!("  chromium: present ({})", path.display());
+        return Ok(());
+    }
+    if harness::find_tool("apt-get").is_none() {
+        println!("  chromium: MISSING, and no apt-get here: install Chrome or Chromium and set CHROMIUM=<its binary> (lumenize-board's browser test needs it)");
+        return Ok(());
+    }
+    println!("  chromium: installing Debian's package (apt-get; takes a minute)");
+    let root_user = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let apt = |args: &[&str]| {
+        let mut cmd = if root_user { Command::new("apt-get") } else { Command::new("sudo") };
+        if !root_user {
+            cmd.arg("apt-get");
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    run(apt(&["update"]))?;
+    run(apt(&["install", "-y", "--no-install-recommends", "chromium"]))
+}
+
+/// `cargo xtask screenshots`: lumenize-board's page in Chromium, into its README's picture.
+fn screenshots() -> Result<ExitCode> {
+    let mut cmd = cargo();
+    cmd.args(["test", "-p", "lumenize-harness", "--test", "board_browser", "--", "--ignored", "--exact", "screenshot", "--nocapture"]);
+    run(cmd)?;
+    println!("xtask screenshots: wrote lumenize-board/board.png");
+    Ok(ExitCode::SUCCESS)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -410,9 +454,9 @@ fn test() -> ExitCode {
     summary(&suites)
 }
 
-/// The package checks, one count each: (1) both libraries package and build as crates.io
-/// would take them, `lumenize-call` against the packaged `lumenize-alarms` (one
-/// `cargo publish --dry-run` of both; cargo 1.90+); (2) their docs build for wasm32, as
+/// The package checks, one count each: (1) the libraries package and build as crates.io
+/// would take them, `lumenize-call` and `lumenize-board` against the packaged `lumenize-alarms` (one
+/// `cargo publish --dry-run` of all three; cargo 1.90+); (2) their docs build for wasm32, as
 /// docs.rs builds them, with rustdoc warnings as errors.
 fn package_suite() -> Suite {
     let started = Instant::now();
