@@ -54,8 +54,10 @@ try {
   } else {
     // Without the credentials: 401, and no page.
     const anonymous = await browser.newContext();
-    const refused = await (await anonymous.newPage()).goto(board);
-    check(refused.status() === 401, 'no credentials: 401');
+    const refused = await anonymous.request.get(board);
+    check(refused.status() === 401 && !(await refused.text()).includes('<table'), 'no credentials: 401, no page');
+    const denied = await (await anonymous.newPage()).goto(board).then(() => 'loaded', (e) => e.message);
+    check(/ERR_INVALID_AUTH_CREDENTIALS/.test(denied), `no credentials: the browser shows no page (${denied.split('\n')[0]})`);
     await anonymous.close();
 
     const loaded = await page.goto(board);

@@ -232,12 +232,16 @@ fn actions_change_storage_and_answer_the_new_state() {
     obj.sandbox("run_at", &json!({ "now_ms": now_ms() + 1_000 }));
     assert_eq!(obj.stored("d1")["status"], "dead");
     assert_eq!(obj.api("POST", "/api/pause?id=d1").status, 409, "a dead task is not paused");
+    // Requeued, they are due now and run again at once (and fail again: dead again).
+    let runs = |label: &str| obj.sandbox("fired", &json!({})).as_array().expect("an array").iter().filter(|f| f["label"] == label).count();
+    let ran = |expected: &[(&str, usize)]| lumenize_harness::poll_until(Duration::from_secs(10), Duration::from_millis(50), || expected.iter().all(|(l, n)| runs(l) == *n).then_some(()));
     assert_eq!(obj.api("POST", "/api/requeue?id=d1").json()["task"]["status"], "pending");
-    assert_eq!(obj.stored("d1")["status"], "pending");
+    ran(&[("d1", 2)]).expect("the requeued task runs again");
+    assert_eq!(runs("d2"), 1);
+    poll_until_dead(&obj, "d1");
     let bulk = obj.api("POST", "/api/requeue_dead").json();
-    assert_eq!(bulk["requeued"], 2, "{bulk}");
-    assert_eq!(obj.stored("d3")["status"], "pending");
-    assert_eq!(bulk["counts"]["dead"], 0);
+    assert_eq!(bulk["requeued"], 3, "d1 (dead again), d2 and d3: {bulk}");
+    ran(&[("d1", 3), ("d2", 2), ("d3", 2)]).expect("the requeued tasks run again");
     // Cancel removes; a second cancel finds nothing.
     assert_eq!(obj.api("POST", "/api/cancel?id=d2").json()["task"], Value::Null);
     assert_eq!(obj.stored("d2"), Value::Null);
@@ -245,6 +249,10 @@ fn actions_change_storage_and_answer_the_new_state() {
     // The events the board kept while mounted, newest first.
     let events = obj.api("GET", "/api/events").json();
     assert!(events.as_array().unwrap().iter().any(|e| e["kind"] == "dead" && e["task_id"] == "d3"), "{events}");
+}
+
+fn poll_until_dead(obj: &Obj, id: &str) {
+    lumenize_harness::poll_until(Duration::from_secs(10), Duration::from_millis(50), || (obj.stored(id)["status"] == "dead").then_some(())).expect("dead again");
 }
 
 #[test]
