@@ -12,6 +12,9 @@ use crate::events::Seen;
 use crate::query::Query;
 use crate::view::TaskView;
 
+/// The most recent events the page lists (`api/events` has all those kept).
+const EVENTS_SHOWN: usize = 15;
+
 /// What one page shows.
 pub(crate) struct PageData<'a> {
     pub(crate) now_ms: i64,
@@ -133,7 +136,7 @@ pub(crate) fn render(d: &PageData<'_>) -> String {
         };
         let _ = write!(
             s,
-            r#"<tr data-id="{id}" data-status="{st}"><td><div class="id">{id}</div><div class="kind">{kind}</div></td><td>{sched}</td><td><span class="badge {st}">{st}</span></td><td><div title="{due_ms}">{due}</div><div class="muted">{rel}</div>{next}</td><td>{att} / {max}</td><td><div class="muted">{bytes} B</div><code class="payload">{preview}{cut}</code></td><td class="error">{err}</td><td class="actions">{actions}</td></tr>"#,
+            r#"<tr data-id="{id}" data-status="{st}"><td><div class="id">{id}</div><div class="kind">{kind}</div></td><td>{sched}</td><td><span class="badge {st}">{st}</span></td><td class="nowrap"><div title="{due_ms}">{due}</div><div class="muted">{rel}</div>{next}</td><td>{att} / {max}</td><td><div class="muted">{bytes} B</div><code class="payload">{preview}{cut}</code></td><td class="error">{err}</td><td class="actions">{actions}</td></tr>"#,
             id = html(&t.id),
             kind = t.kind.as_deref().map(html).unwrap_or_default(),
             sched = schedule(&t.schedule),
@@ -163,21 +166,25 @@ pub(crate) fn render(d: &PageData<'_>) -> String {
     }
     s.push_str("</p>");
 
-    // Lateness and events.
-    let _ = write!(s, r#"<section class="side"><h2>Lateness of recent starts</h2>{}<h2>Recent events</h2><table class="events"><tbody>"#, crate::chart::lateness_svg(d.lateness));
+    // Lateness and events, side by side.
+    let _ = write!(s, r#"<section class="side"><div><h2>Lateness of recent starts</h2>{}</div><div><h2>Recent events</h2><table class="events"><tbody>"#, crate::chart::lateness_svg(d.lateness));
     if d.events.is_empty() {
         s.push_str(r#"<tr><td class="muted">Nothing yet: events are kept from the moment the board is mounted.</td></tr>"#);
     }
-    for e in d.events.iter().take(50) {
+    for e in d.events.iter().take(EVENTS_SHOWN) {
         let detail = match (e.lateness_ms, e.error.as_deref(), e.next_ms) {
             (Some(l), _, _) => format!("{} late", duration(l)),
             (_, Some(err), _) => html(err),
             (_, _, Some(n)) => format!("next {}", html(&time(n))),
             _ => String::new(),
         };
-        let _ = write!(s, r#"<tr><td class="muted">{}</td><td><span class="badge ev-{k}">{k}</span></td><td class="id">{}</td><td>{detail}</td></tr>"#, html(&time(e.at_ms)), html(&e.task_id), k = e.kind);
+        let clock = time(e.at_ms);
+        let _ = write!(s, r#"<tr><td class="muted nowrap" title="{}">{}</td><td><span class="badge ev-{k}">{k}</span></td><td class="id">{}</td><td class="detail">{detail}</td></tr>"#, html(&clock), html(clock.get(11..23).unwrap_or(&clock)), html(&e.task_id), k = e.kind);
     }
-    s.push_str("</tbody></table></section></main></body></html>");
+    if d.events.len() > EVENTS_SHOWN {
+        let _ = write!(s, r#"<tr><td colspan="4" class="muted">{} more in <code>api/events</code></td></tr>"#, d.events.len() - EVENTS_SHOWN);
+    }
+    s.push_str("</tbody></table></div></section></main></body></html>");
     s
 }
 
@@ -198,7 +205,8 @@ th,td{padding:7px 10px;border-bottom:1px solid #eef0f3;vertical-align:top}.id{fo
 .badge.paused{background:#ecebf7;color:#4b3fa6}.badge.dead{background:#fde4e1;color:#b42318}.ev-succeeded{background:#dff5e6;color:#17693a}.ev-dead,.ev-cut_short{background:#fde4e1;color:#b42318}.ev-retrying{background:#fff2d6;color:#8a5a00}
 .next summary{cursor:pointer;color:#1d5bd6;font-size:12px}.next ol{margin:4px 0 0;padding-left:18px;font-size:12px}.empty{padding:18px}.pager{margin:8px 0}
 .chart{background:#fff;border:1px solid #e1e4ea;border-radius:6px;padding:6px;max-width:100%;height:auto}.chart .bar{fill:#2f6fed}.chart text{font-size:11px;fill:#6b7385}
-.events td{font-size:12px}.side{max-width:1100px}
+.events td{font-size:12px;padding:4px 8px}.events .id{max-width:300px}.events .detail{color:#444b5a;max-width:380px;word-break:break-word}
+.side{display:grid;grid-template-columns:minmax(0,620px) minmax(0,1fr);gap:24px;align-items:start}.nowrap{white-space:nowrap}.next li{white-space:nowrap}
 ";
 
 #[cfg(test)]

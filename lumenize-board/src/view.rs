@@ -65,8 +65,11 @@ impl TaskView {
 pub(crate) fn variant(payload: &str) -> Option<String> {
     match serde_json::from_str::<serde_json::Value>(payload).ok()? {
         serde_json::Value::String(s) => Some(s),
-        serde_json::Value::Object(map) if map.len() == 1 => map.keys().next().cloned(),
-        serde_json::Value::Object(map) => map.get("type")?.as_str().map(str::to_owned),
+        serde_json::Value::Object(map) => match map.get("type") {
+            Some(serde_json::Value::String(tag)) => Some(tag.clone()),
+            _ if map.len() == 1 => map.keys().next().cloned(),
+            _ => None,
+        },
         _ => None,
     }
     .map(|v| crate::escape::clip(&v, 100).0.to_owned())
@@ -81,6 +84,8 @@ mod tests {
         assert_eq!(variant(r#""Nightly""#).as_deref(), Some("Nightly"));
         assert_eq!(variant(r#"{"Remind":{"user":"ada"}}"#).as_deref(), Some("Remind"));
         assert_eq!(variant(r#"{"type":"record","label":"x"}"#).as_deref(), Some("record"));
+        assert_eq!(variant(r#"{"type":"weekly_digest"}"#).as_deref(), Some("weekly_digest"), "a tag alone");
+        assert_eq!(variant(r#"{"type":{"n":1}}"#).as_deref(), Some("type"), "a variant named type");
         assert_eq!(variant(r#"{"a":1,"b":2}"#), None);
         assert_eq!(variant("42"), None);
         assert_eq!(variant("not json"), None);
