@@ -21,11 +21,13 @@ pub(crate) fn lateness_svg(lateness: &[i64]) -> String {
     sorted.sort_unstable();
     let max = sorted[sorted.len() - 1].max(1);
     let median = sorted[sorted.len() / 2];
-    let step = WIDTH as f64 / BARS as f64;
+    // Whole pixels, no floating point: its formatting code would cost the worker ~20 KB.
+    let step = WIDTH / BARS;
+    let top = i128::from(max);
     let _ = write!(svg, r##"<line x1="0" y1="{HEIGHT}" x2="{WIDTH}" y2="{HEIGHT}" stroke="#c8ccd4"/>"##);
     for (i, &ms) in shown.iter().enumerate() {
-        let h = ((ms.max(0) as f64 / max as f64) * (HEIGHT - 4) as f64).max(1.0);
-        let _ = write!(svg, r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" class="bar"><title>{ms} ms</title></rect>"#, i as f64 * step, HEIGHT as f64 - h, step * 0.8);
+        let h = (i128::from(ms.max(0)) * (HEIGHT as i128 - 4) / top).max(1);
+        let _ = write!(svg, r#"<rect x="{}" y="{}" width="{}" height="{h}" class="bar"><title>{ms} ms</title></rect>"#, i * step, HEIGHT as i128 - h, step - 1);
     }
     let _ = write!(svg, r#"<text x="0" y="{}" class="muted">{} starts · median {} · max {}</text></svg>"#, HEIGHT + 16, shown.len(), crate::page::duration(median), crate::page::duration(max));
     svg
