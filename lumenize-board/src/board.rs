@@ -56,7 +56,7 @@ use crate::view::TaskView;
 /// | route | answers |
 /// | --- | --- |
 /// | `GET P/` (`GET P` redirects there) | the page |
-/// | `GET P/api/tasks?status=&kind=&prefix=&from=&before=&after=&limit=` | `{tasks, next, counts}`: a page of tasks (`limit` rows read, `1 ..= 100`, 25 by default; `next` is the `after` of the next page) |
+/// | `GET P/api/tasks?status=&kind=&prefix=&from=&before=&after=&limit=` | `{tasks, read, next, counts}`: a page of tasks (`limit` rows a read, `1 ..= 100`, 25 by default; a kind or prefix filter reads on, up to 1,000 rows, until `limit` tasks pass; `next` is the `after` of the next page) |
 /// | `GET P/api/task?id=` | one task, or 404 |
 /// | `GET P/api/counts`, `GET P/api/events` | tasks by status; the recent events, newest first |
 /// | `POST P/api/{cancel,run_now,pause,resume,requeue}?id=` | `{task}`: the task as it is after the action (`null` once cancelled); 404 for no such task, 409 when its status does not allow it |

@@ -21,7 +21,7 @@ pub(crate) fn lateness_svg(lateness: &[i64]) -> String {
     sorted.sort_unstable();
     let max = sorted[sorted.len() - 1].max(1);
     let median = sorted[sorted.len() / 2];
-    // Whole pixels, no floating point: its formatting code would cost the worker ~20 KB.
+    // Whole pixels.
     let step = WIDTH / BARS;
     let top = i128::from(max);
     let _ = write!(svg, r##"<line x1="0" y1="{HEIGHT}" x2="{WIDTH}" y2="{HEIGHT}" stroke="#c8ccd4"/>"##);
