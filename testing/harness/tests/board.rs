@@ -168,6 +168,11 @@ fn hostile_ids_payloads_and_errors_come_back_inert() {
             assert!(!page.body.contains(c), "a raw control {c:?} in the page");
         }
         assert!(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the id shows as text");
+        // Quotes too: every occurrence of the attribute payloads is inside its escaped form,
+        // so none closed an attribute value.
+        for (raw, escaped) in [("onerror=alert(2)", "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;"), ("onmouseover=", "&#39; onmouseover=&#39;alert(4)")] {
+            assert_eq!(page.body.matches(raw).count(), page.body.matches(escaped).count(), "{raw} outside its escaped form: {}", page.body);
+        }
     }
     let page = obj.api("GET", "/?status=dead").body;
     assert!(page.contains("unknown variant `&lt;/script&gt;&lt;script&gt;alert(3)&lt;/script&gt;`"), "the error shows as text: {page}");
