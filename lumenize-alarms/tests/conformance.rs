@@ -178,6 +178,27 @@ fn list_filters_and_limits<S: Fresh>() {
     assert_eq!(list(Filter::default().limit(0)), Vec::<String>::new());
 }
 
+fn pages_after_a_task_visit_every_task_once_in_order<S: Fresh>() {
+    let store = S::fresh();
+    // Seven tasks, five of them due at the same millisecond (a burst), and one dead.
+    let tasks: Vec<Scheduled> = ["a", "b", "c", "d", "e"].iter().map(|id| task(id, 50)).chain([task("early", 10), task("late", 90)]).collect();
+    store.insert_all(&tasks, false).unwrap();
+    store.change(&Key::of(&get(&*store, "c")), &Change::Kill { error: "e".into(), attempts: 0 }).unwrap();
+    let mut seen = Vec::new();
+    let mut page = store.list(&Filter::default().limit(2)).unwrap();
+    while let Some(last) = page.last().cloned() {
+        seen.extend(ids(&page).into_iter().map(str::to_owned));
+        page = store.list(&Filter::default().limit(2).after(&last)).unwrap();
+    }
+    assert_eq!(seen, ["early", "a", "b", "c", "d", "e", "late"]);
+    // With other filters: the dead after "a", and none after the last.
+    let a = get(&*store, "a");
+    assert_eq!(ids(&store.list(&Filter::default().status(Status::Dead).after(&a)).unwrap()), ["c"]);
+    assert_eq!(ids(&store.list(&Filter::default().after(&get(&*store, "late"))).unwrap()), Vec::<&str>::new());
+    assert_eq!(store.requeue_dead(&Filter::default().after(&get(&*store, "d")), 5, 10).unwrap(), 0, "c is before d");
+    assert_eq!(store.requeue_dead(&Filter::default().after(&a), 5, 10).unwrap(), 1);
+}
+
 fn kill_after_makes_out_of_range_tasks_dead<S: Fresh>() {
     let store = S::fresh();
     for (id, due) in [("ok", 100), ("edge", 1_000), ("far", 1_001), ("farther", 5_000)] {
@@ -295,5 +316,6 @@ for_each_store!(
     changes_apply_only_to_the_instance_read,
     remove_and_requeue_return_the_task,
     list_filters_and_limits,
+    pages_after_a_task_visit_every_task_once_in_order,
     kill_after_makes_out_of_range_tasks_dead,
 );

@@ -1,8 +1,9 @@
 //! `cargo xtask <command>`: the workspace's developer commands.
 //!
 //! - `setup`: install what this machine lacks (wasm target, worker-build, wasm-bindgen-cli at
-//!   the `Cargo.lock` version, wrangler and binaryen's wasm-opt through `npm ci`), skipping
-//!   what is present.
+//!   the `Cargo.lock` version, wrangler, binaryen's wasm-opt and playwright-core through
+//!   `npm ci`, Debian's `chromium` for lumenize-board's browser test), skipping what is
+//!   present.
 //! - `build`: setup, then build every worker with worker-build (through `lumenize-harness`;
 //!   which ones with `wasm-opt`: see [`WORKERS`]).
 //! - `test`: setup, then four suites: native `cargo test`, wasm-bindgen-test of the
@@ -10,7 +11,9 @@
 //!   workerd. Ends with one line `N passed, M failed`; exits non-zero if anything failed.
 //! - `check-package`: the package checks alone (they need only the wasm target): the
 //!   libraries package and build as crates.io would take them (`cargo publish --dry-run` of
-//!   both together), and their docs build for wasm32 without a rustdoc warning.
+//!   all three together), and their docs build for wasm32 without a rustdoc warning.
+//! - `screenshots`: setup, then the ignored `screenshot` test of `board_browser.rs`, which
+//!   writes `lumenize-board/board.png` (the READMEs show it).
 //! - `experiments [args]`: setup, then `cargo run --release -p lumenize-driver -- [args]`.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -42,7 +45,7 @@ const WASM_TESTED: &[&str] = &["lumenize-alarms", "lumenize-call"];
 /// The Rust target of workers.
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// The crates published to crates.io, in dependency order.
-const PUBLISHED: &[&str] = &["lumenize-alarms", "lumenize-call"];
+const PUBLISHED: &[&str] = &["lumenize-alarms", "lumenize-call", "lumenize-board"];
 
 const USAGE: &str = "usage: cargo xtask <command>
 
@@ -52,6 +55,7 @@ commands:
                      sandbox and call-alarm-delay unless LUMENIZE_HARNESS_OPTIMIZE=1)
   test               setup, then native, wasm-bindgen-test, package and integration suites
   check-package      the package suite alone: publish dry-run and rustdoc of the libraries
+  screenshots        setup, then write lumenize-board/board.png from the board in Chromium
   experiments [ARGS] setup, then cargo run --release -p lumenize-driver -- ARGS";
 
 fn main() -> ExitCode {
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Some("build") => setup().and_then(|_| build_all()).map(|_| ExitCode::SUCCESS),
         Some("test") => Ok(test()),
         Some("check-package") => check_package(),
+        Some("screenshots") => setup().and_then(|_| screenshots()),
         Some("experiments") => setup().and_then(|_| experiments(&args[1..])),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
@@ -109,6 +114,7 @@ fn setup() -> Result<()> {
     let wasm_bindgen = harness::wasm_bindgen_version()?;
     setup_cargo_tool("wasm-bindgen-cli", &["wasm-bindgen", "wasm-bindgen-test-runner"], &wasm_bindgen)?;
     setup_node_modules()?;
+    setup_chromium()?;
     harness::check_tools()?;
     println!("  ready in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
@@ -171,6 +177,8 @@ fn setup_node_modules() -> Result<()> {
         Some("node_modules has no wrangler")
     } else if !modules.join(".bin/wasm-opt").exists() {
         Some("node_modules has no wasm-opt")
+    } else if !modules.join("playwright-core").is_dir() {
+        Some("node_modules has no playwright-core")
     } else if installed < modified(&lock) {
         Some("package-lock.json is newer than node_modules")
     } else {
@@ -188,6 +196,42 @@ fn setup_node_modules() -> Result<()> {
             run(cmd)
         }
     }
+}
+
+/// The Chromium lumenize-board's browser test drives: `CHROMIUM`, or one on the PATH;
+/// where neither is, Debian's `chromium` package (`apt-get`, as root or through `sudo`). On
+/// a system without `apt-get`, a warning: install Chrome or Chromium and set `CHROMIUM`.
+fn setup_chromium() -> Result<()> {
+    let found = std::env::var_os("CHROMIUM").map(PathBuf::from).or_else(|| ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|b| harness::find_tool(b)));
+    if let Some(path) = found {
+        println!("  chromium: present ({})", path.display());
+        return Ok(());
+    }
+    if harness::find_tool("apt-get").is_none() {
+        println!("  chromium: MISSING, and no apt-get here: install Chrome or Chromium and set CHROMIUM=<its binary> (lumenize-board's browser test needs it)");
+        return Ok(());
+    }
+    println!("  chromium: installing Debian's package (apt-get; takes a minute)");
+    let root_user = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let apt = |args: &[&str]| {
+        let mut cmd = if root_user { Command::new("apt-get") } else { Command::new("sudo") };
+        if !root_user {
+            cmd.arg("apt-get");
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    run(apt(&["update"]))?;
+    run(apt(&["install", "-y", "--no-install-recommends", "chromium"]))
+}
+
+/// `cargo xtask screenshots`: lumenize-board's page in Chromium, into its README's picture.
+fn screenshots() -> Result<ExitCode> {
+    let mut cmd = cargo();
+    cmd.args(["test", "-p", "lumenize-harness", "--test", "board_browser", "--", "--ignored", "--exact", "screenshot", "--nocapture"]);
+    run(cmd)?;
+    println!("xtask screenshots: wrote lumenize-board/board.png");
+    Ok(ExitCode::SUCCESS)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -428,9 +472,9 @@ fn test() -> ExitCode {
     summary(&suites)
 }
 
-/// The package checks, one count each: (1) both libraries package and build as crates.io
-/// would take them, `lumenize-call` against the packaged `lumenize-alarms` (one
-/// `cargo publish --dry-run` of both; cargo 1.90+); (2) their docs build for wasm32, as
+/// The package checks, one count each: (1) the libraries package and build as crates.io
+/// would take them, `lumenize-call` and `lumenize-board` against the packaged `lumenize-alarms` (one
+/// `cargo publish --dry-run` of all three; cargo 1.90+); (2) their docs build for wasm32, as
 /// docs.rs builds them, with rustdoc warnings as errors.
 fn package_suite() -> Suite {
     let started = Instant::now();

@@ -1,11 +1,13 @@
 //! lumenize quickstart: a Durable Object with durable tasks (lumenize-alarms) and a durable
 //! call to another object (lumenize-call). `GET /start` schedules a task for now, a cron
-//! task every second, and a call to `Echo`; `GET /log` shows what ran.
+//! task every second, and a call to `Echo`; `GET /log` shows what ran; `/board/` shows the
+//! Greeter's tasks (lumenize-board, behind the token `BOARD_TOKEN`).
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use lumenize_alarms::{Alarms, Options, When};
+use lumenize_board::{Auth, Board};
 use lumenize_call::{CallError, Calls, Continuation, Ctx, Operation, Router, Server, Target};
 use serde::{Deserialize, Serialize};
 use worker::*;
@@ -68,16 +70,21 @@ pub struct Greeter {
     sql: SqlStorage,
     alarms: Alarms<Task>,
     calls: Calls<(Shouted,)>,
+    board: Board<Task>,
 }
 
 impl DurableObject for Greeter {
     fn new(state: State, env: Env) -> Self {
         let alarms = Alarms::open(&state);
         let calls = Calls::open(&alarms, &env);
-        Self { sql: state.storage().sql(), alarms, calls }
+        let board = Board::new(&alarms, Auth::bearer(env.secret("BOARD_TOKEN").map(|s| s.to_string()).unwrap_or_default()));
+        Self { sql: state.storage().sql(), alarms, calls, board }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
+        if let Some(response) = self.board.serve(&req).await? {
+            return Ok(response);
+        }
         match req.path().as_str() {
             "/start" => {
                 self.alarms.schedule(When::after(Duration::ZERO), Task::Hello { to: "world".into() }).await?;

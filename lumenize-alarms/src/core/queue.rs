@@ -118,6 +118,33 @@ fn occurrence_after(task: &Scheduled, after: i64) -> Result<Option<i64>> {
     }
 }
 
+impl Scheduled {
+    /// The next `n` times this task is due (Unix milliseconds), computed by the scheduler's
+    /// own cron and interval code: its due time, then, for a recurring task, the occurrences
+    /// after it (a cron one in its zone, daylight saving time included; an interval one on
+    /// the grid of its tick). What runs and retries may shift them; a dead task's are what a
+    /// requeue would start from. `n` is clamped to `0 ..= 1,000`; the list stops early at
+    /// the last time the runtime can arm.
+    ///
+    /// ```
+    /// # fn demo(task: &lumenize_alarms::Scheduled) {
+    /// for ms in task.upcoming(5) {
+    ///     println!("{ms}");
+    /// }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn upcoming(&self, n: usize) -> Vec<i64> {
+        let mut times = Vec::new();
+        let mut next = Some(self.due_ms);
+        while let Some(at) = next.filter(|_| times.len() < n.min(1_000)) {
+            times.push(at);
+            next = occurrence_after(self, at).ok().flatten();
+        }
+        times
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -130,6 +157,20 @@ mod tests {
 
     fn task(when: When, opts: &Options, now: i64) -> Scheduled {
         new_task(now, &when, "null".into(), opts, "x".into()).unwrap()
+    }
+
+    #[test]
+    fn upcoming_lists_the_due_time_then_the_next_occurrences() {
+        let t = task(When::every(Duration::from_millis(100)).unwrap(), &Options::default(), 1_000);
+        assert_eq!(t.upcoming(3), [1_100, 1_200, 1_300]);
+        assert_eq!(t.upcoming(0), Vec::<i64>::new());
+        let cron = task(When::cron("0 3 * * *").unwrap(), &Options::default(), 0);
+        assert_eq!(cron.upcoming(2), [3 * 3_600_000, 27 * 3_600_000]);
+        let once = task(When::at_unix_ms(5), &Options::default(), 0);
+        assert_eq!(once.upcoming(5), [5]);
+        let last = task(When::at_unix_ms(MAX_TIME_MS - 50), &Options::default(), 0);
+        let last = Scheduled { schedule: Schedule::Every { interval_ms: 20 }, ..last };
+        assert_eq!(last.upcoming(usize::MAX), [MAX_TIME_MS - 50, MAX_TIME_MS - 30, MAX_TIME_MS - 10]);
     }
 
     fn running(t: Scheduled) -> Scheduled {

@@ -176,6 +176,10 @@ pub struct Filter {
     pub due_before: Option<i64>,
     /// At most this many (any `usize`; 0 lists nothing).
     pub limit: Option<usize>,
+    /// Only tasks after this one in the listing order: `(due_ms, seq)` of the last task of
+    /// the previous page (any `i64`s). Pages through any number of tasks, one bounded read
+    /// each.
+    pub after: Option<(i64, i64)>,
 }
 
 impl Filter {
@@ -199,10 +203,28 @@ impl Filter {
     pub fn limit(self, n: usize) -> Self {
         Filter { limit: Some(n), ..self }
     }
+    /// Only tasks after `task` in the listing order (by due time, then insertion): the next
+    /// page after one that ended with `task`.
+    ///
+    /// ```
+    /// # fn demo(alarms: &lumenize_alarms::Alarms<u32>) -> lumenize_alarms::Result<()> {
+    /// use lumenize_alarms::Filter;
+    /// let first = alarms.list(&Filter::default().limit(50))?;
+    /// if let Some(last) = first.last() {
+    ///     let second = alarms.list(&Filter::default().limit(50).after(last))?;
+    /// #   let _ = second;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn after(self, task: &Scheduled) -> Self {
+        Filter { after: Some((task.due_ms, task.seq)), ..self }
+    }
     /// Whether `task` passes (the limit aside).
     #[must_use]
     pub fn matches(&self, task: &Scheduled) -> bool {
-        self.kind.is_none_or(|k| task.schedule.kind() == k)
+        self.after.is_none_or(|after| (task.due_ms, task.seq) > after)
+            && self.kind.is_none_or(|k| task.schedule.kind() == k)
             && self.status.is_none_or(|s| task.status == s)
             && self.due_from.is_none_or(|t| task.due_ms >= t)
             && self.due_before.is_none_or(|t| task.due_ms < t)

@@ -410,6 +410,10 @@ impl<E: Exec> Store for SqlStore<E> {
         if let Some(before) = filter.due_before {
             clause(" AND due_ms < ?", bound(before));
         }
+        if let Some((due_ms, seq)) = filter.after {
+            clause(" AND (due_ms > ? OR (due_ms = ? AND seq > ?))", bound(due_ms));
+            args.extend([bound(due_ms), bound(seq)]);
+        }
         sql.push_str(" ORDER BY due_ms, seq LIMIT ?");
         args.push(filter.limit.map_or(Value::Integer(-1), limit));
         let reads = self.select_quarantining(&sql, args)?;
@@ -531,6 +535,10 @@ impl<E: Exec> Store for SqlStore<E> {
         if let Some(before) = filter.due_before {
             which.push_str(" AND due_ms < ?");
             args.push(bound(before));
+        }
+        if let Some((due_ms, seq)) = filter.after {
+            which.push_str(" AND (due_ms > ? OR (due_ms = ? AND seq > ?))");
+            args.extend([bound(due_ms), bound(due_ms), bound(seq)]);
         }
         which.push_str(" ORDER BY due_ms, seq LIMIT ?");
         args.push(limit(limit_n));

@@ -278,7 +278,7 @@ pub fn filter() -> impl Strategy<Value = Filter> {
     let kind = prop::option::of(select(vec![Kind::Once, Kind::Cron, Kind::Every]));
     let status = prop::option::of(select(vec![Status::Pending, Status::Running, Status::Dead]));
     (kind, status, prop::option::of(any_i64()), prop::option::of(any_i64()), prop::option::of(any_usize())).prop_map(
-        |(kind, status, due_from, due_before, limit)| Filter { kind, status, due_from, due_before, limit },
+        |(kind, status, due_from, due_before, limit)| Filter { kind, status, due_from, due_before, limit, after: None },
     )
 }
 

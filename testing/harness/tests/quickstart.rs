@@ -38,7 +38,7 @@ fn the_readme_shows_the_quickstart_as_it_is() {
 
 #[test]
 fn the_quickstart_runs_its_tasks_and_its_call_on_workerd() {
-    let options = WorkerOptions::default().arg("--var").arg("LUMENIZE_CALL_SECRET:quickstart-test");
+    let options = WorkerOptions::default().arg("--var").arg("LUMENIZE_CALL_SECRET:quickstart-test").arg("--var").arg("BOARD_TOKEN:quickstart-board");
     let worker = Worker::start(&workspace_root().join("examples/quickstart"), options).expect("start the quickstart");
     let (status, body) = get(&format!("{}/start", worker.url())).expect("GET /start");
     assert_eq!((status, body.as_str()), (200, "started"));
@@ -53,6 +53,11 @@ fn the_quickstart_runs_its_tasks_and_its_call_on_workerd() {
         done(&last).then_some(())
     })
     .unwrap_or_else(|e| panic!("the zero-delay task, two cron ticks and the call's continuation: {e}; log: {last:?}"));
+    // The board, at /board/ behind BOARD_TOKEN: 401 without it; with it, the cron task.
+    let (status, _) = get(&format!("{}/board/api/tasks", worker.url())).expect("GET /board/api/tasks");
+    assert_eq!(status, 401);
+    let (status, body) = lumenize_harness::post(&format!("{}/board/api/pause?id=tick", worker.url()), "", &[("authorization", "Bearer quickstart-board")]).expect("POST /board/api/pause");
+    assert!(status == 200 && body.contains(r#""status":"paused""#), "{status} {body}");
 }
 
 /// A copy of the quickstart in a directory of its own, with its lumenize dependencies
@@ -68,7 +73,8 @@ fn the_quickstart_builds_outside_the_workspace() {
     let absolute = |name: &str| root.join(name).display().to_string();
     let manifest = manifest
         .replace("../../lumenize-alarms", &absolute("lumenize-alarms"))
-        .replace("../../lumenize-call", &absolute("lumenize-call"));
+        .replace("../../lumenize-call", &absolute("lumenize-call"))
+        .replace("../../lumenize-board", &absolute("lumenize-board"));
     std::fs::write(copy.join("Cargo.toml"), format!("{manifest}\n[workspace]\n")).expect("write Cargo.toml");
     for file in ["src/lib.rs", "wrangler.toml"] {
         std::fs::copy(root.join("examples/quickstart").join(file), copy.join(file)).expect("copy");

@@ -44,6 +44,9 @@
 //!   `column` (`due_ms` or `max_backoff_ms`) holds a REAL (`now + 0.5`, or 2^63 as stored
 //!   by a release that let `Duration::MAX` through): a row that does not decode.
 //!
+//! - `board/...`: lumenize-board (`Board::serve`, first thing in `fetch`), behind the
+//!   token `BOARD_TOKEN` of `wrangler.toml`.
+//!
 //! A body that does not decode answers 400 with the reason, as a user's worker would.
 
 use std::time::Duration;
@@ -297,6 +300,8 @@ pub struct AlarmsDO {
     /// The same scheduler seen with another task type, to store payloads `Task` does not
     /// decode (as if the type changed since).
     raw: Alarms<serde_json::Value>,
+    /// lumenize-board, mounted at `board/` behind the `BOARD_TOKEN` var.
+    board: lumenize_board::Board<Task>,
 }
 
 impl AlarmsDO {
@@ -400,7 +405,7 @@ macro_rules! body {
 }
 
 impl DurableObject for AlarmsDO {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         state
             .storage()
             .sql()
@@ -423,17 +428,24 @@ impl DurableObject for AlarmsDO {
             .exec("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, task_id TEXT, detail TEXT)", None)
             .expect("create events table");
         let alarms = Alarms::open(&state);
+        let token = env.var("BOARD_TOKEN").map(|v| v.to_string()).unwrap_or_default();
+        let board = lumenize_board::Board::new(&alarms, lumenize_board::Auth::bearer(token));
         let sql = state.storage().sql();
+        let seen = board.clone();
         alarms.on_event(move |event| {
+            seen.record(event);
             let e = Recorded::of(event);
             // Best effort: an event that cannot be recorded must not fail the step it reports.
             let _ = sql.exec("INSERT INTO events (kind, task_id, detail) VALUES (?, ?, ?)", vec![e.kind.into(), e.task_id.into(), e.detail.into()]);
         });
         let raw = Alarms::open(&state);
-        Self { state, alarms, raw }
+        Self { state, alarms, raw, board }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if let Some(response) = self.board.serve(&req).await? {
+            return Ok(response);
+        }
         let path = req.path();
         let alarms = &self.alarms;
         match path.trim_start_matches('/') {
@@ -521,7 +533,7 @@ impl DurableObject for AlarmsDO {
             }
             "list" => {
                 let r: ListReq = body!(req);
-                let filter = Filter { kind: r.kind, status: r.status, due_from: r.due_from, due_before: r.due_before, limit: r.limit.map(saturate) };
+                let filter = Filter { kind: r.kind, status: r.status, due_from: r.due_from, due_before: r.due_before, limit: r.limit.map(saturate), ..Filter::default() };
                 json(&alarms.list(&filter)?)
             }
             "cancel" => {
@@ -558,7 +570,7 @@ impl DurableObject for AlarmsDO {
             }
             "requeue_dead" => {
                 let r: ListReq = body!(req);
-                let filter = Filter { kind: r.kind, status: r.status, due_from: r.due_from, due_before: r.due_before, limit: r.limit.map(saturate) };
+                let filter = Filter { kind: r.kind, status: r.status, due_from: r.due_from, due_before: r.due_before, limit: r.limit.map(saturate), ..Filter::default() };
                 match alarms.requeue_dead(&filter).await {
                     Ok(n) => json(&n),
                     Err(e) => lib_error(e),

@@ -26,13 +26,17 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             };
             let stub = env.durable_object(binding)?.id_from_name(object)?.get_stub()?;
             let mut init = RequestInit::new();
-            init.with_method(req.method()).with_headers(req.headers().clone());
+            // Manual: a redirect of the object (lumenize-board's) goes back to the client as it is.
+            init.with_method(req.method()).with_headers(req.headers().clone()).with_redirect(RequestRedirect::Manual);
             let mut req = req;
             let body = req.text().await?;
             if !body.is_empty() {
                 init.with_body(Some(body.into()));
             }
-            let inner = Request::new_with_init(&format!("https://do/{}", rest.join("/")), &init)?;
+            // The rest of the path, with its trailing slash and query (lumenize-board's page is at `board/`).
+            let slash = if url.path().ends_with('/') && !rest.is_empty() { "/" } else { "" };
+            let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+            let inner = Request::new_with_init(&format!("https://do/{}{slash}{query}", rest.join("/")), &init)?;
             stub.fetch_with_request(inner).await
         }
         _ => Response::error("not found", 404),
