@@ -34,7 +34,7 @@ use crate::view::TaskView;
 ///
 /// impl DurableObject for Jobs {
 ///     fn new(state: State, env: Env) -> Self {
-///         let alarms = Alarms::open(&state).expect("a SQLite-backed class");
+///         let alarms = Alarms::open(&state);
 ///         let token = env.secret("BOARD_TOKEN").map(|s| s.to_string()).unwrap_or_default();
 ///         let board = Board::new(&alarms, Auth::bearer(token));
 ///         Self { alarms, board }
