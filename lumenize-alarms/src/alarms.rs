@@ -116,7 +116,7 @@ struct Inner {
 
 impl Inner {
     fn scheduler(&self) -> Result<&Scheduler<SqlStore<SqlStorage>>> {
-        self.scheduler.as_ref().map_err(again)
+        self.scheduler.as_ref().map_err(Error::replay)
     }
 
     fn library(&self, name: &str) -> Option<Rc<dyn Library>> {
@@ -124,10 +124,6 @@ impl Inner {
     }
 }
 
-/// The error `open` met, again, for each method that is called after it.
-fn again(e: &Error) -> Error {
-    e.replay()
-}
 
 /// A library's own tasks on an object's scheduler (lumenize-call's: a call's dispatch and
 /// backstop). They are stored with a payload that names the library

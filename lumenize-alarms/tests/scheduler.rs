@@ -13,20 +13,9 @@ use std::time::Duration;
 use lumenize_alarms::core::{Event, NativeAlarm, Scheduler, SimulatedAlarm, Store, LEAVE_TO_FIRE_MS, MAX_TIME_MS};
 use lumenize_alarms::sql::Exec;
 use lumenize_alarms::{Error, Filter, MissedTicks, Options, RetryPolicy, RunReport, Scheduled, Status, StorageKind, When};
-use support::{block_on, done, ready, Fresh, HandlerFut};
+use support::{block_on, done, ready, Fixture, Fresh, HandlerFut};
 
 const BASE: i64 = 1_700_000_000_000;
-
-struct Fixture<S: Store> {
-    sched: Scheduler<Rc<S>>,
-    alarm: SimulatedAlarm,
-}
-
-impl<S: Fresh> Fixture<S> {
-    fn new() -> Self {
-        Fixture { sched: Scheduler::new(S::fresh()), alarm: SimulatedAlarm::default() }
-    }
-}
 
 impl<S: Store> Fixture<S> {
     fn sched(&self, now: i64, when: When, id: &str, opts: Options) -> Scheduled {

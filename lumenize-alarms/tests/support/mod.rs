@@ -107,6 +107,19 @@ impl Fresh for SqlStore<Sqlite> {
     }
 }
 
+/// A scheduler over a fresh store of type `S`, with a simulated native alarm: the fixture of
+/// the example tests, each file adding the methods it needs in its own `impl`.
+pub struct Fixture<S: lumenize_alarms::core::Store> {
+    pub sched: lumenize_alarms::core::Scheduler<Rc<S>>,
+    pub alarm: lumenize_alarms::core::SimulatedAlarm,
+}
+
+impl<S: Fresh> Fixture<S> {
+    pub fn new() -> Self {
+        Fixture { sched: lumenize_alarms::core::Scheduler::new(S::fresh()), alarm: lumenize_alarms::core::SimulatedAlarm::default() }
+    }
+}
+
 /// How often `block_on` polls before it declares the isolate dead.
 pub const POLL_BOUND: usize = 1_000;
 

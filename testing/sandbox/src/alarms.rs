@@ -384,6 +384,14 @@ fn json<T: Serialize>(value: &T) -> Result<Response> {
     Response::from_json(value)
 }
 
+/// The task an operation answered, or 400 with the library's error.
+fn answer(result: lumenize_alarms::Result<Scheduled>) -> Result<Response> {
+    match result {
+        Ok(task) => json(&task),
+        Err(e) => lib_error(e),
+    }
+}
+
 fn lib_error(e: lumenize_alarms::Error) -> Result<Response> {
     Response::error(e.to_string(), 400)
 }
@@ -542,31 +550,19 @@ impl DurableObject for AlarmsDO {
             }
             "requeue" => {
                 let r: IdReq = body!(req);
-                match alarms.requeue(&r.id).await {
-                    Ok(task) => json(&task),
-                    Err(e) => lib_error(e),
-                }
+                answer(alarms.requeue(&r.id).await)
             }
             "pause" => {
                 let r: IdReq = body!(req);
-                match alarms.pause(&r.id) {
-                    Ok(task) => json(&task),
-                    Err(e) => lib_error(e),
-                }
+                answer(alarms.pause(&r.id))
             }
             "resume" => {
                 let r: IdReq = body!(req);
-                match alarms.resume(&r.id).await {
-                    Ok(task) => json(&task),
-                    Err(e) => lib_error(e),
-                }
+                answer(alarms.resume(&r.id).await)
             }
             "run_now" => {
                 let r: IdReq = body!(req);
-                match alarms.run_now(&r.id).await {
-                    Ok(task) => json(&task),
-                    Err(e) => lib_error(e),
-                }
+                answer(alarms.run_now(&r.id).await)
             }
             "requeue_dead" => {
                 let r: ListReq = body!(req);
