@@ -10,7 +10,7 @@
 //!   libraries, the package checks, and the integration tests of `lumenize-harness` against
 //!   workerd. Ends with one line `N passed, M failed`; exits non-zero if anything failed.
 //! - `check-package`: the package checks alone (they need only the wasm target): the
-//!   libraries package and build as crates.io would take them (`cargo publish --dry-run` of
+//!   libraries package and build as crates.io would take them (`cargo package --offline` of
 //!   all three together), and their docs build for wasm32 without a rustdoc warning.
 //! - `screenshots`: setup, then the ignored `screenshot` test of `board_browser.rs`, which
 //!   writes `lumenize-board/board.png` (the READMEs show it).
@@ -54,7 +54,7 @@ commands:
   build              setup, then build every worker (worker-build --release; --no-opt for the
                      sandbox and call-alarm-delay unless LUMENIZE_HARNESS_OPTIMIZE=1)
   test               setup, then native, wasm-bindgen-test, package and integration suites
-  check-package      the package suite alone: publish dry-run and rustdoc of the libraries
+  check-package      the package suite alone: cargo package and rustdoc of the libraries
   screenshots        setup, then write lumenize-board/board.png from the board in Chromium
   experiments [ARGS] setup, then cargo run --release -p lumenize-driver -- ARGS";
 
@@ -315,15 +315,20 @@ impl Suite {
         let out = child.stdout.take().map(|s| thread::spawn(move || pump(s, false)));
         let err = child.stderr.take().map(|s| thread::spawn(move || pump(s, true)));
         let status = child.wait();
+        let mut tail = Vec::new();
         for handle in [out, err].into_iter().flatten() {
-            for (passed, failed) in handle.join().unwrap_or_default() {
+            let pumped = handle.join().unwrap_or_default();
+            for (passed, failed) in pumped.results {
                 self.passed += passed;
                 self.failed += failed;
             }
+            tail.extend(pumped.tail);
         }
         match status {
             Ok(s) if s.success() => Ok(()),
-            Ok(s) => Err(format!("exited with {s}")),
+            // The summary is often all a CI log keeps: it carries the command's last words.
+            Ok(s) if tail.is_empty() => Err(format!("exited with {s}")),
+            Ok(s) => Err(format!("exited with {s}; its last lines on stderr:\n  | {}", tail.join("\n  | "))),
             Err(e) => Err(format!("could not be waited for: {e}")),
         }
     }
@@ -339,10 +344,24 @@ fn short(cmd: &str) -> String {
     }
 }
 
+/// What [`pump`] kept of a child's stream.
+#[derive(Default)]
+struct Pumped {
+    /// `(passed, failed)` of each `test result:` line.
+    results: Vec<(u64, u64)>,
+    /// The last [`TAIL_LINES`] lines of stderr that are not progress (`Compiling`, ...).
+    tail: Vec<String>,
+}
+
+/// How many lines of a failed command's stderr the summary repeats.
+const TAIL_LINES: usize = 15;
+
 /// Copies a child's output to ours line by line, collecting `(passed, failed)` of each
-/// `test result:` line (libtest, doc tests and wasm-bindgen-test-runner share that shape).
-fn pump(stream: impl Read, to_stderr: bool) -> Vec<(u64, u64)> {
-    let mut results = Vec::new();
+/// `test result:` line (libtest, doc tests and wasm-bindgen-test-runner share that shape)
+/// and, from stderr, the last lines that are not cargo's progress.
+fn pump(stream: impl Read, to_stderr: bool) -> Pumped {
+    let mut pumped = Pumped::default();
+    let mut tail = std::collections::VecDeque::with_capacity(TAIL_LINES);
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     // Bounded by the child's output: ends at EOF, when the child exits.
@@ -352,11 +371,18 @@ fn pump(stream: impl Read, to_stderr: bool) -> Vec<(u64, u64)> {
         }
         let line = String::from_utf8_lossy(&buf);
         if let Some(counts) = parse_test_result(&line) {
-            results.push(counts);
+            pumped.results.push(counts);
         }
         if to_stderr {
             let mut e = std::io::stderr().lock();
             let _ = e.write_all(&buf);
+            let line = strip_ansi(line.trim_end());
+            if !is_progress(&line) {
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
         } else {
             let mut o = std::io::stdout().lock();
             let _ = o.write_all(&buf);
@@ -364,7 +390,17 @@ fn pump(stream: impl Read, to_stderr: bool) -> Vec<(u64, u64)> {
         }
         buf.clear();
     }
-    results
+    pumped.tail = tail.into();
+    pumped
+}
+
+/// Cargo's progress lines (`Compiling x`, `Downloaded y`, ...), which say nothing of a failure.
+fn is_progress(line: &str) -> bool {
+    const PROGRESS: &[&str] = &[
+        "Compiling", "Checking", "Downloaded", "Downloading", "Fresh", "Packaging", "Packaged",
+        "Verifying", "Unpacking", "Updating", "Locking", "Adding", "Blocking", "Documenting",
+    ];
+    line.trim().is_empty() || PROGRESS.iter().any(|p| line.trim_start().starts_with(p))
 }
 
 /// `(passed, failed)` from a line like
@@ -474,19 +510,24 @@ fn test() -> ExitCode {
 
 /// The package checks, one count each: (1) the libraries package and build as crates.io
 /// would take them, `lumenize-call` and `lumenize-board` against the packaged `lumenize-alarms` (one
-/// `cargo publish --dry-run` of all three; cargo 1.90+); (2) their docs build for wasm32, as
+/// `cargo package` of all three; cargo 1.90+); (2) their docs build for wasm32, as
 /// docs.rs builds them, with rustdoc warnings as errors.
+///
+/// `cargo package`, not `cargo publish --dry-run`: the dry run checks the same files and
+/// builds, but also asks crates.io's API, so a network hiccup on the CI machine failed a
+/// run (stop 23). `--offline` resolves the packages' lockfiles from what the other suites
+/// (or `cargo fetch`, in `check-package`) already downloaded: the check needs no network.
 fn package_suite() -> Suite {
     let started = Instant::now();
     let mut suite = Suite::new("package");
 
-    let mut publish = cargo();
+    let mut package = cargo();
     // `--allow-dirty`: the check is about the files, not about a clean working tree.
-    publish.args(["publish", "--dry-run", "--allow-dirty"]);
+    package.args(["package", "--offline", "--allow-dirty"]);
     for p in PUBLISHED {
-        publish.args(["-p", p]);
+        package.args(["-p", p]);
     }
-    suite.check("cargo publish --dry-run", publish);
+    suite.check("cargo package --offline", package);
 
     let mut doc = cargo();
     doc.args(["doc", "--no-deps", "--all-features", "--target", WASM_TARGET]);
@@ -534,6 +575,10 @@ fn semver_check(suite: &mut Suite) {
 fn check_package() -> Result<ExitCode> {
     println!("xtask check-package:");
     setup_wasm_target()?;
+    // What `cargo package --offline` resolves from.
+    let mut fetch = cargo();
+    fetch.arg("fetch");
+    run(fetch)?;
     Ok(summary(&[package_suite()]))
 }
 
@@ -598,5 +643,21 @@ mod tests {
             Some((7, 0))
         );
         assert_eq!(parse_test_result("running 3 tests"), None);
+    }
+
+    #[test]
+    fn a_failed_command_leaves_its_last_words_not_its_progress() {
+        let mut err = String::from("   Compiling a v0.1.0\n");
+        for i in 0..20 {
+            err.push_str(&format!("line {i}\n"));
+        }
+        err.push_str("    Checking b v0.1.0\nerror: failed to verify package `c`\n\n");
+        let pumped = pump(err.as_bytes(), true);
+        assert_eq!(pumped.tail.len(), TAIL_LINES);
+        assert_eq!(pumped.tail.last().map(String::as_str), Some("error: failed to verify package `c`"));
+        assert!(pumped.tail.iter().all(|l| !l.contains("Compiling") && !l.contains("Checking")));
+        assert_eq!(pumped.tail.first().map(String::as_str), Some("line 6"));
+        // stdout is streamed, not kept.
+        assert!(pump(err.as_bytes(), false).tail.is_empty());
     }
 }
