@@ -521,6 +521,17 @@ fn package_suite() -> Suite {
     let started = Instant::now();
     let mut suite = Suite::new("package");
 
+    if let Err(e) = forget_unpacked_packages() {
+        suite.fail(format!("removing cargo's unpacked copies of the libraries: {e:#}"));
+    }
+    // And their builds: cargo takes a registry package of one name and version for immutable
+    // and reuses its build without looking at the sources (the libraries rebuild in seconds).
+    let mut clean = cargo();
+    clean.args(["clean", "--offline", "--quiet"]);
+    for p in PUBLISHED {
+        clean.args(["-p", p]);
+    }
+    suite.run(clean);
     let mut package = cargo();
     // `--allow-dirty`: the check is about the files, not about a clean working tree.
     package.args(["package", "--offline", "--allow-dirty"]);
@@ -541,6 +552,35 @@ fn package_suite() -> Suite {
 
     suite.duration = started.elapsed();
     suite
+}
+
+/// Removes cargo's unpacked copies of the libraries from earlier package checks (their
+/// builds are removed by `cargo clean -p`).
+///
+/// `cargo package` verifies `lumenize-call` and `lumenize-board` against the packed
+/// `lumenize-alarms` through a temporary registry in `target/package`, which cargo unpacks into
+/// `$CARGO_HOME/registry/src/<registry>-<hash of its path>/<name>-<version>`. When that
+/// directory is already there, from an earlier run at the same path with the same version,
+/// cargo does not unpack again and builds against the old copy: CI's clone, always at one
+/// path, verified `lumenize-board` against the `lumenize-alarms` of an earlier commit and
+/// failed to compile. Only directories of our own packages outside crates.io's are removed
+/// (crates.io has no package of these names).
+fn forget_unpacked_packages() -> Result<()> {
+    let home = std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry").join("src")) else { return Ok(()) };
+    let Ok(registries) = std::fs::read_dir(&src) else { return Ok(()) };
+    for registry in registries.flatten() {
+        if registry.file_name().to_string_lossy().starts_with("index.crates.io") {
+            continue;
+        }
+        for unpacked in std::fs::read_dir(registry.path())?.flatten() {
+            let name = unpacked.file_name().to_string_lossy().into_owned();
+            if PUBLISHED.iter().any(|p| name.strip_prefix(p).is_some_and(|v| v.starts_with('-') && v[1..].starts_with(|c: char| c.is_ascii_digit()))) {
+                std::fs::remove_dir_all(unpacked.path()).with_context(|| format!("removing {}", unpacked.path().display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The version of cargo-semver-checks the semver check installs (from crates.io).

@@ -361,7 +361,7 @@ impl<'a> ObjectCheck<'a> {
             let task = self.object.task(&label).map(|(_, t)| t);
             if s.dead() {
                 self.dead(c, s, &label, task);
-            } else if !(s.recurring() || task.is_some_and(|t| t.far || self.expected_end(t) == End::Remains)) {
+            } else if !(s.recurring() || task.is_some_and(|t| t.far || self.expected_end(t) == End::Remains || self.retry_after_drain(c, t, s))) {
                 stuck.push(s);
             }
         }
@@ -389,6 +389,15 @@ impl<'a> ObjectCheck<'a> {
                 c.fail(Invariant::Drained, name, format!("{:?} (id {:?}) {problem}", t.label, t.id));
             }
         }
+    }
+
+    /// Whether `s` is a retry of `t` that its policy put after the drain's wait ended: pending
+    /// as it must be. A wait shorter than an hour (not [`End::Remains`]) may still be longer
+    /// than a run's drain waits (a factor clamped to 1,000 turns 247 ms into 247 s); the
+    /// stored due time must then be at least the policy's wait after the failed attempt began.
+    fn retry_after_drain(&self, c: &Checker<'_>, t: &Task, s: &Stored) -> bool {
+        let began = self.firings(&t.label).iter().filter(|f| f.attempt == s.attempts).map(|f| f.fired_ms).max();
+        s.status == "pending" && s.attempts > 0 && s.due_ms > c.drained.ended_ms && began.is_some_and(|b| s.due_ms >= b + t.delay_after(s.attempts))
     }
 
     /// A dead task: meant to die, with its error; or cut short by a kill or panic.
@@ -569,6 +578,26 @@ mod tests {
         assert_eq!(v(vec![]), [Invariant::Drained], "the far task is gone");
         assert_eq!(v(vec![stored("s3", "far", "pending"), stored("s1", "a", "pending")]), [Invariant::Drained]);
         assert_eq!(v(vec![stored("s3", "far", "pending"), stored("s1", "a", "dead")]), [Invariant::DeadExplained]);
+    }
+
+    #[test]
+    fn a_retry_due_after_the_drain_may_remain_when_its_policy_put_it_there() {
+        // Seed 264174443: fails twice, 247 ms then 247 s (factor u32::MAX, clamped to 1,000).
+        let mut m = Model::new("o", 1);
+        let mut t = Task::new("s1".into(), 1, Handler::Fail { times: 2 }, End::Succeeds, 0);
+        (t.attempts, t.backoff_ms, t.factor, t.max_backoff_ms) = (4, 247, u32::MAX, 9_223_372_036_854);
+        let i = m.objects[0].add(t);
+        m.objects[0].set_id(i, "a", None);
+        let fired = vec![fired("s1", "a", 0, 10, 1), fired("s1", "a", 257, 300, 2)];
+        let v = |due_ms, ended_ms| {
+            let pending = Stored { id: "a".into(), seq: 1, schedule: "once".into(), due_ms, payload: "{\"label\":\"s1\"}".into(), status: "pending".into(), attempts: 2, last_error: Some("planned failure".into()), created_ms: 0 };
+            let drained = Drained { finals: vec![vec![pending]], recurred: vec![HashSet::new()], still_works: vec![None], ended_ms, ..Drained::default() };
+            let fired = [fired.clone()];
+            check(&m, &fired, &drained, &Faults::of(&m, &fired)).0.into_iter().map(|v| v.invariant).collect::<Vec<_>>()
+        };
+        assert_eq!(v(247_300, 60_000), [], "due after the drain, as the policy says");
+        assert_eq!(v(247_300, 250_000), [Invariant::Drained], "the drain waited past its due time");
+        assert_eq!(v(200_000, 60_000), [Invariant::Drained], "sooner than the policy's wait");
     }
 
     #[test]
