@@ -6,24 +6,11 @@
 mod support;
 
 use lumenize_alarms::core::{Change, Filter, Key, Store};
-use lumenize_alarms::{Counts, Kind, MissedTicks, RetryPolicy, Schedule, Scheduled, Status};
-use support::Fresh;
+use lumenize_alarms::{Counts, Kind, MissedTicks, Schedule, Scheduled, Status};
+use support::{Fresh, Edit};
 
 fn task(id: &str, due_ms: i64) -> Scheduled {
-    Scheduled {
-        id: id.to_owned(),
-        seq: 0,
-        schedule: Schedule::Once,
-        due_ms,
-        tick_ms: due_ms,
-        payload: format!("\"{id}\""),
-        status: Status::Pending,
-        attempts: 0,
-        retry: RetryPolicy::default(),
-        missed: MissedTicks::Skip,
-        last_error: None,
-        created_ms: 7,
-    }
+    Scheduled::pending_once(id, due_ms, &format!("\"{id}\""), 7)
 }
 
 fn ids(tasks: &[Scheduled]) -> Vec<&str> {
@@ -37,21 +24,20 @@ fn get<S: Store>(store: &S, id: &str) -> Scheduled {
 fn every_field_round_trips<S: Fresh>() {
     let store = S::fresh();
     let tasks = [
-        Scheduled {
-            schedule: Schedule::Cron { expr: "0 3 * * *".into(), zone: Some("Europe/Paris".into()) },
-            retry: RetryPolicy { max_attempts: 9, initial_backoff_ms: 12, factor: 3, max_backoff_ms: 999 },
-            missed: MissedTicks::Burst,
-            payload: r#"{"a":[1,"two",{"three":null}],"quote":"\"","unicode":"é✓"}"#.into(),
-            ..task("cron", 100)
-        },
-        Scheduled { schedule: Schedule::Every { interval_ms: 250 }, ..task("every", 200) },
-        Scheduled { schedule: Schedule::Cron { expr: "*/5 * * * * *".into(), zone: None }, ..task("utc", 300) },
+        task("cron", 100).edit(|t| {
+            t.schedule = Schedule::Cron { expr: "0 3 * * *".into(), zone: Some("Europe/Paris".into()) };
+            t.retry = support::policy(9, 12, 3, 999);
+            t.missed = MissedTicks::Burst;
+            t.payload = r#"{"a":[1,"two",{"three":null}],"quote":"\"","unicode":"é✓"}"#.into();
+        }),
+        task("every", 200).edit(|t| t.schedule = Schedule::Every { interval_ms: 250 }),
+        task("utc", 300).edit(|t| t.schedule = Schedule::Cron { expr: "*/5 * * * * *".into(), zone: None }),
     ];
     store.insert(&tasks[0], false).unwrap();
     store.insert_all(&tasks[1..], false).unwrap();
     for t in &tasks {
         let stored = get(&*store, &t.id);
-        assert_eq!(Scheduled { seq: 0, ..stored }, *t);
+        assert_eq!(stored.edit(|s| s.seq = 0), *t);
     }
 }
 
@@ -92,8 +78,8 @@ fn insert_all_takes_any_number_and_size_of_tasks<S: Fresh>() {
     // one whose JSON alone is over a megabyte (quotes double in JSON text).
     let store = S::fresh();
     let mut tasks: Vec<Scheduled> =
-        (0..3_000).map(|i| Scheduled { payload: format!("\"{}\"", "p".repeat(1_000)), ..task(&format!("t{i:04}"), i) }).collect();
-    tasks.insert(1_500, Scheduled { payload: format!("\"{}\"", "\\\"".repeat(400_000)), ..task("quotes", 1_500) });
+        (0..3_000).map(|i| task(&format!("t{i:04}"), i).edit(|t| t.payload = format!("\"{}\"", "p".repeat(1_000)))).collect();
+    tasks.insert(1_500, task("quotes", 1_500).edit(|t| t.payload = format!("\"{}\"", "\\\"".repeat(400_000))));
     store.insert_all(&tasks, false).unwrap();
     let all = store.list(&Filter::default()).unwrap();
     assert_eq!(all.len(), 3_001);
@@ -165,8 +151,8 @@ fn remove_and_requeue_return_the_task<S: Fresh>() {
 fn list_filters_and_limits<S: Fresh>() {
     let store = S::fresh();
     store.insert(&task("once", 30), false).unwrap();
-    store.insert(&Scheduled { schedule: Schedule::Every { interval_ms: 5 }, ..task("every", 10) }, false).unwrap();
-    store.insert(&Scheduled { schedule: Schedule::Cron { expr: "* * * * *".into(), zone: None }, ..task("cron", 20) }, false).unwrap();
+    store.insert(&task("every", 10).edit(|t| t.schedule = Schedule::Every { interval_ms: 5 }), false).unwrap();
+    store.insert(&task("cron", 20).edit(|t| t.schedule = Schedule::Cron { expr: "* * * * *".into(), zone: None }), false).unwrap();
     let cron = get(&*store, "cron");
     store.change(&Key::of(&cron), &Change::Kill { error: "e".into(), attempts: 0 }).unwrap();
     let list = |f: Filter| ids(&store.list(&f).unwrap()).into_iter().map(str::to_owned).collect::<Vec<_>>();
@@ -251,7 +237,7 @@ fn requeue_dead_requeues_the_dead_that_pass_in_order_up_to_the_limit<S: Fresh>()
     let store = S::fresh();
     let cron = Schedule::Cron { expr: "* * * * *".into(), zone: None };
     for (id, due, schedule) in [("d3", 30, Schedule::Once), ("d1", 10, Schedule::Once), ("c2", 20, cron.clone()), ("d4", 40, Schedule::Once), ("live", 0, Schedule::Once)] {
-        store.insert(&Scheduled { schedule, ..task(id, due) }, false).unwrap();
+        store.insert(&task(id, due).edit(|t| t.schedule = schedule), false).unwrap();
         if id != "live" {
             let t = get(&*store, id);
             store.change(&Key::of(&t), &Change::Kill { error: format!("{id} died"), attempts: 3 }).unwrap();
@@ -289,7 +275,7 @@ fn counts_count_every_status<S: Fresh>() {
     change("t2", Change::Pause);
     change("t3", Change::Kill { error: "e".into(), attempts: 1 });
     let counts = store.counts().unwrap();
-    assert_eq!(counts, Counts { pending: 3, running: 1, paused: 2, dead: 1 });
+    assert_eq!(support::counts(counts), (3, 1, 2, 1));
     for status in [Status::Pending, Status::Running, Status::Paused, Status::Dead] {
         let listed = store.list(&Filter::default().status(status)).unwrap().len();
         let counted = match status {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use lumenize_alarms::core::{Scheduler, SimulatedAlarm, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_CRON_BYTES, MAX_FACTOR, MAX_ID_BYTES, MAX_TIME_MS, MAX_ZONE_BYTES};
 use lumenize_alarms::sql::{Exec, SqlStore, Value};
 use lumenize_alarms::{Error, Filter, Kind, Options, RetryPolicy, Scheduled, Status, When};
-use support::{done, ready, Sqlite};
+use support::{done, ready, Sqlite, Edit};
 
 const BASE: i64 = 1_700_000_000_000;
 
@@ -85,9 +85,9 @@ fn extreme_retry_policies_are_stored_in_range_and_read_back() {
         RetryPolicy::attempts(u32::MAX).backoff(Duration::MAX, Duration::MAX),
         RetryPolicy::attempts(0).backoff(Duration::ZERO, Duration::MAX),
         RetryPolicy::attempts(u32::MAX).backoff(Duration::from_millis(1 << 53), Duration::from_millis((1 << 53) + 1)),
-        RetryPolicy { max_attempts: u32::MAX, initial_backoff_ms: i64::MAX, factor: u32::MAX, max_backoff_ms: i64::MAX },
-        RetryPolicy { max_attempts: 0, initial_backoff_ms: i64::MIN, factor: 0, max_backoff_ms: i64::MIN },
-        RetryPolicy { max_attempts: 7, initial_backoff_ms: 1 << 53, factor: 2, max_backoff_ms: -1 },
+        support::policy(u32::MAX, i64::MAX, u32::MAX, i64::MAX),
+        support::policy(0, i64::MIN, 0, i64::MIN),
+        support::policy(7, 1 << 53, 2, -1),
     ];
     for (i, policy) in policies.iter().enumerate() {
         let id = format!("p{i}");
@@ -96,9 +96,9 @@ fn extreme_retry_policies_are_stored_in_range_and_read_back() {
         o.check();
     }
     let stored = |i: usize| o.sched.get(&format!("p{i}")).unwrap().unwrap().retry;
-    assert_eq!(stored(0), RetryPolicy { max_attempts: MAX_ATTEMPTS, initial_backoff_ms: MAX_BACKOFF_MS, factor: 2, max_backoff_ms: MAX_BACKOFF_MS });
-    assert_eq!(stored(3), RetryPolicy { max_attempts: MAX_ATTEMPTS, initial_backoff_ms: MAX_BACKOFF_MS, factor: MAX_FACTOR, max_backoff_ms: MAX_BACKOFF_MS });
-    assert_eq!(stored(4), RetryPolicy { max_attempts: 1, initial_backoff_ms: 0, factor: 1, max_backoff_ms: 0 });
+    assert_eq!(stored(0), support::policy(MAX_ATTEMPTS, MAX_BACKOFF_MS, 2, MAX_BACKOFF_MS));
+    assert_eq!(stored(3), support::policy(MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_FACTOR, MAX_BACKOFF_MS));
+    assert_eq!(stored(4), support::policy(1, 0, 1, 0));
     // They all run and fail: each is retried (its backoff clamped) or dies with the reason.
     let report = done(o.sched.run_due(&o.alarm, &|| BASE, None, usize::MAX, |_: u64, _| ready(Err("no".into())))).unwrap();
     // p5's wait is capped at its max_backoff_ms of -1, clamped to 0: its seven attempts run
@@ -206,10 +206,10 @@ fn extreme_filters_and_limits_work() {
     assert_eq!(list(Filter::default().limit(0)), vec![]);
     assert_eq!(list(Filter::default().due_between(i64::MIN, i64::MAX)), all);
     assert_eq!(list(Filter::default().due_between(i64::MAX, i64::MIN)), vec![]);
-    assert_eq!(list(Filter { due_from: Some(i64::MIN), ..Filter::default() }), all);
-    assert_eq!(list(Filter { due_before: Some(i64::MAX), ..Filter::default() }), all);
-    assert_eq!(list(Filter { due_from: Some(i64::MAX), ..Filter::default() }), vec![]);
-    assert_eq!(list(Filter { due_before: Some(i64::MIN), ..Filter::default() }), vec![]);
+    assert_eq!(list(Filter::default().edit(|f| f.due_from = Some(i64::MIN))), all);
+    assert_eq!(list(Filter::default().edit(|f| f.due_before = Some(i64::MAX))), all);
+    assert_eq!(list(Filter::default().edit(|f| f.due_from = Some(i64::MAX))), vec![]);
+    assert_eq!(list(Filter::default().edit(|f| f.due_before = Some(i64::MIN))), vec![]);
     assert_eq!(list(Filter::default().kind(Kind::Cron).due_between(0, i64::MAX).limit(usize::MAX)).len(), 1);
     assert_eq!(list(Filter::default().status(Status::Pending).due_between(BASE + 1, BASE + 3)).len(), 2);
     let report = done(o.sched.run_due(&o.alarm, &|| BASE + 10, None, usize::MAX, |_: u64, _| ready(Ok(())))).unwrap();

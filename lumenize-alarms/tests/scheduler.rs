@@ -13,7 +13,7 @@ use std::time::Duration;
 use lumenize_alarms::core::{Event, NativeAlarm, Scheduler, SimulatedAlarm, Store, LEAVE_TO_FIRE_MS, MAX_TIME_MS};
 use lumenize_alarms::sql::Exec;
 use lumenize_alarms::{Error, Filter, MissedTicks, Options, RetryPolicy, RunReport, Scheduled, Status, StorageKind, When};
-use support::{block_on, done, ready, Fixture, Fresh, HandlerFut};
+use support::{block_on, done, ready, Fixture, Fresh, HandlerFut, Edit};
 
 const BASE: i64 = 1_700_000_000_000;
 
@@ -23,7 +23,7 @@ impl<S: Store> Fixture<S> {
     }
 
     fn payload(&self, now: i64, when: When, id: &str, opts: Options, payload: &str) -> Scheduled {
-        let opts = Options { id: Some(id.to_owned()), ..opts };
+        let opts = opts.edit(|o| o.id = Some(id.to_owned()));
         let id = done(self.sched.schedule(&self.alarm, now, &when, payload.into(), &opts, || unreachable!())).unwrap();
         self.get(&id).expect("a scheduled task is stored")
     }
@@ -827,14 +827,14 @@ fn sql_store_migrates_a_version_1_table() {
     let cron = store.get("cron").unwrap().unwrap();
     assert_eq!(cron.schedule, lumenize_alarms::Schedule::Cron { expr: "0 3 * * *".into(), zone: None });
     assert_eq!((cron.seq, cron.due_ms, cron.missed), (4, 100, MissedTicks::Burst));
-    assert_eq!(cron.retry, RetryPolicy { max_attempts: 5, initial_backoff_ms: 10, factor: 3, max_backoff_ms: 99 });
+    assert_eq!(cron.retry, support::policy(5, 10, 3, 99));
     let every = store.get("every").unwrap().unwrap();
     assert_eq!((every.schedule, every.status, every.attempts), (lumenize_alarms::Schedule::Every { interval_ms: 250 }, Status::Dead, 3));
     assert_eq!(every.last_error.as_deref(), Some("boom"));
     let sched = Scheduler::new(store);
     assert_eq!(sched.repair().unwrap(), 1);
     assert_eq!(sched.store().get("y9999").unwrap().unwrap().status, Status::Dead);
-    assert!(sched.store().insert(&Scheduled { id: "new".into(), ..cron }, false).unwrap());
+    assert!(sched.store().insert(&cron.edit(|t| t.id = "new".into()), false).unwrap());
     assert!(sched.store().get("new").unwrap().unwrap().seq > 12, "sequence numbers go on after the migrated ones");
     let version = sched.store().inner().exec().query("SELECT value FROM _lumenize_alarms_meta WHERE key = 'schema_version'", vec![]).unwrap();
     assert_eq!(version, vec![vec![lumenize_alarms::sql::Value::Integer(lumenize_alarms::sql::SCHEMA_VERSION)]]);

@@ -56,7 +56,9 @@ impl Query {
     /// kind and prefix are checked on the rows read ([`Query::passes`]), so a page may show
     /// fewer than it read, never more.
     pub(crate) fn filter(&self) -> Filter {
-        Filter { status: self.status, due_from: self.from, due_before: self.before, limit: Some(self.limit), after: self.after, ..Filter::default() }
+        let mut filter = Filter::default().limit(self.limit);
+        (filter.status, filter.due_from, filter.due_before, filter.after) = (self.status, self.from, self.before, self.after);
+        filter
     }
 
     /// Whether a task read for the page passes the filters the store does not apply.

@@ -17,10 +17,7 @@ use crate::machine::{self, Answer, CallResult};
 use crate::runtime::{new_id, now_ms, own};
 use crate::server::Opened;
 use crate::store::PendingCall;
-use crate::{CallError, CallOptions, Error, Object, Operation, Result, Server, Target};
-
-/// The id of a call: a UUIDv7, also the id of the call's lumenize-alarms task.
-pub type CallId = String;
+use crate::{CallError, CallId, CallOptions, Error, Object, Operation, Result, Server, Target};
 
 /// The name lumenize-call's tasks carry in the object's scheduler.
 const TASKS: &str = "call";
@@ -185,8 +182,8 @@ impl<L: Continuations> Calls<L> {
     /// # Errors
     /// The continuation's error (the call stays pending and its task retries it); storage
     /// errors.
-    pub async fn cancel(&self, id: &str) -> Result<bool> {
-        self.caller()?.cancel(id, now_ms(), &*self.inner, &self.then()).await
+    pub async fn cancel(&self, id: &CallId) -> Result<bool> {
+        self.caller()?.cancel(id.as_str(), now_ms(), &*self.inner, &self.then()).await
     }
 
     /// The task of call `id`, running.
@@ -217,7 +214,7 @@ impl<L: Continuations> Calls<L> {
     fn then(&self) -> impl AsyncFn(String, Value, CallResult) -> Result<()> + '_ {
         async |id: String, resume: Value, result: CallResult| {
             let opened = self.opened()?;
-            let ctx = Ctx::new(id, own(&opened.state), opened.env.clone(), self.inner.alarms.clone());
+            let ctx = Ctx::new(CallId::from(id), own(&opened.state), opened.env.clone(), self.inner.alarms.clone());
             continuation::run::<L>(ctx, resume, result).await
         }
     }
@@ -273,7 +270,7 @@ impl<L> Inner<L> {
         let opened = self.server.opened()?;
         let request = CallRequest {
             v: VERSION,
-            id: call.id.clone(),
+            id: call.id.to_string(),
             to: Recipient { binding: call.target.binding.clone(), object },
             from: opened.state.id().to_string(),
             issued_ms: call.created_ms,
@@ -288,7 +285,7 @@ impl<L> Inner<L> {
         let request = Request::new_with_init("https://lumenize-call/", &init)?;
         let mut response = stub.fetch_with_request(request).await?;
         let body = response.text().await?;
-        Ok(machine::read_answer(&call.id, response.status_code(), &body))
+        Ok(machine::read_answer(call.id.as_str(), response.status_code(), &body))
     }
 
     /// The target's stub and its id as hex (what the remote sees as `state.id()`).

@@ -115,7 +115,7 @@ pub type Deliver = fn(Ctx, Value, CallResult) -> Pin<Box<dyn Future<Output = Res
 
 fn deliver<C: Continuation>(ctx: Ctx, resume: Value, result: CallResult) -> Pin<Box<dyn Future<Output = Result<()>>>> {
     Box::pin(async move {
-        let id = ctx.id.clone();
+        let id = ctx.id.to_string();
         let then: C = serde_json::from_value(resume).map_err(|e| Error::Decode { id: id.clone(), reason: e.to_string() })?;
         let reply = result.and_then(|reply| {
             serde_json::from_value::<<C::Op as Operation>::Reply>(reply).map_err(|e| CallError::BadReply { message: machine::clip(e.to_string()) })
@@ -141,7 +141,7 @@ pub(crate) async fn run<L: Continuations>(ctx: Ctx, resume: Value, result: CallR
     let found = machine::untag(resume).and_then(|(name, value)| L::each().into_iter().find(|(n, _)| *n == name).map(|(_, deliver)| (deliver, value)));
     match found {
         Some((deliver, value)) => deliver(ctx, value, result).await,
-        None => Err(Error::Decode { id: ctx.id, reason: "its continuation is not one of this object's Calls<(..)>".into() }),
+        None => Err(Error::Decode { id: ctx.id.into(), reason: "its continuation is not one of this object's Calls<(..)>".into() }),
     }
 }
 

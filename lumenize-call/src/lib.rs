@@ -257,6 +257,7 @@
 //! [`Dispatch::Alarm`] sends from the next native alarm (a zero-delay task). Both are
 //! equally durable. See [`Dispatch`] and `examples/call-alarm-delay/MEASUREMENTS.md`.
 
+mod call_id;
 mod calls;
 mod continuation;
 // The call core, the wire format and the pure state machine: this workspace's tests use
@@ -277,7 +278,8 @@ mod server;
 mod store;
 mod target;
 
-pub use calls::{CallId, Calls};
+pub use call_id::CallId;
+pub use calls::Calls;
 pub use continuation::{Continuation, Continuations, Ctx, Has};
 #[doc(hidden)]
 pub use continuation::{Deliver, I0, I1, I2, I3, I4, I5, I6, I7};

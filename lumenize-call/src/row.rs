@@ -118,7 +118,7 @@ pub(crate) fn decode_call(row: Vec<Column>) -> PendingCall {
     let created_ms = r.int("created_ms", false);
     let unreadable = (!r.errors.is_empty()).then(|| r.errors.join("; "));
     PendingCall {
-        id,
+        id: id.into(),
         target: target.unwrap_or_else(|| Target::named("", "")),
         op,
         resume: resume.unwrap_or(Value::Null),

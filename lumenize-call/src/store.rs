@@ -17,7 +17,7 @@ use worker::SqlStorage;
 use crate::envelope::Outcome;
 use crate::machine::{self, CallResult, Pending, Record};
 use crate::row::{decode_call, decode_record, Column, CALL_COLUMNS};
-use crate::{Dispatch, Error, Result, Target};
+use crate::{CallId, Dispatch, Error, Result, Target};
 
 /// The schema version this release writes, in `_lumenize_call_meta`. Version 1 (no meta
 /// table, results keyed by the call id alone) is migrated on open: each stored result gets
@@ -73,10 +73,13 @@ INSERT INTO _lumenize_call_meta (key, value) VALUES ('schema_version', 2);
 ";
 
 /// A call this object made that has not completed: its continuation has not run yet.
+///
+/// It may gain fields in a minor release (`#[non_exhaustive]`): read it, do not build one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct PendingCall {
-    /// The call's id (also the id of its lumenize-alarms backstop task).
-    pub id: String,
+    /// The call's id.
+    pub id: CallId,
     /// Where it goes.
     pub target: Target,
     /// The operation, as JSON; `None` once the result is in (it is not stored any more).
@@ -105,6 +108,14 @@ pub struct PendingCall {
 }
 
 impl PendingCall {
+    /// A call just made: nothing tried, no result. (Public for this workspace's store tests;
+    /// not API.)
+    #[doc(hidden)]
+    #[must_use]
+    pub fn new(id: String, target: Target, op: Value, resume: Value, dispatch: Dispatch, deadline_ms: Option<i64>, created_ms: i64) -> Self {
+        PendingCall { id: CallId::from(id), target, op: Some(op), resume, dispatch, deadline_ms, failures: 0, last_error: None, result: None, created_ms, unreadable: None }
+    }
+
     /// What the state machine needs of it.
     pub(crate) fn state(&self) -> Pending {
         Pending {

@@ -19,19 +19,7 @@ use support::Sqlite;
 const NOW: i64 = 1_800_000_000_000;
 
 fn call(id: &str) -> PendingCall {
-    PendingCall {
-        id: id.into(),
-        target: Target::named("REMOTE", "r"),
-        op: Some(json!({"op": 1})),
-        resume: json!({"then": 2}),
-        dispatch: Dispatch::Direct,
-        deadline_ms: Some(NOW + 5_000),
-        failures: 0,
-        last_error: None,
-        result: None,
-        created_ms: NOW,
-        unreadable: None,
-    }
+    PendingCall::new(id.into(), Target::named("REMOTE", "r"), json!({"op": 1}), json!({"then": 2}), Dispatch::Direct, Some(NOW + 5_000), NOW)
 }
 
 fn run(store: &Store<Sqlite>, sql: &str) {

@@ -19,13 +19,8 @@ use crate::error::Result;
 ///
 /// ```
 /// use lumenize_alarms::core::{Buffered, Key, MemoryStore, Scheduled, Store};
-/// use lumenize_alarms::{Schedule, Status};
 /// # fn main() -> Result<(), lumenize_alarms::Error> {
-/// let task = Scheduled {
-///     id: "a".into(), seq: 0, schedule: Schedule::Once, due_ms: 5, tick_ms: 5, payload: "1".into(),
-///     status: Status::Pending, attempts: 0, retry: Default::default(), missed: Default::default(),
-///     last_error: None, created_ms: 0,
-/// };
+/// let task = Scheduled::pending_once("a", 5, "1", 0);
 /// let store = Buffered::new(MemoryStore::default());
 /// store.insert(&task, false)?;
 /// let stored = store.get("a")?.expect("stored");

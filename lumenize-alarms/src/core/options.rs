@@ -17,7 +17,11 @@ use crate::core::policy::{MissedTicks, RetryPolicy};
 ///     .missed(MissedTicks::Burst);
 /// assert_eq!(opts.id.as_deref(), Some("nightly"));
 /// ```
+///
+/// It may gain fields in a minor release (`#[non_exhaustive]`): build it from
+/// `Options::default()` (or its constructors) and the builders, or set its public fields on one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Options {
     /// The task's id; `None` generates a UUIDv7.
     pub id: Option<String>,

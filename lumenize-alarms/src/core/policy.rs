@@ -40,10 +40,16 @@ use crate::core::time::{ceil_ms, MAX_TIME_MS};
 /// // Extremes are clamped, never stored as they are.
 /// let extreme = RetryPolicy::attempts(u32::MAX).backoff(Duration::MAX, Duration::MAX);
 /// assert_eq!((extreme.max_attempts, extreme.max_backoff_ms), (MAX_ATTEMPTS, MAX_BACKOFF_MS));
-/// let written = RetryPolicy { max_attempts: 0, initial_backoff_ms: -5, factor: 0, max_backoff_ms: i64::MAX };
-/// assert_eq!(written.normalized(), RetryPolicy { max_attempts: 1, initial_backoff_ms: 0, factor: 1, max_backoff_ms: MAX_BACKOFF_MS });
+/// let mut written = RetryPolicy::default();
+/// (written.max_attempts, written.initial_backoff_ms, written.factor, written.max_backoff_ms) = (0, -5, 0, i64::MAX);
+/// let n = written.normalized();
+/// assert_eq!((n.max_attempts, n.initial_backoff_ms, n.factor, n.max_backoff_ms), (1, 0, 1, MAX_BACKOFF_MS));
 /// ```
+///
+/// It may gain fields in a minor release (`#[non_exhaustive]`): build it from
+/// `RetryPolicy::default()` (or its constructors) and the builders, or set its public fields on one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included: `1 ..=` [`MAX_ATTEMPTS`].
     pub max_attempts: u32,

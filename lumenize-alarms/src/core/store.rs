@@ -164,7 +164,11 @@ pub const MAX_REQUEUE_DEAD: usize = 1_000;
 /// let everything = Filter::default().due_between(i64::MIN, i64::MAX).limit(usize::MAX);
 /// # let _ = (dead_crons, next_hour, everything);
 /// ```
+///
+/// It may gain fields in a minor release (`#[non_exhaustive]`): build it from
+/// `Filter::default()` (or its constructors) and the builders, or set its public fields on one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Filter {
     /// Only tasks of this kind.
     pub kind: Option<Kind>,

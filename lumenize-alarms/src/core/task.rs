@@ -9,7 +9,10 @@ use crate::error::{Error, Result};
 
 /// A stored task: what [`Alarms::get`](crate::Alarms::get), `list` and `cancel` return, and
 /// what a handler is told about the task it runs.
+///
+/// It may gain fields in a minor release (`#[non_exhaustive]`): read it, do not build one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Scheduled {
     /// Its id: the one given in [`Options::id`](crate::Options::id), or a UUIDv7.
     pub id: String,
@@ -41,6 +44,27 @@ pub struct Scheduled {
 }
 
 impl Scheduled {
+    /// A pending one-shot task with the default policies. For this workspace's store tests: a
+    /// `Scheduled` is otherwise only made by the scheduler. Not API.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn pending_once(id: &str, due_ms: i64, payload: &str, created_ms: i64) -> Self {
+        Scheduled {
+            id: id.to_owned(),
+            seq: 0,
+            schedule: Schedule::Once,
+            due_ms,
+            tick_ms: due_ms,
+            payload: payload.to_owned(),
+            status: Status::Pending,
+            attempts: 0,
+            retry: RetryPolicy::default(),
+            missed: MissedTicks::Skip,
+            last_error: None,
+            created_ms,
+        }
+    }
+
     /// Decodes the stored payload.
     ///
     /// # Errors
@@ -117,10 +141,15 @@ impl std::fmt::Display for Status {
 ///
 /// ```
 /// use lumenize_alarms::Counts;
-/// let c = Counts { pending: 3, running: 1, paused: 2, dead: 4 };
+/// let mut c = Counts::default();
+/// (c.pending, c.running, c.paused, c.dead) = (3, 1, 2, 4);
 /// assert_eq!(c.total(), 10);
 /// ```
+///
+/// It may gain fields in a minor release (`#[non_exhaustive]`): read it, or start from
+/// `Counts::default()`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Counts {
     /// Waiting for their time, or due and not started.
     pub pending: usize,

@@ -139,12 +139,7 @@ pub fn retry() -> impl Strategy<Value = RetryPolicy> {
         Just(RetryPolicy::none()),
         any_u32().prop_map(RetryPolicy::attempts),
         (any_u32(), duration(), duration()).prop_map(|(n, initial, max)| RetryPolicy::attempts(n).backoff(initial, max)),
-        (any_u32(), any_i64(), any_u32(), any_i64()).prop_map(|(max_attempts, initial_backoff_ms, factor, max_backoff_ms)| RetryPolicy {
-            max_attempts,
-            initial_backoff_ms,
-            factor,
-            max_backoff_ms
-        }),
+        (any_u32(), any_i64(), any_u32(), any_i64()).prop_map(|(max_attempts, initial_backoff_ms, factor, max_backoff_ms)| crate::support::policy(max_attempts, initial_backoff_ms, factor, max_backoff_ms)),
     ]
 }
 
@@ -278,7 +273,11 @@ pub fn filter() -> impl Strategy<Value = Filter> {
     let kind = prop::option::of(select(vec![Kind::Once, Kind::Cron, Kind::Every]));
     let status = prop::option::of(select(vec![Status::Pending, Status::Running, Status::Dead]));
     (kind, status, prop::option::of(any_i64()), prop::option::of(any_i64()), prop::option::of(any_usize())).prop_map(
-        |(kind, status, due_from, due_before, limit)| Filter { kind, status, due_from, due_before, limit, after: None },
+        |(kind, status, due_from, due_before, limit)| {
+            let mut filter = Filter::default();
+            (filter.kind, filter.status, filter.due_from, filter.due_before, filter.limit) = (kind, status, due_from, due_before, limit);
+            filter
+        },
     )
 }
 

@@ -45,7 +45,7 @@ use proptest::test_runner::Config;
 use programs::{cron_expr, op, outcome, pool_id, Op, Outcome, Pick, BASE};
 use real::{Fate, Real};
 use reference::{MErr, MKind, Model};
-use support::{block_on, ready, Fresh};
+use support::{block_on, ready, Edit, Fresh};
 
 fn same_error(model: Option<&MErr>, real: Option<&str>, id: &str) -> bool {
     match (model, real) {
@@ -103,7 +103,7 @@ fn compare<S: Store>(real: &Real<S>, model: &Model) -> Result<(), String> {
         return Err(format!("clock {} vs model {}", real.clock.get(), model.now));
     }
     // Guarantee 17: the counts by status, from one statement, are the model's.
-    let counts = real.sched.counts().unwrap();
+    let counts = support::counts(real.sched.counts().unwrap());
     if counts != model.counts() {
         return Err(format!("counts() = {counts:?}, the model says {:?}", model.counts()));
     }
@@ -241,7 +241,7 @@ fn step<S: Store>(real: &mut Real<S>, model: &mut Model, mscript: &mut VecDeque<
         Op::Resume(pick) => operate(real, model, pick, "resume", 1, |r, id| block_on(r.sched.resume(&r.alarm, r.clock.get(), id)).expect("resume completes"), Model::resume)?,
         Op::RunTaskNow(pick) => operate(real, model, pick, "run_now", 1, |r, id| block_on(r.sched.run_now(&r.alarm, r.clock.get(), id)).expect("run_now completes"), Model::run_now)?,
         Op::RequeueDead { kind, limit } => {
-            let filter = Filter { kind: *kind, limit: *limit, ..Filter::default() };
+            let filter = Filter::default().edit(|f| (f.kind, f.limit) = (*kind, *limit));
             let writes = real.alarm.writes();
             let got = block_on(real.sched.requeue_dead(&real.alarm, real.clock.get(), &filter)).expect("requeue_dead completes").unwrap();
             real.check_writes(writes, false, "requeue_dead");

@@ -154,12 +154,7 @@ fn when_spec() -> impl Strategy<Value = WhenSpec> {
 
 fn retry() -> impl Strategy<Value = RetryPolicy> {
     (1u32..=4, prop::sample::select(vec![0i64, 1, 50, 300, 1_000]), 1u32..=3, prop::sample::select(vec![0i64, 100, 700, 2_000]))
-        .prop_map(|(max_attempts, initial, factor, max)| RetryPolicy {
-            max_attempts,
-            initial_backoff_ms: initial,
-            factor,
-            max_backoff_ms: max.max(initial),
-        })
+        .prop_map(|(max_attempts, initial, factor, max)| crate::support::policy(max_attempts, initial, factor, max.max(initial)))
 }
 
 fn missed() -> impl Strategy<Value = MissedTicks> {

@@ -9,7 +9,7 @@ use lumenize_alarms::core::{Filter, Scheduler, SimulatedAlarm, Store};
 use lumenize_alarms::{MissedTicks, Options, RunReport, Schedule, Scheduled, Status};
 
 use crate::programs::{bad_payload, handler_error, handler_policy, pool_id, Action, Outcome, Res, Sched, WhenSpec};
-use crate::support::{block_on, HandlerFut};
+use crate::support::{block_on, Edit, HandlerFut};
 
 /// What became of one scheduled instance `(id, seq)`, as the test saw it happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +95,7 @@ impl<S: Store> Real<S> {
     }
 
     fn options(s: &Sched) -> Options {
-        let opts = Options { id: s.id.map(pool_id), keep_existing: s.keep, ..Options::default() };
+        let opts = Options::default().edit(|o| (o.id, o.keep_existing) = (s.id.map(pool_id), s.keep));
         opts.retry(s.retry.clone()).missed(s.missed)
     }
 
@@ -256,7 +256,7 @@ impl<S: Store> Real<S> {
 
     /// A handler schedules its own id again.
     fn schedule_id(&self, id: &str, s: &Sched) {
-        let opts = Options { id: Some(id.to_owned()), ..Self::options(s) };
+        let opts = Self::options(s).edit(|o| o.id = Some(id.to_owned()));
         let payload = self.payload(false);
         let before = self.sched.get(id).unwrap();
         let when = s.when.when();

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use lumenize_alarms::{Counts, Kind, MissedTicks, RetryPolicy, RunReport, Status};
+use lumenize_alarms::{Kind, MissedTicks, RetryPolicy, RunReport, Status};
 
 use crate::programs::{handler_error, handler_policy, pool_id, bad_payload, Action, Outcome, Res, WhenSpec};
 
@@ -249,9 +249,10 @@ impl Model {
         dead.len()
     }
 
-    pub fn counts(&self) -> Counts {
+    /// `(pending, running, paused, dead)`.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
         let n = |s: Status| self.tasks.values().filter(|t| t.status == s).count();
-        Counts { pending: n(Status::Pending), running: n(Status::Running), paused: n(Status::Paused), dead: n(Status::Dead) }
+        (n(Status::Pending), n(Status::Running), n(Status::Paused), n(Status::Dead))
     }
 
     pub fn earliest(&self) -> Option<i64> {

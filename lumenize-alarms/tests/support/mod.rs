@@ -205,3 +205,28 @@ impl<E: Exec> Exec for Counting<E> {
 pub fn counting_store() -> SqlStore<Counting<Sqlite>> {
     SqlStore::open(Counting { inner: Sqlite::new(), statements: std::cell::Cell::new(0) }).expect("open the SQL store")
 }
+
+/// `value` changed by `f`: how the tests build variants of the library's `#[non_exhaustive]`
+/// structs (`Scheduled`, `RetryPolicy`, `Options`, `Filter`, `Counts`), whose fields users
+/// may set but not list in a struct expression.
+pub trait Edit: Sized {
+    #[must_use]
+    fn edit(mut self, f: impl FnOnce(&mut Self)) -> Self {
+        f(&mut self);
+        self
+    }
+}
+
+impl<T> Edit for T {}
+
+/// A policy with exactly these fields (not normalized), as a user may write them.
+pub fn policy(max_attempts: u32, initial_backoff_ms: i64, factor: u32, max_backoff_ms: i64) -> lumenize_alarms::RetryPolicy {
+    lumenize_alarms::RetryPolicy::default().edit(|p| {
+        (p.max_attempts, p.initial_backoff_ms, p.factor, p.max_backoff_ms) = (max_attempts, initial_backoff_ms, factor, max_backoff_ms);
+    })
+}
+
+/// The counts `(pending, running, paused, dead)`.
+pub fn counts(c: lumenize_alarms::Counts) -> (usize, usize, usize, usize) {
+    (c.pending, c.running, c.paused, c.dead)
+}

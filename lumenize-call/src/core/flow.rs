@@ -37,20 +37,7 @@ pub fn new_call(id: String, target: Target, op: Value, resume: Value, opts: &Cal
         Dispatch::Alarm => now_ms,
         Dispatch::Direct => machine::backstop_at(now_ms, 0, deadline_ms),
     };
-    let call = PendingCall {
-        id,
-        target,
-        op: Some(op),
-        resume,
-        dispatch,
-        deadline_ms,
-        failures: 0,
-        last_error: None,
-        result: None,
-        created_ms: issued_ms,
-        unreadable: None,
-    };
-    Ok((call, first))
+    Ok((PendingCall::new(id, target, op, resume, dispatch, deadline_ms, issued_ms), first))
 }
 
 /// The calls of one object at the caller, in one isolate: the call store, and what this
@@ -102,9 +89,9 @@ impl<E: Exec> Caller<E> {
         // inserts the task synchronously when it is first polled, and nothing awaits between
         // the two inserts (the writes between two awaits commit atomically).
         self.store.insert_call(&call)?;
-        if let Err(e) = tasks.schedule(&call.id, first_ms).await {
+        if let Err(e) = tasks.schedule(call.id.as_str(), first_ms).await {
             // No call then. A task stored before the error finds no row and ends.
-            self.store.remove_call(&call.id)?;
+            self.store.remove_call(call.id.as_str())?;
             return Err(e);
         }
         Ok(match call.dispatch {
@@ -183,10 +170,10 @@ impl<E: Exec> Caller<E> {
     /// Claims the send of `call` at `now_ms`, unless this isolate is sending it already.
     fn claim(&self, call: PendingCall, now_ms: i64) -> Option<Claimed> {
         let mut sending = self.sending.borrow_mut();
-        if sending.contains_key(&call.id) {
+        if sending.contains_key(call.id.as_str()) {
             return None;
         }
-        sending.insert(call.id.clone(), now_ms);
+        sending.insert(call.id.to_string(), now_ms);
         Some(Claimed { call, since_ms: now_ms })
     }
 
@@ -197,7 +184,7 @@ impl<E: Exec> Caller<E> {
     /// The continuation's error (its task tries again); storage errors.
     pub async fn send(&self, claimed: Claimed, transport: &impl Transport, tasks: &impl Tasks, then: &impl AsyncFn(String, Value, CallResult) -> Result<()>) -> Result<()> {
         let Claimed { call, since_ms } = claimed;
-        let id = call.id.clone();
+        let id = call.id.to_string();
         let sent = self.send_once(call, since_ms, transport).await;
         self.sending.borrow_mut().remove(&id);
         match sent? {
@@ -224,7 +211,7 @@ impl<E: Exec> Caller<E> {
                 // Only this send changes the count (one per call at a time): no read. A call
                 // settled meanwhile has no row to update, and drops the result.
                 let (state, give_up) = machine::after_failure(&state, error);
-                self.store.record_failure(&call.id, &state)?;
+                self.store.record_failure(call.id.as_str(), &state)?;
                 Ok(give_up.map(|result| (result, at_ms)))
             }
         }
@@ -280,7 +267,7 @@ fn row_bytes(call: &PendingCall) -> usize {
 /// is neither sent nor continued).
 fn readable(call: Option<PendingCall>) -> Result<Option<PendingCall>> {
     match call {
-        Some(PendingCall { id, unreadable: Some(reason), .. }) => Err(Error::Unreadable { id, reason }),
+        Some(PendingCall { id, unreadable: Some(reason), .. }) => Err(Error::Unreadable { id: id.into(), reason }),
         call => Ok(call),
     }
 }

@@ -214,6 +214,15 @@ struct ListReq {
     limit: Option<u64>,
 }
 
+impl ListReq {
+    fn filter(&self) -> Filter {
+        let mut filter = Filter::default();
+        (filter.kind, filter.status, filter.due_from, filter.due_before) = (self.kind, self.status, self.due_from, self.due_before);
+        filter.limit = self.limit.map(saturate);
+        filter
+    }
+}
+
 #[derive(Deserialize)]
 struct DeferReq {
     id: String,
@@ -541,8 +550,7 @@ impl DurableObject for AlarmsDO {
             }
             "list" => {
                 let r: ListReq = body!(req);
-                let filter = Filter { kind: r.kind, status: r.status, due_from: r.due_from, due_before: r.due_before, limit: r.limit.map(saturate), ..Filter::default() };
-                json(&alarms.list(&filter)?)
+                json(&alarms.list(&r.filter())?)
             }
             "cancel" => {
                 let r: IdReq = body!(req);
@@ -566,8 +574,7 @@ impl DurableObject for AlarmsDO {
             }
             "requeue_dead" => {
                 let r: ListReq = body!(req);
-                let filter = Filter { kind: r.kind, status: r.status, due_from: r.due_from, due_before: r.due_before, limit: r.limit.map(saturate), ..Filter::default() };
-                match alarms.requeue_dead(&filter).await {
+                match alarms.requeue_dead(&r.filter()).await {
                     Ok(n) => json(&n),
                     Err(e) => lib_error(e),
                 }

@@ -258,7 +258,7 @@ impl DurableObject for CallerDO {
                     };
                     let resume = Resume { tag, fail_times: r.fail_times, pad: "r".repeat(r.resume_pad) };
                     match self.calls.call_with(target.clone(), &op, resume, options).await {
-                        Ok(id) => made.push(json!({ "id": id, "task": self.alarms.get(&id)? })),
+                        Ok(id) => made.push(json!({ "id": id, "task": self.alarms.get(id.as_str())? })),
                         Err(e) => return lib_error(e),
                     }
                 }
@@ -315,7 +315,7 @@ impl DurableObject for CallerDO {
             }
             "sql" if req.method() == Method::Post => sql_route(&self.state, &mut req).await,
             "cancel" => {
-                let id: String = match decode(&mut req).await {
+                let id: lumenize_call::CallId = match decode(&mut req).await {
                     Ok(id) => id,
                     Err(answer) => return answer,
                 };
