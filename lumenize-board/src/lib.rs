@@ -47,9 +47,17 @@
 //! # Not yet
 //!
 //! Pending calls of `lumenize-call` are not shown: that waits for its redesigned API (the
-//! seam: a second section of the page and an `api/calls` route beside `api/tasks`). Next
-//! runs are shown in UTC (the zone of a cron task is named next to it, and its times come
-//! from the scheduler's own zone-aware code, daylight saving time included).
+//! seam: a second section of the page and an `api/calls` route beside `api/tasks`).
+//!
+//! # Features
+//!
+//! - `timezone`: a cron task's next runs on its zone's wall clock, each with the zone's
+//!   abbreviation and UTC offset (`2026-03-29 03:00:00 CEST +02:00`), so that a daylight
+//!   saving change shows, with UTC beside them (`next_runs_local` in the JSON). It turns on
+//!   lumenize-alarms' `timezone` feature, whose time-zone data it uses: it adds nothing more
+//!   to a worker that schedules in zones already. Without it, next runs are in UTC (the
+//!   zone is named beside the cron expression; the times are the scheduler's own,
+//!   zone-aware).
 
 mod auth;
 mod board;
@@ -59,6 +67,7 @@ mod events;
 mod page;
 mod query;
 mod view;
+mod zone;
 
 pub use auth::Auth;
 pub use board::Board;

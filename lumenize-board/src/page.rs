@@ -143,7 +143,16 @@ pub(crate) fn render(d: &PageData<'_>) -> String {
         let next = if t.schedule == Schedule::Once {
             String::new()
         } else {
-            let runs: String = t.next_runs.iter().map(|&ms| format!("<li>{}</li>", html(&time(ms)))).collect();
+            // In the task's zone when the board can tell (the `timezone` feature), UTC beside it.
+            let runs: String = t
+                .next_runs
+                .iter()
+                .enumerate()
+                .map(|(i, &ms)| match t.next_runs_local.get(i) {
+                    Some(local) => format!(r#"<li>{} <span class="muted">{}</span></li>"#, html(local), html(&time(ms))),
+                    None => format!("<li>{}</li>", html(&time(ms))),
+                })
+                .collect();
             format!(r#"<details class="next"><summary>next runs</summary><ol>{runs}</ol></details>"#)
         };
         let _ = write!(
@@ -241,6 +250,7 @@ mod tests {
             payload_preview: id.into(),
             payload_cut: false,
             next_runs: vec![1_800_000_000_000, 1_800_000_060_000],
+            next_runs_local: Vec::new(),
             cursor: "1.2".into(),
             key: (1, 2),
         }
@@ -278,6 +288,10 @@ mod tests {
         let html = page(&[paused], &[], &q);
         assert!(html.contains(r#"action="api/resume""#) && html.contains(r#"action="api/cancel""#) && !html.contains(r#"action="api/pause""#));
         assert!(html.contains("<li>2027-01-15 08:01:00.000Z</li>"), "next runs after the due time");
+        let mut zoned = task("z");
+        zoned.next_runs_local = vec!["2027-01-15 09:00:00 CET +01:00".into(), "2027-01-15 09:01:00 CET +01:00".into()];
+        let html = page(&[zoned], &[], &q);
+        assert!(html.contains(r#"<li>2027-01-15 09:01:00 CET +01:00 <span class="muted">2027-01-15 08:01:00.000Z</span></li>"#), "in the task's zone, UTC beside it");
         assert!(html.contains(r#"href="?status=paused&amp;after=5.6""#), "next page keeps the status");
         assert!(html.contains(r#"<style nonce="n0nce">"#));
         assert!(html.contains("Requeue all 4 dead"));

@@ -29,6 +29,11 @@ pub(crate) struct TaskView {
     pub(crate) payload_cut: bool,
     /// Its next [`NEXT_RUNS`] due times (recurring tasks), else its due time.
     pub(crate) next_runs: Vec<i64>,
+    /// The same on the wall clock of a cron task's zone, with its abbreviation and offset
+    /// (`2026-03-29 03:00:00 CEST +02:00`): with the `timezone` feature, for a cron task
+    /// with a zone; else empty (and left out of the JSON).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) next_runs_local: Vec<String>,
     /// The paging cursor after this task: `<due_ms>.<seq>`.
     pub(crate) cursor: String,
     /// The same, as numbers.
@@ -40,6 +45,11 @@ impl TaskView {
     pub(crate) fn of(task: &Scheduled) -> TaskView {
         let (preview, payload_cut) = crate::escape::clip(&task.payload, PREVIEW_CHARS);
         let recurring = task.schedule != Schedule::Once;
+        let next_runs = task.upcoming(if recurring { NEXT_RUNS } else { 1 });
+        let next_runs_local = match &task.schedule {
+            Schedule::Cron { zone: Some(zone), .. } => next_runs.iter().map_while(|&ms| crate::zone::local(ms, zone)).collect(),
+            _ => Vec::new(),
+        };
         TaskView {
             id: task.id.clone(),
             kind: variant(&task.payload),
@@ -52,7 +62,8 @@ impl TaskView {
             payload_bytes: task.payload.len(),
             payload_preview: preview.to_owned(),
             payload_cut,
-            next_runs: task.upcoming(if recurring { NEXT_RUNS } else { 1 }),
+            next_runs,
+            next_runs_local,
             cursor: format!("{}.{}", task.due_ms, task.seq),
             key: (task.due_ms, task.seq),
         }

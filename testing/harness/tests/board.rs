@@ -290,6 +290,26 @@ fn pages_walk_every_task_once_and_cron_tasks_show_their_next_runs() {
     assert!(page.contains("cron <code>0 3 * * *</code> UTC") && page.contains("next runs"), "{page}");
 }
 
+/// A cron task in a zone: its next runs on the zone's wall clock, with the abbreviation and
+/// offset of each (so a daylight-saving change shows), UTC beside them. Noon on the 1st of
+/// each month in Paris: 11:00 UTC in winter (CET, +01:00), 10:00 UTC in summer (CEST).
+#[test]
+fn a_zoned_cron_task_shows_its_next_runs_on_its_own_clock() {
+    let obj = Obj::new("board-zone");
+    obj.sandbox("schedule", &json!({ "when": { "cron_in": { "expr": "0 12 1 * *", "zone": "Europe/Paris" } }, "task": { "type": "record", "label": "paris" }, "id": "paris" }));
+    let task = obj.api("GET", "/api/task?id=paris").json();
+    let utc: Vec<i64> = task["next_runs"].as_array().unwrap().iter().map(|r| r.as_i64().unwrap()).collect();
+    let local: Vec<&str> = task["next_runs_local"].as_array().unwrap_or_else(|| panic!("{task}")).iter().map(|r| r.as_str().unwrap()).collect();
+    assert_eq!((utc.len(), local.len()), (5, 5), "{task}");
+    for (ms, local) in utc.iter().zip(&local) {
+        let hour_utc = ms % 86_400_000 / 3_600_000;
+        let want = if hour_utc == 11 { "12:00:00 CET +01:00" } else { "12:00:00 CEST +02:00" };
+        assert!(local.ends_with(want) && local.contains("-01 "), "{ms} shown as {local:?}");
+    }
+    let page = obj.api("GET", "/?prefix=paris").body;
+    assert!(page.contains("cron <code>0 12 1 * *</code> Europe/Paris") && page.contains(local[0]), "{page}");
+}
+
 /// Standard base64 (for a Basic login).
 fn base64(s: &str) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
