@@ -122,6 +122,11 @@ impl Inner {
     fn library(&self, name: &str) -> Option<Rc<dyn Library>> {
         self.libraries.borrow().iter().find(|(n, _)| *n == name).and_then(|(_, library)| library.upgrade())
     }
+
+    /// Every attached library that is still open.
+    fn attached(&self) -> Vec<Rc<dyn Library>> {
+        self.libraries.borrow().iter().filter_map(|(_, library)| library.upgrade()).collect()
+    }
 }
 
 
@@ -135,6 +140,15 @@ pub trait Library {
     /// Runs one of the library's tasks; `Err` fails that attempt (the task's retry policy
     /// applies).
     fn run(&self, task: Scheduled) -> Pin<Box<dyn Future<Output = std::result::Result<(), String>> + '_>>;
+
+    /// At the end of a run, before it arms the alarm for what is left: lets work that the
+    /// library's tasks started end, until `until_ms` at the latest (when the earliest task
+    /// still pending is due; see [`Scheduler::run_due_settling`]). What is not done by then
+    /// goes on in the background. Nothing, by default.
+    fn settle(&self, until_ms: i64) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+        let _ = until_ms;
+        Box::pin(async {})
+    }
 }
 
 /// The payload of a library's task: `{"lumenize":"<library>"}`. A user's task type that
@@ -562,7 +576,14 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         };
         let limit = self.inner.batch_limit.get();
         let alarm = self.alarm();
-        let run = scheduler.run_due(&alarm, &now_ms, at_ms, limit, routed);
+        // Work the libraries' tasks started (calls' sends) may end before the run arms for
+        // what is left: a call settled by then leaves nothing to arm.
+        let settle = async |until_ms: i64| {
+            for library in self.inner.attached() {
+                library.settle(until_ms).await;
+            }
+        };
+        let run = scheduler.run_due_settling(&alarm, &now_ms, at_ms, limit, routed, settle);
         guarded(self.inner.state.clone(), on_panic, run).await
     }
 

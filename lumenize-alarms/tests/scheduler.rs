@@ -682,6 +682,65 @@ fn a_handler_can_run_its_task_again_in_place<S: Fresh>() {
     assert_eq!((retried.attempts, retried.last_error.as_deref()), (1, Some("failed")), "an Err is retried as usual");
 }
 
+/// What a run's tasks started may end before the run arms the alarm (lumenize-call's sends,
+/// through `Alarms::run_due`): `settle` is told when the earliest task still pending is
+/// due, and a task it removes leaves nothing to arm. A call's task that sends defers itself
+/// to its backstop; its reply, in `settle`, settles the call and cancels the task: the run
+/// writes no alarm for it (the alarm path's second write). Without the reply in time, the
+/// run arms the backstop as before.
+fn a_run_settles_what_its_tasks_started_before_it_arms<S: Fresh>() {
+    for replied in [true, false] {
+        let f = Fixture::<S>::new();
+        f.sched(BASE, When::at_unix_ms(BASE), "call", Options::default());
+        f.sched(BASE, When::at_unix_ms(BASE + 60_000), "later", Options::default());
+        f.alarm.clear();
+        let writes = f.alarm.writes();
+        let until = Cell::new(None);
+        let run = f.sched.run_due_settling(
+            &f.alarm,
+            &|| BASE,
+            None,
+            10,
+            |_: u64, t: Scheduled| {
+                f.sched.defer(&t.id, BASE + 10_000).unwrap();
+                ready(Ok(()))
+            },
+            async |until_ms| {
+                until.set(Some(until_ms));
+                if replied {
+                    f.sched.cancel("call").unwrap();
+                }
+            },
+        );
+        assert_eq!(done(run).unwrap().succeeded, 1);
+        assert_eq!(until.get(), Some(BASE + 10_000), "the backstop is the earliest still pending");
+        let armed = if replied { BASE + 60_000 } else { BASE + 10_000 };
+        assert_eq!((f.alarm.armed(), f.alarm.writes() - writes), (Some(armed), 1), "replied: {replied}");
+    }
+    // Nothing left: no write at all (the native alarm was spent as it fired).
+    let f = Fixture::<S>::new();
+    f.sched(BASE, When::at_unix_ms(BASE), "call", Options::default());
+    f.alarm.clear();
+    let writes = f.alarm.writes();
+    let until = Cell::new(None);
+    let run = f.sched.run_due_settling(
+        &f.alarm,
+        &|| BASE,
+        None,
+        10,
+        |_: u64, t: Scheduled| {
+            f.sched.defer(&t.id, BASE + 10_000).unwrap();
+            ready(Ok(()))
+        },
+        async |until_ms| {
+            until.set(Some(until_ms));
+            f.sched.cancel("call").unwrap();
+        },
+    );
+    done(run).unwrap();
+    assert_eq!((until.get(), f.alarm.armed(), f.alarm.writes() - writes), (Some(BASE + 10_000), None, 0));
+}
+
 /// The first read after a start is done once: two events that both find the alarm unknown
 /// (the read that opening starts, and a schedule) arm it once between them.
 fn concurrent_first_reads_arm_once<S: Fresh>() {
@@ -722,6 +781,7 @@ fn concurrent_first_reads_arm_once<S: Fresh>() {
 
 for_each_store!(
     an_interval_task_stays_on_its_grid_after_a_retry,
+    a_run_settles_what_its_tasks_started_before_it_arms,
     same_time_tasks_run_in_insertion_order_and_never_early,
     a_crash_mid_handler_reruns_the_task_and_counts_the_attempt,
     fail_in_flight_records_a_panic_before_the_first_await,

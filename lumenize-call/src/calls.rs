@@ -1,14 +1,18 @@
 //! `Calls`: durable calls from this Durable Object to others, each with a typed
 //! continuation that runs back here.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 
+use std::time::Duration;
+
+use futures_util::future::{join_all, select, Either};
 use lumenize_alarms::{Alarms, Library, Options, Scheduled, When};
 use serde_json::Value;
-use worker::{console_error, Env, Headers, Method, Request, RequestInit, SqlStorage};
+use worker::{console_error, Delay, Env, Headers, Method, Request, RequestInit, SqlStorage};
 
 use crate::continuation::{self, Continuation, Continuations, Ctx, Has};
 use crate::core::{new_call, Caller, Claimed, Sent, Tasks, Transport};
@@ -49,6 +53,9 @@ struct Inner<L> {
     alarms: Alarms<()>,
     /// The calls' core over the object's store (`None` if opening failed: the server says why).
     caller: Option<Caller<SqlStorage>>,
+    /// Sends the calls' tasks started in the current run: the run lets them end before it
+    /// arms the alarm ([`Library::settle`]).
+    sends: RefCell<Vec<Pin<Box<dyn Future<Output = ()>>>>>,
     _then: PhantomData<fn() -> L>,
 }
 
@@ -60,7 +67,33 @@ impl<L: Continuations> Library for Inner<L> {
             calls.backstop(&task.id).await.map_err(|e| e.to_string())
         })
     }
+
+    /// Waits (until `until_ms`, at most [`SETTLE_MAX_MS`]) for the sends this run started:
+    /// a reply that comes back by then settles its call and deletes its task, so the run
+    /// arms no backstop for it (the alarm path's second alarm write). The sends still out
+    /// then go on in the background, their backstops armed by the run as before.
+    fn settle(&self, until_ms: i64) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+        let sends = std::mem::take(&mut *self.sends.borrow_mut());
+        Box::pin(async move {
+            if sends.is_empty() {
+                return;
+            }
+            let wait = until_ms.saturating_sub(now_ms()).clamp(0, SETTLE_MAX_MS);
+            let all = Box::pin(join_all(sends));
+            let delay = Delay::from(Duration::from_millis(wait.unsigned_abs()));
+            if let Either::Left(((), rest)) = select(delay, all).await {
+                wasm_bindgen_futures::spawn_local(async move {
+                    rest.await;
+                });
+            }
+        })
+    }
 }
+
+/// The longest a run waits for the sends it started before it arms the alarm: a remote
+/// that answers within it costs the call no second alarm write; one that does not costs the
+/// run this long (never past the next task's due time).
+const SETTLE_MAX_MS: i64 = 250;
 
 impl<L: Continuations> Calls<L> {
     /// Opens the calls of this object over its scheduler: reads [`SECRET`](crate::SECRET)
@@ -76,7 +109,7 @@ impl<L: Continuations> Calls<L> {
         let alarms = alarms.retyped::<()>();
         let server = Server::open(&alarms.object_state(), env);
         let caller = server.opened().ok().map(|opened| Caller::new(opened.store.clone()));
-        let inner = Rc::new_cyclic(|me| Inner { me: me.clone(), server, alarms: alarms.clone(), caller, _then: PhantomData });
+        let inner = Rc::new_cyclic(|me| Inner { me: me.clone(), server, alarms: alarms.clone(), caller, sends: RefCell::default(), _then: PhantomData });
         let library: Weak<Inner<L>> = Rc::downgrade(&inner);
         alarms.attach(TASKS, library);
         Calls { inner }
@@ -186,18 +219,23 @@ impl<L: Continuations> Calls<L> {
         self.caller()?.cancel(id.as_str(), now_ms(), &*self.inner, &self.then()).await
     }
 
-    /// The task of call `id`, running.
+    /// The task of call `id`, running: a send it starts is the run's to settle.
     async fn backstop(&self, id: &str) -> Result<()> {
         if let Some(send) = self.caller()?.backstop(id, now_ms(), &*self.inner, &self.then()).await? {
-            self.spawn(send);
+            self.inner.sends.borrow_mut().push(Box::pin(self.sending(send)));
         }
         Ok(())
     }
 
     /// Sends a claimed call in the background, and delivers the result it brings back.
     fn spawn(&self, send: Claimed) {
+        wasm_bindgen_futures::spawn_local(self.sending(send));
+    }
+
+    /// Sends a claimed call, and delivers the result it brings back.
+    fn sending(&self, send: Claimed) -> impl Future<Output = ()> + 'static {
         let calls = self.clone();
-        wasm_bindgen_futures::spawn_local(async move {
+        async move {
             let id = send.call().id.clone();
             let sent = match calls.caller() {
                 Ok(caller) => caller.send(send, &*calls.inner, &*calls.inner, &calls.then()).await,
@@ -206,7 +244,7 @@ impl<L: Continuations> Calls<L> {
             if let Err(e) = sent {
                 console_error!("lumenize-call: call {id}: {e} (its backstop task tries again)");
             }
-        });
+        }
     }
 
     /// The continuation callback of the core: runs the continuation the call's

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 ///
 /// - `Alarm`: a zero-delay scheduled task sends it, from the next native alarm (one alarm
 ///   hop: 1 to 2 ms measured on a local workerd). Many calls made together share one alarm
-///   invocation and are sent concurrently.
+///   invocation and are sent concurrently. That invocation waits for their replies (up to
+///   250 ms, and never past the next task's due time) before it arms the alarm for what is
+///   left: a call answered by then costs one native-alarm write (its task's), where one
+///   still out keeps its backstop armed as `Direct`'s is.
 /// - `Direct`: sent at once, in the same event as [`Calls::call`](crate::Calls::call),
 ///   with a backstop task that re-dispatches if the object dies before the result is in.
 ///

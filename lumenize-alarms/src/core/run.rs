@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::arming::NativeAlarm;
 use crate::core::event::Event;
 use crate::core::limits::bounded;
+use crate::core::time::MAX_TIME_MS;
 use crate::core::queue::{after_failure, after_success};
 use crate::core::scheduler::{still_due, Scheduler};
 use crate::core::store::{Change, Key, Store};
@@ -183,13 +184,34 @@ impl<S: Store> Scheduler<S> {
     /// [`Error::TimeOutOfRange`](crate::Error::TimeOutOfRange) for an `at_ms` outside the
     /// accepted range (before anything runs); storage and alarm errors. Handler errors are
     /// not errors of the run: they are recorded on their tasks.
-    pub async fn run_due<A, T, F, E>(
+    pub async fn run_due<A, T, F, E>(&self, alarm: &A, clock: &dyn Fn() -> i64, at_ms: Option<i64>, limit: usize, handler: F) -> Result<RunReport>
+    where
+        A: NativeAlarm,
+        T: DeserializeOwned,
+        F: AsyncFnMut(T, Scheduled) -> std::result::Result<(), E>,
+        E: Display,
+    {
+        self.run_due_settling(alarm, clock, at_ms, limit, handler, async |_| {}).await
+    }
+
+    /// [`run_due`](Self::run_due), and before the run arms the alarm for what is left:
+    /// `settle(until_ms)`, where work the run's tasks started may end (lumenize-call's sends,
+    /// whose replies settle their calls: a call settled here leaves no backstop to arm, and
+    /// the run no alarm to write). `until_ms` is when the earliest task still pending is due
+    /// ([`MAX_TIME_MS`](crate::core::MAX_TIME_MS) if none; the run's time if the run
+    /// failed): waiting past it would make that task late. What `settle` schedules, cancels
+    /// or completes is armed for with the rest, by the run.
+    ///
+    /// # Errors
+    /// As [`run_due`](Self::run_due).
+    pub async fn run_due_settling<A, T, F, E>(
         &self,
         alarm: &A,
         clock: &dyn Fn() -> i64,
         at_ms: Option<i64>,
         limit: usize,
         mut handler: F,
+        settle: impl AsyncFnOnce(i64),
     ) -> Result<RunReport>
     where
         A: NativeAlarm,
@@ -209,6 +231,12 @@ impl<S: Store> Scheduler<S> {
         let running = Running::new(&self.runs);
         let mut report = RunReport::default();
         let ran = self.run_batches(&now, limit, &mut handler, &mut report).await;
+        // Still running: what `settle` changes is armed for below, not on its own.
+        let until = match &ran {
+            Ok(()) => self.store.earliest().ok().flatten().map_or(MAX_TIME_MS, |head| head.due_ms),
+            Err(_) => now(),
+        };
+        settle(until).await;
         // A run that failed left no completion held back: each error comes from an operation
         // on the store, which made them first.
         drop(running);
