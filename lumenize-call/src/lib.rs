@@ -290,5 +290,5 @@ pub use envelope::{MAX_CLOCK_SKEW_MS, MAX_REQUEST_AGE_MS};
 pub use machine::{RESULT_RETENTION_MS, ROW_RESERVE_BYTES};
 pub use machine::{MAX_CONTINUATION_BYTES, MAX_KEY_BYTES, MAX_OPERATION_BYTES, MAX_REPLY_BYTES, MAX_TIMEOUT_MS, MAX_TRANSPORT_ATTEMPTS, SQLITE_MAX_BYTES};
 pub use options::{CallOptions, Dispatch};
-pub use store::PendingCall;
+pub use store::{CallState, PendingCall, MAX_PENDING_PAGE};
 pub use target::{Object, Target};
