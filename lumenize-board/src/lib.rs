@@ -53,6 +53,8 @@
 
 mod auth;
 mod board;
+#[cfg(feature = "calls")]
+mod calls;
 mod chart;
 mod escape;
 mod events;
