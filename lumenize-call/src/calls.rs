@@ -175,7 +175,7 @@ impl<L: Continuations> Calls<L> {
     /// A page of the pending calls, for listings that must stay bounded however many calls
     /// are pending (an operator page): at most `limit` calls, clamped to `1 ..=`
     /// [`MAX_PENDING_PAGE`](crate::MAX_PENDING_PAGE), in id order (ids are UUIDv7s: the
-    /// order they were made in), after the call `after` if given. One indexed statement.
+    /// order they were made in, to the millisecond), after the call `after` if given. One indexed statement.
     /// Returns the page and, when it is full, the `after` of the next one (which may then
     /// be empty). A call whose row does not decode is listed too, quarantined, as in
     /// [`pending`](Self::pending).

@@ -320,7 +320,7 @@ impl<E: Exec> Store<E> {
     }
 
     /// At most `limit` calls (clamped to `1 ..=` [`MAX_PENDING_PAGE`]) in id order (UUIDv7:
-    /// creation order), those after the id `after` if given: one indexed statement, bounded
+    /// creation order, to the millisecond), those after the id `after` if given: one indexed statement, bounded
     /// whatever the number of calls. With the cursor of the next page (the last id) when
     /// the page is full. Rows that do not decode are listed, quarantined.
     ///
