@@ -21,7 +21,9 @@ const HOSTILE: [&str; 5] = ["<script>alert(1)</script>", "\"><img src=x onerror=
 
 fn shared() -> String {
     static SHARED: OnceLock<Result<Worker, String>> = OnceLock::new();
-    match SHARED.get_or_init(|| Worker::start(&workspace_root().join("testing/sandbox"), WorkerOptions::default()).map_err(|e| format!("{e:#}"))) {
+    // The secret of lumenize-call, for the calls of the `CallerDO` (a test value).
+    let options = WorkerOptions::default().arg("--var").arg(format!("LUMENIZE_CALL_SECRET:board-test-secret-{}", std::process::id()));
+    match SHARED.get_or_init(|| Worker::start(&workspace_root().join("testing/sandbox"), options).map_err(|e| format!("{e:#}"))) {
         Ok(worker) => worker.url(),
         Err(e) => panic!("the sandbox worker did not start: {e}"),
     }
