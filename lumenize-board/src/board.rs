@@ -61,8 +61,8 @@ use crate::view::TaskView;
 /// | `GET P/api/counts`, `GET P/api/events` | tasks by status; the recent events, newest first |
 /// | `POST P/api/{cancel,run_now,pause,resume,requeue}?id=` | `{task}`: the task as it is after the action (`null` once cancelled); 404 for no such task, 409 when its status does not allow it |
 /// | `POST P/api/requeue_dead` | `{requeued, counts}`: requeues up to 1,000 dead tasks |
-/// | `GET P/api/calls?after=&limit=` | with [`Board::calls`] (feature `calls`): `{calls, next}`, a page of pending calls in the order they were made (`limit` `1 ..= 100`, 25 by default; `next` is the `after` of the next page); 404 without |
-/// | `POST P/api/calls/cancel?id=` | with [`Board::calls`]: `{call}`, the call as it is after the cancel (`null` once its continuation ran, with `CallError::Cancelled`); 404 for no such call, 500 with the call if its continuation failed (its task runs it again); 404 without |
+/// | `GET P/api/calls?after=&limit=` | with `Board::calls` (feature `calls`): `{calls, next}`, a page of pending calls in the order they were made (`limit` `1 ..= 100`, 25 by default; `next` is the `after` of the next page); 404 without |
+/// | `POST P/api/calls/cancel?id=` | with `Board::calls`: `{call}`, the call as it is after the cancel (`null` once its continuation ran, with `CallError::Cancelled`); 404 for no such call, 500 with the call if its continuation failed (its task runs it again); 404 without |
 ///
 /// A POST from another site is refused with 403 and changes nothing. The page's buttons
 /// post forms (the `id` in the body) and are sent back to the page (303).
@@ -71,7 +71,7 @@ pub struct Board<T> {
     auth: Auth,
     prefix: String,
     ring: Rc<RefCell<Ring>>,
-    /// The object's calls, once [`Board::calls`] mounted them.
+    /// The object's calls, once `Board::calls` mounted them.
     #[cfg(feature = "calls")]
     calls: Option<Rc<dyn crate::calls::CallsSource>>,
 }

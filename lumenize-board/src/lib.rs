@@ -8,8 +8,8 @@
 //! starts were. Its buttons cancel, run now, pause, resume and requeue a task, or requeue
 //! every dead one.
 //!
-//! With the feature `calls` and [`Board::calls`], it shows the object's pending calls of
-//! [`lumenize_call`] too (`lumenize-board = { version = "0.1", features = ["calls"] }`):
+//! With the feature `calls` and `Board::calls`, it shows the object's pending calls of
+//! `lumenize_call` too (`lumenize-board = { version = "0.1", features = ["calls"] }`):
 //! each with its target, a preview of its operation, its dispatch, its state (awaiting
 //! its result, delivering it to the continuation, or quarantined), transient failures and
 //! the last one, its deadline and when it was made, and a button that cancels it (its
@@ -64,7 +64,7 @@
 //!
 //! | feature | what it adds |
 //! | --- | --- |
-//! | `calls` | [`Board::calls`]: the pending calls of `lumenize-call`, on the page and at `api/calls`, with a cancel action |
+//! | `calls` | `Board::calls`: the pending calls of `lumenize-call`, on the page and at `api/calls`, with a cancel action |
 
 mod auth;
 mod board;
