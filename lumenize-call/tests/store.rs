@@ -257,3 +257,24 @@ fn a_calls_state_is_what_its_row_tells() {
         assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
     }
 }
+
+/// 100,000 pending calls: a page from anywhere reads its rows through the primary key's
+/// index (a search from the cursor, no sort, no scan), so it costs what its rows cost.
+#[test]
+fn a_page_of_100_000_pending_calls_reads_only_its_rows() {
+    let store = Store::open(Sqlite::new()).expect("open");
+    store.exec().script("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) \
+        INSERT INTO _lumenize_calls (id, target, op, resume, dispatch, deadline_ms, failures, last_error, result, created_ms) \
+        SELECT printf('e%06d', i), '{\"binding\":\"REMOTE\",\"object\":{\"name\":\"r\"}}', '{}', '{}', '\"alarm\"', NULL, 0, NULL, NULL, 1 FROM n").unwrap();
+    let (page, next) = store.calls_page(Some("e050000"), 25).unwrap();
+    assert_eq!((page.len(), page[0].id.as_str(), next.as_deref()), (25, "e050001", Some("e050025")));
+    assert!(page.iter().all(|c| c.state() == CallState::Awaiting));
+    for (sql, args) in [
+        ("EXPLAIN QUERY PLAN SELECT * FROM _lumenize_calls WHERE id > ? ORDER BY id LIMIT ?", vec!["e050000".into(), 25.into()]),
+        ("EXPLAIN QUERY PLAN SELECT * FROM _lumenize_calls ORDER BY id LIMIT ?", vec![25.into()]),
+    ] {
+        let plan = format!("{:?}", store.exec().query(sql, args).unwrap());
+        assert!(plan.contains("USING INDEX sqlite_autoindex__lumenize_calls_1") || plan.contains("USING COVERING INDEX sqlite_autoindex__lumenize_calls_1"), "{sql}: {plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+    }
+}
