@@ -61,6 +61,8 @@ use crate::view::TaskView;
 /// | `GET P/api/counts`, `GET P/api/events` | tasks by status; the recent events, newest first |
 /// | `POST P/api/{cancel,run_now,pause,resume,requeue}?id=` | `{task}`: the task as it is after the action (`null` once cancelled); 404 for no such task, 409 when its status does not allow it |
 /// | `POST P/api/requeue_dead` | `{requeued, counts}`: requeues up to 1,000 dead tasks |
+/// | `GET P/api/calls?after=&limit=` | with `Board::calls` (feature `calls`): `{calls, next}`, a page of pending calls in the order they were made (`limit` `1 ..= 100`, 25 by default; `next` is the `after` of the next page); 404 without |
+/// | `POST P/api/calls/cancel?id=` | with `Board::calls`: `{call}`, the call as it is after the cancel (`null` once its continuation ran, with `CallError::Cancelled`); 404 for no such call, 500 with the call if its continuation failed (its task runs it again); 404 without |
 ///
 /// A POST from another site is refused with 403 and changes nothing. The page's buttons
 /// post forms (the `id` in the body) and are sent back to the page (303).
@@ -69,11 +71,21 @@ pub struct Board<T> {
     auth: Auth,
     prefix: String,
     ring: Rc<RefCell<Ring>>,
+    /// The object's calls, once `Board::calls` mounted them.
+    #[cfg(feature = "calls")]
+    calls: Option<Rc<dyn crate::calls::CallsSource>>,
 }
 
 impl<T> Clone for Board<T> {
     fn clone(&self) -> Self {
-        Board { alarms: self.alarms.clone(), auth: self.auth.clone(), prefix: self.prefix.clone(), ring: self.ring.clone() }
+        Board {
+            alarms: self.alarms.clone(),
+            auth: self.auth.clone(),
+            prefix: self.prefix.clone(),
+            ring: self.ring.clone(),
+            #[cfg(feature = "calls")]
+            calls: self.calls.clone(),
+        }
     }
 }
 
@@ -83,7 +95,14 @@ impl<T: Serialize + DeserializeOwned + 'static> Board<T> {
     /// memory: they restart empty with the object).
     #[must_use]
     pub fn new(alarms: &Alarms<T>, auth: Auth) -> Self {
-        let board = Board { alarms: alarms.clone(), auth, prefix: "/board".into(), ring: Rc::default() };
+        let board = Board {
+            alarms: alarms.clone(),
+            auth,
+            prefix: "/board".into(),
+            ring: Rc::default(),
+            #[cfg(feature = "calls")]
+            calls: None,
+        };
         let ring = board.ring.clone();
         alarms.on_event(move |event| record(&ring, event));
         board
@@ -97,6 +116,26 @@ impl<T: Serialize + DeserializeOwned + 'static> Board<T> {
         if self.prefix == "/" {
             self.prefix.clear();
         }
+        self
+    }
+
+    /// Shows the object's pending calls of lumenize-call too (feature `calls`): a section of
+    /// the page with a Cancel button per call, and the routes `api/calls` and
+    /// `api/calls/cancel` (see [`Board`]), under the same [`Auth`] and cross-site checks.
+    /// Without it those routes answer 404 and the page has no calls.
+    ///
+    /// ```no_run
+    /// # use lumenize_alarms::Alarms;
+    /// # use lumenize_board::{Auth, Board};
+    /// # use lumenize_call::{Calls, Continuations};
+    /// # fn new<L: Continuations>(alarms: &Alarms<String>, calls: &Calls<L>) -> Board<String> {
+    /// let board = Board::new(alarms, Auth::bearer("token")).calls(calls);
+    /// # board }
+    /// ```
+    #[cfg(feature = "calls")]
+    #[must_use]
+    pub fn calls<L: lumenize_call::Continuations>(mut self, calls: &lumenize_call::Calls<L>) -> Self {
+        self.calls = Some(Rc::new(calls.clone()));
         self
     }
 
@@ -144,6 +183,18 @@ impl<T: Serialize + DeserializeOwned + 'static> Board<T> {
             },
             (Method::Get, "/api/counts") => json(&counts(&self.alarms.counts()?))?,
             (Method::Get, "/api/events") => json(&self.ring.borrow().newest_first().collect::<Vec<_>>())?,
+            #[cfg(feature = "calls")]
+            (Method::Get, "/api/calls") => match &self.calls {
+                Some(calls) => {
+                    let limit = crate::query::limit(&param(query, "limit"));
+                    let after = Some(param(query, "after")).filter(|a| !a.is_empty());
+                    match calls.page(after.as_deref().map(|a| crate::escape::clip(a, MAX_CURSOR).0), limit) {
+                        Ok((page, next)) => json(&serde_json::json!({ "calls": page.iter().map(crate::calls::CallView::of).collect::<Vec<_>>(), "next": next }))?,
+                        Err(e) => error(500, &e.to_string())?,
+                    }
+                }
+                None => error(404, "no calls on this board")?,
+            },
             (Method::Post, action) if action.starts_with("/api/") => self.act(req, &url, &action["/api/".len()..]).await?,
             _ => error(404, "no such board route")?,
         };
@@ -181,10 +232,48 @@ impl<T: Serialize + DeserializeOwned + 'static> Board<T> {
         let mut lateness: Vec<i64> = events.iter().filter(|e| e.kind == "started").filter_map(|e| e.lateness_ms).collect();
         lateness.reverse();
         let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let html = render(&PageData { now_ms: now_ms(), counts: self.alarms.counts().map_err(|e| worker::Error::RustError(e.to_string()))?, query: &q, tasks: &tasks, read, next, events: &events, lateness: &lateness, nonce: &nonce });
+        let now = now_ms();
+        let calls = self.calls_section(query, &q, now);
+        let html = render(&PageData { calls: &calls, now_ms: now, counts: self.alarms.counts().map_err(|e| worker::Error::RustError(e.to_string()))?, query: &q, tasks: &tasks, read, next, events: &events, lateness: &lateness, nonce: &nonce });
         let h = secure_headers()?;
         h.set("content-security-policy", &format!("default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"))?;
         Ok(Response::from_html(html)?.with_headers(merge(h, "content-type", "text/html; charset=utf-8")?))
+    }
+
+    /// The page's section of pending calls (`calls_after` pages it), if calls are mounted.
+    #[cfg(feature = "calls")]
+    fn calls_section(&self, query: &str, q: &Query, now_ms: i64) -> String {
+        let Some(calls) = &self.calls else { return String::new() };
+        let after = Some(param(query, "calls_after")).filter(|a| !a.is_empty());
+        let back = q.to_query(q.status, q.after);
+        let read = calls.page(after.as_deref().map(|a| crate::escape::clip(a, MAX_CURSOR).0), crate::query::DEFAULT_PAGE);
+        let (views, next, error) = match read {
+            Ok((page, next)) => (page.iter().map(crate::calls::CallView::of).collect(), next, None),
+            Err(e) => (Vec::new(), None, Some(e.to_string())),
+        };
+        crate::calls::section(&crate::calls::CallsSection { calls: &views, next: next.as_deref(), later: after.is_some(), error: error.as_deref(), back: &back, now_ms })
+    }
+
+    #[cfg(not(feature = "calls"))]
+    #[allow(clippy::unused_self)]
+    fn calls_section(&self, _: &str, _: &Query, _: i64) -> String {
+        String::new()
+    }
+
+    /// Cancels call `id`: its new state, `null` once gone.
+    #[cfg(feature = "calls")]
+    async fn cancel_call(&self, id: &str, form: bool, body: &str) -> Result<Response> {
+        let Some(calls) = &self.calls else { return error(404, "no calls on this board") };
+        let view = |calls: &dyn crate::calls::CallsSource| calls.get(id).map(|c| c.as_ref().map(crate::calls::CallView::of));
+        match calls.cancel(id).await {
+            Ok(false) => error(404, "no such call"),
+            Ok(true) if form => back_to(body, "../../"),
+            Ok(true) => match view(&**calls) {
+                Ok(call) => json(&serde_json::json!({ "call": call })),
+                Err(e) => error(500, &e.to_string()),
+            },
+            Err(e) => Ok(json(&serde_json::json!({ "error": e.to_string(), "call": view(&**calls).ok().flatten() }))?.with_status(500)),
+        }
     }
 
     /// A state-changing route: refused across sites; otherwise the action, answered with the
@@ -199,6 +288,10 @@ impl<T: Serialize + DeserializeOwned + 'static> Board<T> {
         let body = if form { req.clone()?.text().await? } else { String::new() };
         let id = Some(param(&body, "id")).filter(|s| !s.is_empty()).unwrap_or_else(|| param(url.query().unwrap_or(""), "id"));
         let alarms = &self.alarms;
+        #[cfg(feature = "calls")]
+        if op == "calls/cancel" {
+            return self.cancel_call(&id, form, &body).await;
+        }
         let outcome = match op {
             "cancel" => alarms.cancel(&id).and_then(|t| t.map(|_| None).ok_or_else(|| Error::NotFound(id.clone()))),
             "run_now" => alarms.run_now(&id).await.map(Some),
@@ -222,6 +315,10 @@ impl<T: Serialize + DeserializeOwned + 'static> Board<T> {
         }
     }
 }
+
+/// The longest cursor of calls kept (lumenize-call's ids are at most 512 bytes).
+#[cfg(feature = "calls")]
+const MAX_CURSOR: usize = 512;
 
 /// The most rows one filtered page reads, looking for tasks of a kind or id prefix.
 const MAX_SCAN: usize = 1_000;
@@ -283,8 +380,13 @@ fn lib_error(e: &Error) -> Result<Response> {
 
 /// Back to the page the form was on (its filters re-read, so nothing else is reflected).
 fn back(body: &str) -> Result<Response> {
+    back_to(body, "../")
+}
+
+/// [`back`] from a route `up` below the page (`../` for `api/<op>`).
+fn back_to(body: &str, up: &str) -> Result<Response> {
     let q = Query::parse(&param(body, "back"));
     let h = secure_headers()?;
-    h.set("location", &format!("../?{}", q.to_query(q.status, q.after)))?;
+    h.set("location", &format!("{up}?{}", q.to_query(q.status, q.after)))?;
     Ok(Response::empty()?.with_status(303).with_headers(h))
 }

@@ -8,6 +8,14 @@
 //! starts were. Its buttons cancel, run now, pause, resume and requeue a task, or requeue
 //! every dead one.
 //!
+//! With the feature `calls` and `Board::calls`, it shows the object's pending calls of
+//! `lumenize_call` too (`lumenize-board = { version = "0.1", features = ["calls"] }`):
+//! each with its target, a preview of its operation, its dispatch, its state (awaiting
+//! its result, delivering it to the continuation, or quarantined), transient failures and
+//! the last one, its deadline and when it was made, and a button that cancels it (its
+//! continuation runs with `CallError::Cancelled`). Without the feature the crate does not
+//! depend on lumenize-call at all.
+//!
 //! ```no_run
 //! # use lumenize_alarms::Alarms;
 //! # use lumenize_board::{Auth, Board};
@@ -41,26 +49,26 @@
 //!   stylesheet (by a fresh nonce), forms to itself and no framing.
 //! - Pages are bounded: one page reads at most [`MAX_PAGE`] rows through a keyset cursor
 //!   (`Filter::after`), and counts by status come from one `GROUP BY`, so an object with
-//!   100,000 tasks renders a page in the time and memory of 100 rows. Previews, errors and
+//!   100,000 tasks renders a page in the time and memory of 100 rows. Pending calls are
+//!   read the same way (a keyset on their ids, at most [`MAX_PAGE`] a read, 25 on the
+//!   page), and never counted. Previews, errors and
 //!   the events kept ([`EVENTS_KEPT`]) are bounded too.
 //!
 //! # Not yet
 //!
-//! Pending calls of `lumenize-call` are not shown: that waits for its redesigned API (the
-//! seam: a second section of the page and an `api/calls` route beside `api/tasks`).
+//! Calls are listed in the order they were made, without counts by state or filters.
 //!
 //! # Features
 //!
-//! - `timezone`: a cron task's next runs on its zone's wall clock, each with the zone's
-//!   abbreviation and UTC offset (`2026-03-29 03:00:00 CEST +02:00`), so that a daylight
-//!   saving change shows, with UTC beside them (`next_runs_local` in the JSON). It turns on
-//!   lumenize-alarms' `timezone` feature, whose time-zone data it uses: it adds nothing more
-//!   to a worker that schedules in zones already. Without it, next runs are in UTC (the
-//!   zone is named beside the cron expression; the times are the scheduler's own,
-//!   zone-aware).
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `calls` | `Board::calls`: the pending calls of `lumenize-call`, on the page and at `api/calls`, with a cancel action |
+//! | `timezone` | a cron task's next runs on its zone's wall clock, each with the zone's abbreviation and UTC offset (`2026-03-29 03:00:00 CEST +02:00`), so that a daylight-saving change shows, UTC beside them (`next_runs_local` in the JSON); it turns on lumenize-alarms' `timezone` feature and uses its time-zone data (nothing more for a worker that schedules in zones already). Without it, next runs are in UTC, the zone named beside the cron expression |
 
 mod auth;
 mod board;
+#[cfg(feature = "calls")]
+mod calls;
 mod chart;
 mod escape;
 mod events;

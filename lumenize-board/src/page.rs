@@ -17,6 +17,8 @@ const EVENTS_SHOWN: usize = 15;
 
 /// What one page shows.
 pub(crate) struct PageData<'a> {
+    /// The section of pending calls, drawn already (empty without calls).
+    pub(crate) calls: &'a str,
     pub(crate) now_ms: i64,
     pub(crate) counts: Counts,
     pub(crate) query: &'a Query,
@@ -63,7 +65,7 @@ pub(crate) fn duration(ms: i64) -> String {
 }
 
 /// `in 5 s` or `3 min ago`.
-fn relative(ms: i64, now_ms: i64) -> String {
+pub(crate) fn relative(ms: i64, now_ms: i64) -> String {
     let d = ms.saturating_sub(now_ms);
     if d >= 0 {
         format!("in {}", duration(d))
@@ -186,6 +188,7 @@ pub(crate) fn render(d: &PageData<'_>) -> String {
         let _ = write!(s, r#" · <a href="?{}" class="next-page">next page →</a>"#, html(&q.to_query(q.status, Some(next))));
     }
     s.push_str("</p>");
+    s.push_str(d.calls);
 
     // Lateness and events, side by side.
     let _ = write!(s, r#"<section class="side"><div><h2>Lateness of recent starts</h2>{}</div><div><h2>Recent events</h2><table class="events"><tbody>"#, crate::chart::lateness_svg(d.lateness));
@@ -223,7 +226,7 @@ th,td{padding:7px 10px;border-bottom:1px solid #eef0f3;vertical-align:top}.id{fo
 .kind{font-weight:600}code{font-family:ui-monospace,Menlo,monospace;font-size:12px}.payload{display:block;max-width:300px;white-space:pre-wrap;word-break:break-all;color:#444b5a}
 .error{color:#b42318;max-width:260px;word-break:break-word;white-space:pre-wrap;font-size:12px}.actions form{display:inline-block;margin:0 4px 4px 0}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;background:#e7eaf0}.badge.pending{background:#e3edff;color:#1d4fb8}.badge.running{background:#fff2d6;color:#8a5a00}
-.badge.paused{background:#ecebf7;color:#4b3fa6}.badge.dead{background:#fde4e1;color:#b42318}.ev-succeeded{background:#dff5e6;color:#17693a}.ev-dead,.ev-cut_short{background:#fde4e1;color:#b42318}.ev-retrying{background:#fff2d6;color:#8a5a00}
+.badge.paused{background:#ecebf7;color:#4b3fa6}.badge.awaiting{background:#e3edff;color:#1d4fb8}.badge.delivering{background:#fff2d6;color:#8a5a00}.badge.quarantined{background:#fde4e1;color:#b42318}.badge.dead{background:#fde4e1;color:#b42318}.ev-succeeded{background:#dff5e6;color:#17693a}.ev-dead,.ev-cut_short{background:#fde4e1;color:#b42318}.ev-retrying{background:#fff2d6;color:#8a5a00}
 .next summary{cursor:pointer;color:#1d5bd6;font-size:12px}.next ol{margin:4px 0 0;padding-left:18px;font-size:12px}.empty{padding:18px}.pager{margin:8px 0}
 .chart{background:#fff;border:1px solid #e1e4ea;border-radius:6px;padding:6px;max-width:100%;height:auto}.chart .bar{fill:#2f6fed}.chart text{font-size:11px;fill:#6b7385}
 .events td{font-size:12px;padding:4px 8px}.events .id{max-width:300px}.events .detail{color:#444b5a;max-width:380px;word-break:break-word}
@@ -259,7 +262,7 @@ mod tests {
     fn page(tasks: &[TaskView], events: &[&Seen], query: &Query) -> String {
         let mut counts = Counts::default();
         (counts.pending, counts.dead) = (1, 4);
-        render(&PageData { now_ms: 1_799_999_000_000, counts, query, tasks, read: tasks.len(), next: Some((5, 6)), events, lateness: &[3, 40, 7], nonce: "n0nce" })
+        render(&PageData { calls: "", now_ms: 1_799_999_000_000, counts, query, tasks, read: tasks.len(), next: Some((5, 6)), events, lateness: &[3, 40, 7], nonce: "n0nce" })
     }
 
     #[test]

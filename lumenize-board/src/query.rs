@@ -45,7 +45,7 @@ impl Query {
                 "from" => q.from = time(&value),
                 "before" => q.before = time(&value),
                 "after" => q.after = value.split_once('.').and_then(|(d, s)| Some((d.parse().ok()?, s.parse().ok()?))),
-                "limit" => q.limit = value.trim().parse::<u64>().map_or(DEFAULT_PAGE, |n| usize::try_from(n).unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE)),
+                "limit" => q.limit = limit(&value),
                 _ => {}
             }
         }
@@ -90,6 +90,12 @@ impl Query {
         }
         s.finish()
     }
+}
+
+/// A `limit` parameter: `1 ..=` [`MAX_PAGE`] (clamped), [`DEFAULT_PAGE`] when it is not
+/// a count.
+pub(crate) fn limit(value: &str) -> usize {
+    value.trim().parse::<u64>().map_or(DEFAULT_PAGE, |n| usize::try_from(n).unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE))
 }
 
 /// A time given as Unix milliseconds or as `YYYY-MM-DDTHH:MM[:SS]` (what a `datetime-local`

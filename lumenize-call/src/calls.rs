@@ -202,6 +202,44 @@ impl<L: Continuations> Calls<L> {
         self.caller()?.pending()
     }
 
+    /// A page of the pending calls, for listings that must stay bounded however many calls
+    /// are pending (an operator page): at most `limit` calls, clamped to `1 ..=`
+    /// [`MAX_PENDING_PAGE`](crate::MAX_PENDING_PAGE), in id order (ids are UUIDv7s: the
+    /// order they were made in, to the millisecond), after the call `after` if given. One indexed statement.
+    /// Returns the page and, when it is full, the `after` of the next one (which may then
+    /// be empty). A call whose row does not decode is listed too, quarantined, as in
+    /// [`pending`](Self::pending).
+    ///
+    /// ```no_run
+    /// # use lumenize_call::*;
+    /// # fn demo<L: Continuations>(calls: &Calls<L>) -> lumenize_call::Result<()> {
+    /// let mut after = None;
+    /// loop {
+    ///     let (page, next) = calls.pending_page(after.as_ref(), 100)?;
+    ///     for call in &page {
+    ///         println!("{} {} {} failures", call.id, call.state().as_str(), call.failures);
+    ///     }
+    ///     let Some(next) = next else { break };
+    ///     after = Some(next);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// What opening met; storage errors.
+    pub fn pending_page(&self, after: Option<&CallId>, limit: usize) -> Result<(Vec<PendingCall>, Option<CallId>)> {
+        let (page, next) = self.caller()?.pending_page(after.map(CallId::as_str), limit)?;
+        Ok((page, next.map(CallId::from)))
+    }
+
+    /// Pending call `id`, if it is pending (quarantined if its row does not decode).
+    ///
+    /// # Errors
+    /// What opening met; storage errors.
+    pub fn get(&self, id: &CallId) -> Result<Option<PendingCall>> {
+        self.caller()?.store().call(id.as_str())
+    }
+
     /// Cancels a pending call: its continuation runs now with [`CallError::Cancelled`]
     /// (or with the result, if that is already in, or with [`CallError::Timeout`] once the
     /// call's deadline has passed) and a later reply is dropped. The remote

@@ -181,8 +181,8 @@
 //!   test hook's issue time must be in `0 ..=`
 //!   [`MAX_TIME_MS`](lumenize_alarms::MAX_TIME_MS) ([`Error::OutOfRange`]).
 //! - A stored row that does not decode (written by hand, by a bug or by an older release)
-//!   is quarantined: [`Calls::pending`] lists it with the reason
-//!   ([`PendingCall::unreadable`]), [`Calls::cancel`] removes it, its task goes dead with
+//!   is quarantined: [`Calls::pending`] and [`Calls::pending_page`] list it with the reason
+//!   ([`PendingCall::unreadable`], [`CallState::Quarantined`]), [`Calls::cancel`] removes it, its task goes dead with
 //!   [`Error::Unreadable`], and no other call is affected. At the remote, a stored result
 //!   that does not decode is answered as [`CallError::Storage`], never applied again.
 //! - A stored result goes back only to the origin that made the call: another origin's
@@ -292,5 +292,5 @@ pub use envelope::{MAX_CLOCK_SKEW_MS, MAX_REQUEST_AGE_MS};
 pub use machine::{RESULT_RETENTION_MS, ROW_RESERVE_BYTES};
 pub use machine::{MAX_CONTINUATION_BYTES, MAX_KEY_BYTES, MAX_OPERATION_BYTES, MAX_REPLY_BYTES, MAX_TIMEOUT_MS, MAX_TRANSPORT_ATTEMPTS, SQLITE_MAX_BYTES};
 pub use options::{CallOptions, Dispatch};
-pub use store::PendingCall;
+pub use store::{CallState, PendingCall, MAX_PENDING_PAGE};
 pub use target::{Object, Target};

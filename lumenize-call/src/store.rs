@@ -72,6 +72,10 @@ ALTER TABLE _lumenize_call_results ADD COLUMN origin TEXT NOT NULL DEFAULT '';
 INSERT INTO _lumenize_call_meta (key, value) VALUES ('schema_version', 2);
 ";
 
+/// The most calls one page of [`Calls::pending_page`](crate::Calls::pending_page) reads
+/// (a larger `limit` is clamped to it).
+pub const MAX_PENDING_PAGE: usize = 1_000;
+
 /// A call this object made that has not completed: its continuation has not run yet.
 ///
 /// It may gain fields in a minor release (`#[non_exhaustive]`): read it, do not build one.
@@ -107,6 +111,37 @@ pub struct PendingCall {
     pub unreadable: Option<String>,
 }
 
+/// How far a pending call got, as its stored row tells ([`PendingCall::state`]). The row
+/// does not say whether a send is in flight right now (that is the isolate's own, lost
+/// with it), so sending and waiting for the reply are one state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CallState {
+    /// The result is not in: the call is waiting to be sent, in flight, or waiting to be
+    /// sent again after a transient failure ([`PendingCall::failures`],
+    /// [`PendingCall::last_error`]).
+    Awaiting,
+    /// The result is in ([`PendingCall::result`]) and the continuation has not completed:
+    /// it is running, or it failed and the call's task runs it again.
+    Delivering,
+    /// The stored row does not decode ([`PendingCall::unreadable`]): the continuation does
+    /// not run; [`Calls::cancel`](crate::Calls::cancel) removes the call.
+    Quarantined,
+}
+
+impl CallState {
+    /// `"awaiting"`, `"delivering"` or `"quarantined"`, as it serialises.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Awaiting => "awaiting",
+            CallState::Delivering => "delivering",
+            CallState::Quarantined => "quarantined",
+        }
+    }
+}
+
 impl PendingCall {
     /// A call just made: nothing tried, no result. (Public for this workspace's store tests;
     /// not API.)
@@ -116,8 +151,18 @@ impl PendingCall {
         PendingCall { id: CallId::from(id), target, op: Some(op), resume, dispatch, deadline_ms, failures: 0, last_error: None, result: None, created_ms, unreadable: None }
     }
 
+    /// How far the call got, by its stored row.
+    #[must_use]
+    pub fn state(&self) -> CallState {
+        match (&self.unreadable, &self.result) {
+            (Some(_), _) => CallState::Quarantined,
+            (None, Some(_)) => CallState::Delivering,
+            (None, None) => CallState::Awaiting,
+        }
+    }
+
     /// What the state machine needs of it.
-    pub(crate) fn state(&self) -> Pending {
+    pub(crate) fn machine_state(&self) -> Pending {
         Pending {
             issued_ms: self.created_ms,
             deadline_ms: self.deadline_ms,
@@ -283,6 +328,28 @@ impl<E: Exec> Store<E> {
     /// Storage errors.
     pub fn calls(&self) -> Result<Vec<PendingCall>> {
         self.read_calls("ORDER BY created_ms, id", vec![])
+    }
+
+    /// At most `limit` calls (clamped to `1 ..=` [`MAX_PENDING_PAGE`]) in id order (UUIDv7:
+    /// creation order, to the millisecond), those after the id `after` if given: one indexed statement, bounded
+    /// whatever the number of calls. With the cursor of the next page (the last id) when
+    /// the page is full. Rows that do not decode are listed, quarantined.
+    ///
+    /// Ids are text. A row whose id is a blob (written by hand) sorts after every text id
+    /// and reads as `""`: it is listed, and a page that ends with it is the last (no cursor
+    /// that would start over).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn calls_page(&self, after: Option<&str>, limit: usize) -> Result<(Vec<PendingCall>, Option<String>)> {
+        let limit = limit.clamp(1, MAX_PENDING_PAGE);
+        let n = i64::try_from(limit).unwrap_or(1);
+        let calls = match after {
+            Some(after) => self.read_calls("WHERE id > ? ORDER BY id LIMIT ?", vec![after.into(), n.into()])?,
+            None => self.read_calls("ORDER BY id LIMIT ?", vec![n.into()])?,
+        };
+        let next = calls.last().filter(|c| calls.len() == limit && !c.id.as_str().is_empty()).map(|c| c.id.to_string());
+        Ok((calls, next))
     }
 
     /// Stores the failure count and last error of `state` for call `id` (no row: nothing).

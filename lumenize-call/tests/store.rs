@@ -12,7 +12,7 @@ use lumenize_alarms::StorageError;
 use lumenize_call::core::{PendingCall, Store, SCHEMA_VERSION};
 use lumenize_call::envelope::Outcome;
 use lumenize_call::machine::{Record, Seen, ANY_ORIGIN, RESULT_RETENTION_MS};
-use lumenize_call::{CallError, Dispatch, Target};
+use lumenize_call::{CallError, CallState, Dispatch, Target, MAX_PENDING_PAGE};
 use serde_json::json;
 use support::Sqlite;
 
@@ -159,4 +159,110 @@ fn results_that_do_not_decode_are_answered_as_storage_errors_and_forgotten() {
     assert_eq!(store.forget_results(later - RESULT_RETENTION_MS, later, 1_000).unwrap(), Some(later));
     assert!(store.record("bad").unwrap().is_some() && store.record("ok").unwrap().is_none());
     assert_eq!(store.forget_results(later, later + 1, 1_000).unwrap(), None);
+}
+
+/// The ids of a page.
+fn ids(page: &[PendingCall]) -> Vec<&str> {
+    page.iter().map(|c| c.id.as_str()).collect()
+}
+
+/// Pages of pending calls: in id order from a keyset cursor, each one statement of at most
+/// `limit` rows, `limit` clamped to `1 ..= MAX_PENDING_PAGE` (0 reads one row, a huge one
+/// `MAX_PENDING_PAGE`), the next cursor only after a full page; rows that do not decode
+/// are listed, quarantined, in their place.
+#[test]
+fn pending_calls_page_by_id_bounded_with_quarantined_rows_listed() {
+    let store = Store::open(Sqlite::new()).expect("open");
+    // Inserted out of order: the pages follow the ids (UUIDv7s: creation order), not insertion.
+    for id in ["c3", "c1", "c5", "c2", "c4"] {
+        store.insert_call(&call(id)).unwrap();
+    }
+    run(&store, "UPDATE _lumenize_calls SET deadline_ms = 9.3e18 WHERE id = 'c2'");
+    store.store_result("c4", &Ok(json!(4))).unwrap();
+
+    let (first, next) = store.calls_page(None, 2).unwrap();
+    assert_eq!((ids(&first), next.as_deref()), (vec!["c1", "c2"], Some("c2")));
+    assert_eq!(first[0].state(), CallState::Awaiting);
+    assert_eq!(first[1].state(), CallState::Quarantined, "listed, not an error: {:?}", first[1]);
+    assert!(first[1].unreadable.as_deref().is_some_and(|w| w.starts_with("deadline_ms: the float")));
+    let (second, next) = store.calls_page(next.as_deref(), 2).unwrap();
+    assert_eq!((ids(&second), next.as_deref()), (vec!["c3", "c4"], Some("c4")));
+    assert_eq!(second[1].state(), CallState::Delivering, "its result is in");
+    let (last, next) = store.calls_page(next.as_deref(), 2).unwrap();
+    assert_eq!((ids(&last), next), (vec!["c5"], None), "a page that is not full is the last");
+    // A full last page gives a cursor; the page after it is empty.
+    assert_eq!(store.calls_page(Some("c4"), 1).unwrap(), (vec![call("c5")], Some("c5".into())));
+    assert_eq!(store.calls_page(Some("c5"), 1).unwrap(), (vec![], None));
+    // A cursor that is no stored id still pages from its place.
+    assert_eq!(ids(&store.calls_page(Some("c2x"), 10).unwrap().0), ["c3", "c4", "c5"]);
+    assert_eq!(ids(&store.calls_page(Some(""), 10).unwrap().0), ["c1", "c2", "c3", "c4", "c5"]);
+
+    // Limits: 0 reads one row; any larger than the maximum reads the maximum.
+    assert_eq!(ids(&store.calls_page(None, 0).unwrap().0), ["c1"]);
+    assert_eq!(store.calls_page(None, usize::MAX).unwrap().0.len(), 5);
+    assert_eq!(store.calls_page(None, 5).unwrap().1.as_deref(), Some("c5"));
+    assert_eq!(store.calls_page(None, 6).unwrap().1, None);
+    assert_eq!(MAX_PENDING_PAGE, 1_000);
+    // More than a page of calls: each page holds at most MAX_PENDING_PAGE, and paging
+    // through them lists every call once, in order.
+    store.exec().script("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) \
+        INSERT INTO _lumenize_calls (id, target, op, resume, dispatch, deadline_ms, failures, last_error, result, created_ms) \
+        SELECT printf('d%05d', i), '{\"binding\":\"REMOTE\",\"object\":{\"name\":\"r\"}}', '{}', '{}', '\"alarm\"', NULL, 0, NULL, NULL, 1 FROM n").unwrap();
+    let (mut seen, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let (page, next) = store.calls_page(after.as_deref(), usize::MAX).unwrap();
+        assert!(page.len() <= MAX_PENDING_PAGE);
+        pages += 1;
+        seen.extend(page.into_iter().map(|c| c.id));
+        let Some(next) = next else { break };
+        after = Some(next);
+    }
+    assert_eq!((seen.len(), pages), (2_505, 3));
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in id order, each once");
+
+    // A row whose id is a blob (written by hand) sorts after every text id: listed on the
+    // last page, quarantined, and the paging ends there (its id reads as "", no cursor).
+    store.exec().script("UPDATE _lumenize_calls SET id = x'00' WHERE id = 'c3'").unwrap();
+    let (last, next) = store.calls_page(Some("d02500"), 1).unwrap();
+    assert_eq!((last.len(), last[0].state(), next), (1, CallState::Quarantined, None));
+}
+
+/// The state a pending call's row tells: awaiting its result, delivering it, or quarantined
+/// (which wins over a stored result).
+#[test]
+fn a_calls_state_is_what_its_row_tells() {
+    let mut c = call("c");
+    assert_eq!(c.state(), CallState::Awaiting);
+    c.failures = 2;
+    c.last_error = Some("transport".into());
+    assert_eq!(c.state(), CallState::Awaiting, "retrying is still awaiting the result");
+    c.result = Some(Err(CallError::Cancelled));
+    assert_eq!(c.state(), CallState::Delivering);
+    c.unreadable = Some("why".into());
+    assert_eq!(c.state(), CallState::Quarantined);
+    assert_eq!(serde_json::to_value(CallState::Delivering).unwrap(), json!("delivering"));
+    for s in [CallState::Awaiting, CallState::Delivering, CallState::Quarantined] {
+        assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+    }
+}
+
+/// 100,000 pending calls: a page from anywhere reads its rows through the primary key's
+/// index (a search from the cursor, no sort, no scan), so it costs what its rows cost.
+#[test]
+fn a_page_of_100_000_pending_calls_reads_only_its_rows() {
+    let store = Store::open(Sqlite::new()).expect("open");
+    store.exec().script("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) \
+        INSERT INTO _lumenize_calls (id, target, op, resume, dispatch, deadline_ms, failures, last_error, result, created_ms) \
+        SELECT printf('e%06d', i), '{\"binding\":\"REMOTE\",\"object\":{\"name\":\"r\"}}', '{}', '{}', '\"alarm\"', NULL, 0, NULL, NULL, 1 FROM n").unwrap();
+    let (page, next) = store.calls_page(Some("e050000"), 25).unwrap();
+    assert_eq!((page.len(), page[0].id.as_str(), next.as_deref()), (25, "e050001", Some("e050025")));
+    assert!(page.iter().all(|c| c.state() == CallState::Awaiting));
+    for (sql, args) in [
+        ("EXPLAIN QUERY PLAN SELECT * FROM _lumenize_calls WHERE id > ? ORDER BY id LIMIT ?", vec!["e050000".into(), 25.into()]),
+        ("EXPLAIN QUERY PLAN SELECT * FROM _lumenize_calls ORDER BY id LIMIT ?", vec![25.into()]),
+    ] {
+        let plan = format!("{:?}", store.exec().query(sql, args).unwrap());
+        assert!(plan.contains("USING INDEX sqlite_autoindex__lumenize_calls_1") || plan.contains("USING COVERING INDEX sqlite_autoindex__lumenize_calls_1"), "{sql}: {plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+    }
 }

@@ -4,14 +4,17 @@
 //
 //   node testing/browser/board.mjs <object URL> <token> test
 //   node testing/browser/board.mjs <object URL> <token> screenshot <png path>
+//   node testing/browser/board.mjs <caller URL> <token> calls <call id>
 //
 // `test` presses the buttons and checks, through the sandbox's own routes, that storage
-// changed; it fails (exit 1) on the first check that does not hold. The browser comes from
+// changed; it fails (exit 1) on the first check that does not hold. `calls` does the same
+// for the pending calls of a sandbox `CallerDO` (lumenize-board with `Board::calls`): the
+// call is shown, its hostile operation inert, and its Cancel button cancels it. The browser comes from
 // CHROMIUM (default: `chromium` on the PATH, as `cargo xtask setup` installs it).
 import { execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
 
-const [base, token, mode, png] = process.argv.slice(2);
+const [base, token, mode, arg] = process.argv.slice(2);
 const executablePath = process.env.CHROMIUM || execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser || command -v google-chrome'], { encoding: 'utf8' }).trim();
 
 function check(ok, what) {
@@ -49,8 +52,27 @@ try {
   if (mode === 'screenshot') {
     await page.goto(board);
     await page.locator('tr[data-id="nightly-report"] details summary').click();
-    await page.screenshot({ path: png, fullPage: true });
-    console.log(`wrote ${png}`);
+    await page.screenshot({ path: arg, fullPage: true });
+    console.log(`wrote ${arg}`);
+  } else if (mode === 'calls') {
+    const id = arg;
+    const loaded = await page.goto(board);
+    check(loaded.status() === 200, 'the page loads');
+    const row = page.locator(`table.calls tr[data-id="${id}"]`);
+    check(await row.count() === 1, 'the pending call is shown');
+    check(await row.getAttribute('data-state') === 'awaiting', 'awaiting its result');
+    const preview = await row.locator('code.payload').textContent();
+    check(preview.includes('<script>alert(1)</script>') && preview.includes('onerror=alert(2)>'), `its hostile operation is shown as text: ${preview}`);
+    check(dialogs.length === 0, `no dialog opened (${dialogs})`);
+    check(await page.locator('script').count() === 0 && await page.locator('img').count() === 0, 'no script or img element');
+    check(await page.locator('[onmouseover], [onerror]').count() === 0, 'no event-handler attribute');
+    await Promise.all([page.waitForNavigation(), row.locator('button[data-op="cancel_call"]').click()]);
+    check(new URL(page.url()).pathname.endsWith('/board/'), `back on the page: ${page.url()}`);
+    check(!(await sandbox('pending')).some((c) => c.id === id), 'Cancel: no longer pending in storage');
+    const ran = (await sandbox('continuations')).filter((c) => c.tag === 'hostile');
+    check(ran.length === 1 && ran[0].result.Err && ran[0].result.Err.kind === 'cancelled', `Cancel: the continuation ran with Cancelled (${JSON.stringify(ran)})`);
+    check(await page.locator(`table.calls tr[data-id="${id}"]`).count() === 0, 'Cancel: gone from the page');
+    check(dialogs.length === 0 && errors.every((e) => !/Content Security Policy/.test(e)), `no dialog, no CSP violation (${errors})`);
   } else {
     // Without the credentials: 401, and no page.
     const anonymous = await browser.newContext();

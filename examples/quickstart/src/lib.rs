@@ -1,7 +1,7 @@
 //! lumenize quickstart: a Durable Object with durable tasks (lumenize-alarms) and a durable
 //! call to another object (lumenize-call). `GET /start` schedules a task for now, a cron
 //! task every second, and a call to `Echo`; `GET /log` shows what ran; `/board/` shows the
-//! Greeter's tasks (lumenize-board, behind the token `BOARD_TOKEN`).
+//! Greeter's tasks and pending calls (lumenize-board, behind the token `BOARD_TOKEN`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -77,7 +77,7 @@ impl DurableObject for Greeter {
     fn new(state: State, env: Env) -> Self {
         let alarms = Alarms::open(&state);
         let calls = Calls::open(&alarms, &env);
-        let board = Board::new(&alarms, Auth::bearer(env.secret("BOARD_TOKEN").map(|s| s.to_string()).unwrap_or_default()));
+        let board = Board::new(&alarms, Auth::bearer(env.secret("BOARD_TOKEN").map(|s| s.to_string()).unwrap_or_default())).calls(&calls);
         Self { sql: state.storage().sql(), alarms, calls, board }
     }
 

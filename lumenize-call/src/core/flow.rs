@@ -108,6 +108,14 @@ impl<E: Exec> Caller<E> {
         self.store.calls()
     }
 
+    /// A page of the pending calls: see [`Store::calls_page`].
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn pending_page(&self, after: Option<&str>, limit: usize) -> Result<(Vec<PendingCall>, Option<String>)> {
+        self.store.calls_page(after, limit)
+    }
+
     /// Cancels call `id` at `now_ms`: its continuation (`then`) runs with
     /// [`CallError::Cancelled`] (or the result already in, or [`CallError::Timeout`] past its
     /// deadline: [`first_result`](machine::first_result)). A quarantined call is removed
@@ -151,7 +159,7 @@ impl<E: Exec> Caller<E> {
         }
         let Some(call) = readable(self.store.call(id)?)? else { return Ok(None) };
         let sending_since = self.sending.borrow().get(id).copied();
-        match machine::on_backstop(&call.state(), now_ms, sending_since) {
+        match machine::on_backstop(&call.machine_state(), now_ms, sending_since) {
             Step::Deliver(result) => {
                 self.deliver(id, result, now_ms, true, tasks, then).await?;
                 Ok(None)
@@ -195,7 +203,7 @@ impl<E: Exec> Caller<E> {
 
     /// One send; the result and when it came in, if that settled the call.
     async fn send_once(&self, call: PendingCall, now_ms: i64, transport: &impl Transport) -> Result<Option<(CallResult, i64)>> {
-        let state = call.state();
+        let state = call.machine_state();
         if let Step::Deliver(result) = machine::on_backstop(&state, now_ms, None) {
             return Ok(Some((result, now_ms)));
         }

@@ -2,7 +2,9 @@
 //! behind the token `BOARD_TOKEN` of `testing/sandbox/wrangler.toml`. What it must never do
 //! (serve without the token, act on a cross-site request, let a stored string become
 //! markup), and that its actions change storage (read back through the sandbox's own
-//! routes, not through the board). The browser test is `board_browser.rs`.
+//! routes, not through the board). The pending calls of lumenize-call (`Board::calls`) are
+//! checked on the sandbox's `CallerDO`, which mounts its board with them. The browser test
+//! is `board_browser.rs`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -19,7 +21,9 @@ const HOSTILE: [&str; 5] = ["<script>alert(1)</script>", "\"><img src=x onerror=
 
 fn shared() -> String {
     static SHARED: OnceLock<Result<Worker, String>> = OnceLock::new();
-    match SHARED.get_or_init(|| Worker::start(&workspace_root().join("testing/sandbox"), WorkerOptions::default()).map_err(|e| format!("{e:#}"))) {
+    // The secret of lumenize-call, for the calls of the `CallerDO` (a test value).
+    let options = WorkerOptions::default().arg("--var").arg(format!("LUMENIZE_CALL_SECRET:board-test-secret-{}", std::process::id()));
+    match SHARED.get_or_init(|| Worker::start(&workspace_root().join("testing/sandbox"), options).map_err(|e| format!("{e:#}"))) {
         Ok(worker) => worker.url(),
         Err(e) => panic!("the sandbox worker did not start: {e}"),
     }
@@ -308,6 +312,175 @@ fn a_zoned_cron_task_shows_its_next_runs_on_its_own_clock() {
     }
     let page = obj.api("GET", "/?prefix=paris").body;
     assert!(page.contains("cron <code>0 12 1 * *</code> Europe/Paris") && page.contains(local[0]), "{page}");
+}
+
+/// A `CallerDO` of the sandbox, with a fresh name: lumenize-board with its pending calls
+/// (`Board::calls`) at `board/`.
+struct Caller {
+    base: String,
+    /// A fresh name for the `RemoteDO` its calls go to.
+    remote: String,
+}
+
+impl Caller {
+    fn new(test: &str) -> Caller {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = format!("{test}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        Caller { base: format!("{}/calls/{n}", shared()), remote: format!("remote-{n}") }
+    }
+
+    /// A sandbox route of the caller (not the board's).
+    fn sandbox(&self, route: &str, body: &Value) -> Value {
+        let (status, text) = post_json(&format!("{}/{route}", self.base), body).expect("sandbox answers");
+        assert_eq!(status, 200, "{route} {body}: {text}");
+        serde_json::from_str(&text).expect("sandbox answers JSON")
+    }
+
+    /// A call of `op` (JSON of the sandbox's `Op`) to the remote `name`, sent at once: its id.
+    fn call(&self, name: &str, op: Value, tag: &str, fail_times: u32) -> String {
+        let made = self.sandbox("call", &json!({ "name": name, "op": op, "tag": tag, "dispatch": "direct", "fail_times": fail_times }));
+        made[0]["id"].as_str().expect("a call id").to_owned()
+    }
+
+    /// A call the remote answers in a minute: pending, awaiting its result, meanwhile.
+    fn slow_call(&self, key: &str, tag: &str) -> String {
+        self.call(&self.remote, json!({ "type": "slow_count", "key": key, "ms": 60_000 }), tag, 0)
+    }
+
+    /// The continuations that ran: `(tag, result)`.
+    fn continuations(&self) -> Vec<(String, Value)> {
+        let rows = self.sandbox("continuations", &json!({}));
+        rows.as_array().expect("an array").iter().map(|r| (r["tag"].as_str().unwrap_or_default().to_owned(), r["result"].clone())).collect()
+    }
+
+    /// The ids lumenize-call itself lists as pending (`Calls::pending`).
+    fn pending(&self) -> Vec<String> {
+        let rows = self.sandbox("pending", &json!({}));
+        rows.as_array().expect("an array").iter().map(|c| c["id"].as_str().unwrap_or_default().to_owned()).collect()
+    }
+
+    fn board(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Answer {
+        send(method, &format!("{}/board{path}", self.base), headers, body)
+    }
+
+    fn api(&self, method: &str, path: &str) -> Answer {
+        self.board(method, path, &[("authorization", &bearer())], if method == "POST" { Some("") } else { None })
+    }
+
+    /// The calls `api/calls` lists, by id.
+    fn listed(&self) -> Vec<Value> {
+        let page = self.api("GET", "/api/calls").json();
+        page["calls"].as_array().cloned().unwrap_or_else(|| panic!("{page}"))
+    }
+}
+
+#[test]
+fn pending_calls_are_listed_with_their_state_and_cancelled_through_the_api() {
+    let caller = Caller::new("board-calls");
+    let slow = caller.slow_call("k", "slow");
+    // A call whose result is in but whose continuation keeps failing: delivering.
+    let failing = caller.call(&caller.remote, json!({ "type": "echo", "value": "hi" }), "failing", 1_000);
+    let state = |id: &str| caller.listed().iter().find(|c| c["id"] == id).map(|c| c["state"].clone());
+    lumenize_harness::poll_until(Duration::from_secs(10), Duration::from_millis(50), || (state(&failing) == Some(json!("delivering"))).then_some(())).expect("the failing continuation's call is delivering");
+
+    let listed = caller.listed();
+    let call = listed.iter().find(|c| c["id"] == slow.as_str()).unwrap_or_else(|| panic!("{slow} listed: {listed:?}"));
+    assert_eq!(call["state"], "awaiting", "{call}");
+    assert_eq!((call["binding"].as_str(), call["object_by"].as_str(), call["object"].as_str()), (Some("REMOTE"), Some("name"), Some(caller.remote.as_str())));
+    assert_eq!((call["operation"].as_str(), call["dispatch"].as_str(), call["failures"].as_u64()), (Some("op"), Some("direct"), Some(0)));
+    assert!(call["operation_preview"].as_str().is_some_and(|p| p.contains("slow_count")), "{call}");
+    assert!(call["created_ms"].as_i64().is_some_and(|ms| (ms - now_ms()).abs() < 60_000), "{call}");
+    // The page shows both, each with its state and a Cancel button.
+    let page = caller.api("GET", "/").body;
+    assert!(page.contains(r#"<h2 id="calls">Pending calls</h2>"#), "{page}");
+    assert!(page.contains(&format!(r#"<tr data-id="{slow}" data-state="awaiting">"#)), "{page}");
+    assert!(page.contains(&format!(r#"<tr data-id="{failing}" data-state="delivering">"#)), "{page}");
+    assert!(page.contains(&format!(r#"<input type="hidden" name="id" value="{slow}">"#)) && page.contains(r#"action="api/calls/cancel""#));
+    // Paging: one call a page, every call once, in id order (UUIDv7: the order they were
+    // made in, to the millisecond).
+    let (a, b) = if slow < failing { (&slow, &failing) } else { (&failing, &slow) };
+    let first = caller.api("GET", "/api/calls?limit=1").json();
+    assert_eq!((first["calls"][0]["id"].as_str(), first["next"].as_str()), (Some(a.as_str()), Some(a.as_str())), "{first}");
+    let second = caller.api("GET", &format!("/api/calls?limit=1&after={}", enc(a))).json();
+    assert_eq!((second["calls"][0]["id"].as_str(), second["calls"].as_array().map(Vec::len)), (Some(b.as_str()), Some(1)), "{second}");
+
+    // Cancel through the API: the continuation runs with Cancelled, the call is gone.
+    let cancelled = caller.api("POST", &format!("/api/calls/cancel?id={}", enc(&slow)));
+    assert_eq!((cancelled.status, cancelled.json()), (200, json!({ "call": null })), "{}", cancelled.body);
+    let ran: Vec<(String, Value)> = caller.continuations().into_iter().filter(|(tag, _)| tag == "slow").collect();
+    assert_eq!(ran, [("slow".to_owned(), json!({ "Err": { "kind": "cancelled" } }))]);
+    assert!(!caller.pending().contains(&slow) && state(&slow).is_none(), "gone");
+    assert_eq!(caller.api("POST", &format!("/api/calls/cancel?id={}", enc(&slow))).status, 404, "no such call any more");
+    assert_eq!(caller.api("POST", "/api/calls/cancel?id=no-such-call").status, 404);
+    // A cancel whose continuation fails: 500 with the call as it is (its result stays in).
+    let failed = caller.api("POST", &format!("/api/calls/cancel?id={}", enc(&failing)));
+    assert_eq!((failed.status, failed.json()["call"]["state"].as_str()), (500, Some("delivering")), "{}", failed.body);
+    assert!(failed.json()["error"].as_str().is_some_and(|e| e.contains("fails on purpose")), "{}", failed.body);
+    // The form of the page: sent back to the page, two levels up.
+    let other = caller.slow_call("k2", "slow2");
+    let form = caller.board("POST", "/api/calls/cancel", &[("authorization", &bearer()), ("sec-fetch-site", "same-origin"), ("content-type", "application/x-www-form-urlencoded")], Some(&format!("id={}&back=status%3Ddead", enc(&other))));
+    assert_eq!((form.status, form.location.as_deref()), (303, Some("../../?status=dead")));
+    assert!(!caller.pending().contains(&other));
+    // Boards without `Board::calls` (the AlarmsDO's) have no such routes, and no section.
+    let obj = Obj::new("board-no-calls");
+    assert_eq!(obj.api("GET", "/api/calls").status, 404);
+    assert_eq!(obj.api("POST", "/api/calls/cancel?id=x").status, 404);
+    assert!(!obj.api("GET", "/").body.contains("Pending calls"));
+}
+
+#[test]
+fn call_routes_answer_401_without_the_token_and_refuse_cross_site_cancels() {
+    let caller = Caller::new("board-calls-guard");
+    let id = caller.slow_call("k", "victim");
+    for (method, path) in [("GET", "/api/calls".to_owned()), ("GET", "/api/calls?limit=100".to_owned()), ("POST", format!("/api/calls/cancel?id={}", enc(&id)))] {
+        for auth in [None, Some("Bearer wrong"), Some(TOKEN)] {
+            let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().chain([("sec-fetch-site", "same-origin")]).collect();
+            let a = caller.board(method, &path, &headers, (method == "POST").then_some(""));
+            assert_eq!(a.status, 401, "{method} board{path} with {auth:?}: {}", a.body);
+            assert!(!a.body.contains(&id), "a refused request reads nothing: {}", a.body);
+        }
+    }
+    let auth = bearer();
+    for headers in [vec![("sec-fetch-site", "cross-site")], vec![("sec-fetch-site", "same-site")], vec![("origin", "http://evil.example")], vec![("origin", "null")]] {
+        let headers: Vec<(&str, &str)> = headers.into_iter().chain([("authorization", auth.as_str()), ("content-type", "application/x-www-form-urlencoded")]).collect();
+        let a = caller.board("POST", "/api/calls/cancel", &headers, Some(&format!("id={}", enc(&id))));
+        assert_eq!(a.status, 403, "{headers:?}: {}", a.body);
+    }
+    assert_eq!(caller.pending(), std::slice::from_ref(&id), "still pending");
+    assert!(caller.continuations().is_empty(), "no continuation ran");
+    assert_eq!(caller.listed()[0]["state"], "awaiting");
+}
+
+#[test]
+fn hostile_strings_in_a_calls_operation_and_target_come_back_inert() {
+    let caller = Caller::new("board-calls-hostile");
+    let ids: Vec<String> = HOSTILE.iter().enumerate().map(|(i, h)| caller.call(&format!("{h}-{}", caller.remote), json!({ "type": "slow_count", "key": h, "ms": 60_000 }), &format!("h{i}"), 0)).collect();
+    let page = caller.api("GET", "/");
+    assert_eq!(page.status, 200);
+    for id in &ids {
+        assert!(page.body.contains(&format!(r#"data-id="{id}""#)), "{id} listed: {}", page.body);
+    }
+    let lower = page.body.to_lowercase();
+    assert!(!lower.contains("<script"), "a script element in the page: {}", page.body);
+    assert!(!lower.contains("<img"), "an img element in the page");
+    assert!(!lower.contains("onmouseover='"), "an injected attribute");
+    for c in ['\u{202e}', '\u{0}', '\u{1b}'] {
+        assert!(!page.body.contains(c), "a raw control {c:?} in the page");
+    }
+    assert!(page.body.contains("rtl\\u{202e}exe.txt"), "the override shows as what it is: {}", page.body);
+    for (raw, escaped) in [("onerror=alert(2)", "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;"), ("onmouseover=", "&#39; onmouseover=&#39;alert(4)")] {
+        assert!(page.body.contains(escaped), "{escaped}");
+        assert_eq!(page.body.matches(raw).count(), page.body.matches(escaped).count(), "{raw} outside its escaped form: {}", page.body);
+    }
+    // JSON carries the strings exactly, as JSON.
+    let listed = caller.listed();
+    assert_eq!(listed.len(), HOSTILE.len(), "{listed:?}");
+    for (id, h) in ids.iter().zip(HOSTILE) {
+        let c = listed.iter().find(|c| c["id"] == id.as_str()).unwrap_or_else(|| panic!("{id}: {listed:?}"));
+        assert_eq!(c["object"].as_str(), Some(format!("{h}-{}", caller.remote).as_str()), "{c}");
+        let preview: Value = serde_json::from_str(c["operation_preview"].as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {c}"));
+        assert_eq!(preview["op"]["key"], h, "{c}");
+    }
 }
 
 /// Standard base64 (for a Basic login).

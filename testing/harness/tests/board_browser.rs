@@ -3,7 +3,8 @@
 //! browser download) through `testing/browser/board.mjs`, against the sandbox worker in
 //! workerd. This file starts the worker and seeds an object with tasks of every status,
 //! hostile strings included; the script loads the page, presses the buttons and checks
-//! storage through the sandbox's own routes.
+//! storage through the sandbox's own routes. A second test does the same for the pending
+//! calls of the sandbox's `CallerDO` (`Board::calls`).
 //!
 //! Needs `node_modules` (`npm ci`) and a Chromium: `cargo xtask setup` installs Debian's
 //! `chromium` where it is missing; elsewhere set `CHROMIUM` to a Chrome or Chromium binary.
@@ -47,7 +48,9 @@ fn browse(obj: &Obj, args: &[&str]) {
 }
 
 fn worker() -> Worker {
-    Worker::start(&workspace_root().join("testing/sandbox"), WorkerOptions::default()).expect("the sandbox worker starts")
+    // lumenize-call's secret, for the calls of the `CallerDO` (a test value).
+    let options = WorkerOptions::default().arg("--var").arg(format!("LUMENIZE_CALL_SECRET:board-browser-secret-{}", std::process::id()));
+    Worker::start(&workspace_root().join("testing/sandbox"), options).expect("the sandbox worker starts")
 }
 
 #[test]
@@ -75,6 +78,20 @@ fn the_board_works_in_chromium() {
     assert_eq!(obj.ok("get", json!({ "id": "cancel-me" })), Value::Null);
     assert_eq!(obj.ok("get", json!({ "id": "later" })), Value::Null, "run now ran the one-shot");
     assert!(obj.fired("later") && obj.fired("dead-once"));
+}
+
+/// The pending calls of a `CallerDO` (its board has `Board::calls`): a call the remote
+/// answers in a minute, with hostile strings in its operation, shown and cancelled by its
+/// button.
+#[test]
+fn the_calls_section_works_in_chromium() {
+    let worker = worker();
+    let caller = Obj(format!("{}/calls/board-browser-{}", worker.url(), std::process::id()));
+    let key = "<script>alert(1)</script> \"><img src=x onerror=alert(2)> rtl\u{202e}exe.txt";
+    let made = caller.ok("call", json!({ "name": "slow-remote", "op": { "type": "slow_count", "key": key, "ms": 60_000 }, "tag": "hostile", "dispatch": "direct" }));
+    let id = made[0]["id"].as_str().expect("a call id").to_owned();
+    browse(&caller, &["calls", &id]);
+    assert!(caller.ok("pending", json!({})).as_array().is_some_and(Vec::is_empty), "cancelled");
 }
 
 /// Writes `lumenize-board/board.png` (or `LUMENIZE_BOARD_SCREENSHOT`): `cargo xtask screenshots`.

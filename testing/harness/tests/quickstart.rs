@@ -58,6 +58,9 @@ fn the_quickstart_runs_its_tasks_and_its_call_on_workerd() {
     assert_eq!(status, 401);
     let (status, body) = lumenize_harness::post(&format!("{}/board/api/pause?id=tick", worker.url()), "", &[("authorization", "Bearer quickstart-board")]).expect("POST /board/api/pause");
     assert!(status == 200 && body.contains(r#""status":"paused""#), "{status} {body}");
+    // Its calls are mounted too (`.calls(&calls)`): the call is done, so there is no such call.
+    let (status, body) = lumenize_harness::post(&format!("{}/board/api/calls/cancel?id=done", worker.url()), "", &[("authorization", "Bearer quickstart-board")]).expect("POST /board/api/calls/cancel");
+    assert!(status == 404 && body.contains("no such call"), "{status} {body}");
 }
 
 /// A copy of the quickstart in a directory of its own, with its lumenize dependencies

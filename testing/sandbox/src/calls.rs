@@ -3,7 +3,8 @@
 //! `alarm_runs`; the remote counts the side effects of its operations in an `effects`
 //! table, every application of an operation in `applied`, and every call request it
 //! receives (with its answer's status) in `received`, so tests can check "exactly once" on
-//! both sides, replay captured requests, and see what a call leaves armed.
+//! both sides, replay captured requests, and see what a call leaves armed. The caller
+//! mounts lumenize-board with its calls at `board/`, behind the token `BOARD_TOKEN`.
 
 use std::time::Duration;
 
@@ -167,6 +168,8 @@ pub struct CallerDO {
     state: State,
     alarms: Alarms<Task>,
     calls: Calls<(Resume, Summed)>,
+    /// lumenize-board with the pending calls (`Board::calls`), at `board/`.
+    board: lumenize_board::Board<Task>,
 }
 
 fn now_ms() -> i64 {
@@ -221,10 +224,15 @@ impl DurableObject for CallerDO {
         }
         let alarms = Alarms::open(&state);
         let calls = Calls::open(&alarms, &env);
-        Self { state, alarms, calls }
+        let token = env.var("BOARD_TOKEN").map(|v| v.to_string()).unwrap_or_default();
+        let board = lumenize_board::Board::new(&alarms, lumenize_board::Auth::bearer(token)).calls(&calls);
+        Self { state, alarms, calls, board }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if let Some(response) = self.board.serve(&req).await? {
+            return Ok(response);
+        }
         match req.path().trim_start_matches('/') {
             "call" => {
                 let r: CallReq = match decode(&mut req).await {
