@@ -142,11 +142,12 @@ pub trait Library {
     fn run(&self, task: Scheduled) -> Pin<Box<dyn Future<Output = std::result::Result<(), String>> + '_>>;
 
     /// At the end of a run, before it arms the alarm for what is left: lets work that the
-    /// library's tasks started end, until `until_ms` at the latest (when the earliest task
-    /// still pending is due; see [`Scheduler::run_due_settling`]). What is not done by then
-    /// goes on in the background. Nothing, by default.
-    fn settle(&self, until_ms: i64) -> Pin<Box<dyn Future<Output = ()> + '_>> {
-        let _ = until_ms;
+    /// library's tasks started end, until `until()` at the latest (when the earliest task
+    /// still pending is due, read on demand: a statement; see
+    /// [`Scheduler::run_due_settling`]). What is not done by then goes on in the
+    /// background. Nothing, by default.
+    fn settle<'a>(&'a self, until: &'a dyn Fn() -> i64) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
+        let _ = until;
         Box::pin(async {})
     }
 }
@@ -578,9 +579,9 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         let alarm = self.alarm();
         // Work the libraries' tasks started (calls' sends) may end before the run arms for
         // what is left: a call settled by then leaves nothing to arm.
-        let settle = async |until_ms: i64| {
+        let settle = async |until: &dyn Fn() -> i64| {
             for library in self.inner.attached() {
-                library.settle(until_ms).await;
+                library.settle(until).await;
             }
         };
         let run = scheduler.run_due_settling(&alarm, &now_ms, at_ms, limit, routed, settle);

@@ -705,8 +705,8 @@ fn a_run_settles_what_its_tasks_started_before_it_arms<S: Fresh>() {
                 f.sched.defer(&t.id, BASE + 10_000).unwrap();
                 ready(Ok(()))
             },
-            async |until_ms| {
-                until.set(Some(until_ms));
+            async |until_ms: &dyn Fn() -> i64| {
+                until.set(Some(until_ms()));
                 if replied {
                     f.sched.cancel("call").unwrap();
                 }
@@ -732,8 +732,8 @@ fn a_run_settles_what_its_tasks_started_before_it_arms<S: Fresh>() {
             f.sched.defer(&t.id, BASE + 10_000).unwrap();
             ready(Ok(()))
         },
-        async |until_ms| {
-            until.set(Some(until_ms));
+        async |until_ms: &dyn Fn() -> i64| {
+            until.set(Some(until_ms()));
             f.sched.cancel("call").unwrap();
         },
     );

@@ -68,17 +68,17 @@ impl<L: Continuations> Library for Inner<L> {
         })
     }
 
-    /// Waits (until `until_ms`, at most [`SETTLE_MAX_MS`]) for the sends this run started:
+    /// Waits (until `until()`, at most [`SETTLE_MAX_MS`]) for the sends this run started:
     /// a reply that comes back by then settles its call and deletes its task, so the run
     /// arms no backstop for it (the alarm path's second alarm write). The sends still out
     /// then go on in the background, their backstops armed by the run as before.
-    fn settle(&self, until_ms: i64) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+    fn settle<'a>(&'a self, until: &'a dyn Fn() -> i64) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
         let sends = std::mem::take(&mut *self.sends.borrow_mut());
         Box::pin(async move {
             if sends.is_empty() {
                 return;
             }
-            let wait = until_ms.saturating_sub(now_ms()).clamp(0, SETTLE_MAX_MS);
+            let wait = until().saturating_sub(now_ms()).clamp(0, SETTLE_MAX_MS);
             let all = Box::pin(join_all(sends));
             let delay = Delay::from(Duration::from_millis(wait.unsigned_abs()));
             if let Either::Left(((), rest)) = select(delay, all).await {

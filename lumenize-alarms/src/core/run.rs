@@ -191,16 +191,17 @@ impl<S: Store> Scheduler<S> {
         F: AsyncFnMut(T, Scheduled) -> std::result::Result<(), E>,
         E: Display,
     {
-        self.run_due_settling(alarm, clock, at_ms, limit, handler, async |_| {}).await
+        self.run_due_settling(alarm, clock, at_ms, limit, handler, async |_: &dyn Fn() -> i64| {}).await
     }
 
     /// [`run_due`](Self::run_due), and before the run arms the alarm for what is left:
-    /// `settle(until_ms)`, where work the run's tasks started may end (lumenize-call's sends,
+    /// `settle(until)`, where work the run's tasks started may end (lumenize-call's sends,
     /// whose replies settle their calls: a call settled here leaves no backstop to arm, and
-    /// the run no alarm to write). `until_ms` is when the earliest task still pending is due
-    /// ([`MAX_TIME_MS`](crate::core::MAX_TIME_MS) if none; the run's time if the run
-    /// failed): waiting past it would make that task late. What `settle` schedules, cancels
-    /// or completes is armed for with the rest, by the run.
+    /// the run no alarm to write). `until()` reads when the earliest task still pending is
+    /// due ([`MAX_TIME_MS`](crate::core::MAX_TIME_MS) if none; the run's time if the run
+    /// failed): waiting past it would make that task late. It costs a statement: `settle`
+    /// calls it only when it has something to wait for. What `settle` schedules, cancels or
+    /// completes is armed for with the rest, by the run.
     ///
     /// # Errors
     /// As [`run_due`](Self::run_due).
@@ -211,7 +212,7 @@ impl<S: Store> Scheduler<S> {
         at_ms: Option<i64>,
         limit: usize,
         mut handler: F,
-        settle: impl AsyncFnOnce(i64),
+        settle: impl AsyncFnOnce(&dyn Fn() -> i64),
     ) -> Result<RunReport>
     where
         A: NativeAlarm,
@@ -232,11 +233,11 @@ impl<S: Store> Scheduler<S> {
         let mut report = RunReport::default();
         let ran = self.run_batches(&now, limit, &mut handler, &mut report).await;
         // Still running: what `settle` changes is armed for below, not on its own.
-        let until = match &ran {
+        let until = || match &ran {
             Ok(()) => self.store.earliest().ok().flatten().map_or(MAX_TIME_MS, |head| head.due_ms),
             Err(_) => now(),
         };
-        settle(until).await;
+        settle(&until).await;
         // A run that failed left no completion held back: each error comes from an operation
         // on the store, which made them first.
         drop(running);
