@@ -689,10 +689,10 @@ fn a_handler_can_run_its_task_again_in_place<S: Fresh>() {
 /// writes no alarm for it (the alarm path's second write). Without the reply in time, the
 /// run arms the backstop as before.
 fn a_run_settles_what_its_tasks_started_before_it_arms<S: Fresh>() {
-    for replied in [true, false] {
-        let f = Fixture::<S>::new();
-        f.sched(BASE, When::at_unix_ms(BASE), "call", Options::default());
-        f.sched(BASE, When::at_unix_ms(BASE + 60_000), "later", Options::default());
+    /// A run of task "call", which defers itself to its backstop 10 s on (as a call's task
+    /// that sends does), settled by `cancel`ling it or not (its reply came in time or not);
+    /// when `settle` was told the earliest pending task is due, and the alarm writes of the run.
+    fn settled_run<S: Fresh>(f: &Fixture<S>, cancel: bool) -> (Option<i64>, u32) {
         f.alarm.clear();
         let writes = f.alarm.writes();
         let until = Cell::new(None);
@@ -707,38 +707,28 @@ fn a_run_settles_what_its_tasks_started_before_it_arms<S: Fresh>() {
             },
             async |until_ms: &dyn Fn() -> i64| {
                 until.set(Some(until_ms()));
-                if replied {
+                if cancel {
                     f.sched.cancel("call").unwrap();
                 }
             },
         );
         assert_eq!(done(run).unwrap().succeeded, 1);
-        assert_eq!(until.get(), Some(BASE + 10_000), "the backstop is the earliest still pending");
+        (until.get(), f.alarm.writes() - writes)
+    }
+    for replied in [true, false] {
+        let f = Fixture::<S>::new();
+        f.sched(BASE, When::at_unix_ms(BASE), "call", Options::default());
+        f.sched(BASE, When::at_unix_ms(BASE + 60_000), "later", Options::default());
+        let (until, writes) = settled_run(&f, replied);
+        assert_eq!(until, Some(BASE + 10_000), "the backstop is the earliest still pending");
         let armed = if replied { BASE + 60_000 } else { BASE + 10_000 };
-        assert_eq!((f.alarm.armed(), f.alarm.writes() - writes), (Some(armed), 1), "replied: {replied}");
+        assert_eq!((f.alarm.armed(), writes), (Some(armed), 1), "replied: {replied}");
     }
     // Nothing left: no write at all (the native alarm was spent as it fired).
     let f = Fixture::<S>::new();
     f.sched(BASE, When::at_unix_ms(BASE), "call", Options::default());
-    f.alarm.clear();
-    let writes = f.alarm.writes();
-    let until = Cell::new(None);
-    let run = f.sched.run_due_settling(
-        &f.alarm,
-        &|| BASE,
-        None,
-        10,
-        |_: u64, t: Scheduled| {
-            f.sched.defer(&t.id, BASE + 10_000).unwrap();
-            ready(Ok(()))
-        },
-        async |until_ms: &dyn Fn() -> i64| {
-            until.set(Some(until_ms()));
-            f.sched.cancel("call").unwrap();
-        },
-    );
-    done(run).unwrap();
-    assert_eq!((until.get(), f.alarm.armed(), f.alarm.writes() - writes), (Some(BASE + 10_000), None, 0));
+    let (until, writes) = settled_run(&f, true);
+    assert_eq!((until, f.alarm.armed(), writes), (Some(BASE + 10_000), None, 0));
 }
 
 /// The first read after a start is done once: two events that both find the alarm unknown

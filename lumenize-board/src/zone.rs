@@ -1,14 +1,12 @@
 //! Times in a cron task's own time zone: where its next runs fall on the clock it was
 //! written for, with the offset, so that a daylight-saving change shows (feature `timezone`).
 
-use chrono::DateTime;
-
 /// `ms` on the wall clock of `zone`, with the zone's abbreviation and UTC offset:
 /// `2026-03-29 03:00:00 CEST +02:00`. `None` when the board is built without the `timezone`
 /// feature, for a name that is not an IANA zone, or a time out of chrono's range.
 #[cfg(feature = "timezone")]
 pub(crate) fn local(ms: i64, zone: &str) -> Option<String> {
-    use chrono::{Datelike, Offset, Timelike};
+    use chrono::{DateTime, Datelike, Offset, Timelike};
     use chrono_tz::OffsetName;
     let tz: chrono_tz::Tz = zone.parse().ok()?;
     let t = DateTime::from_timestamp_millis(ms)?.with_timezone(&tz);
@@ -31,8 +29,7 @@ pub(crate) fn local(ms: i64, zone: &str) -> Option<String> {
 
 /// Without the `timezone` feature the board shows UTC only.
 #[cfg(not(feature = "timezone"))]
-pub(crate) fn local(ms: i64, zone: &str) -> Option<String> {
-    let _ = (DateTime::from_timestamp_millis(ms), zone);
+pub(crate) fn local(_ms: i64, _zone: &str) -> Option<String> {
     None
 }
 

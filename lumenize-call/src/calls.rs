@@ -6,7 +6,6 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
-
 use std::time::Duration;
 
 use futures_util::future::{join_all, select, Either};

@@ -13,12 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::core::arming::NativeAlarm;
 use crate::core::event::Event;
 use crate::core::limits::bounded;
-use crate::core::time::MAX_TIME_MS;
 use crate::core::queue::{after_failure, after_success};
 use crate::core::scheduler::{still_due, Scheduler};
 use crate::core::store::{Change, Key, Store};
 use crate::core::task::{Scheduled, Status};
-use crate::core::time::check_time;
+use crate::core::time::{check_time, MAX_TIME_MS};
 use crate::error::Result;
 
 /// How many due tasks one read of the store fetches at most: memory stays bounded however

@@ -19,6 +19,25 @@ const TOKEN: &str = "sandbox-board-token";
 /// script or change the page if they reached it unescaped.
 const HOSTILE: [&str; 5] = ["<script>alert(1)</script>", "\"><img src=x onerror=alert(2)>", "</script><script>alert(3)</script>", "rtl\u{202e}exe.txt\u{0}\u{1b}[31m", "' onmouseover='alert(4)"];
 
+/// The two hostile strings that would inject an attribute, each with its escaped form.
+const ATTRIBUTE_PAYLOADS: [(&str, &str); 2] = [("onerror=alert(2)", "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;"), ("onmouseover=", "&#39; onmouseover=&#39;alert(4)")];
+
+/// A page the hostile strings reached, inert: no script or img element, no injected
+/// attribute, no raw control character, and every attribute payload only inside its escaped
+/// form (so none closed an attribute value).
+fn assert_inert(body: &str) {
+    let lower = body.to_lowercase();
+    assert!(!lower.contains("<script"), "a script element in the page: {body}");
+    assert!(!lower.contains("<img"), "an img element in the page");
+    assert!(!lower.contains("onmouseover='"), "an injected attribute");
+    for c in ['\u{202e}', '\u{0}', '\u{1b}'] {
+        assert!(!body.contains(c), "a raw control {c:?} in the page");
+    }
+    for (raw, escaped) in ATTRIBUTE_PAYLOADS {
+        assert_eq!(body.matches(raw).count(), body.matches(escaped).count(), "{raw} outside its escaped form: {body}");
+    }
+}
+
 fn shared() -> String {
     static SHARED: OnceLock<Result<Worker, String>> = OnceLock::new();
     // The secret of lumenize-call, for the calls of the `CallerDO` (a test value).
@@ -164,19 +183,8 @@ fn hostile_ids_payloads_and_errors_come_back_inert() {
     for status in ["", "?status=dead", "?status=pending"] {
         let page = obj.api("GET", &format!("/{status}"));
         assert_eq!(page.status, 200);
-        let lower = page.body.to_lowercase();
-        assert!(!lower.contains("<script"), "a script element in the page: {}", page.body);
-        assert!(!lower.contains("<img"), "an img element in the page");
-        assert!(!lower.contains("onmouseover='"), "an injected attribute");
-        for c in ['\u{202e}', '\u{0}', '\u{1b}'] {
-            assert!(!page.body.contains(c), "a raw control {c:?} in the page");
-        }
+        assert_inert(&page.body);
         assert!(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the id shows as text");
-        // Quotes too: every occurrence of the attribute payloads is inside its escaped form,
-        // so none closed an attribute value.
-        for (raw, escaped) in [("onerror=alert(2)", "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;"), ("onmouseover=", "&#39; onmouseover=&#39;alert(4)")] {
-            assert_eq!(page.body.matches(raw).count(), page.body.matches(escaped).count(), "{raw} outside its escaped form: {}", page.body);
-        }
     }
     let page = obj.api("GET", "/?status=dead").body;
     assert!(page.contains("unknown variant `&lt;/script&gt;&lt;script&gt;alert(3)&lt;/script&gt;`"), "the error shows as text: {page}");
@@ -460,17 +468,10 @@ fn hostile_strings_in_a_calls_operation_and_target_come_back_inert() {
     for id in &ids {
         assert!(page.body.contains(&format!(r#"data-id="{id}""#)), "{id} listed: {}", page.body);
     }
-    let lower = page.body.to_lowercase();
-    assert!(!lower.contains("<script"), "a script element in the page: {}", page.body);
-    assert!(!lower.contains("<img"), "an img element in the page");
-    assert!(!lower.contains("onmouseover='"), "an injected attribute");
-    for c in ['\u{202e}', '\u{0}', '\u{1b}'] {
-        assert!(!page.body.contains(c), "a raw control {c:?} in the page");
-    }
+    assert_inert(&page.body);
     assert!(page.body.contains("rtl\\u{202e}exe.txt"), "the override shows as what it is: {}", page.body);
-    for (raw, escaped) in [("onerror=alert(2)", "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;"), ("onmouseover=", "&#39; onmouseover=&#39;alert(4)")] {
+    for (_, escaped) in ATTRIBUTE_PAYLOADS {
         assert!(page.body.contains(escaped), "{escaped}");
-        assert_eq!(page.body.matches(raw).count(), page.body.matches(escaped).count(), "{raw} outside its escaped form: {}", page.body);
     }
     // JSON carries the strings exactly, as JSON.
     let listed = caller.listed();
