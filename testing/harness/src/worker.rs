@@ -176,17 +176,45 @@ fn wait_gone(pids: &BTreeSet<u32>, timeout: Duration) -> Vec<u32> {
     pids.iter().copied().filter(|&p| pid_alive(p)).collect()
 }
 
-/// A free TCP port on 127.0.0.1, never the same one twice in this process.
+/// A free TCP port on 127.0.0.1, never the same one twice in this process, and below the
+/// kernel's ephemeral range: workerd binds its own internal sockets to port 0, and the tests'
+/// HTTP clients take ephemeral ports too, so a port from that range could be taken between
+/// this check and wrangler's bind (CI once saw a sandbox's probe answered by another
+/// workerd's socket on the port it was handed).
 fn free_port() -> Result<u16> {
     static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
-    for _ in 0..64 {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        if handed_out.insert(port) {
+    let (low, high) = non_ephemeral_ports();
+    let span = u32::from(high - low) + 1;
+    let seed = std::process::id().wrapping_mul(2_654_435_761) ^ SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    for i in 0..span.min(4_096) {
+        let port = low + ((seed.wrapping_add(i.wrapping_mul(7_919)) % span) as u16);
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
             return Ok(port);
         }
     }
-    bail!("no free port found on 127.0.0.1 after 64 tries")
+    bail!("no free port found on 127.0.0.1 in {low}..={high}")
+}
+
+/// The ports this harness hands out: outside `/proc/sys/net/ipv4/ip_local_port_range`
+/// (Linux's default is 32768..=60999, so 10000..=32767), below it where there is room,
+/// above it otherwise.
+fn non_ephemeral_ports() -> (u16, u16) {
+    let range = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut bounds = range.split_whitespace().map(|n| n.parse::<u16>().ok());
+    let (start, end) = match (bounds.next().flatten(), bounds.next().flatten()) {
+        (Some(start), Some(end)) => (start, end),
+        _ => (32_768, 60_999),
+    };
+    if start > 12_000 {
+        (10_000, start - 1)
+    } else {
+        (end.saturating_add(1).min(64_000), 65_535)
+    }
 }
 
 /// Why a start attempt failed.
@@ -216,7 +244,8 @@ pub struct Worker {
 
 impl Worker {
     /// Builds the worker in `dir` if needed (see [`build_worker_as`](crate::build_worker_as)), starts `wrangler dev` on
-    /// free ports of 127.0.0.1, and waits until `GET /` answers with any HTTP status.
+    /// free ports of 127.0.0.1 (outside the kernel's ephemeral range), and waits until its log says
+    /// `Ready on` that port and `GET /` answers with any HTTP status.
     ///
     /// `dir` is absolute or relative to the workspace root, and holds a `wrangler.toml`
     /// that follows the crate's recipe. On failure the error holds the tail of the log.
@@ -489,6 +518,7 @@ impl Worker {
         let timeout = self.opts.ready_timeout;
         let deadline = Instant::now() + timeout;
         let url = format!("{}/", self.url());
+        let ready_line = format!("Ready on {}", self.url());
         let max_probes = timeout.as_millis() / POLL.as_millis() + 1;
         for _ in 0..max_probes {
             let exited = match &mut self.running {
@@ -506,7 +536,13 @@ impl Worker {
                     self.log_tail(40)
                 )));
             }
-            if crate::http::probe(&url) {
+            // Our wrangler says it serves this port, and the port answers. Without the first
+            // check, a probe answered by some other process on the port would count as ready.
+            let log = self.log_since(offset);
+            if log.contains("Address already in use") {
+                return Err(StartError::PortClash);
+            }
+            if log.contains(&ready_line) && crate::http::probe(&url) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
