@@ -60,8 +60,15 @@
 //! }
 //! ```
 //!
-//! The class must be SQLite-backed (`new_sqlite_classes` in `wrangler.toml`); on an object
-//! without SQLite, [`Alarms::open`] returns [`Error::NoSqlite`].
+//! The class must be SQLite-backed (`new_sqlite_classes` in `wrangler.toml`). Opening never
+//! fails or panics: on an object without SQLite, every method of the handle returns
+//! [`Error::NoSqlite`] (and [`Alarms::ready`] says so up front).
+//!
+//! The object must implement `alarm()` and call [`Alarms::run_due`] in it, as above: without
+//! it, workers-rs' default `alarm()` logs `alarm() handler not implemented` and panics when the
+//! native alarm first fires: at the first task's due time (for a caller of lumenize-call, when
+//! a call's task or backstop first comes due: at once with `Dispatch::Alarm`). An object
+//! that only serves calls needs no `alarm()`.
 //!
 //! # Guarantees
 //!
