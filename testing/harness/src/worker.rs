@@ -179,8 +179,8 @@ fn wait_gone(pids: &BTreeSet<u32>, timeout: Duration) -> Vec<u32> {
 /// A free TCP port on 127.0.0.1, never the same one twice in this process, and below the
 /// kernel's ephemeral range: workerd binds its own internal sockets to port 0, and the tests'
 /// HTTP clients take ephemeral ports too, so a port from that range could be taken between
-/// this check and wrangler's bind (CI once saw a sandbox's probe answered by another
-/// workerd's socket on the port it was handed).
+/// this check and wrangler's bind (in CI, workerd once failed to bind the port it
+/// was handed, and the readiness probe was answered by whatever held it).
 fn free_port() -> Result<u16> {
     static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
