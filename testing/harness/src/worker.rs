@@ -525,11 +525,14 @@ impl Worker {
                 Some(r) => r.child.try_wait().ok().flatten(),
                 None => None,
             };
+            // Read after `try_wait`, so that an exit's last lines are in it. A clash ends this
+            // start whether or not wrangler is still up (it may outlive a workerd that could
+            // not bind).
+            let log = self.log_since(offset);
+            if log.contains("Address already in use") {
+                return Err(StartError::PortClash);
+            }
             if let Some(status) = exited {
-                let log = self.log_since(offset);
-                if log.contains("Address already in use") {
-                    return Err(StartError::PortClash);
-                }
                 return Err(StartError::Other(anyhow!(
                     "wrangler dev exited ({status}) before answering; last lines of {}:\n{}",
                     self.log_path.display(),
@@ -538,10 +541,6 @@ impl Worker {
             }
             // Our wrangler says it serves this port, and the port answers. Without the first
             // check, a probe answered by some other process on the port would count as ready.
-            let log = self.log_since(offset);
-            if log.contains("Address already in use") {
-                return Err(StartError::PortClash);
-            }
             if log.contains(&ready_line) && crate::http::probe(&url) {
                 return Ok(());
             }
