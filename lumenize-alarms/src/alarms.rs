@@ -266,7 +266,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     ///
     /// ```no_run
     /// # fn demo(alarms: &lumenize_alarms::Alarms<u32>) {
-    /// use lumenize_alarms::core::Event;
+    /// use lumenize_alarms::Event;
     /// alarms.on_event(|event| {
     ///     if let Event::Dead { task, error } = event {
     ///         worker::console_error!("task {} is dead: {error}", task.id);

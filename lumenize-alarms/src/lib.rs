@@ -66,8 +66,11 @@
 //!
 //! The object must implement `alarm()` and call [`Alarms::run_due`] in it, as above: without
 //! it, workers-rs' default `alarm()` logs `alarm() handler not implemented` and panics when the
-//! native alarm first fires: at the first task's due time (for a caller of lumenize-call, when
-//! a call's task or backstop first comes due: at once with `Dispatch::Alarm`). An object
+//! native alarm first fires: at the first task's due time; for a caller of lumenize-call,
+//! within a second of its first call (at once with `Dispatch::Alarm`; a second later with
+//! `Dispatch::Direct`, whose backstop fires even when the call has settled), so a forgotten
+//! `alarm()` shows on the first try in `wrangler dev`. It cannot be a compile error: the
+//! type system does not see whether a trait's default method was overridden. An object
 //! that only serves calls needs no `alarm()`.
 //!
 //! # Guarantees
@@ -119,12 +122,12 @@
 //!   armed for, across restarts too) until [`Alarms::resume`] (a recurring task skips the
 //!   ticks it missed per its [`MissedTicks`]); [`Alarms::run_now`] makes a task due now (a
 //!   recurring one stays on its grid); [`Alarms::requeue_dead`] requeues dead tasks in bulk
-//!   (at most [`core::MAX_REQUEUE_DEAD`] a call); [`Alarms::counts`] counts tasks by status
+//!   (at most [`MAX_REQUEUE_DEAD`] a call); [`Alarms::counts`] counts tasks by status
 //!   with one statement.
 //!
 //! Tests run due tasks without waiting for the alarm through [`Alarms::run_due_at`]. The
-//! scheduling logic itself is [`core`]: no clock and no `worker` types, tested natively
-//! against a reference model, over the same SQL statements ([`sql`]) on a native SQLite.
+//! scheduling logic itself is the crate's internal `core` module: no clock and no `worker` types, tested natively
+//! against a reference model, over the same SQL statements (its `sql` module) on a native SQLite.
 //!
 //! # Features
 //!

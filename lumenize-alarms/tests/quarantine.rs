@@ -9,25 +9,18 @@
 mod support;
 
 use std::cell::RefCell;
-use std::rc::Rc;
 
 use lumenize_alarms::core::{Scheduler, SimulatedAlarm, Store, MAX_BACKOFF_MS};
 use lumenize_alarms::sql::{Exec, SqlStore, Value};
 use lumenize_alarms::{Error, Filter, Options, Scheduled, Status, When};
-use support::{done, ready, Sqlite};
+use support::{done, ready, Fixture, Sqlite};
 
 const BASE: i64 = 1_700_000_000_000;
 
-struct Object {
-    sched: Scheduler<Rc<SqlStore<Sqlite>>>,
-    alarm: SimulatedAlarm,
-}
+/// A scheduler on the real SQL store over a native SQLite, with a simulated native alarm.
+type Object = Fixture<SqlStore<Sqlite>>;
 
 impl Object {
-    fn new() -> Self {
-        Object { sched: Scheduler::new(Rc::new(support::sql_store())), alarm: SimulatedAlarm::default() }
-    }
-
     /// A good task due at `due`.
     fn good(&self, id: &str, due: i64) {
         done(self.sched.schedule(&self.alarm, BASE, &When::at_unix_ms(due), "0".into(), &Options::id(id), || unreachable!())).unwrap();

@@ -1,36 +1,29 @@
 //! Guarantee 15, first half: every number a parameter accepts has a stated range, clamped or
 //! refused before anything is written, so every stored number is an integer the store gives
 //! back as written. Each test drives the public API with extreme values through
-//! [`Scheduler`] on the real SQL store over a native SQLite that binds integers as a Durable
+//! `Scheduler` on the real SQL store over a native SQLite that binds integers as a Durable
 //! Object does (beyond 2^53 as a float), then checks every stored row in SQL and reads the
 //! object back.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod support;
 
-use std::rc::Rc;
 use std::time::Duration;
 
-use lumenize_alarms::core::{Scheduler, SimulatedAlarm, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_CRON_BYTES, MAX_FACTOR, MAX_ID_BYTES, MAX_TIME_MS, MAX_ZONE_BYTES};
+use lumenize_alarms::core::{MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_CRON_BYTES, MAX_FACTOR, MAX_ID_BYTES, MAX_TIME_MS, MAX_ZONE_BYTES};
 use lumenize_alarms::sql::{Exec, SqlStore, Value};
 use lumenize_alarms::{Error, Filter, Kind, Options, RetryPolicy, Scheduled, Status, When};
-use support::{done, ready, Sqlite, Edit};
+use support::{done, ready, Edit, Fixture, Sqlite};
 
 const BASE: i64 = 1_700_000_000_000;
 
 /// Times the tests throw at every parameter that takes one.
 const EXTREME_TIMES: [i64; 8] = [i64::MIN, -1, 0, MAX_TIME_MS, MAX_TIME_MS + 1, 1 << 53, (1 << 53) + 1, i64::MAX];
 
-struct Object {
-    sched: Scheduler<Rc<SqlStore<Sqlite>>>,
-    alarm: SimulatedAlarm,
-}
+/// A scheduler on the real SQL store over a native SQLite, with a simulated native alarm.
+type Object = Fixture<SqlStore<Sqlite>>;
 
 impl Object {
-    fn new() -> Self {
-        Object { sched: Scheduler::new(Rc::new(support::sql_store())), alarm: SimulatedAlarm::default() }
-    }
-
     fn schedule(&self, now: i64, when: &When, opts: Options) -> lumenize_alarms::Result<String> {
         done(self.sched.schedule(&self.alarm, now, when, "0".into(), &opts, || unreachable!("explicit ids")))
     }

@@ -216,10 +216,11 @@ fn reads_during_a_run_see_its_completions<S: Fresh>() {
     assert_eq!(f.sched.store().inner().list(&Filter::default()).unwrap(), vec![], "the run deleted every completed row");
 }
 
-/// Guarantee 6 as the adapter's panic hook records it: the running task's attempt fails
-/// with the panic message at once, and the hook learns when to arm the alarm: the task
-/// behind the panic, overdue (now + 1), not the failed alarm event's retry.
-fn the_panic_hook_records_the_running_attempt_as_failed<S: Fresh>() {
+/// Guarantee 6 as the adapter's panic hook records it (its `fail_in_flight`, called by hand
+/// while the handler is pending): the running task's attempt fails with the panic message
+/// at once, and the hook learns when to arm the alarm: the task behind the panic, overdue
+/// (now + 1), not the failed alarm event's retry.
+fn fail_in_flight_records_the_running_attempt_and_arms_for_the_task_behind<S: Fresh>() {
     let f = Fixture::<S>::new();
     let policy = RetryPolicy::attempts(2).backoff(Duration::from_millis(100), Duration::from_secs(1));
     f.sched(0, When::at_unix_ms(0), "p", Options::default().retry(policy));
@@ -778,7 +779,7 @@ for_each_store!(
     a_panic_after_an_await_counts_as_a_cut_short_attempt,
     a_handler_that_does_not_await_is_not_claimed,
     reads_during_a_run_see_its_completions,
-    the_panic_hook_records_the_running_attempt_as_failed,
+    fail_in_flight_records_the_running_attempt_and_arms_for_the_task_behind,
     a_second_run_leaves_an_in_flight_task_alone,
     an_undecodable_payload_goes_dead_and_the_others_run,
     a_handler_rescheduling_itself_is_not_lost,

@@ -112,10 +112,9 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
-    /// A number outside its accepted range (see
-    /// `call_times`): the issue time of
-    /// [`CallOptions::issued_at`](crate::CallOptions::issued_at), or a deadline past
-    /// 2262-04-11. Nothing was stored.
+    /// A time outside what the runtime arms (`0 ..=`
+    /// [`MAX_TIME_MS`](lumenize_alarms::MAX_TIME_MS), 2262-04-11): a call made with the
+    /// clock past it, or this workspace's test hook's issue time. Nothing was stored.
     #[error("{what} {value} is out of range: accepted {min} ..= {max}")]
     OutOfRange {
         /// What it is.

@@ -177,9 +177,8 @@
 //!   [`CallError::BadReply`]. An operation the remote has no route for is refused with 404
 //!   ([`UNKNOWN_OPERATION_STATUS`]: [`CallError::Rejected`]).
 //! - Every number a call stores is in range: a timeout is clamped to
-//!   [`MAX_TIMEOUT_MS`] (23 h 5 min: `Duration::MAX` is "as long as a call lives"), the
-//!   test hook's issue time must be in `0 ..=`
-//!   [`MAX_TIME_MS`](lumenize_alarms::MAX_TIME_MS) ([`Error::OutOfRange`]).
+//!   [`MAX_TIMEOUT_MS`] (23 h 5 min: `Duration::MAX` is "as long as a call lives"), and
+//!   every time it stores is in `0 ..=` [`MAX_TIME_MS`](lumenize_alarms::MAX_TIME_MS).
 //! - A stored row that does not decode (written by hand, by a bug or by an older release)
 //!   is quarantined: [`Calls::pending`] and [`Calls::pending_page`] list it with the reason
 //!   ([`PendingCall::unreadable`], [`CallState::Quarantined`]), [`Calls::cancel`] removes it, its task goes dead with

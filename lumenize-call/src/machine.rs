@@ -68,7 +68,7 @@ pub const ROW_RESERVE_BYTES: usize = 16 * 1024;
 
 /// Error texts that lumenize-call stores from what it was answered (a refusal's body, a
 /// failed fetch, a 5xx body) are cut to this many bytes.
-pub const MAX_ERROR_BYTES: usize = 4 * 1024;
+pub const MAX_ERROR_BYTES: usize = lumenize_alarms::MAX_ERROR_BYTES;
 
 /// The longest key lumenize-call stores, in bytes: a call id, the origin's id, the target's
 /// binding and its name or hex id. [`Calls::call`](crate::Calls::call) refuses a longer
@@ -266,27 +266,7 @@ pub fn untag(value: Value) -> Option<(String, Value)> {
     }
 }
 
-/// `message`, cut to at most [`MAX_ERROR_BYTES`] (on a character boundary, with a note of
-/// how much was cut).
-///
-/// ```
-/// use lumenize_call::machine::{clip, MAX_ERROR_BYTES};
-/// assert_eq!(clip("short".into()), "short");
-/// let long = clip("é".repeat(MAX_ERROR_BYTES));
-/// assert!(long.len() <= MAX_ERROR_BYTES && long.ends_with("bytes cut)"), "{long}");
-/// ```
-#[must_use]
-pub fn clip(message: String) -> String {
-    if message.len() <= MAX_ERROR_BYTES {
-        return message;
-    }
-    let note = format!("… ({} bytes cut)", message.len());
-    let mut end = MAX_ERROR_BYTES - note.len();
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{note}", &message[..end])
-}
+pub use lumenize_alarms::core::clip;
 
 /// Until when the origin sends a call issued at `issued_ms`: past this time (its clock),
 /// no remote whose clock is within [`MAX_CLOCK_SKEW_MS`] accepts the request, and the call

@@ -68,8 +68,9 @@ pub struct CallOptions {
     /// stored deadline an integer the store gives back (a Durable Object's SQLite returns
     /// integers of 2^53 and more as floats).
     pub(crate) timeout: Option<Duration>,
-    /// The test hook's issue time (feature `testing`): see `issued_at`.
-    pub(crate) issued_ms: Option<i64>,
+    /// The test hook's issue time: see `issued_at`. Not in a build without the feature.
+    #[cfg(feature = "testing")]
+    issued_ms: Option<i64>,
 }
 
 impl CallOptions {
@@ -132,5 +133,13 @@ impl CallOptions {
     #[must_use]
     pub fn issued_at(self, unix_ms: i64) -> Self {
         CallOptions { issued_ms: Some(unix_ms), ..self }
+    }
+
+    /// The test hook's issue time, if one was given: never without the feature.
+    pub(crate) fn issued_ms(&self) -> Option<i64> {
+        #[cfg(feature = "testing")]
+        return self.issued_ms;
+        #[cfg(not(feature = "testing"))]
+        None
     }
 }

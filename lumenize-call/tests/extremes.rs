@@ -15,7 +15,14 @@
 //! (`PROPTEST_CASES` to change both).
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::time::Duration;
+#[path = "../../lumenize-alarms/tests/support/mod.rs"]
+mod support;
+
+/// The extremes of lumenize-alarms' own suite: the same values a user can pass (its
+/// `timezone` feature is that crate's, unknown here).
+#[allow(dead_code, unreachable_pub, unexpected_cfgs)]
+#[path = "../../lumenize-alarms/tests/extremes/values.rs"]
+mod values;
 
 use lumenize_alarms::core::MAX_TIME_MS;
 use lumenize_call::envelope::{parse_request, MAX_CLOCK_SKEW_MS, MAX_REQUEST_AGE_MS, sign, signed_request, CallRequest, Outcome, Recipient, Refusal, Secrets, VERSION};
@@ -28,8 +35,8 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::Config;
 use serde_json::{json, Value};
+use values::{any_i64, duration, TWO_53};
 
-const TWO_53: i64 = 1 << 53;
 const DAY_MS: i64 = 86_400_000;
 
 /// `cases` cases, or `PROPTEST_CASES` when set.
@@ -38,57 +45,9 @@ fn config(cases: u32) -> Config {
     Config { cases, failure_persistence: None, ..Config::default() }
 }
 
-fn extreme_i64() -> impl Strategy<Value = i64> {
-    select(vec![
-        0,
-        -1,
-        1,
-        i64::MIN,
-        i64::MIN + 1,
-        i64::MAX,
-        i64::MAX - 1,
-        TWO_53 - 1,
-        TWO_53,
-        TWO_53 + 1,
-        -TWO_53,
-        MAX_TIME_MS - 1,
-        MAX_TIME_MS,
-        MAX_TIME_MS + 1,
-        1_800_000_000_000,
-    ])
-}
-
-fn any_i64() -> impl Strategy<Value = i64> {
-    prop_oneof![3 => extreme_i64(), 1 => 0..=MAX_TIME_MS, 1 => any::<i64>()]
-}
-
 /// The runtime's clock.
 fn clock() -> impl Strategy<Value = i64> {
     prop_oneof![3 => Just(1_800_000_000_000), 1 => select(vec![0, 1, MAX_TIME_MS - DAY_MS]), 1 => 0..=MAX_TIME_MS - DAY_MS]
-}
-
-fn duration() -> impl Strategy<Value = Duration> {
-    let ms = |n: i64| Duration::from_millis(n.unsigned_abs());
-    prop_oneof![
-        3 => select(vec![
-            Duration::ZERO,
-            Duration::from_nanos(1),
-            Duration::from_nanos(999_999),
-            Duration::from_millis(1),
-            Duration::MAX,
-            Duration::from_millis(u64::MAX),
-            Duration::from_secs(u64::MAX),
-            ms(TWO_53 - 1),
-            ms(TWO_53),
-            ms(TWO_53 + 1),
-            ms(MAX_TIME_MS),
-            ms(MAX_TIME_MS + 1),
-            ms(i64::MAX),
-            Duration::from_millis(i64::MAX.unsigned_abs() + 1),
-        ]),
-        2 => (0u64..200_000).prop_map(Duration::from_millis),
-        1 => (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
-    ]
 }
 
 fn any_u32() -> impl Strategy<Value = u32> {

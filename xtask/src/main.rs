@@ -603,12 +603,13 @@ fn semver_check(suite: &mut Suite) {
         suite.fail(format!("installing cargo-semver-checks: {e:#}"));
         return;
     }
-    let mut check = cargo();
-    check.args(["semver-checks", "check-release", "--baseline-rev", &baseline]);
+    // One run per crate, so that a failure's excerpt is that crate's report (its lint and
+    // the item it names), not the tail of the last crate's.
     for p in PUBLISHED {
-        check.args(["-p", p]);
+        let mut check = cargo();
+        check.args(["semver-checks", "check-release", "--baseline-rev", &baseline, "-p", p]);
+        suite.check(&format!("cargo semver-checks -p {p} against {baseline}"), check);
     }
-    suite.check(&format!("cargo semver-checks against {baseline}"), check);
 }
 
 /// `cargo xtask check-package`: the package suite alone, with the usual summary.

@@ -67,7 +67,7 @@ fn lines(sql: &SqlStorage) -> Result<Vec<String>> {
 
 #[durable_object]
 pub struct Greeter {
-    sql: SqlStorage,
+    state: State,
     alarms: Alarms<Task>,
     calls: Calls<(Shouted,)>,
     board: Board<Task>,
@@ -78,7 +78,7 @@ impl DurableObject for Greeter {
         let alarms = Alarms::open(&state);
         let calls = Calls::open(&alarms, &env);
         let board = Board::new(&alarms, Auth::bearer(env.secret("BOARD_TOKEN").map(|s| s.to_string()).unwrap_or_default())).calls(&calls);
-        Self { sql: state.storage().sql(), alarms, calls, board }
+        Self { state, alarms, calls, board }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -93,7 +93,7 @@ impl DurableObject for Greeter {
                 self.calls.call(echo, &Shout("hello".into()), Shouted { asked: "hello".into() }).await?;
                 Response::ok("started")
             }
-            "/log" => Response::from_json(&lines(&self.sql)?),
+            "/log" => Response::from_json(&lines(&self.state.storage().sql())?),
             _ => Response::ok("lumenize quickstart: GET /start, then GET /log"),
         }
     }
@@ -102,8 +102,8 @@ impl DurableObject for Greeter {
         // Runs the due tasks: the calls' own first, then each of ours.
         self.alarms
             .run_due(async |task, _| match task {
-                Task::Hello { to } => log(&self.sql, &format!("hello {to}")),
-                Task::Tick => log(&self.sql, "tick"),
+                Task::Hello { to } => log(&self.state.storage().sql(), &format!("hello {to}")),
+                Task::Tick => log(&self.state.storage().sql(), "tick"),
             })
             .await?;
         Response::ok("ran")

@@ -308,7 +308,7 @@ impl<S: Store> Scheduler<S> {
     }
 
     fn kill_unarmable(&self, head: &Key, at_ms: i64, refusal: &Error) -> Result<()> {
-        let error = crate::core::limits::bounded(&format!("the runtime refused to arm its time {at_ms} ms: {refusal}"));
+        let error = crate::core::limits::clip(format!("the runtime refused to arm its time {at_ms} ms: {refusal}"));
         match self.store.get(&head.id)? {
             Some(task) if Key::of(&task) == *head => self.apply(head, &task, &Change::Kill { error, attempts: task.attempts }).map(drop),
             _ => Ok(()),

@@ -7,7 +7,7 @@ use crate::core::task::Scheduled;
 /// it was when the step happened.
 ///
 /// ```
-/// use lumenize_alarms::core::Event;
+/// use lumenize_alarms::Event;
 /// fn log(event: &Event) {
 ///     match event {
 ///         Event::Retrying { task, error, next_ms } => eprintln!("{} failed ({error}), again at {next_ms}", task.id),

@@ -30,11 +30,25 @@ pub(crate) fn check_size(what: &'static str, bytes: usize, limit: usize) -> Resu
     Ok(())
 }
 
-/// `error`, cut to [`MAX_ERROR_BYTES`] at a character boundary.
-pub(crate) fn bounded(error: &str) -> String {
-    if error.len() <= MAX_ERROR_BYTES {
-        return error.to_owned();
+/// `message`, cut to at most [`MAX_ERROR_BYTES`] (on a character boundary, with a note of
+/// how much was cut): every error text either crate stores goes through it.
+///
+/// ```
+/// use lumenize_alarms::core::clip;
+/// use lumenize_alarms::MAX_ERROR_BYTES;
+/// assert_eq!(clip("short".into()), "short");
+/// let long = clip("é".repeat(MAX_ERROR_BYTES));
+/// assert!(long.len() <= MAX_ERROR_BYTES && long.ends_with("bytes cut)"), "{long}");
+/// ```
+#[must_use]
+pub fn clip(message: String) -> String {
+    if message.len() <= MAX_ERROR_BYTES {
+        return message;
     }
-    let cut = (0..=MAX_ERROR_BYTES - 3).rev().find(|&i| error.is_char_boundary(i)).unwrap_or(0);
-    format!("{}...", &error[..cut])
+    let note = format!("… ({} bytes cut)", message.len());
+    let mut end = MAX_ERROR_BYTES - note.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{note}", &message[..end])
 }

@@ -29,7 +29,7 @@ use crate::core::time::{ceil_ms, MAX_TIME_MS};
 /// ```
 /// use std::time::Duration;
 /// use lumenize_alarms::RetryPolicy;
-/// use lumenize_alarms::core::{MAX_ATTEMPTS, MAX_BACKOFF_MS};
+/// use lumenize_alarms::{MAX_ATTEMPTS, MAX_BACKOFF_MS};
 ///
 /// let policy = RetryPolicy::attempts(4).backoff(Duration::from_millis(100), Duration::from_secs(1));
 /// assert_eq!(policy.delay_after(1), 100);

@@ -3,7 +3,7 @@
 //! transition is a [`Change`] for the store.
 
 use crate::core::cron;
-use crate::core::limits::{bounded, check_size, MAX_ID_BYTES, MAX_PAYLOAD_BYTES};
+use crate::core::limits::{check_size, clip, MAX_ID_BYTES, MAX_PAYLOAD_BYTES};
 use crate::core::options::Options;
 use crate::core::policy::MissedTicks;
 use crate::core::store::Change;
@@ -47,7 +47,7 @@ pub(crate) fn after_success(ran: &Scheduled, now_ms: i64) -> Change {
     match next_tick(ran, now_ms) {
         Ok(None) => Change::Remove,
         Ok(Some(due_ms)) => Change::Advance { due_ms },
-        Err(e) => Change::Kill { error: bounded(&e.to_string()), attempts: ran.attempts },
+        Err(e) => Change::Kill { error: clip(e.to_string()), attempts: ran.attempts },
     }
 }
 
@@ -55,13 +55,13 @@ pub(crate) fn after_success(ran: &Scheduled, now_ms: i64) -> Change {
 /// a retry after the policy's backoff, or dead after the last attempt or when the retry
 /// would fall after the accepted range.
 pub(crate) fn after_failure(ran: &Scheduled, now_ms: i64, error: &str) -> Change {
-    let (error, attempts) = (bounded(error), ran.attempts);
+    let (error, attempts) = (clip(error.to_owned()), ran.attempts);
     if attempts >= ran.retry.max_attempts {
         return Change::Kill { error, attempts };
     }
     match later(now_ms, ran.retry.delay_after(attempts)) {
         Ok(due_ms) => Change::Retry { due_ms, error, attempts },
-        Err(range) => Change::Kill { error: bounded(&format!("{error} (no retry: {range})")), attempts },
+        Err(range) => Change::Kill { error: clip(format!("{error} (no retry: {range})")), attempts },
     }
 }
 
@@ -81,7 +81,7 @@ pub(crate) fn resumed(task: &Scheduled, now_ms: i64) -> Change {
     match skip_to {
         Ok(Some(due_ms)) => Change::Resume { due_ms, tick_ms: due_ms, attempts: 0 },
         Ok(None) => stay,
-        Err(e) => Change::Kill { error: bounded(&e.to_string()), attempts: task.attempts },
+        Err(e) => Change::Kill { error: clip(e.to_string()), attempts: task.attempts },
     }
 }
 
@@ -227,7 +227,7 @@ mod tests {
         let err = new_task(0, &When::at_unix_ms(0), "1".into(), &Options::default(), "i".repeat(MAX_ID_BYTES + 1)).unwrap_err();
         assert!(matches!(err, Error::TooLarge { what: "id", .. }), "{err}");
         let long = "é".repeat(MAX_ERROR_BYTES);
-        let cut = bounded(&long);
-        assert!(cut.len() <= MAX_ERROR_BYTES && cut.ends_with("..."), "{}", cut.len());
+        let cut = clip(long);
+        assert!(cut.len() <= MAX_ERROR_BYTES && cut.ends_with("bytes cut)"), "{}", cut.len());
     }
 }

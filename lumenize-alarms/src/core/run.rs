@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::arming::NativeAlarm;
 use crate::core::event::Event;
-use crate::core::limits::bounded;
+use crate::core::limits::clip;
 use crate::core::queue::{after_failure, after_success};
 use crate::core::scheduler::{still_due, Scheduler};
 use crate::core::store::{Change, Key, Store};
@@ -310,7 +310,7 @@ impl<S: Store> Scheduler<S> {
             Ok(payload) => payload,
             Err(e) => {
                 // Bounded: serde quotes what it did not expect, which may be most of a payload.
-                let change = Change::Kill { error: bounded(&e.to_string()), attempts: task.attempts };
+                let change = Change::Kill { error: clip(e.to_string()), attempts: task.attempts };
                 return self.finish(&key, &task, &change, false, now(), report);
             }
         };

@@ -8,7 +8,7 @@
 
 use serde_json::Value as Json;
 
-use crate::core::{bounded, MissedTicks, RetryPolicy, Schedule, Scheduled, Status, MAX_TIME_MS};
+use crate::core::{clip, MissedTicks, RetryPolicy, Schedule, Scheduled, Status, MAX_TIME_MS};
 use crate::error::Error;
 
 /// The columns of a task's row, in the order of the JSON array a read returns.
@@ -99,7 +99,7 @@ fn unreadable(task: Scheduled, stored_status: Option<String>, problems: &[String
         due_ms: time(task.due_ms),
         tick_ms: time(task.tick_ms),
         created_ms: time(task.created_ms),
-        last_error: Some(bounded(&last_error)),
+        last_error: Some(clip(last_error)),
         schedule,
         ..task
     };

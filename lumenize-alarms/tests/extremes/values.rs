@@ -14,7 +14,7 @@ pub const BASE: i64 = 1_700_000_000_000;
 
 /// 2^53: the first integer a JavaScript number (so a Durable Object's SQLite binding) no
 /// longer holds exactly, with its neighbours below.
-const TWO_53: i64 = 1 << 53;
+pub const TWO_53: i64 = 1 << 53;
 
 /// More than SQLite in a Durable Object stores in one value (2 MB).
 const OVER_SQLITE: usize = 2_100_000;

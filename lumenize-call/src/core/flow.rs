@@ -31,7 +31,7 @@ pub fn new_call(id: String, target: Target, op: Value, resume: Value, opts: &Cal
         machine::check_key(what, key).map_err(|o| Error::KeyTooLong { what: o.what, bytes: o.bytes, limit: o.limit })?;
     }
     machine::check_call_size(machine::json_len(&op), machine::json_len(&resume), machine::json_len(&target))?;
-    let (issued_ms, deadline_ms) = machine::call_times(now_ms, opts.issued_ms, opts.timeout)?;
+    let (issued_ms, deadline_ms) = machine::call_times(now_ms, opts.issued_ms(), opts.timeout)?;
     let dispatch = opts.dispatch;
     let first = match dispatch {
         Dispatch::Alarm => now_ms,
