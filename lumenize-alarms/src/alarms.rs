@@ -466,7 +466,7 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
     /// those `filter` passes (kind and due range; a status other than dead passes none),
     /// by due time then insertion order, due now, attempts reset. One SQL statement and at
     /// most one write of the native alarm; at most `filter.limit` and never more than
-    /// [`MAX_REQUEUE_DEAD`](crate::core::MAX_REQUEUE_DEAD) (1,000) per call. Returns how many
+    /// [`MAX_REQUEUE_DEAD`](crate::MAX_REQUEUE_DEAD) (1,000) per call. Returns how many
     /// were requeued: call again while it returns 1,000.
     ///
     /// ```no_run

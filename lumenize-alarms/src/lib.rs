@@ -69,9 +69,9 @@
 //! native alarm first fires: at the first task's due time; for a caller of lumenize-call,
 //! within a second of its first call (at once with `Dispatch::Alarm`; a second later with
 //! `Dispatch::Direct`, whose backstop fires even when the call has settled), so a forgotten
-//! `alarm()` shows on the first try in `wrangler dev`. It cannot be a compile error: the
-//! type system does not see whether a trait's default method was overridden. An object
-//! that only serves calls needs no `alarm()`.
+//! `alarm()` shows on the first try in `wrangler dev`. It is not a compile error: the type
+//! system does not see whether a trait's default method was overridden. An object that
+//! only serves calls needs no `alarm()`.
 //!
 //! # Guarantees
 //!
@@ -126,8 +126,9 @@
 //!   with one statement.
 //!
 //! Tests run due tasks without waiting for the alarm through [`Alarms::run_due_at`]. The
-//! scheduling logic itself is the crate's internal `core` module: no clock and no `worker` types, tested natively
-//! against a reference model, over the same SQL statements (its `sql` module) on a native SQLite.
+//! scheduling logic itself is the crate's internal `core` module: no clock and no `worker`
+//! types, tested natively against a reference model, over the same SQL statements (its
+//! `sql` module) on a native SQLite.
 //!
 //! # Features
 //!

@@ -167,8 +167,10 @@ impl<L: Continuations> Calls<L> {
     /// over [`MAX_OPERATION_BYTES`](crate::MAX_OPERATION_BYTES), `then` over
     /// [`MAX_CONTINUATION_BYTES`](crate::MAX_CONTINUATION_BYTES), or both with the target
     /// over a row; [`Error::KeyTooLong`] if the target's binding or object is over
-    /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES); what opening met ([`Error::NoSecret`], no
-    /// SQLite); storage errors. Nothing is stored then.
+    /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES); [`Error::OutOfRange`] if the call's issue
+    /// time or deadline falls past [`MAX_TIME_MS`](lumenize_alarms::MAX_TIME_MS)
+    /// (2262-04-11); what opening met ([`Error::NoSecret`], no SQLite); storage errors.
+    /// Nothing is stored then.
     pub async fn call_with<C, I>(&self, target: Target, op: &C::Op, then: C, opts: CallOptions) -> Result<CallId>
     where
         C: Continuation,

@@ -113,8 +113,9 @@ pub enum Error {
         limit: usize,
     },
     /// A time outside what the runtime arms (`0 ..=`
-    /// [`MAX_TIME_MS`](lumenize_alarms::MAX_TIME_MS), 2262-04-11): a call made with the
-    /// clock past it, or this workspace's test hook's issue time. Nothing was stored.
+    /// [`MAX_TIME_MS`](lumenize_alarms::MAX_TIME_MS), 2262-04-11): a call's issue time
+    /// (the clock, or this workspace's test hook's time) or its deadline (issue time plus
+    /// timeout). Nothing was stored.
     #[error("{what} {value} is out of range: accepted {min} ..= {max}")]
     OutOfRange {
         /// What it is.

@@ -135,11 +135,16 @@ impl CallOptions {
         CallOptions { issued_ms: Some(unix_ms), ..self }
     }
 
-    /// The test hook's issue time, if one was given: never without the feature.
+    /// The test hook's issue time, if one was given.
+    #[cfg(feature = "testing")]
     pub(crate) fn issued_ms(&self) -> Option<i64> {
-        #[cfg(feature = "testing")]
-        return self.issued_ms;
-        #[cfg(not(feature = "testing"))]
+        self.issued_ms
+    }
+
+    /// Without the test hook, a call is issued when it is made.
+    #[cfg(not(feature = "testing"))]
+    #[allow(clippy::unused_self)]
+    pub(crate) fn issued_ms(&self) -> Option<i64> {
         None
     }
 }

@@ -31,24 +31,27 @@ pub(crate) fn check_size(what: &'static str, bytes: usize, limit: usize) -> Resu
 }
 
 /// `message`, cut to at most [`MAX_ERROR_BYTES`] (on a character boundary, with a note of
-/// how much was cut): every error text either crate stores goes through it.
+/// how many bytes were cut): a task's error (lumenize-alarms) and the texts lumenize-call
+/// stores from an answer or a failed send go through it.
 ///
 /// ```
 /// use lumenize_alarms::core::clip;
 /// use lumenize_alarms::MAX_ERROR_BYTES;
 /// assert_eq!(clip("short".into()), "short");
-/// let long = clip("é".repeat(MAX_ERROR_BYTES));
-/// assert!(long.len() <= MAX_ERROR_BYTES && long.ends_with("bytes cut)"), "{long}");
+/// let long = clip("é".repeat(MAX_ERROR_BYTES)); // 8,192 bytes
+/// assert!(long.len() <= MAX_ERROR_BYTES);
+/// assert!(long.ends_with("é… (4116 bytes cut)"), "{long}"); // 4,076 bytes kept
 /// ```
 #[must_use]
 pub fn clip(message: String) -> String {
     if message.len() <= MAX_ERROR_BYTES {
         return message;
     }
-    let note = format!("… ({} bytes cut)", message.len());
-    let mut end = MAX_ERROR_BYTES - note.len();
+    // Room for the note with the whole length in it: what is cut has no more digits.
+    let room = format!("… ({} bytes cut)", message.len()).len();
+    let mut end = MAX_ERROR_BYTES - room;
     while !message.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}{note}", &message[..end])
+    format!("{}… ({} bytes cut)", &message[..end], message.len() - end)
 }
