@@ -603,8 +603,9 @@ fn semver_check(suite: &mut Suite) {
         suite.fail(format!("installing cargo-semver-checks: {e:#}"));
         return;
     }
-    // One run per crate, so that a failure's excerpt is that crate's report (its lint and
-    // the item it names), not the tail of the last crate's.
+    // One run per crate, so that a failure's line names that crate and its excerpt is the
+    // end of its report ("N major and M minor checks failed"), not the tail of the last
+    // crate's. The failed lint and the item it names are on stdout, in the full log.
     for p in PUBLISHED {
         let mut check = cargo();
         check.args(["semver-checks", "check-release", "--baseline-rev", &baseline, "-p", p]);
