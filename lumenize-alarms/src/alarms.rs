@@ -367,6 +367,16 @@ impl<T: Serialize + DeserializeOwned> Alarms<T> {
         self.inner.scheduler()?.cancel(id)
     }
 
+    /// As [`cancel`](Self::cancel), without reading the task back: whether there was one.
+    /// For a library forgetting its own task.
+    ///
+    /// # Errors
+    /// Storage errors.
+    #[doc(hidden)]
+    pub fn discard(&self, id: &str) -> Result<bool> {
+        self.inner.scheduler()?.discard(id)
+    }
+
     /// From inside the running handler of task `id`: run it again at `at_ms` (Unix
     /// milliseconds, `0 ..=` [`MAX_TIME_MS`](crate::MAX_TIME_MS)) once the handler returns `Ok`, in place, instead of removing it (or
     /// advancing a recurring task). A poll, a backstop or a lease renews itself this way

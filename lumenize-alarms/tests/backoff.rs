@@ -50,6 +50,9 @@ impl Store for Failing {
     fn remove(&self, id: &str) -> Result<Option<Scheduled>> {
         self.inner.remove(id)
     }
+    fn discard(&self, id: &str) -> Result<bool> {
+        self.inner.discard(id)
+    }
     fn requeue(&self, id: &str, due_ms: i64) -> Result<Option<Scheduled>> {
         self.inner.requeue(id, due_ms)
     }

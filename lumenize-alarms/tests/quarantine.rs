@@ -230,6 +230,10 @@ fn bad_rows_can_be_cancelled_and_requeued_by_id() {
     let cancelled = o.sched.cancel("never-read").unwrap().unwrap();
     assert_eq!((cancelled.id.as_str(), cancelled.status), ("never-read", Status::Dead));
     assert!(cancelled.last_error.unwrap().contains("due_ms 2.5 is not an integer"));
+    // `discard` removes a bad row without reading it.
+    o.bad("discarded", &[("due_ms", "2.5")]);
+    assert!(o.sched.discard("discarded").unwrap());
+    assert_eq!(o.sched.get("discarded").unwrap(), None);
 
     let now = BASE + 1_000;
     for id in ["real-backoff", "real-due", "inf-due", "text-due", "unknown-status", "unknown-missed", "blob-error"] {

@@ -357,6 +357,10 @@ fn dead_tasks_are_kept_listed_and_requeueable<S: Fresh>() {
     let x = f.sched(0, When::at_unix_ms(5), "x", Options::default());
     assert_eq!(f.sched.cancel("x").unwrap(), Some(x));
     assert_eq!(f.sched.cancel("x").unwrap(), None);
+    f.sched(0, When::at_unix_ms(5), "y", Options::default());
+    assert!(f.sched.discard("y").unwrap(), "discard says it removed a stored task");
+    assert_eq!(f.sched.get("y").unwrap(), None);
+    assert!(!f.sched.discard("y").unwrap(), "and that there was none the second time");
 }
 
 /// Guarantee 4, missed ticks: after a late run, `Skip` resumes at the first tick after now

@@ -315,7 +315,7 @@ impl<L> Tasks for Inner<L> {
     }
 
     fn cancel(&self, id: &str) -> Result<()> {
-        self.alarms.cancel(id)?;
+        self.alarms.discard(id)?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::rc::Rc;
 
 use lumenize_alarms::{abort_on_panic, Panic};
+use serde_json::Value;
 use worker::{console_error, Env, Method, Request, Response, State};
 
 use crate::envelope::{self, CallReply, Outcome, Secrets, SIGNATURE_HEADER, VERSION};
@@ -141,8 +142,9 @@ impl Server {
     /// gets [`CallError::TooLarge`](crate::CallError::TooLarge) or
     /// [`CallError::Storage`](crate::CallError::Storage)), never as a 500.
     ///
-    /// Writes: a row marking the call as being applied, then its outcome in the same row;
-    /// one commit when the handler does not await. Results older than
+    /// Writes: a row marking the call as being applied (one statement for a call seen the
+    /// first time: only a call seen before is read), then its outcome in the same row; one
+    /// commit when the handler does not await. Results older than
     /// [`RESULT_RETENTION_MS`] are forgotten as calls are
     /// served, never more than a thousand at a time, with no scheduler and no `alarm()`.
     ///
@@ -165,22 +167,26 @@ impl Server {
         };
         let (id, origin) = (request.id, request.from);
         let applying = self.inner.applying.borrow().contains(&id);
-        let outcome = match machine::serve(opened.store.record(&id)?, &origin, applying) {
-            Serve::Replay(outcome) => outcome,
-            Serve::Busy => return refuse("lumenize-call: this call is being applied; ask again later", 409),
-            Serve::OtherOrigin => return refuse("lumenize-call: this call id belongs to a call of another origin", OTHER_ORIGIN_STATUS),
-            Serve::Interrupted => {
-                let outcome = Outcome::Err { message: INTERRUPTED.into(), panicked: false };
-                opened.store.record_outcome(&origin, &id, outcome, now_ms())
+        // A call seen for the first time, the usual case, costs one statement here: its row,
+        // stored unless one is there. Only a call seen before is read back.
+        let outcome = if !applying && opened.store.start(&origin, &id, now_ms())? {
+            match route(router, request.op) {
+                Ok(work) => self.apply(opened, &origin, &id, work).await?,
+                Err((message, status)) => {
+                    opened.store.unstart(&id)?;
+                    return refuse(&message, status);
+                }
             }
-            Serve::Apply => {
-                let Some((name, op)) = machine::untag(request.op) else {
-                    return refuse("lumenize-call: the operation is not tagged with its name ({\"<name>\": <operation>})", 400);
-                };
-                match router.dispatch(&name, op) {
-                    None => return refuse(&format!("lumenize-call: no route serves the operation {name:?}"), UNKNOWN_OPERATION_STATUS),
-                    Some(Err(e)) => return refuse(&format!("lumenize-call: {e}"), 400),
-                    Some(Ok(work)) => self.apply(opened, &origin, &id, work).await?,
+        } else {
+            match machine::serve(opened.store.record(&id)?, &origin, applying) {
+                Serve::Replay(outcome) => outcome,
+                // `Apply`: its row is gone while this isolate applies it (forgotten after a
+                // day): applying it again would apply it twice.
+                Serve::Busy | Serve::Apply => return refuse("lumenize-call: this call is being applied; ask again later", 409),
+                Serve::OtherOrigin => return refuse("lumenize-call: this call id belongs to a call of another origin", OTHER_ORIGIN_STATUS),
+                Serve::Interrupted => {
+                    let outcome = Outcome::Err { message: INTERRUPTED.into(), panicked: false };
+                    opened.store.record_outcome(&origin, &id, outcome, now_ms())
                 }
             }
         };
@@ -189,9 +195,9 @@ impl Server {
         Ok(Response::from_json(&reply)?)
     }
 
+    /// Applies call `id`, whose row [`Store::start`] stored, and stores its outcome.
     async fn apply(&self, opened: &Opened, origin: &str, id: &str, work: Work<'_>) -> Result<Outcome> {
         let store = opened.store.clone();
-        store.start(origin, id, now_ms())?;
         self.inner.applying.borrow_mut().insert(id.to_owned());
         let on_panic = {
             let (store, origin, id) = (store.clone(), origin.to_owned(), id.to_owned());
@@ -228,6 +234,18 @@ impl Server {
             Ok(None) => self.inner.next_forget_ms.set(now.saturating_add(RESULT_RETENTION_MS)),
             Err(e) => console_error!("lumenize-call: forgetting the results of calls served more than a day ago: {e}"),
         }
+    }
+}
+
+/// The work of a tagged operation `op` on its route; or the refusal, with its status.
+fn route(router: Router<'_>, op: Value) -> std::result::Result<Work<'_>, (String, u16)> {
+    let Some((name, op)) = machine::untag(op) else {
+        return Err(("lumenize-call: the operation is not tagged with its name ({\"<name>\": <operation>})".into(), 400));
+    };
+    match router.dispatch(&name, op) {
+        None => Err((format!("lumenize-call: no route serves the operation {name:?}"), UNKNOWN_OPERATION_STATUS)),
+        Some(Err(e)) => Err((format!("lumenize-call: {e}"), 400)),
+        Some(Ok(work)) => Ok(work),
     }
 }
 

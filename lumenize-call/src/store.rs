@@ -411,16 +411,28 @@ impl<E: Exec> Store<E> {
         }))
     }
 
-    /// Records that `origin`'s call `id` is being applied (`done_ms` holds the start until
-    /// it finishes, so a row left behind by a reset is cleaned up too).
+    /// Records that `origin`'s call `id` is being applied, unless a row for `id` is stored
+    /// already (then nothing is written: see [`record`](Self::record)); whether it did.
+    /// `done_ms` holds the start until it finishes, so a row left behind by a reset is
+    /// cleaned up too. One statement for a call seen the first time, the usual case.
     ///
     /// # Errors
-    /// Storage errors (a row for `id` already: SQLite's constraint error).
-    pub fn start(&self, origin: &str, id: &str, now_ms: i64) -> Result<()> {
-        self.execute(
-            "INSERT INTO _lumenize_call_results (id, origin, outcome, done_ms) VALUES (?, ?, NULL, ?)",
+    /// Storage errors.
+    pub fn start(&self, origin: &str, id: &str, now_ms: i64) -> Result<bool> {
+        let written = self.execute(
+            "INSERT INTO _lumenize_call_results (id, origin, outcome, done_ms) VALUES (?, ?, NULL, ?) ON CONFLICT (id) DO NOTHING",
             vec![id.into(), origin.into(), now_ms.into()],
         )?;
+        Ok(written > 0)
+    }
+
+    /// Deletes the row [`start`](Self::start) stored for call `id`, for a request refused
+    /// before it was applied.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn unstart(&self, id: &str) -> Result<()> {
+        self.execute("DELETE FROM _lumenize_call_results WHERE id = ? AND outcome IS NULL", vec![id.into()])?;
         Ok(())
     }
 

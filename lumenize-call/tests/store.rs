@@ -45,7 +45,8 @@ fn results_of_schema_version_1_are_migrated_and_kept() {
     assert_eq!(store.record("done").unwrap(), Some(done.clone()));
     assert_eq!(store.record("running").unwrap(), Some(Record { origin: ANY_ORIGIN.into(), seen: Seen::Running }));
     // Results stored after the migration carry their origin.
-    store.start("aa", "new", NOW).unwrap();
+    assert!(store.start("aa", "new", NOW).unwrap());
+    assert!(!store.start("bb", "new", NOW).unwrap(), "a stored row is kept, not replaced");
     assert_eq!(store.record("new").unwrap().map(|r| r.origin), Some("aa".into()));
     // Opened again (a new isolate): version 2, nothing lost.
     let store = Store::open(store.into_exec()).expect("open again");
@@ -143,8 +144,8 @@ fn rows_that_do_not_decode_are_quarantined_one_by_one() {
 #[test]
 fn results_that_do_not_decode_are_answered_as_storage_errors_and_forgotten() {
     let store = Store::open(Sqlite::new()).expect("open");
-    store.start("aa", "bad", NOW).unwrap();
-    store.start("aa", "blob", NOW).unwrap();
+    assert!(store.start("aa", "bad", NOW).unwrap());
+    assert!(store.start("aa", "blob", NOW).unwrap());
     store.record_outcome("aa", "ok", Outcome::Ok(json!(1)), NOW);
     run(&store, "UPDATE _lumenize_call_results SET outcome = '{not json', done_ms = 9.3e18 WHERE id = 'bad'");
     run(&store, "UPDATE _lumenize_call_results SET outcome = x'00' WHERE id = 'blob'");

@@ -201,7 +201,6 @@ impl OriginDO {
     /// completion is reported. No retry, no continuation, no alarm.
     async fn raw_durable_call(&self, id: u64) -> Result<()> {
         let sql = self.state.storage().sql();
-        sql.exec("CREATE TABLE IF NOT EXISTS raw_calls (id INTEGER PRIMARY KEY, sent_ms INTEGER)", None)?;
         sql.exec("INSERT OR REPLACE INTO raw_calls (id, sent_ms) VALUES (?, ?)", vec![sql_id(id).into(), now_ms().into()])?;
         let echo = self.fetch_remote("/raw-durable", id).await?;
         sql.exec("DELETE FROM raw_calls WHERE id = ?", vec![sql_id(id).into()])?;
@@ -218,6 +217,14 @@ impl OriginDO {
     }
 }
 
+/// Creates a table of the durable floor (`raw-durable`), once per instance: its writes then
+/// cost what they cost, and no more. Should it fail, the floor's first write reports why.
+fn raw_table(state: &State, create: &str) {
+    if let Err(e) = state.storage().sql().exec(create, None) {
+        console_error!("call-alarm-delay: {create}: {e}");
+    }
+}
+
 /// What to report for a raw operation `id` whose answer was `echo`.
 fn echoed(id: u64, echo: &str) -> serde_json::Value {
     if echo == id.to_string() {
@@ -229,6 +236,7 @@ fn echoed(id: u64, echo: &str) -> serde_json::Value {
 
 impl DurableObject for OriginDO {
     fn new(state: State, env: Env) -> Self {
+        raw_table(&state, "CREATE TABLE IF NOT EXISTS raw_calls (id INTEGER PRIMARY KEY, sent_ms INTEGER)");
         let alarms = Alarms::open(&state);
         let calls = Calls::open(&alarms, &env);
         Self { state, env, alarms, calls }
@@ -282,6 +290,7 @@ pub struct RemoteDO {
 
 impl DurableObject for RemoteDO {
     fn new(state: State, env: Env) -> Self {
+        raw_table(&state, "CREATE TABLE IF NOT EXISTS raw_served (id INTEGER PRIMARY KEY, at_ms INTEGER)");
         Self { server: Server::open(&state, &env), state }
     }
 
@@ -293,7 +302,6 @@ impl DurableObject for RemoteDO {
                 let body = req.text().await?;
                 let id = body.parse::<i64>().map_err(|e| Error::RustError(format!("not an id: {e}")))?;
                 let sql = self.state.storage().sql();
-                sql.exec("CREATE TABLE IF NOT EXISTS raw_served (id INTEGER PRIMARY KEY, at_ms INTEGER)", None)?;
                 sql.exec("INSERT OR REPLACE INTO raw_served (id, at_ms) VALUES (?, ?)", vec![id.into(), now_ms().into()])?;
                 Response::ok(body)
             }

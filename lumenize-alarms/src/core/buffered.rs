@@ -97,6 +97,10 @@ impl<S: Store> Store for Buffered<S> {
         self.flush()?;
         self.store.remove(id)
     }
+    fn discard(&self, id: &str) -> Result<bool> {
+        self.flush()?;
+        self.store.discard(id)
+    }
     fn requeue(&self, id: &str, due_ms: i64) -> Result<Option<Scheduled>> {
         self.flush()?;
         self.store.requeue(id, due_ms)

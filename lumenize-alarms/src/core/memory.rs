@@ -75,6 +75,10 @@ impl Store for MemoryStore {
         Ok(self.rows.borrow_mut().remove(id))
     }
 
+    fn discard(&self, id: &str) -> Result<bool> {
+        Ok(self.rows.borrow_mut().remove(id).is_some())
+    }
+
     fn requeue(&self, id: &str, due_ms: i64) -> Result<Option<Scheduled>> {
         let mut rows = self.rows.borrow_mut();
         let Some(task) = rows.get_mut(id).filter(|t| t.status == Status::Dead) else { return Ok(None) };

@@ -232,6 +232,21 @@ impl<S: Store> Scheduler<S> {
         Ok(removed)
     }
 
+    /// As [`cancel`](Self::cancel), without reading the task back (one plain `DELETE`):
+    /// whether there was one. For a library that forgets its own task (lumenize-call, a
+    /// settled call's backstop).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn discard(&self, id: &str) -> Result<bool> {
+        if id.len() > MAX_ID_BYTES {
+            return Ok(false);
+        }
+        let removed = self.store.discard(id)?;
+        self.changed();
+        Ok(removed)
+    }
+
     /// Makes the task `id`, whose handler is running now, run again at `at_ms` once the
     /// handler returns `Ok`: it stays in place (one update instead of its removal, or its
     /// next tick), instead of being scheduled anew. A handler that returns `Err` is retried

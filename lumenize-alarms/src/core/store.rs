@@ -42,6 +42,8 @@ pub trait Store {
     fn earliest(&self) -> Result<Option<Key>>;
     /// Removes the task with this id and returns it.
     fn remove(&self, id: &str) -> Result<Option<Scheduled>>;
+    /// Removes the task with this id without reading it back; whether there was one.
+    fn discard(&self, id: &str) -> Result<bool>;
     /// Makes the dead task `id` pending again, due at `due_ms`, with no attempts, and returns
     /// it; `None` if there is no dead task with this id (a paused one is not dead). A quarantined row is repaired first
     /// (see above); one that still does not decode stays dead: [`Error::Unreadable`](crate::Error::Unreadable).
@@ -258,6 +260,9 @@ impl<S: Store + ?Sized> Store for std::rc::Rc<S> {
     }
     fn remove(&self, id: &str) -> Result<Option<Scheduled>> {
         (**self).remove(id)
+    }
+    fn discard(&self, id: &str) -> Result<bool> {
+        (**self).discard(id)
     }
     fn requeue(&self, id: &str, due_ms: i64) -> Result<Option<Scheduled>> {
         (**self).requeue(id, due_ms)

@@ -469,6 +469,10 @@ impl<E: Exec> Store for SqlStore<E> {
         Ok(self.returning("DELETE FROM _lumenize_alarms WHERE id = ?", vec![id.into()])?.map(Read::into_task))
     }
 
+    fn discard(&self, id: &str) -> Result<bool> {
+        Ok(self.write("DELETE FROM _lumenize_alarms WHERE id = ?", vec![id.into()])? > 0)
+    }
+
     fn requeue(&self, id: &str, due_ms: i64) -> Result<Option<Scheduled>> {
         let sql = format!("{} WHERE id = ? AND status NOT IN ('pending', 'running', 'paused')", requeue_sql());
         match self.returning(&sql, vec![due_ms.into(), due_ms.into(), due_ms.into(), id.into()])? {

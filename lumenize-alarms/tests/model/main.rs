@@ -222,6 +222,13 @@ fn step<S: Store>(real: &mut Real<S>, model: &mut Model, mscript: &mut VecDeque<
                 return Err(format!("cancel({id:?}) returned {got:?}, the model {want:?}"));
             }
         }
+        Op::Discard(pick) => {
+            let id = resolve(real, pick);
+            let (got, want) = (real.discard(&id), model.cancel(&id).is_some());
+            if got != want {
+                return Err(format!("discard({id:?}) returned {got}, the model {want}"));
+            }
+        }
         Op::Requeue(pick) => {
             let id = resolve(real, pick);
             let now = real.clock.get();

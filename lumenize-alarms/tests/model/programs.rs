@@ -107,6 +107,8 @@ pub enum Op {
     /// `schedule_many` of these, in this order.
     ScheduleMany(Vec<Sched>),
     Cancel(Pick),
+    /// `discard`: a cancel that does not read the task back.
+    Discard(Pick),
     Requeue(Pick),
     /// `pause` (guarantee 17).
     Pause(Pick),
@@ -183,6 +185,7 @@ pub fn op() -> impl Strategy<Value = Op> {
         10 => sched().prop_map(Op::Schedule),
         2 => prop::collection::vec(sched(), 0..6).prop_map(Op::ScheduleMany),
         2 => pick().prop_map(Op::Cancel),
+        1 => pick().prop_map(Op::Discard),
         3 => prop_oneof![3 => any::<Index>().prop_map(Pick::Dead), 1 => pick()].prop_map(Op::Requeue),
         2 => pick().prop_map(Op::Pause),
         2 => prop_oneof![3 => any::<Index>().prop_map(Pick::Paused), 1 => pick()].prop_map(Op::Resume),

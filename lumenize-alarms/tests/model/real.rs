@@ -168,6 +168,27 @@ impl<S: Store> Real<S> {
         Some((removed.id, removed.seq))
     }
 
+    /// `discard`, checked as `cancel` is: the task it says it removed is gone, and no alarm
+    /// was written.
+    pub fn discard(&self, id: &str) -> bool {
+        let before = self.sched.get(id).unwrap();
+        let writes = self.alarm.writes();
+        let removed = self.sched.discard(id).unwrap();
+        if self.alarm.writes() != writes {
+            self.violation(format!("discard({id:?}) wrote the native alarm"));
+        }
+        if removed != before.is_some() {
+            self.violation(format!("discard({id:?}) returned {removed} for a stored task {before:?}"));
+        }
+        if let Some(task) = before.filter(|_| removed) {
+            self.ledger.borrow_mut().get_mut(&(task.id.clone(), task.seq)).unwrap().fate = Fate::Cancelled;
+        }
+        if self.sched.get(id).unwrap().is_some() {
+            self.violation(format!("discard({id:?}) left the task stored"));
+        }
+        removed
+    }
+
     /// The isolate died, or was evicted: nothing survives but storage and the native alarm
     /// (with `lose`, the runtime lost that too). The first event reads the alarm and re-arms
     /// (guarantee 10).

@@ -436,6 +436,10 @@ fn envelopes_are_checked_and_replays_answered_from_the_stored_result() {
     let again = ok_json(post(&at, &body, &[(SIGNATURE_HEADER, &signed(&body))]).unwrap());
     assert_eq!(again, first, "a re-dispatch must get the stored result");
     assert_eq!(effects(base, &remote)["k"], 1, "a re-dispatch ran the operation again");
+    // The refused requests left nothing stored under their id: it is applied as a new call.
+    let body = count("x");
+    let applied = ok_json(post(&at, &body, &[(SIGNATURE_HEADER, &signed(&body))]).unwrap());
+    assert_eq!(applied, json!({"v": 2, "id": "x", "ok": 2}), "a refused request kept its id");
 }
 
 /// Guarantee 3: stored results are kept for a day, then forgotten as calls are served: by
