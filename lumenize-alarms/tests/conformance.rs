@@ -146,6 +146,11 @@ fn remove_and_requeue_return_the_task<S: Fresh>() {
     assert_eq!(store.remove("t").unwrap(), Some(back));
     assert_eq!(store.remove("t").unwrap(), None);
     assert_eq!(store.requeue("t", 1).unwrap(), None);
+    // `discard` removes as `remove` does, and only says whether there was a task.
+    store.insert(&task("d", 10), false).unwrap();
+    assert!(store.discard("d").unwrap());
+    assert!(store.get("d").unwrap().is_none());
+    assert!(!store.discard("d").unwrap());
 }
 
 fn list_filters_and_limits<S: Fresh>() {

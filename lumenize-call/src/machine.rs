@@ -492,7 +492,8 @@ pub const ANY_ORIGIN: &str = "";
 /// What the remote does with a request for a call id.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Serve {
-    /// First time: apply the operation.
+    /// Nothing is stored for the id and this isolate is not applying it: the first time
+    /// (the server stores its row, then applies it).
     Apply,
     /// Answer with the stored outcome (a re-dispatch): never apply twice.
     Replay(Outcome),
@@ -515,7 +516,11 @@ pub const OTHER_ORIGIN_STATUS: u16 = 403;
 /// to the origin that made the call.
 #[must_use]
 pub fn serve(record: Option<Record>, from: &str, applying_here: bool) -> Serve {
-    let Some(Record { origin, seen }) = record else { return Serve::Apply };
+    let Some(Record { origin, seen }) = record else {
+        // Applying it, with its row gone (forgotten by a handler running for over a day):
+        // applying it again would apply it twice.
+        return if applying_here { Serve::Busy } else { Serve::Apply };
+    };
     if origin != from && origin != ANY_ORIGIN {
         return Serve::OtherOrigin;
     }
@@ -756,6 +761,7 @@ mod tests {
         let done = Outcome::Ok(json!(2));
         let by = |origin: &str, seen: Seen| Some(Record { origin: origin.into(), seen });
         assert_eq!(serve(None, "a", false), Serve::Apply);
+        assert_eq!(serve(None, "a", true), Serve::Busy, "a call being applied is never applied again");
         assert_eq!(serve(by("a", Seen::Done(done.clone())), "a", false), Serve::Replay(done.clone()));
         assert_eq!(serve(by("a", Seen::Done(done.clone())), "a", true), Serve::Replay(done.clone()));
         assert_eq!(serve(by("a", Seen::Running), "a", true), Serve::Busy);

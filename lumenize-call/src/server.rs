@@ -143,8 +143,9 @@ impl Server {
     /// [`CallError::Storage`](crate::CallError::Storage)), never as a 500.
     ///
     /// Writes: a row marking the call as being applied (one statement for a call seen the
-    /// first time: only a call seen before is read), then its outcome in the same row; one
-    /// commit when the handler does not await. Results older than
+    /// first time: only a call seen before, or a refused one, is read), then its outcome in
+    /// the same row; one commit when the handler does not await. A request refused writes
+    /// nothing. Results older than
     /// [`RESULT_RETENTION_MS`] are forgotten as calls are
     /// served, never more than a thousand at a time, with no scheduler and no `alarm()`.
     ///
@@ -167,28 +168,26 @@ impl Server {
         };
         let (id, origin) = (request.id, request.from);
         let applying = self.inner.applying.borrow().contains(&id);
+        let work = route(router, request.op);
         // A call seen for the first time, the usual case, costs one statement here: its row,
-        // stored unless one is there. Only a call seen before is read back.
-        let outcome = if !applying && opened.store.start(&origin, &id, now_ms())? {
-            match route(router, request.op) {
-                Ok(work) => self.apply(opened, &origin, &id, work).await?,
-                Err((message, status)) => {
-                    opened.store.unstart(&id)?;
+        // stored unless one is there. Only a call seen before, or refused, is read back.
+        let started = work.is_ok() && !applying && opened.store.start(&origin, &id, now_ms())?;
+        let outcome = match (work, started) {
+            (Ok(work), true) => self.apply(opened, &origin, &id, work).await?,
+            (work, _) => match machine::serve(opened.store.record(&id)?, &origin, applying) {
+                Serve::Replay(outcome) => outcome,
+                // Nothing stored: the operation is refused (a routed one was started above).
+                Serve::Apply => {
+                    let (message, status) = work.err().unwrap_or_else(|| ("lumenize-call: this call is being applied; ask again later".into(), 409));
                     return refuse(&message, status);
                 }
-            }
-        } else {
-            match machine::serve(opened.store.record(&id)?, &origin, applying) {
-                Serve::Replay(outcome) => outcome,
-                // `Apply`: its row is gone while this isolate applies it (forgotten after a
-                // day): applying it again would apply it twice.
-                Serve::Busy | Serve::Apply => return refuse("lumenize-call: this call is being applied; ask again later", 409),
+                Serve::Busy => return refuse("lumenize-call: this call is being applied; ask again later", 409),
                 Serve::OtherOrigin => return refuse("lumenize-call: this call id belongs to a call of another origin", OTHER_ORIGIN_STATUS),
                 Serve::Interrupted => {
                     let outcome = Outcome::Err { message: INTERRUPTED.into(), panicked: false };
                     opened.store.record_outcome(&origin, &id, outcome, now_ms())
                 }
-            }
+            },
         };
         self.forget(opened, now_ms());
         let reply = CallReply { v: VERSION, id, outcome };

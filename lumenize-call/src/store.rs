@@ -426,16 +426,6 @@ impl<E: Exec> Store<E> {
         Ok(written > 0)
     }
 
-    /// Deletes the row [`start`](Self::start) stored for call `id`, for a request refused
-    /// before it was applied.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub fn unstart(&self, id: &str) -> Result<()> {
-        self.execute("DELETE FROM _lumenize_call_results WHERE id = ? AND outcome IS NULL", vec![id.into()])?;
-        Ok(())
-    }
-
     /// Stores the outcome of an operation: `outcome`, or [`Outcome::TooLarge`] if it is over
     /// [`MAX_REPLY_BYTES`], or, if storing fails, a small
     /// [`Outcome::Unstored`]. Returns what was stored: a re-dispatch is answered with it.

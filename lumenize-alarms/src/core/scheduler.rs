@@ -233,8 +233,8 @@ impl<S: Store> Scheduler<S> {
     }
 
     /// As [`cancel`](Self::cancel), without reading the task back (one plain `DELETE`):
-    /// whether there was one. For a library that forgets its own task (lumenize-call, a
-    /// settled call's backstop).
+    /// whether there was one, a row that does not decode included. For a caller that does
+    /// not need the task.
     ///
     /// # Errors
     /// Storage errors.
