@@ -178,10 +178,10 @@ impl Server {
                 Serve::Replay(outcome) => outcome,
                 // Nothing stored: the operation is refused (a routed one was started above).
                 Serve::Apply => {
-                    let (message, status) = work.err().unwrap_or_else(|| ("lumenize-call: this call is being applied; ask again later".into(), 409));
+                    let (message, status) = work.err().unwrap_or_else(|| (BUSY.into(), 409));
                     return refuse(&message, status);
                 }
-                Serve::Busy => return refuse("lumenize-call: this call is being applied; ask again later", 409),
+                Serve::Busy => return refuse(BUSY, 409),
                 Serve::OtherOrigin => return refuse("lumenize-call: this call id belongs to a call of another origin", OTHER_ORIGIN_STATUS),
                 Serve::Interrupted => {
                     let outcome = Outcome::Err { message: INTERRUPTED.into(), panicked: false };
@@ -247,6 +247,9 @@ fn route(router: Router<'_>, op: Value) -> std::result::Result<Work<'_>, (String
         Some(Ok(work)) => Ok(work),
     }
 }
+
+/// The refusal of a request for a call this isolate is applying right now (409).
+const BUSY: &str = "lumenize-call: this call is being applied; ask again later";
 
 /// The status of a call whose operation no route serves.
 pub const UNKNOWN_OPERATION_STATUS: u16 = 404;
