@@ -135,6 +135,27 @@ fn changes_apply_only_to_the_instance_read<S: Fresh>() {
     assert_eq!(store.get("t").unwrap(), None);
 }
 
+fn remove_all_removes_only_the_instances_read<S: Fresh>() {
+    let store = S::fresh();
+    for (id, due_ms) in [("a", 10), ("b", 10), ("c", 20), ("d", 30), ("e", 40)] {
+        store.insert(&task(id, due_ms), false).unwrap();
+    }
+    let key = |id: &str| Key::of(&get(&*store, id));
+    let (a, b, c, d, e) = (key("a"), key("b"), key("c"), key("d"), key("e"));
+    // Changed in place since read (claimed, deferred), or replaced: not the instance read.
+    assert!(store.change(&b, &Change::Claim).unwrap());
+    assert!(store.change(&c, &Change::Retry { due_ms: 25, error: "e".into(), attempts: 0 }).unwrap());
+    store.insert(&task("d", 30), false).unwrap();
+    let stale_seq = Key { seq: e.seq + 100, ..e.clone() };
+    assert_eq!(store.remove_all(&[a.clone(), b.clone(), c.clone(), d.clone(), stale_seq, e.clone(), a.clone()]).unwrap(), 2);
+    assert_eq!(store.get("a").unwrap(), None);
+    assert_eq!(store.get("e").unwrap(), None);
+    assert_eq!(ids(&store.list(&Filter::default()).unwrap()), ["b", "c", "d"]);
+    assert_eq!(store.remove_all(&[Key { status: Status::Running, ..b }, key("c")]).unwrap(), 2, "the instances as they are now");
+    assert_eq!(ids(&store.list(&Filter::default()).unwrap()), ["d"]);
+    assert_eq!(store.remove_all(&[]).unwrap(), 0);
+}
+
 fn remove_and_requeue_return_the_task<S: Fresh>() {
     let store = S::fresh();
     store.insert(&task("t", 10), false).unwrap();
@@ -305,6 +326,7 @@ for_each_store!(
     insert_all_takes_any_number_and_size_of_tasks,
     due_is_live_tasks_in_order_up_to_the_limit,
     changes_apply_only_to_the_instance_read,
+    remove_all_removes_only_the_instances_read,
     remove_and_requeue_return_the_task,
     list_filters_and_limits,
     pages_after_a_task_visit_every_task_once_in_order,

@@ -5,7 +5,8 @@
 //! AND status = ? AND due_ms = ?`), and a batch of tasks is stored with one `INSERT ...
 //! SELECT ... FROM json_each(?)`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use crate::core::{Change, Counts, Filter, Key, MissedTicks, RetryPolicy, Schedule, Scheduled, Status, Store, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_FACTOR, MAX_TIME_MS};
 use crate::error::{Error, Result, StorageError, StorageKind};
@@ -262,32 +263,82 @@ fn conflict(keep_existing: bool) -> &'static str {
 /// expression, zone, interval or retry policy other than the default. The rest is written
 /// into the statement: in a Durable Object each bound value crosses from wasm to JavaScript
 /// to SQLite, about a microsecond each, as much as storing the row. The statements are few
-/// (per kind of schedule, missed-tick policy, default retry policy or not, and conflict
-/// rule: at most 32), so the runtime keeps each prepared.
-fn insert_one(t: &Scheduled, keep_existing: bool) -> (String, Vec<Value>) {
-    let mut args: Vec<Value> = vec![t.id.as_str().into(), t.due_ms.into(), t.payload.as_str().into(), t.created_ms.into()];
-    let mut arg = |value: Value| {
-        args.push(value);
-        format!("?{}", args.len())
-    };
+/// (one per [`Shape`]), so the runtime keeps each prepared, and each text is made once per
+/// isolate.
+fn insert_one(t: &Scheduled, keep_existing: bool) -> (Rc<str>, Vec<Value>) {
     let (kind, cron, zone, every) = schedule_columns(&t.schedule);
-    let cron = cron.map_or_else(|| "NULL".to_owned(), |c| arg(c.into()));
-    let zone = zone.map_or_else(|| "NULL".to_owned(), |z| arg(z.into()));
-    let every = every.map_or_else(|| "NULL".to_owned(), |e| arg(e.into()));
     let r = &t.retry;
-    let retry = if *r == RetryPolicy::default() {
-        format!("{}, {}, {}, {}", r.max_attempts, r.initial_backoff_ms, r.factor, r.max_backoff_ms)
-    } else {
-        let (attempts, backoff) = (arg(i64::from(r.max_attempts).into()), arg(r.initial_backoff_ms.into()));
-        let (factor, max_backoff) = (arg(i64::from(r.factor).into()), arg(r.max_backoff_ms.into()));
-        format!("{attempts}, {backoff}, {factor}, {max_backoff}")
-    };
-    let sql = format!(
-        "INSERT OR {} INTO _lumenize_alarms ({NEW}) VALUES (?1, '{kind}', {cron}, {zone}, {every}, ?2, ?2, ?3, 'pending', 0, {retry}, '{}', NULL, ?4)",
-        conflict(keep_existing),
-        missed_name(t.missed)
-    );
-    (sql, args)
+    let default_retry = *r == RetryPolicy::default();
+    let shape = Shape { kind, cron: cron.is_some(), zone: zone.is_some(), every: every.is_some(), default_retry, missed: missed_name(t.missed), keep_existing };
+    // In the order `Shape::sql` numbers them.
+    let mut args: Vec<Value> = vec![t.id.as_str().into(), t.due_ms.into(), t.payload.as_str().into(), t.created_ms.into()];
+    args.extend(cron.map(Value::from));
+    args.extend(zone.map(Value::from));
+    args.extend(every.map(Value::from));
+    if !default_retry {
+        args.extend([i64::from(r.max_attempts).into(), r.initial_backoff_ms.into(), i64::from(r.factor).into(), r.max_backoff_ms.into()]);
+    }
+    (shape.sql(), args)
+}
+
+/// What the text of [`insert_one`]'s statement depends on: which columns are bound, and
+/// what is written into it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    kind: &'static str,
+    cron: bool,
+    zone: bool,
+    every: bool,
+    default_retry: bool,
+    missed: &'static str,
+    keep_existing: bool,
+}
+
+thread_local! {
+    /// The text of each [`Shape`]'s statement, made the first time it is needed (formatting
+    /// it for every task cost a tenth of a `schedule`).
+    /// A few at most: a list.
+    static INSERTS: RefCell<Vec<(Shape, Rc<str>)>> = RefCell::default();
+}
+
+impl Shape {
+    /// The statement's text: `?1` to `?4` the id, due time, payload and creation time, then
+    /// one number per bound column, in the order of the table.
+    fn sql(self) -> Rc<str> {
+        INSERTS.with(|texts| {
+            if let Some((_, text)) = texts.borrow().iter().find(|(shape, _)| *shape == self) {
+                return Rc::clone(text);
+            }
+            let text: Rc<str> = self.text().into();
+            texts.borrow_mut().push((self, Rc::clone(&text)));
+            text
+        })
+    }
+
+    fn text(self) -> String {
+        let mut bound = 4;
+        let mut column = |is_bound: bool| {
+            if is_bound {
+                bound += 1;
+                format!("?{bound}")
+            } else {
+                "NULL".to_owned()
+            }
+        };
+        let (cron, zone, every) = (column(self.cron), column(self.zone), column(self.every));
+        let retry = if self.default_retry {
+            let r = RetryPolicy::default();
+            format!("{}, {}, {}, {}", r.max_attempts, r.initial_backoff_ms, r.factor, r.max_backoff_ms)
+        } else {
+            [column(true), column(true), column(true), column(true)].join(", ")
+        };
+        format!(
+            "INSERT OR {} INTO _lumenize_alarms ({NEW}) VALUES (?1, '{}', {cron}, {zone}, {every}, ?2, ?2, ?3, 'pending', 0, {retry}, '{}', NULL, ?4)",
+            conflict(self.keep_existing),
+            self.kind,
+            self.missed
+        )
+    }
 }
 
 fn schedule_columns(s: &Schedule) -> (&'static str, Option<&str>, Option<&str>, Option<i64>) {
@@ -517,8 +568,11 @@ impl<E: Exec> Store for SqlStore<E> {
             return Ok(0);
         }
         let json = serde_json::to_string(&keys.iter().map(|k| (k.seq, k.status.as_str(), k.due_ms)).collect::<Vec<_>>()).map_err(Error::Encode)?;
+        // Each key finds its row by `seq` (a join, which SQLite runs as one lookup per key: a
+        // fifth cheaper than matching `(seq, status, due_ms) IN (..)` as a whole).
         self.write(
-            "DELETE FROM _lumenize_alarms WHERE (seq, status, due_ms) IN (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?))",
+            "DELETE FROM _lumenize_alarms WHERE seq IN (SELECT t.seq FROM json_each(?) AS k JOIN _lumenize_alarms AS t \
+             ON t.seq = k.value ->> 0 AND t.status = k.value ->> 1 AND t.due_ms = k.value ->> 2)",
             vec![json.into()],
         )
     }
