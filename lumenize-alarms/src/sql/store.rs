@@ -270,7 +270,7 @@ fn insert_one(t: &Scheduled, keep_existing: bool) -> (Rc<str>, Vec<Value>) {
     let r = &t.retry;
     let default_retry = *r == RetryPolicy::default();
     let shape = Shape { kind, cron: cron.is_some(), zone: zone.is_some(), every: every.is_some(), default_retry, missed: missed_name(t.missed), keep_existing };
-    // In the order `Shape::sql` numbers them.
+    // In the order `Shape::text` numbers them.
     let mut args: Vec<Value> = vec![t.id.as_str().into(), t.due_ms.into(), t.payload.as_str().into(), t.created_ms.into()];
     args.extend(cron.map(Value::from));
     args.extend(zone.map(Value::from));
@@ -296,8 +296,7 @@ struct Shape {
 
 thread_local! {
     /// The text of each [`Shape`]'s statement, made the first time it is needed (formatting
-    /// it for every task cost a tenth of a `schedule`).
-    /// A few at most: a list.
+    /// it for every task cost a tenth of a `schedule`). A few at most, so a list.
     static INSERTS: RefCell<Vec<(Shape, Rc<str>)>> = RefCell::default();
 }
 
