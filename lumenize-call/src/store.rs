@@ -282,6 +282,7 @@ impl<E: Exec> Store<E> {
                             V::Text(id) => Column::Text(id),
                             V::Integer(id) => Column::Integer(id),
                             V::Null => Column::Null,
+                            V::Blob(_) => Column::Blob,
                         };
                         PendingCall { unreadable: Some(why), ..decode_call(vec![id]) }
                     }

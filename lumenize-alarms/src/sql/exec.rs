@@ -11,6 +11,9 @@ pub enum Value {
     Integer(i64),
     /// A `TEXT`.
     Text(String),
+    /// A `BLOB`: what the store reads its batches of rows as (their JSON's bytes, which
+    /// cross from SQLite without being made a JavaScript string).
+    Blob(Vec<u8>),
 }
 
 impl From<i64> for Value {
@@ -41,7 +44,7 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 /// rows read by position. Implemented for `worker::SqlStorage`; the tests implement it over
 /// a native SQLite.
 ///
-/// A value read that is not exactly an integer, text or NULL (a float, a blob) must be read
+/// A value read that is not exactly an integer, text, blob or NULL (a float) must be read
 /// as [`Value::Null`], never rounded to an integer: the store reads its numbers through JSON,
 /// where a float is seen as one, and a row holding one is quarantined rather than misread.
 ///
@@ -96,6 +99,15 @@ impl Columns {
         match self.next() {
             Value::Integer(v) => Ok(v),
             other => Err(unreadable("an integer", &other)),
+        }
+    }
+
+    /// The bytes of a BLOB (or of text).
+    pub(crate) fn bytes(&mut self) -> Result<Vec<u8>> {
+        match self.next() {
+            Value::Blob(v) => Ok(v),
+            Value::Text(v) => Ok(v.into_bytes()),
+            other => Err(unreadable("a blob", &other)),
         }
     }
 

@@ -6,6 +6,7 @@
 //! float where an integer belongs (SQLite's JSON turns integers above 2^53 into floats) is
 //! seen as a float, never silently truncated.
 
+use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::core::{clip, MissedTicks, RetryPolicy, Schedule, Scheduled, Status, MAX_TIME_MS};
@@ -70,10 +71,15 @@ pub(crate) fn read_json(json: &str, seq: i64, id: String) -> Read {
 pub(crate) fn read(values: Vec<Json>) -> Read {
     let mut row = Row { values, problems: Vec::new() };
     let (task, stored_status) = row.task();
-    if row.problems.is_empty() {
+    judged(task, stored_status, &row.problems)
+}
+
+/// The task, if its row has no problems; else its quarantined view.
+fn judged(task: Scheduled, stored_status: Option<String>, problems: &[String]) -> Read {
+    if problems.is_empty() {
         Read::Task(task)
     } else {
-        unreadable(task, stored_status, &row.problems)
+        unreadable(task, stored_status, problems)
     }
 }
 
@@ -120,8 +126,7 @@ impl Row {
 
     /// Column `i` holds `value` (as JSON), which is not what it should.
     fn problem(&mut self, i: usize, value: &Json, what: &str) {
-        let value: String = value.to_string().chars().take(64).collect();
-        self.problems.push(format!("{} {value} {what}", COLUMNS[i]));
+        problem(&mut self.problems, i, value, what);
     }
 
     /// An integer; a float (or anything else) is a problem, read as its saturated integer
@@ -157,7 +162,7 @@ impl Row {
     /// An integer for a `u32` field of the retry policy, saturated (out of range is not a
     /// problem: the policy is normalized on every read).
     fn saturated(&mut self, i: usize) -> u32 {
-        u32::try_from(self.int(i).max(0)).unwrap_or(u32::MAX)
+        saturate(self.int(i))
     }
 
     /// Text (taken out of the row).
@@ -192,55 +197,183 @@ impl Row {
         Some(self.text(i))
     }
 
+    /// The columns, each read as the type it should have, every problem noted.
+    fn columns(&mut self) -> Columns {
+        Columns {
+            seq: self.int(0),
+            id: self.text(1),
+            kind: self.name(2),
+            cron: self.opt_text(3),
+            zone: self.opt_text(4),
+            every_ms: self.opt_int(5),
+            due_ms: self.int(6),
+            tick_ms: self.int(7),
+            payload: self.text(8),
+            status: self.name(9),
+            attempts: self.count(10),
+            max_attempts: self.saturated(11),
+            backoff_ms: self.int(12),
+            backoff_factor: self.saturated(13),
+            max_backoff_ms: self.int(14),
+            missed: self.name(15),
+            last_error: self.opt_text(16),
+            created_ms: self.int(17),
+        }
+    }
+
     /// The task, as far as the row holds one, every problem noted; and the stored status.
     fn task(&mut self) -> (Scheduled, Option<String>) {
-        let seq = self.int(0);
-        let id = self.text(1);
-        let kind = self.name(2);
-        let cron = self.opt_text(3);
-        let zone = self.opt_text(4);
-        let every = self.opt_int(5);
-        let schedule = match (kind.as_deref(), cron, every) {
+        let columns = self.columns();
+        columns.task(&mut self.problems)
+    }
+}
+
+/// A row's columns, each of the type it should have: read leniently from a row's values
+/// ([`Row`]), or, for a batch whose every value has the right JSON type, parsed straight
+/// from the JSON ([`Typed`]). A name (kind, status, missed-tick policy) is `None` when it
+/// is not text.
+struct Columns {
+    seq: i64,
+    id: String,
+    kind: Option<String>,
+    cron: Option<String>,
+    zone: Option<String>,
+    every_ms: Option<i64>,
+    due_ms: i64,
+    tick_ms: i64,
+    payload: String,
+    status: Option<String>,
+    attempts: u32,
+    max_attempts: u32,
+    backoff_ms: i64,
+    backoff_factor: u32,
+    max_backoff_ms: i64,
+    missed: Option<String>,
+    last_error: Option<String>,
+    created_ms: i64,
+}
+
+/// Notes that column `i` holds `value`, which is not what it should.
+fn problem(problems: &mut Vec<String>, i: usize, value: &Json, what: &str) {
+    let value: String = value.to_string().chars().take(64).collect();
+    problems.push(format!("{} {value} {what}", COLUMNS[i]));
+}
+
+impl Columns {
+    /// The task the columns hold, every problem of their meaning noted (a kind without its
+    /// schedule, a status or missed-tick policy that is none); and the stored status.
+    fn task(self, problems: &mut Vec<String>) -> (Scheduled, Option<String>) {
+        let schedule = match (self.kind.as_deref(), self.cron, self.every_ms) {
             (None, _, _) => Schedule::Once, // not text: noted
             (Some("once"), _, _) => Schedule::Once,
-            (Some("cron"), Some(expr), _) => Schedule::Cron { expr, zone },
+            (Some("cron"), Some(expr), _) => Schedule::Cron { expr, zone: self.zone },
             (Some("every"), _, Some(interval_ms)) if interval_ms > 0 => Schedule::Every { interval_ms },
             (Some("every"), _, Some(interval_ms)) => {
-                self.problem(5, &interval_ms.into(), "is not a positive interval");
+                problem(problems, 5, &interval_ms.into(), "is not a positive interval");
                 Schedule::Every { interval_ms: interval_ms.max(1) }
             }
             (Some(kind), _, _) => {
-                self.problem(2, &kind.into(), "has no schedule: a kind of once, cron (with a cron expression) or every (with every_ms)");
+                problem(problems, 2, &kind.into(), "has no schedule: a kind of once, cron (with a cron expression) or every (with every_ms)");
                 Schedule::Once
             }
         };
-        let due_ms = self.int(6);
-        let tick_ms = self.int(7);
-        let payload = self.text(8);
-        let stored_status = self.get(9).as_str().map(str::to_owned);
-        let status = match self.name(9) {
+        let status = match self.status.as_deref() {
             None => Status::Dead,
-            Some(name) => Status::parse(&name).unwrap_or_else(|| {
-                self.problem(9, &name.as_str().into(), "is not pending, running or dead");
+            Some(name) => Status::parse(name).unwrap_or_else(|| {
+                problem(problems, 9, &name.into(), "is not pending, running or dead");
                 Status::Dead
             }),
         };
-        let attempts = self.count(10);
         // Out-of-range policies (an older release accepted any) are normalized, not quarantined.
-        let retry = RetryPolicy { max_attempts: self.saturated(11), initial_backoff_ms: self.int(12), factor: self.saturated(13), max_backoff_ms: self.int(14) }.normalized();
-        let missed = match self.name(15).as_deref() {
-            None => MissedTicks::Skip,
-            Some("skip") => MissedTicks::Skip,
+        let retry = RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial_backoff_ms: self.backoff_ms,
+            factor: self.backoff_factor,
+            max_backoff_ms: self.max_backoff_ms,
+        }
+        .normalized();
+        let missed = match self.missed.as_deref() {
+            None | Some("skip") => MissedTicks::Skip,
             Some("burst") => MissedTicks::Burst,
             Some(other) => {
-                self.problem(15, &other.into(), "is not skip or burst");
+                problem(problems, 15, &other.into(), "is not skip or burst");
                 MissedTicks::Skip
             }
         };
-        let last_error = self.opt_text(16);
-        let created_ms = self.int(17);
-        (Scheduled { id, seq, schedule, due_ms, tick_ms, payload, status, attempts, retry, missed, last_error, created_ms }, stored_status)
+        let task = Scheduled {
+            id: self.id,
+            seq: self.seq,
+            schedule,
+            due_ms: self.due_ms,
+            tick_ms: self.tick_ms,
+            payload: self.payload,
+            status,
+            attempts: self.attempts,
+            retry,
+            missed,
+            last_error: self.last_error,
+            created_ms: self.created_ms,
+        };
+        (task, self.status)
     }
+}
+
+/// A row whose every value has the JSON type its column should have, in the order of
+/// [`COLUMNS`]. A batch of such rows parses straight into these, with no tree of values per
+/// row; a batch with any other row does not, and is read value by value ([`read`]), which
+/// says what is wrong.
+#[derive(Deserialize)]
+pub(crate) struct Typed(
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    i64,
+    i64,
+    String,
+    String,
+    u32,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    Option<String>,
+    i64,
+);
+
+/// Reads a row parsed as [`Typed`]: what [`read`] makes of the same row's values.
+pub(crate) fn read_typed(row: Typed) -> Read {
+    let columns = Columns {
+        seq: row.0,
+        id: row.1,
+        kind: Some(row.2),
+        cron: row.3,
+        zone: row.4,
+        every_ms: row.5,
+        due_ms: row.6,
+        tick_ms: row.7,
+        payload: row.8,
+        status: Some(row.9),
+        attempts: row.10,
+        max_attempts: saturate(row.11),
+        backoff_ms: row.12,
+        backoff_factor: saturate(row.13),
+        max_backoff_ms: row.14,
+        missed: Some(row.15),
+        last_error: row.16,
+        created_ms: row.17,
+    };
+    let mut problems = Vec::new();
+    let (task, stored_status) = columns.task(&mut problems);
+    judged(task, stored_status, &problems)
+}
+
+/// A `u32` of the retry policy from its stored integer, saturated.
+fn saturate(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -306,5 +439,62 @@ mod tests {
         let Read::Unreadable { task, reason, .. } = read_json("[1, Inf]", 7, "x".into()) else { panic!("decoded") };
         assert_eq!((task.seq, task.id.as_str()), (7, "x"));
         assert!(reason.contains("do not parse as JSON"), "{reason}");
+    }
+
+    /// A value a row may hold in place of what a release writes.
+    fn other() -> impl proptest::strategy::Strategy<Value = Json> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Json::Null),
+            Just(serde_json::json!(1.5)),
+            Just(serde_json::json!(-3)),
+            Just(serde_json::json!(5_000_000_000_i64)),
+            Just(serde_json::json!("sleeping")),
+            Just(serde_json::json!("cron")),
+            Just(serde_json::json!("every")),
+            Just(serde_json::json!("burst")),
+            Just(serde_json::json!("*/5 * * * *")),
+            Just(serde_json::json!(0)),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// The typed parse of a row, where it succeeds, reads it as the lenient reader does:
+        /// the same task, or the same quarantined view with the same reason. Each case is a
+        /// release's row with up to three columns replaced.
+        #[test]
+        fn typed_rows_read_as_their_values_do(base in 0..3_usize, changes in proptest::collection::vec((0..COLUMNS.len(), other()), 0..=3)) {
+            let mut row = good();
+            // An interval task, a cron task in a zone, a one-off task that failed once.
+            match base {
+                0 => {}
+                1 => (row[2], row[3], row[4], row[5]) = ("cron".into(), "0 9 * * *".into(), "Europe/Paris".into(), Json::Null),
+                _ => (row[2], row[5], row[10], row[16]) = ("once".into(), Json::Null, 1.into(), "boom".into()),
+            }
+            for (i, value) in changes {
+                row[i] = value;
+            }
+            if let Ok(typed) = serde_json::from_value::<Typed>(Json::Array(row.clone())) {
+                proptest::prop_assert_eq!(format!("{:?}", read_typed(typed)), format!("{:?}", read(row)));
+            }
+        }
+    }
+
+    #[test]
+    fn a_release_s_rows_parse_typed_and_a_wrong_type_does_not() {
+        let rows = Json::Array(vec![Json::Array(good()), Json::Array(good())]);
+        let typed: Vec<Typed> = serde_json::from_value(rows).expect("typed");
+        assert!(matches!(read_typed(typed.into_iter().next().unwrap()), Read::Task(_)));
+        let mut bad = good();
+        bad[6] = serde_json::json!(1.0e19);
+        assert!(serde_json::from_value::<Vec<Typed>>(Json::Array(vec![Json::Array(good()), Json::Array(bad)])).is_err());
+        // A value of the right type but no meaning parses typed, and is quarantined as the
+        // lenient reader quarantines it.
+        let mut meaningless = good();
+        meaningless[9] = "sleeping".into();
+        let typed: Typed = serde_json::from_value(Json::Array(meaningless.clone())).expect("typed");
+        assert!(matches!(read_typed(typed), Read::Unreadable { reason, .. } if reason.contains("status \"sleeping\"")));
     }
 }

@@ -166,17 +166,25 @@ impl<E: Exec> SqlStore<E> {
 
     /// The rows a `SELECT ... FROM _lumenize_alarms ...` (`from`: everything after `SELECT`'s
     /// column list) returns, each read on its own ([`row::read`]): a row that does not decode
-    /// never stops the others. They cross from SQLite as one JSON string (in a Durable
-    /// Object, every value read is a JavaScript call); if that string would be over what
-    /// SQLite allows (payloads of a megabyte), or cannot be made (a BLOB) or does not parse
-    /// (a float SQLite writes as `Inf`), one string per row ([`each`]). Sorted by
-    /// `(due_ms, seq)`.
+    /// never stops the others. They cross from SQLite as one JSON text (in a Durable
+    /// Object, every value read is a JavaScript call), parsed straight into typed columns
+    /// when every row is well typed ([`row::Typed`]); if that text would be over what SQLite
+    /// allows (payloads of a megabyte), or cannot be made (a BLOB) or does not parse (a
+    /// float SQLite writes as `Inf`, text that is not UTF-8), one string per row ([`each`]).
+    /// Sorted by `(due_ms, seq)`.
     fn select(&self, from: &str, args: Vec<Value>) -> Result<Vec<Read>> {
-        let all = format!("SELECT json_group_array({TASK}) FROM (SELECT * {from})");
+        // As a BLOB: its bytes cross into wasm as they are, where text would be made a
+        // JavaScript string and encoded back, character by character.
+        let all = format!("SELECT CAST(json_group_array({TASK}) AS BLOB) FROM (SELECT * {from})");
         let batch = match self.with_table(|| self.exec.query(&all, args.clone())) {
             Ok(rows) => {
-                let json = rows.into_iter().next().map(|row| Columns::new(row).text()).transpose()?.unwrap_or_default();
-                serde_json::from_str::<Vec<Vec<serde_json::Value>>>(&json).ok().map(|rows| rows.into_iter().map(row::read).collect())
+                let json = rows.into_iter().next().map(|row| Columns::new(row).bytes()).transpose()?.unwrap_or_default();
+                // Typed when every value has its column's JSON type (the rows a release writes);
+                // else value by value, which says what is wrong.
+                match serde_json::from_slice::<Vec<row::Typed>>(&json) {
+                    Ok(rows) => Some(rows.into_iter().map(row::read_typed).collect()),
+                    Err(_) => serde_json::from_slice::<Vec<Vec<serde_json::Value>>>(&json).ok().map(|rows| rows.into_iter().map(row::read).collect()),
+                }
             }
             // Too big, or a value JSON cannot hold: row by row (if storage itself fails, so
             // does that).

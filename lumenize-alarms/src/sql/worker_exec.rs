@@ -22,6 +22,7 @@ fn bind(args: Vec<Value>) -> Vec<JsValue> {
             #[allow(clippy::cast_precision_loss)] // below 2^53: exact
             Value::Integer(i) => JsValue::from_f64(i as f64),
             Value::Text(s) => JsValue::from_str(&s),
+            Value::Blob(b) => js_sys::Uint8Array::from(b.as_slice()).into(),
         })
         .collect()
 }
@@ -34,7 +35,8 @@ fn read(v: SqlStorageValue) -> Value {
         // A number that is not a safe integer (a REAL, or an integer beyond 2^53): never read
         // as an integer it is not. The scheduler reads its numbers through JSON (where a
         // float stays a float, and its row is quarantined); a direct read sees no value.
-        SqlStorageValue::Float(_) | SqlStorageValue::Null | SqlStorageValue::Blob(_) => Value::Null,
+        SqlStorageValue::Blob(b) => Value::Blob(b),
+        SqlStorageValue::Float(_) | SqlStorageValue::Null => Value::Null,
     }
 }
 

@@ -50,6 +50,7 @@ fn bind(args: Vec<Value>) -> impl Iterator<Item = SqliteValue> {
         Value::Integer(i) if i.unsigned_abs() > MAX_SAFE_INTEGER.unsigned_abs() => SqliteValue::Real(i as f64),
         Value::Integer(i) => SqliteValue::Integer(i),
         Value::Text(s) => SqliteValue::Text(s),
+        Value::Blob(b) => SqliteValue::Blob(b),
     })
 }
 
@@ -62,7 +63,8 @@ fn read(v: ValueRef<'_>) -> Value {
         // executor reads as NULL (never as an integer it is not).
         #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
         ValueRef::Real(f) if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER as f64 => Value::Integer(f as i64),
-        ValueRef::Real(_) | ValueRef::Null | ValueRef::Blob(_) => Value::Null,
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+        ValueRef::Real(_) | ValueRef::Null => Value::Null,
     }
 }
 
