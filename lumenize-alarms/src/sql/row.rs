@@ -442,6 +442,7 @@ mod tests {
     }
 
     /// A value a row may hold in place of what a release writes.
+    #[cfg(not(target_arch = "wasm32"))] // proptest is a native dev-dependency
     fn other() -> impl proptest::strategy::Strategy<Value = Json> {
         use proptest::prelude::*;
         prop_oneof![
@@ -458,6 +459,7 @@ mod tests {
         ]
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
 
