@@ -23,7 +23,9 @@
 //!
 //! With `"run_due_now": true` in the message, the origin runs its due tasks right after the
 //! call through lumenize-alarms' test hook ([`Alarms::run_due_at`]) instead of waiting for
-//! the native alarm: `alarm` then costs `direct` plus one task, without the alarm's delay.
+//! the native alarm: `alarm` then costs `direct` plus one task, without the alarm's delay
+//! (the native alarm the call armed still fires, and finds nothing to run: `alarm-now`
+//! pays its write and that empty invocation).
 //!
 //! The worker's routes: `GET /` says what this is; `/origin/<name>` (a WebSocket upgrade)
 //! connects to the `OriginDO` called `<name>`.

@@ -23,8 +23,11 @@ const RESAMPLES: usize = 1000;
 /// and little more).
 pub const DIRECT_OVER_RAW_DURABLE_MAX: f64 = 1.05;
 
-/// Target: the alarm path's own work, `p50(alarm-now) - p50(direct)`, at most this (ms);
-/// and `p50(alarm) - p50(direct)` at most one alarm hop plus this.
+/// Target: the alarm path's cost, `p50(alarm-now) - p50(direct)`, at most this (ms);
+/// and `p50(alarm) - p50(direct)` at most one alarm hop plus this. `alarm-now` also pays
+/// the native alarm its call arms: the write, and an invocation that finds the task
+/// already run by the test hook: about 1.1 ms locally, besides about 0.2 ms of the alarm
+/// path's own work (examples/call-alarm-delay/MEASUREMENTS.md, stop 30).
 pub const ALARM_PATH_MAX_MS: f64 = 0.2;
 
 /// Latency segments (bounded in flight) or batch segments (all at once).
@@ -122,8 +125,9 @@ pub struct Targets {
     /// Latency mode: `p50(direct) / p50(raw-durable)`; target at most
     /// [`DIRECT_OVER_RAW_DURABLE_MAX`].
     pub direct_over_raw_durable_p50: Option<f64>,
-    /// Latency mode: the alarm path's own work, `p50(alarm-now) - p50(direct)`, ms; target at
-    /// most [`ALARM_PATH_MAX_MS`].
+    /// Latency mode: the alarm path's cost, `p50(alarm-now) - p50(direct)`, ms (its own
+    /// work and the native alarm's; see [`ALARM_PATH_MAX_MS`]); target at most
+    /// [`ALARM_PATH_MAX_MS`].
     pub alarm_path_p50_ms: Option<Interval>,
     /// Latency mode: `p50(direct) / p50(raw)`; target at most 1.25.
     pub direct_over_raw_p50: Option<f64>,
