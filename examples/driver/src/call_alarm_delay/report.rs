@@ -26,8 +26,8 @@ pub const DIRECT_OVER_RAW_DURABLE_MAX: f64 = 1.05;
 /// Target: the alarm path's cost, `p50(alarm-now) - p50(direct)`, at most this (ms);
 /// and `p50(alarm) - p50(direct)` at most one alarm hop plus this. `alarm-now` also pays
 /// the native alarm its call arms: the write, and an invocation that finds the task
-/// already run by the test hook: about 1.1 ms locally, besides about 0.2 ms of the alarm
-/// path's own work (examples/call-alarm-delay/MEASUREMENTS.md, stop 30).
+/// already run by the test hook. In the probe of examples/call-alarm-delay/MEASUREMENTS.md
+/// (stop 30), those were most of the difference; the alarm path's own work was about 0.2 ms.
 pub const ALARM_PATH_MAX_MS: f64 = 0.2;
 
 /// Latency segments (bounded in flight) or batch segments (all at once).
