@@ -169,8 +169,9 @@ impl<E: Exec> SqlStore<E> {
     /// never stops the others. They cross from SQLite as one JSON text (in a Durable
     /// Object, every value read is a JavaScript call), parsed straight into typed columns
     /// when every row is well typed ([`row::Typed`]); if that text would be over what SQLite
-    /// allows (payloads of a megabyte), or cannot be made (a BLOB) or does not parse (a
-    /// float SQLite writes as `Inf`, text that is not UTF-8), one string per row ([`each`]).
+    /// allows (payloads of a megabyte), or cannot be made (a column holds a BLOB, which JSON
+    /// cannot) or does not parse (a float SQLite writes as `Inf`, text that is not UTF-8),
+    /// one string per row ([`each`]).
     /// Sorted by `(due_ms, seq)`.
     fn select(&self, from: &str, args: Vec<Value>) -> Result<Vec<Read>> {
         // As a BLOB: its bytes cross into wasm as they are, where text would be made a
